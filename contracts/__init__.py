@@ -1,0 +1,1 @@
+"""Wire contracts shared by every meetplane service: schemas only, no behaviour."""

@@ -1,0 +1,132 @@
+"""Commands of the rooms service (`meetplane.cmd.rooms.<verb>`)."""
+
+from __future__ import annotations
+
+from typing import Annotated, Literal
+
+from pydantic import BaseModel, Field
+
+from contracts.rooms import (
+    AccessUpdate,
+    CreateRoomRequest,
+    RoomConfigPatch,
+    RolesPatch,
+    UpdateRoomSettingsRequest,
+    WithMeeting,
+    WithRecordings,
+)
+
+SERVICE = "rooms"
+
+
+class CreateRoom(BaseModel):
+    """Create a room; the request is validated again by the service."""
+
+    request: CreateRoomRequest
+
+
+class GetRoom(BaseModel):
+    """Get one room."""
+
+    roomId: str
+
+
+class ListRooms(BaseModel):
+    """List rooms with filters, sorting and cursor pagination."""
+
+    roomName: str | None = None
+    status: Literal["open", "active_meeting", "closed"] | None = None
+    maxItems: Annotated[int, Field(ge=1, le=100)] = 10
+    nextPageToken: str | None = None
+    sortField: Literal["creationDate", "roomName"] = "creationDate"
+    sortOrder: Literal["asc", "desc"] = "desc"
+
+
+class UpdateRoomConfig(BaseModel):
+    """Merge a config patch into the room's config."""
+
+    roomId: str
+    config: RoomConfigPatch
+
+
+class UpdateRoomSettings(BaseModel):
+    """Rename, move or clear auto-deletion, change meetingEndAction."""
+
+    roomId: str
+    settings: UpdateRoomSettingsRequest
+
+
+class UpdateRoomStatus(BaseModel):
+    """Open or close (lock) a room."""
+
+    roomId: str
+    status: Literal["open", "closed"]
+
+
+class UpdateRoomRoles(BaseModel):
+    """Merge role permission patches."""
+
+    roomId: str
+    roles: RolesPatch
+
+
+class UpdateRoomAccess(BaseModel):
+    """Enable/disable anonymous links; regenerate secrets."""
+
+    roomId: str
+    access: AccessUpdate
+
+
+class DeleteRoom(BaseModel):
+    """Delete a room with the given policies."""
+
+    roomId: str
+    withMeeting: WithMeeting = WithMeeting.FAIL
+    withRecordings: WithRecordings = WithRecordings.FAIL
+
+
+class DeleteRoomResult(BaseModel):
+    """Outcome of a delete: `successCode` and whether it is done now or scheduled."""
+
+    roomId: str
+    successCode: str
+    message: str
+    scheduled: bool = False
+    room: dict[str, object] | None = None
+
+
+class BulkDeleteRooms(BaseModel):
+    """Delete several rooms; each gets its own outcome."""
+
+    roomIds: Annotated[list[str], Field(min_length=1, max_length=100)]
+    withMeeting: WithMeeting = WithMeeting.FAIL
+    withRecordings: WithRecordings = WithRecordings.FAIL
+
+
+class BulkDeleteOutcome(BaseModel):
+    """One room's outcome in a bulk delete."""
+
+    roomId: str
+    successCode: str | None = None
+    error: str | None = None
+    message: str
+    scheduled: bool = False
+
+
+class RoomHistory(BaseModel):
+    """The room's full domain event history (audit)."""
+
+    roomId: str
+    maxItems: Annotated[int, Field(ge=1, le=1000)] = 100
+    nextPageToken: str | None = None
+
+
+class HistoryEntry(BaseModel):
+    """One entry of a room's history."""
+
+    version: int
+    type: str
+    timestamp: int
+    data: dict[str, object]
+
+

@@ -1,0 +1,266 @@
+"""Integration events: the envelope, every event of ARCHITECTURE.md, and their subjects.
+
+Domain events stay inside a service; what crosses the wire is one of these.
+Each event type has a data model and a subject `meetplane.evt.<aggregate>.<event>`.
+Versions start at 1; a breaking change to a data model adds a new version.
+"""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+from typing import Any, Literal
+from uuid import UUID
+
+from pydantic import BaseModel, ConfigDict, Field
+
+from contracts.rooms import RoomState, WithMeeting, WithRecordings
+
+SUBJECT_PREFIX = "meetplane.evt"
+
+
+class EventEnvelope(BaseModel):
+    """What every message on the MEETPLANE stream looks like.
+
+    `id` is stable across re-publication (the outbox derives it from the domain
+    event), so it doubles as the JetStream `Nats-Msg-Id` and as the consumers'
+    idempotency key.
+    """
+
+    model_config = ConfigDict(extra="forbid")
+
+    id: UUID
+    type: str
+    version: int = 1
+    occurred_at: datetime
+    source: Literal["rooms", "meetings", "recordings", "janitor", "gateway"]
+    subject_id: str
+    data: dict[str, Any]
+
+    def parse_data(self) -> BaseModel:
+        """Validate `data` against the model registered for `type`."""
+        return EVENT_TYPES[self.type].model.model_validate(self.data)
+
+
+# ---- rooms -------------------------------------------------------------------
+
+
+class RoomCreated(BaseModel):
+    """A room was created."""
+
+    room: RoomState
+
+
+class RoomUpdated(BaseModel):
+    """A room's configuration, roles, access, name, auto-deletion or end action changed."""
+
+    room: RoomState
+    changed: list[str] = Field(default_factory=list)
+
+
+class RoomStatusChanged(BaseModel):
+    """A room was opened or closed (locked)."""
+
+    roomId: str
+    status: Literal["open", "closed"]
+    reason: str = "admin"
+    endMeeting: bool = False
+
+
+class RoomDeleted(BaseModel):
+    """A room is gone; other services act on `withMeeting` / `withRecordings`."""
+
+    roomId: str
+    withMeeting: WithMeeting
+    withRecordings: WithRecordings
+    reason: Literal["admin", "auto_deletion", "meeting_end_action"] = "admin"
+
+
+# ---- meetings ----------------------------------------------------------------
+
+ParticipantRole = Literal["moderator", "speaker"]
+EndReason = Literal[
+    "ended_by_admin", "room_deleted", "room_closed", "empty_timeout", "auto_deleted", "livekit"
+]
+
+
+class MeetingStarted(BaseModel):
+    """The first participant joined a room: a meeting is live."""
+
+    meetingId: str
+    roomId: str
+    startedAt: int
+
+
+class ParticipantJoined(BaseModel):
+    """A participant joined a meeting."""
+
+    meetingId: str
+    roomId: str
+    identity: str
+    name: str
+    role: ParticipantRole
+
+
+class ParticipantLeft(BaseModel):
+    """A participant left a meeting."""
+
+    meetingId: str
+    roomId: str
+    identity: str
+
+
+class ParticipantRoleChanged(BaseModel):
+    """A participant's role changed."""
+
+    meetingId: str
+    roomId: str
+    identity: str
+    role: ParticipantRole
+
+
+class ParticipantEvicted(BaseModel):
+    """A participant was removed and may not rejoin this meeting."""
+
+    meetingId: str
+    roomId: str
+    identity: str
+
+
+class MeetingEnded(BaseModel):
+    """A meeting ended for a stated reason."""
+
+    meetingId: str
+    roomId: str
+    reason: EndReason
+    endedAt: int
+
+
+# ---- recordings --------------------------------------------------------------
+
+
+class RecordingStarted(BaseModel):
+    """A recording started (egress requested)."""
+
+    recordingId: str
+    roomId: str
+    meetingId: str | None = None
+    startDate: int
+
+
+class RecordingStopped(BaseModel):
+    """A recording was asked to stop; media is being finalised."""
+
+    recordingId: str
+    roomId: str
+    endDate: int
+
+
+class RecordingReady(BaseModel):
+    """The recording's media is complete in object storage."""
+
+    recordingId: str
+    roomId: str
+    size: int
+    duration: float
+    objectKey: str
+
+
+class RecordingFailed(BaseModel):
+    """The recording failed; `error` says why."""
+
+    recordingId: str
+    roomId: str
+    error: str
+
+
+class RecordingDeleted(BaseModel):
+    """The recording's metadata is deleted; its object is being removed."""
+
+    recordingId: str
+    roomId: str
+
+
+# ---- janitor -----------------------------------------------------------------
+
+
+class RoomAutoDeletionDue(BaseModel):
+    """A room's auto-deletion time has come; the rooms service applies its policy."""
+
+    roomId: str
+    autoDeletionDate: int
+
+
+class EventType(BaseModel):
+    """Registry entry: the data model and subject of one event type."""
+
+    model_config = ConfigDict(arbitrary_types_allowed=True)
+
+    name: str
+    aggregate: str
+    model: type[BaseModel]
+    version: int = 1
+
+    @property
+    def subject(self) -> str:
+        """`meetplane.evt.<aggregate>.<EventName>`."""
+        return f"{SUBJECT_PREFIX}.{self.aggregate}.{self.name}"
+
+
+def _registry(aggregate: str, *models: type[BaseModel]) -> dict[str, EventType]:
+    return {m.__name__: EventType(name=m.__name__, aggregate=aggregate, model=m) for m in models}
+
+
+EVENT_TYPES: dict[str, EventType] = {
+    **_registry("room", RoomCreated, RoomUpdated, RoomStatusChanged, RoomDeleted),
+    **_registry(
+        "meeting",
+        MeetingStarted,
+        ParticipantJoined,
+        ParticipantLeft,
+        ParticipantRoleChanged,
+        ParticipantEvicted,
+        MeetingEnded,
+    ),
+    **_registry(
+        "recording",
+        RecordingStarted,
+        RecordingStopped,
+        RecordingReady,
+        RecordingFailed,
+        RecordingDeleted,
+    ),
+    **_registry("janitor", RoomAutoDeletionDue),
+}
+
+
+def subject_of(event_type: str) -> str:
+    """The NATS subject an event type is published on."""
+    return EVENT_TYPES[event_type].subject
+
+
+def aggregate_subjects(aggregate: str) -> str:
+    """Wildcard subject for every event of one aggregate, e.g. `meetplane.evt.room.*`."""
+    return f"{SUBJECT_PREFIX}.{aggregate}.*"
+
+
+def make_envelope(
+    event_id: UUID,
+    data: BaseModel,
+    *,
+    source: Literal["rooms", "meetings", "recordings", "janitor", "gateway"],
+    subject_id: str,
+    occurred_at: datetime | None = None,
+) -> EventEnvelope:
+    """Wrap an event data model in the envelope; the type is the model's class name."""
+    event_type = type(data).__name__
+    if event_type not in EVENT_TYPES:
+        raise KeyError(f"not an integration event: {event_type}")
+    return EventEnvelope(
+        id=event_id,
+        type=event_type,
+        version=EVENT_TYPES[event_type].version,
+        occurred_at=occurred_at or datetime.now(UTC),
+        source=source,
+        subject_id=subject_id,
+        data=data.model_dump(mode="json"),
+    )

@@ -1,0 +1,33 @@
+"""The JetStream stream every integration event lives in, and consumer defaults.
+
+Declared once (by the launcher in the embedded default, by a Job in Kubernetes);
+services bind to it and never redefine it.
+"""
+
+from __future__ import annotations
+
+from nats.js.api import RetentionPolicy, StorageType, StreamConfig
+
+from contracts.events import SUBJECT_PREFIX
+
+STREAM_NAME = "MEETPLANE"
+STREAM_SUBJECTS = [f"{SUBJECT_PREFIX}.>"]
+DUPLICATE_WINDOW_SECONDS = 120.0
+MAX_AGE_SECONDS = 30 * 24 * 3600.0
+
+# How long a consumer has to ack before JetStream redelivers, and how often it tries.
+CONSUMER_ACK_WAIT_SECONDS = 30.0
+CONSUMER_MAX_DELIVER = -1
+
+
+def stream_config(replicas: int = 1, name: str = STREAM_NAME) -> StreamConfig:
+    """The MEETPLANE stream: file storage, 2 min duplicate window, retention by age."""
+    return StreamConfig(
+        name=name,
+        subjects=list(STREAM_SUBJECTS),
+        retention=RetentionPolicy.LIMITS,
+        storage=StorageType.FILE,
+        max_age=MAX_AGE_SECONDS,
+        duplicate_window=DUPLICATE_WINDOW_SECONDS,
+        num_replicas=replicas,
+    )

@@ -1,0 +1,1 @@
+"""meetplane services: one package per service, plus the shared runtime plumbing."""

@@ -1,0 +1,1 @@
+"""The gateway: OpenVidu Meet-compatible REST API in front of the services."""

@@ -1,0 +1,46 @@
+"""FastAPI factory of the gateway; nothing is built at import time."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+
+from fastapi import FastAPI
+
+from services.gateway.errors import install_error_handlers
+from services.gateway.middleware import GatewayMiddleware
+from services.gateway.routes import ops, rooms
+from services.gateway.rpc import Rpc
+from services.gateway.settings import GatewaySettings
+from services.runtime.nats import make_broker
+
+ROUTERS = [ops.router, rooms.router]
+
+
+def create_app(settings: GatewaySettings) -> FastAPI:
+    """Build the gateway app; its lifespan connects to NATS."""
+
+    @asynccontextmanager
+    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        broker = make_broker(settings, "meetplane-gateway")
+        await broker.connect()
+        app.state.broker = broker
+        app.state.rpc = Rpc(broker, settings.command_timeout)
+        try:
+            yield
+        finally:
+            await broker.stop()
+
+    app = FastAPI(
+        title="meetplane",
+        version="0.1.0",
+        description="Event-sourced control plane for video meetings "
+        "(OpenVidu Meet REST API v1 compatible).",
+        lifespan=lifespan,
+    )
+    app.state.settings = settings
+    install_error_handlers(app)
+    for router in ROUTERS:
+        app.include_router(router)
+    app.add_middleware(GatewayMiddleware, max_body_bytes=settings.max_body_bytes)
+    return app

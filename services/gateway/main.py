@@ -1,0 +1,23 @@
+"""`meetplane serve gateway`: the FastAPI app under uvicorn."""
+
+from __future__ import annotations
+
+import uvicorn
+
+from services.gateway.app import create_app
+from services.gateway.settings import GatewaySettings
+from services.runtime.logging import configure_logging
+
+
+def serve() -> None:
+    """Run the gateway until SIGINT/SIGTERM."""
+    settings = GatewaySettings()
+    configure_logging(settings.log_format, settings.log_level, "gateway")
+    uvicorn.run(
+        create_app(settings),
+        host=settings.http_host,
+        port=settings.http_port,
+        log_config=None,
+        access_log=False,
+        timeout_graceful_shutdown=10,
+    )

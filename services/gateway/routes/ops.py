@@ -1,0 +1,50 @@
+"""Operations: health, readiness, metrics, AsyncAPI."""
+
+from __future__ import annotations
+
+import asyncio
+from typing import Any
+
+from fastapi import APIRouter, Request
+from fastapi.responses import JSONResponse, PlainTextResponse
+from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
+
+from services.runtime.launcher import SERVICES
+from services.runtime.rpc import request as nats_request
+from services.runtime.service import broker_connected
+
+router = APIRouter(tags=["operations"])
+
+BACKEND_SERVICES = tuple(s for s in SERVICES if s != "gateway")
+
+
+@router.get("/healthz", summary="Liveness")
+async def healthz() -> dict[str, str]:
+    return {"status": "ok"}
+
+
+@router.get("/readyz", summary="Readiness: NATS connected and every service answers a ping")
+async def readyz(request: Request) -> JSONResponse:
+    broker = request.app.state.broker
+    timeout = request.app.state.settings.ready_ping_timeout
+    checks: dict[str, Any] = {"nats": broker_connected(broker)}
+    if checks["nats"]:
+        replies = await asyncio.gather(
+            *(nats_request(broker, s, "ping", timeout=timeout) for s in BACKEND_SERVICES)
+        )
+        checks.update({s: r.ok for s, r in zip(BACKEND_SERVICES, replies, strict=True)})
+    ready = all(checks.values()) and len(checks) == len(BACKEND_SERVICES) + 1
+    return JSONResponse({"status": "ready" if ready else "not_ready", "checks": checks},
+                        status_code=200 if ready else 503)
+
+
+@router.get("/metrics", summary="Prometheus metrics")
+async def metrics() -> PlainTextResponse:
+    return PlainTextResponse(generate_latest().decode(), media_type=CONTENT_TYPE_LATEST)
+
+
+@router.get("/asyncapi", summary="AsyncAPI document of the integration events")
+async def asyncapi() -> JSONResponse:
+    from services.runtime.schemas import asyncapi_document
+
+    return JSONResponse(asyncapi_document())

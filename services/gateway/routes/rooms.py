@@ -1,0 +1,282 @@
+"""`/api/v1/rooms…`: thin routes that ask the rooms service over NATS."""
+
+from __future__ import annotations
+
+from typing import Annotated, Any, Literal
+
+from fastapi import APIRouter, Header, Path, Query, Request, Response
+from pydantic import BaseModel, ConfigDict, Field
+
+from contracts.commands import rooms as cmd
+from contracts.rooms import (
+    AccessUpdate,
+    AnonymousAccessRequest,
+    CreateRoomRequest,
+    RoomConfigPatch,
+    RolesPatch,
+    UpdateRoomSettingsRequest,
+    UpdateRoomStatusRequest,
+    WithMeeting,
+    WithRecordings,
+)
+from services.gateway.auth import AdminDep
+from services.gateway.errors import ApiError
+from services.gateway.rooms_view import EXTRA_FIELDS, ROOM_FIELDS, parse_field_list, shape_room
+from services.gateway.rpc import RpcDep
+
+router = APIRouter(prefix="/api/v1/rooms", tags=["rooms"], dependencies=[AdminDep])
+
+RoomIdPath = Annotated[str, Path(min_length=1, max_length=100, pattern=r"^[A-Za-z0-9_\-]+$")]
+
+
+class _Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+
+class RolePermissionsPatch(_Strict):
+    permissions: dict[str, bool]
+
+
+class RolesBody(_Strict):
+    moderator: RolePermissionsPatch | None = None
+    speaker: RolePermissionsPatch | None = None
+
+
+class UpdateRolesBody(_Strict):
+    """PUT /rooms/{roomId}/roles body."""
+
+    roles: RolesBody
+
+
+class AccessBody(_Strict):
+    anonymous: AnonymousAccessRequest | None = None
+
+
+class UpdateAccessBody(_Strict):
+    """PUT /rooms/{roomId}/access body: enable links, regenerate secrets."""
+
+    access: AccessBody = Field(default_factory=AccessBody)
+    regenerate: list[Literal["moderator", "speaker", "recording"]] = Field(default_factory=list)
+
+
+class UpdateConfigBody(_Strict):
+    """PUT /rooms/{roomId}/config body."""
+
+    config: RoomConfigPatch
+
+
+def _selection(
+    fields: str | None, extra: str | None, x_fields: str | None, x_extra: str | None
+) -> tuple[set[str] | None, set[str] | None]:
+    return (
+        parse_field_list(fields or x_fields, ROOM_FIELDS, "fields"),
+        parse_field_list(extra or x_extra, EXTRA_FIELDS, "extraFields"),
+    )
+
+
+FieldsQuery = Annotated[str | None, Query(description="comma-separated fields to return")]
+ExtraQuery = Annotated[str | None, Query(alias="extraFields", description="config,roles")]
+XFields = Annotated[str | None, Header(alias="X-Fields")]
+XExtra = Annotated[str | None, Header(alias="X-ExtraFields")]
+
+
+def _base(request: Request) -> str:
+    return request.app.state.settings.base_url()  # type: ignore[no-any-return]
+
+
+@router.post("", status_code=201, summary="Create a room")
+async def create_room(
+    body: CreateRoomRequest,
+    request: Request,
+    response: Response,
+    rpc: RpcDep,
+    fields: FieldsQuery = None,
+    extraFields: ExtraQuery = None,
+    x_fields: XFields = None,
+    x_extra: XExtra = None,
+) -> dict[str, Any]:
+    selected, extra = _selection(fields, extraFields, x_fields, x_extra)
+    record = await rpc("rooms", "create", cmd.CreateRoom(request=body))
+    response.headers["Location"] = f"/api/v1/rooms/{record['roomId']}"
+    return shape_room(record, _base(request), selected, extra)
+
+
+@router.get("", summary="List rooms")
+async def list_rooms(
+    request: Request,
+    rpc: RpcDep,
+    roomName: Annotated[str | None, Query(max_length=50)] = None,
+    status: Literal["open", "active_meeting", "closed"] | None = None,
+    maxItems: Annotated[int, Query(ge=1, le=100)] = 10,
+    nextPageToken: Annotated[str | None, Query(max_length=1000)] = None,
+    sortField: Literal["creationDate", "roomName"] = "creationDate",
+    sortOrder: Literal["asc", "desc"] = "desc",
+    fields: FieldsQuery = None,
+    extraFields: ExtraQuery = None,
+    x_fields: XFields = None,
+    x_extra: XExtra = None,
+) -> dict[str, Any]:
+    selected, extra = _selection(fields, extraFields, x_fields, x_extra)
+    page = await rpc(
+        "rooms",
+        "list",
+        cmd.ListRooms(
+            roomName=roomName,
+            status=status,
+            maxItems=maxItems,
+            nextPageToken=nextPageToken,
+            sortField=sortField,
+            sortOrder=sortOrder,
+        ),
+    )
+    return {
+        "rooms": [shape_room(r, _base(request), selected, extra) for r in page["items"]],
+        "pagination": {
+            "isTruncated": page["isTruncated"],
+            "nextPageToken": page["nextPageToken"],
+            "maxItems": page["maxItems"],
+        },
+    }
+
+
+@router.delete("", summary="Delete several rooms")
+async def bulk_delete_rooms(
+    rpc: RpcDep,
+    response: Response,
+    roomIds: Annotated[str, Query(min_length=1, max_length=10_000)],
+    withMeeting: WithMeeting = WithMeeting.FAIL,
+    withRecordings: WithRecordings = WithRecordings.FAIL,
+) -> dict[str, Any]:
+    ids = [part.strip() for part in roomIds.split(",") if part.strip()]
+    if not ids:
+        raise ApiError.invalid("roomIds", "at least one room id is required")
+    if len(ids) > 100:
+        raise ApiError.invalid("roomIds", "at most 100 room ids per request")
+    outcomes = await rpc(
+        "rooms",
+        "bulk_delete",
+        cmd.BulkDeleteRooms(roomIds=ids, withMeeting=withMeeting, withRecordings=withRecordings),
+    )
+    successful = [o for o in outcomes if o["error"] is None]
+    failed = [
+        {"roomId": o["roomId"], "error": o["error"], "message": o["message"]}
+        for o in outcomes
+        if o["error"] is not None
+    ]
+    if failed:
+        response.status_code = 400
+        message = f"{len(failed)} of {len(outcomes)} room(s) could not be deleted"
+    else:
+        message = "All rooms successfully processed for deletion"
+    return {
+        "message": message,
+        "successful": [
+            {"roomId": o["roomId"], "successCode": o["successCode"], "message": o["message"]}
+            for o in successful
+        ],
+        "failed": failed,
+    }
+
+
+@router.get("/{roomId}", summary="Get a room")
+async def get_room(
+    roomId: RoomIdPath,
+    request: Request,
+    rpc: RpcDep,
+    fields: FieldsQuery = None,
+    extraFields: ExtraQuery = None,
+    x_fields: XFields = None,
+    x_extra: XExtra = None,
+) -> dict[str, Any]:
+    selected, extra = _selection(fields, extraFields, x_fields, x_extra)
+    record = await rpc("rooms", "get", cmd.GetRoom(roomId=roomId))
+    return shape_room(record, _base(request), selected, extra)
+
+
+@router.put("/{roomId}", summary="Rename, set auto-deletion, set meetingEndAction (meetplane)")
+async def update_room(
+    roomId: RoomIdPath, body: UpdateRoomSettingsRequest, request: Request, rpc: RpcDep
+) -> dict[str, Any]:
+    record = await rpc("rooms", "update_settings", cmd.UpdateRoomSettings(roomId=roomId, settings=body))
+    return {"message": f"Room '{roomId}' updated", "room": shape_room(record, _base(request))}
+
+
+@router.delete("/{roomId}", summary="Delete a room")
+async def delete_room(
+    roomId: RoomIdPath,
+    request: Request,
+    response: Response,
+    rpc: RpcDep,
+    withMeeting: WithMeeting = WithMeeting.FAIL,
+    withRecordings: WithRecordings = WithRecordings.FAIL,
+) -> dict[str, Any]:
+    result = await rpc(
+        "rooms",
+        "delete",
+        cmd.DeleteRoom(roomId=roomId, withMeeting=withMeeting, withRecordings=withRecordings),
+    )
+    response.status_code = 202 if result["scheduled"] else 200
+    body: dict[str, Any] = {"successCode": result["successCode"], "message": result["message"]}
+    if result.get("room"):
+        body["room"] = shape_room(result["room"], _base(request))
+    return body
+
+
+@router.get("/{roomId}/config", summary="Get a room's config")
+async def get_room_config(roomId: RoomIdPath, rpc: RpcDep) -> dict[str, Any]:
+    record = await rpc("rooms", "get", cmd.GetRoom(roomId=roomId))
+    return record["config"]  # type: ignore[no-any-return]
+
+
+@router.put("/{roomId}/config", summary="Update a room's config")
+async def update_room_config(roomId: RoomIdPath, body: UpdateConfigBody, rpc: RpcDep) -> dict[str, Any]:
+    record = await rpc("rooms", "update_config", cmd.UpdateRoomConfig(roomId=roomId, config=body.config))
+    return {"message": f"Room config for '{roomId}' updated successfully", "config": record["config"]}
+
+
+@router.put("/{roomId}/status", summary="Open or close a room")
+async def update_room_status(
+    roomId: RoomIdPath, body: UpdateRoomStatusRequest, request: Request, rpc: RpcDep
+) -> dict[str, Any]:
+    record = await rpc("rooms", "update_status", cmd.UpdateRoomStatus(roomId=roomId, status=body.status))
+    return {"message": f"Room '{roomId}' is {body.status}", "room": shape_room(record, _base(request))}
+
+
+@router.put("/{roomId}/roles", summary="Update role permissions")
+async def update_room_roles(roomId: RoomIdPath, body: UpdateRolesBody, rpc: RpcDep) -> dict[str, Any]:
+    patch = RolesPatch(
+        moderator=body.roles.moderator.permissions if body.roles.moderator else None,
+        speaker=body.roles.speaker.permissions if body.roles.speaker else None,
+    )
+    record = await rpc("rooms", "update_roles", cmd.UpdateRoomRoles(roomId=roomId, roles=patch))
+    return {"message": f"Roles for '{roomId}' updated", "roles": record["roles"]}
+
+
+@router.put("/{roomId}/access", summary="Enable links, regenerate secrets")
+async def update_room_access(
+    roomId: RoomIdPath, body: UpdateAccessBody, request: Request, rpc: RpcDep
+) -> dict[str, Any]:
+    update = AccessUpdate(anonymous=body.access.anonymous, regenerate=body.regenerate)
+    record = await rpc("rooms", "update_access", cmd.UpdateRoomAccess(roomId=roomId, access=update))
+    shaped = shape_room(record, _base(request))
+    return {"message": f"Access for '{roomId}' updated", "access": shaped["access"]}
+
+
+@router.get("/{roomId}/history", summary="The room's event history (meetplane)")
+async def room_history(
+    roomId: RoomIdPath,
+    rpc: RpcDep,
+    maxItems: Annotated[int, Query(ge=1, le=1000)] = 100,
+    nextPageToken: Annotated[str | None, Query(max_length=40)] = None,
+) -> dict[str, Any]:
+    page = await rpc(
+        "rooms", "history", cmd.RoomHistory(roomId=roomId, maxItems=maxItems, nextPageToken=nextPageToken)
+    )
+    return {
+        "events": page["items"],
+        "pagination": {
+            "isTruncated": page["isTruncated"],
+            "nextPageToken": page["nextPageToken"],
+            "maxItems": page["maxItems"],
+        },
+    }

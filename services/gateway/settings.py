@@ -1,0 +1,25 @@
+"""Gateway settings (`MEETPLANE_*`)."""
+
+from __future__ import annotations
+
+from pydantic import Field
+from pydantic_settings import SettingsConfigDict
+
+from services.runtime.settings import RuntimeSettings
+
+
+class GatewaySettings(RuntimeSettings):
+    """HTTP, auth and limits of the gateway."""
+
+    model_config = SettingsConfigDict(env_prefix="MEETPLANE_", extra="ignore")
+
+    http_host: str = "127.0.0.1"
+    http_port: int = 8080
+    api_key: str = Field(default="", description="admin API key (X-API-KEY)")
+    public_url: str | None = None
+    max_body_bytes: int = 1_048_576
+    ready_ping_timeout: float = 1.0
+
+    def base_url(self) -> str:
+        """Public base URL used in room links."""
+        return (self.public_url or f"http://{self.http_host}:{self.http_port}").rstrip("/")

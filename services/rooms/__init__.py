@@ -1,0 +1,1 @@
+"""The rooms service: persistent, configurable rooms, event-sourced."""

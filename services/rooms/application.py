@@ -1,0 +1,368 @@
+"""The rooms Application: load, call, save, return plain values.
+
+Synchronous like the eventsourcing library; handlers call it through
+`asyncio.to_thread`.
+"""
+
+from __future__ import annotations
+
+import secrets
+import string
+from typing import Any
+from uuid import UUID
+
+from eventsourcing.application import AggregateNotFoundError
+from eventsourcing.persistence import Tracking
+
+from contracts.commands.rooms import DeleteRoomResult, HistoryEntry
+from contracts.rooms import (
+    AccessUpdate,
+    CreateRoomRequest,
+    Permissions,
+    RoomConfig,
+    RoomConfigPatch,
+    RoomRecord,
+    Roles,
+    RolesPatch,
+    UpdateRoomSettingsRequest,
+)
+from services.rooms.domain import (
+    DeletionPlan,
+    InvalidRoomRequest,
+    Room,
+    RoomNotFound,
+    aggregate_id,
+    check_auto_deletion_date,
+    room_id_prefix,
+)
+from services.runtime.clock import Clock, SystemClock
+from services.runtime.store import ServiceApplication
+
+LINK_ROLES = ("moderator", "speaker", "recording")
+_SUFFIX_ALPHABET = string.ascii_lowercase + string.digits
+
+
+def new_secret() -> str:
+    """A room link secret."""
+    return secrets.token_urlsafe(12)
+
+
+def to_record(room: Room) -> RoomRecord:
+    """The wire shape of a room."""
+    return RoomRecord.model_validate(
+        {
+            "roomId": room.room_id,
+            "roomName": room.room_name,
+            "creationDate": room.creation_date,
+            "autoDeletionDate": room.auto_deletion_date,
+            "autoDeletionPolicy": room.auto_deletion_policy,
+            "config": room.config,
+            "roles": room.roles,
+            "anonymous": room.anonymous,
+            "status": room.status,
+            "meetingEndAction": room.meeting_end_action,
+            "pendingDeletion": room.pending_deletion is not None,
+        }
+    )
+
+
+class RoomsApplication(ServiceApplication):
+    """Room commands and queries over the room event store."""
+
+    name = "rooms"
+    snapshotting_intervals = {Room: 100}
+
+    def __init__(self, env: dict[str, str] | None = None, clock: Clock | None = None) -> None:
+        super().__init__(env)
+        self.clock: Clock = clock or SystemClock()
+
+    # ---- loading ---------------------------------------------------------------
+
+    def _get(self, room_id: str) -> Room:
+        try:
+            room = self.repository.get(aggregate_id(room_id))
+        except AggregateNotFoundError:
+            raise RoomNotFound(f"room '{room_id}' does not exist") from None
+        assert isinstance(room, Room)
+        if room.deleted:
+            raise RoomNotFound(f"room '{room_id}' does not exist")
+        return room
+
+    def _find(self, room_id: str) -> Room | None:
+        """The room, deleted or not; None if it never existed."""
+        try:
+            room = self.repository.get(aggregate_id(room_id))
+        except AggregateNotFoundError:
+            return None
+        assert isinstance(room, Room)
+        return room
+
+    def load(self, aggregate: UUID, version: int | None = None) -> Room:
+        """A room by aggregate id, optionally at a version (outbox, projections)."""
+        room = self.repository.get(aggregate, version=version)
+        assert isinstance(room, Room)
+        return room
+
+    # ---- commands --------------------------------------------------------------
+
+    def create_room(self, request: CreateRoomRequest) -> RoomRecord:
+        """Create a room with a fresh id and fresh link secrets."""
+        now = self.clock.now_ms()
+        if request.autoDeletionDate is not None:
+            check_auto_deletion_date(request.autoDeletionDate, now)
+        room_name = request.roomName.strip()
+        if not room_name:
+            raise InvalidRoomRequest("roomName must not be blank", field="roomName")
+        anonymous = {
+            role: {
+                "enabled": getattr(request.access.anonymous, role).enabled,
+                "secret": new_secret(),
+            }
+            for role in LINK_ROLES
+        }
+        prefix = room_id_prefix(room_name)
+        while True:
+            suffix = "".join(secrets.choice(_SUFFIX_ALPHABET) for _ in range(6))
+            room_id = f"{prefix}-{suffix}"
+            if self._find(room_id) is None:
+                break
+        room = Room(
+            room_id=room_id,
+            room_name=room_name,
+            creation_date=now,
+            auto_deletion_date=request.autoDeletionDate,
+            auto_deletion_policy=request.autoDeletionPolicy.model_dump()
+            if request.autoDeletionDate is not None
+            else None,
+            config=request.config.model_dump(mode="json"),
+            roles=request.roles.model_dump(mode="json"),
+            anonymous=anonymous,
+            meeting_end_action=request.meetingEndAction.value,
+        )
+        self.save(room)
+        return to_record(room)
+
+    def get_room(self, room_id: str) -> RoomRecord:
+        """One room."""
+        return to_record(self._get(room_id))
+
+    def update_config(self, room_id: str, patch: RoomConfigPatch) -> RoomRecord:
+        """Merge a config patch; the merged config is validated as a whole."""
+        room = self._get(room_id)
+        merged = {**room.config, **patch.model_dump(mode="json", exclude_none=True)}
+        try:
+            config = RoomConfig.model_validate(merged)
+        except ValueError as exc:
+            raise InvalidRoomRequest(str(exc), field="config") from None
+        room.update_config(config.model_dump(mode="json"))
+        self.save(room)
+        return to_record(room)
+
+    def update_settings(self, room_id: str, settings: UpdateRoomSettingsRequest) -> RoomRecord:
+        """Rename, set/move/clear auto-deletion, change the meeting end action."""
+        room = self._get(room_id)
+        if settings.roomName is not None:
+            name = settings.roomName.strip()
+            if not name:
+                raise InvalidRoomRequest("roomName must not be blank", field="roomName")
+            room.rename(name)
+        if settings.clearAutoDeletionDate:
+            room.clear_auto_deletion()
+        elif settings.autoDeletionDate is not None:
+            policy = (settings.autoDeletionPolicy.model_dump()
+                      if settings.autoDeletionPolicy
+                      else room.auto_deletion_policy
+                      or {"withMeeting": "when_meeting_ends", "withRecordings": "close"})
+            room.set_auto_deletion(settings.autoDeletionDate, policy, self.clock.now_ms())
+        if settings.autoDeletionPolicy is not None and settings.autoDeletionDate is None:
+            room.set_auto_deletion_policy(settings.autoDeletionPolicy.model_dump())
+        if settings.meetingEndAction is not None:
+            room.set_meeting_end_action(settings.meetingEndAction.value)
+        self.save(room)
+        return to_record(room)
+
+    def update_status(self, room_id: str, status: str) -> RoomRecord:
+        """Open or close the room."""
+        room = self._get(room_id)
+        room.change_status(status)
+        self.save(room)
+        return to_record(room)
+
+    def update_roles(self, room_id: str, patch: RolesPatch) -> RoomRecord:
+        """Merge permission patches per role."""
+        room = self._get(room_id)
+        roles = Roles.model_validate(room.roles)
+        merged: dict[str, Any] = {}
+        for role in ("moderator", "speaker"):
+            current = getattr(roles, role).permissions.model_dump()
+            current.update(getattr(patch, role) or {})
+            merged[role] = {"permissions": Permissions.model_validate(current).model_dump()}
+        room.update_roles(merged)
+        self.save(room)
+        return to_record(room)
+
+    def update_access(self, room_id: str, update: AccessUpdate) -> RoomRecord:
+        """Enable/disable links and regenerate the named secrets."""
+        room = self._get(room_id)
+        anonymous = {role: dict(link) for role, link in room.anonymous.items()}
+        if update.anonymous is not None:
+            for role in LINK_ROLES:
+                anonymous[role]["enabled"] = getattr(update.anonymous, role).enabled
+        for role in update.regenerate:
+            anonymous[role]["secret"] = new_secret()
+        room.update_access(anonymous)
+        self.save(room)
+        return to_record(room)
+
+    def plan_deletion(
+        self, room_id: str, with_meeting: str, with_recordings: str, has_recordings: bool
+    ) -> DeletionPlan:
+        """What a delete would do (raises if the policy refuses)."""
+        return self._get(room_id).plan_deletion(with_meeting, with_recordings, has_recordings)
+
+    def delete_room(
+        self,
+        room_id: str,
+        with_meeting: str,
+        with_recordings: str,
+        has_recordings: bool,
+        reason: str = "admin",
+        tracking: Tracking | None = None,
+    ) -> DeleteRoomResult:
+        """Delete, close or schedule by the plan the room's state and policies give."""
+        room = self._get(room_id)
+        plan = room.plan_deletion(with_meeting, with_recordings, has_recordings)
+        self._carry_out(room, plan, with_meeting, with_recordings, reason)
+        self._save(room, tracking)
+        return DeleteRoomResult(
+            roomId=room_id,
+            successCode=plan.success_code,
+            message=plan.message,
+            scheduled=plan.action == "schedule",
+            room=None
+            if room.deleted
+            else to_record(room).model_dump(mode="json"),
+        )
+
+    def _carry_out(
+        self, room: Room, plan: DeletionPlan, with_meeting: str, with_recordings: str, reason: str
+    ) -> None:
+        if plan.action == "delete":
+            room.delete(with_meeting, with_recordings, reason)
+        elif plan.action == "close":
+            room.change_status(
+                "closed", reason=f"{reason}_kept_recordings", end_meeting=with_meeting == "force"
+            )
+        else:
+            room.schedule_deletion(with_meeting, with_recordings, reason)
+            room.change_status("closed", reason="deletion_scheduled")
+
+    def _save(self, room: Room, tracking: Tracking | None) -> None:
+        if tracking is None:
+            self.save(room)
+        else:
+            self.save_tracked(room, tracking=tracking)
+
+    # ---- reactions to other services' events ------------------------------------
+
+    def room_exists(self, room_id: str) -> bool:
+        """Whether a live room with this id exists."""
+        try:
+            self._get(room_id)
+        except RoomNotFound:
+            return False
+        return True
+
+    def meeting_started(self, room_id: str, meeting_id: str, tracking: Tracking) -> None:
+        """Reflect `active_meeting` in the room's status."""
+        room = self._find(room_id)
+        if isinstance(room, Room):
+            room.meeting_started(meeting_id)
+            self.save_tracked(room, tracking=tracking)
+
+    def pending_after_meeting(self, room_id: str, meeting_id: str) -> dict[str, str] | None:
+        """What must happen to the room once this meeting has ended (None: nothing)."""
+        room = self._find(room_id)
+        if not isinstance(room, Room) or room.deleted or room.active_meeting_id != meeting_id:
+            return None
+        if room.pending_deletion:
+            return dict(room.pending_deletion)
+        if room.meeting_end_action == "delete":
+            return {
+                "withMeeting": "force",
+                "withRecordings": "close",
+                "reason": "meeting_end_action",
+            }
+        if room.meeting_end_action == "close":
+            return {"close": "y", "reason": "meeting_end_action"}
+        return None
+
+    def meeting_ended(
+        self, room_id: str, meeting_id: str, has_recordings: bool, tracking: Tracking
+    ) -> None:
+        """Clear `active_meeting`, then finish a scheduled deletion or the end action."""
+        room = self._find(room_id)
+        if not isinstance(room, Room):
+            return
+        pending = self.pending_after_meeting(room_id, meeting_id)
+        if not room.meeting_ended(meeting_id):
+            return
+        if pending and "close" in pending:
+            room.change_status("closed", reason="meeting_end_action")
+        elif pending:
+            with_recordings = pending["withRecordings"]
+            if has_recordings and with_recordings != "force":
+                # Keep the recordings: close instead of deleting.
+                room.change_status("closed", reason=f"{pending['reason']}_kept_recordings")
+            else:
+                room.delete("force", with_recordings, pending["reason"])
+        self.save_tracked(room, tracking=tracking)
+
+    def auto_deletion_due(
+        self, room_id: str, due_date: int, has_recordings: bool, tracking: Tracking
+    ) -> str | None:
+        """Apply the room's auto-deletion policy; returns the success code, None if stale."""
+        room = self._find(room_id)
+        if not isinstance(room, Room) or room.deleted or room.auto_deletion_date != due_date:
+            return None  # deleted, or the date moved: this firing is stale
+        policy = room.auto_deletion_policy or {
+            "withMeeting": "when_meeting_ends",
+            "withRecordings": "close",
+        }
+        plan = room.plan_deletion(policy["withMeeting"], policy["withRecordings"], has_recordings)
+        self._carry_out(room, plan, policy["withMeeting"], policy["withRecordings"], "auto_deletion")
+        self.save_tracked(room, tracking=tracking)
+        return plan.success_code
+
+    # ---- queries ---------------------------------------------------------------
+
+    def history(self, room_id: str, after_version: int, limit: int) -> list[HistoryEntry]:
+        """The room's domain events after `after_version`, oldest first."""
+        if self._find(room_id) is None:
+            raise RoomNotFound(f"room '{room_id}' does not exist")
+        entries: list[HistoryEntry] = []
+        for domain_event in self.events.get(
+            aggregate_id(room_id), gt=after_version, limit=limit
+        ):
+            data = {
+                k: v
+                for k, v in domain_event.__dict__.items()
+                if k not in ("originator_id", "originator_version", "timestamp")
+            }
+            data.pop("anonymous", None)  # secrets stay out of the audit view
+            entries.append(
+                HistoryEntry(
+                    version=domain_event.originator_version,
+                    type=type(domain_event).__qualname__.split(".")[-1],
+                    timestamp=int(domain_event.timestamp.timestamp() * 1000),
+                    data=_jsonable(data),
+                )
+            )
+        return entries
+
+
+
+def _jsonable(data: dict[str, Any]) -> dict[str, Any]:
+    import json
+
+    return json.loads(json.dumps(data, default=str))  # type: ignore[no-any-return]

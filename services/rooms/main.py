@@ -1,0 +1,66 @@
+"""Composition root of the rooms service: `meetplane serve rooms` runs `serve()`."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+
+from services.rooms.application import RoomsApplication
+from services.rooms.domain import Room
+from services.rooms.handlers import RoomsHandlers
+from services.rooms.integration import room_integration_mapper
+from services.rooms.projection import RoomsProjector, RoomsView
+from services.rooms.settings import RoomsSettings
+from services.runtime.clock import Clock
+from services.runtime.follower import LogFollower
+from services.runtime.logging import configure_logging
+from services.runtime.nats import make_broker
+from services.runtime.outbox import Outbox
+from services.runtime.service import ServiceParts, run_until_signalled
+from services.runtime.store import eventsourcing_env, view_engine
+
+SERVICE = "rooms"
+
+
+def build(settings: RoomsSettings, clock: Clock | None = None) -> ServiceParts:
+    """Wire application, projection, outbox and handlers; nothing runs until started."""
+    env = eventsourcing_env(settings, SERVICE)
+    if settings.store == "postgres":
+        from services.runtime.store import ensure_postgres_schema, service_dsn
+
+        ensure_postgres_schema(service_dsn(settings, SERVICE, dict(os.environ)), env["POSTGRES_SCHEMA"])
+    RoomsApplication.snapshotting_intervals = {Room: settings.rooms_snapshot_interval}
+    app = RoomsApplication(env=env, clock=clock)
+    broker = make_broker(settings, f"meetplane-{SERVICE}")
+    view = RoomsView(view_engine(settings, SERVICE))
+    projector = RoomsProjector(view, app.load)
+
+    async def project(batch: object) -> None:
+        await asyncio.to_thread(projector.project, batch)  # type: ignore[arg-type]
+
+    projection = LogFollower("rooms.view", app.process_recorder, view.position, project)
+    app.add_commit_listener(projection.poke)
+    outbox = Outbox(
+        app,
+        broker,
+        room_integration_mapper(lambda aggregate, version: app.load(aggregate, version)),
+        stream=settings.stream_name,
+    )
+    handlers = RoomsHandlers(app, view, projection, broker, settings.command_timeout)
+    handlers.register()
+    parts = ServiceParts(name=SERVICE, broker=broker)
+    parts.background += [projection.run, outbox.run]
+    parts.on_stop.append(app.close)
+    parts.on_stop.append(view.engine.dispose)
+    return parts
+
+
+def serve() -> None:
+    """Run the rooms service until SIGINT/SIGTERM."""
+    settings = RoomsSettings()
+    configure_logging(settings.log_format, settings.log_level, SERVICE)
+
+    async def _build() -> ServiceParts:
+        return build(settings)
+
+    asyncio.run(run_until_signalled(_build, settings))

@@ -1,0 +1,124 @@
+"""Request/reply command handlers: parse, call, reply with a result or a typed error."""
+
+from __future__ import annotations
+
+import asyncio
+import socket
+import uuid
+from collections.abc import Awaitable, Callable, Mapping
+from typing import Any, TypeVar
+
+from faststream.nats import NatsBroker
+from pydantic import BaseModel, ValidationError
+
+from contracts.commands import (
+    CommandError,
+    ErrorCode,
+    ErrorDetail,
+    Pong,
+    Reply,
+    command_subject,
+    queue_group,
+)
+from services.runtime.logging import get_logger
+from services.runtime.rpc import CommandFailed
+
+log = get_logger("meetplane.commands")
+
+RequestT = TypeVar("RequestT", bound=BaseModel)
+ErrorTable = Mapping[type[Exception], ErrorCode]
+
+INSTANCE_ID = f"{socket.gethostname()}-{uuid.uuid4().hex[:6]}"
+
+
+def validation_error(exc: ValidationError) -> CommandError:
+    """A pydantic error as an `invalid` command error naming each field."""
+    details = [
+        ErrorDetail(field=".".join(str(p) for p in err["loc"]) or "body", message=err["msg"])
+        for err in exc.errors(include_url=False)
+    ]
+    return CommandError(
+        kind=ErrorCode.INVALID,
+        error="invalid_request",
+        message="; ".join(f"{d.field}: {d.message}" for d in details),
+        details=details,
+    )
+
+
+def to_command_error(exc: Exception, table: ErrorTable) -> CommandError | None:
+    """Map a domain exception with the service's table; None if it is not a domain error.
+
+    The exception's `error` attribute (when present) is the API error code,
+    its first argument the message, `field` (when present) the field it is about.
+    """
+    for cls in type(exc).__mro__:
+        kind = table.get(cls)  # type: ignore[call-overload]
+        if kind is not None:
+            message = str(exc.args[0]) if exc.args else kind.value
+            field = getattr(exc, "field", None)
+            return CommandError(
+                kind=kind,
+                error=str(getattr(exc, "error", kind.value)),
+                message=message,
+                details=[ErrorDetail(field=field, message=message)] if field else [],
+            )
+    return None
+
+
+class CommandRouter:
+    """Registers a service's command handlers on its broker, in its queue group."""
+
+    def __init__(self, broker: NatsBroker, service: str, errors: ErrorTable) -> None:
+        self.broker = broker
+        self.service = service
+        self.errors = errors
+        self.register("ping", BaseModel, self._ping)
+
+    async def _ping(self, _: BaseModel) -> Pong:
+        return Pong(service=self.service, instance=INSTANCE_ID)
+
+    def register(
+        self,
+        verb: str,
+        request_model: type[RequestT],
+        handler: Callable[[RequestT], Awaitable[Any]],
+    ) -> None:
+        """Answer `meetplane.cmd.<service>.<verb>` with `handler(request)`."""
+        subject = command_subject(self.service, verb)
+
+        @self.broker.subscriber(subject, queue=queue_group(self.service), title=subject)
+        async def _handle(body: Any) -> dict[str, Any]:
+            return (await self.dispatch(verb, request_model, handler, body)).model_dump(mode="json")
+
+    async def dispatch(
+        self,
+        verb: str,
+        request_model: type[RequestT],
+        handler: Callable[[RequestT], Awaitable[Any]],
+        body: Any,
+    ) -> Reply:
+        """Parse and run one command; never raises."""
+        try:
+            request = request_model.model_validate(body if body not in (None, b"", "") else {})
+        except ValidationError as exc:
+            return Reply.failure(validation_error(exc))
+        try:
+            result = await handler(request)
+        except asyncio.CancelledError:
+            raise
+        except CommandFailed as exc:
+            # A service this one asked failed: pass its typed error through unchanged.
+            return Reply.failure(exc.error)
+        except Exception as exc:
+            error = to_command_error(exc, self.errors)
+            if error is None:
+                log.exception("command.failed", service=self.service, verb=verb)
+                error = CommandError(
+                    kind=ErrorCode.UNAVAILABLE,
+                    error="internal_error",
+                    message=f"{self.service}.{verb} failed; see the service log",
+                )
+            return Reply.failure(error)
+        if isinstance(result, BaseModel):
+            result = result.model_dump(mode="json")
+        return Reply.success(result)

@@ -1,0 +1,47 @@
+"""A small HTTP health endpoint every service exposes (Kubernetes probes).
+
+`/healthz` answers while the process runs; `/readyz` only while its NATS
+connection is up.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Callable
+
+import uvicorn
+from fastapi import FastAPI
+from fastapi.responses import JSONResponse
+
+
+def health_app(service: str, ready: Callable[[], bool]) -> FastAPI:
+    """The probe app of one service."""
+    app = FastAPI(title=f"meetplane {service} health", docs_url=None, redoc_url=None)
+
+    @app.get("/healthz")
+    async def healthz() -> dict[str, str]:
+        return {"status": "ok", "service": service}
+
+    @app.get("/readyz")
+    async def readyz() -> JSONResponse:
+        ok = ready()
+        return JSONResponse(
+            {"status": "ready" if ok else "not_ready", "service": service},
+            status_code=200 if ok else 503,
+        )
+
+    return app
+
+
+async def serve_health(service: str, host: str, port: int, ready: Callable[[], bool]) -> None:
+    """Serve the probe endpoints until cancelled."""
+    config = uvicorn.Config(
+        health_app(service, ready), host=host, port=port, log_level="warning", lifespan="off"
+    )
+    server = uvicorn.Server(config)
+    server.install_signal_handlers = lambda: None  # type: ignore[method-assign]
+    try:
+        await server.serve()
+    except asyncio.CancelledError:
+        server.should_exit = True
+        raise

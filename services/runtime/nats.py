@@ -1,0 +1,76 @@
+"""NATS connection, the faststream broker, and the stream declaration."""
+
+from __future__ import annotations
+
+import logging
+import ssl
+from typing import Any
+
+import nats
+from faststream.nats import NatsBroker
+from nats.js.errors import NotFoundError
+
+from contracts.streams import stream_config
+from services.runtime.settings import RuntimeSettings
+
+
+def _tls(settings: RuntimeSettings) -> ssl.SSLContext | None:
+    if not settings.nats_tls_ca and not settings.nats_tls_cert:
+        return None
+    ctx = ssl.create_default_context(
+        cafile=str(settings.nats_tls_ca) if settings.nats_tls_ca else None
+    )
+    if settings.nats_tls_cert and settings.nats_tls_key:
+        ctx.load_cert_chain(str(settings.nats_tls_cert), str(settings.nats_tls_key))
+    return ctx
+
+
+def connection_options(settings: RuntimeSettings, name: str) -> dict[str, Any]:
+    """Options shared by the faststream broker and plain nats-py clients.
+
+    Reconnect forever: a NATS restart must not kill a service, it waits and
+    carries on (JetStream keeps what was published).
+    """
+    options: dict[str, Any] = {
+        "servers": [s.strip() for s in settings.effective_nats_url().split(",")],
+        "name": name,
+        "max_reconnect_attempts": -1,
+        "reconnect_time_wait": 1,
+        "connect_timeout": 5,
+    }
+    if settings.nats_user:
+        options["user"] = settings.nats_user
+        options["password"] = settings.nats_password
+    if settings.nats_token:
+        options["token"] = settings.nats_token
+    if settings.nats_creds:
+        options["user_credentials"] = str(settings.nats_creds)
+    tls = _tls(settings)
+    if tls is not None:
+        options["tls"] = tls
+    return options
+
+
+def make_broker(settings: RuntimeSettings, name: str) -> NatsBroker:
+    """The faststream broker of one service process."""
+    # Per-message "Received/Processed" lines go to DEBUG; our handlers log what matters.
+    return NatsBroker(
+        **connection_options(settings, name), graceful_timeout=10, log_level=logging.DEBUG
+    )
+
+
+async def connect(settings: RuntimeSettings, name: str) -> nats.NATS:
+    """A plain nats-py connection (stream admin, CLI tail)."""
+    return await nats.connect(**connection_options(settings, name))
+
+
+async def ensure_stream(nc: nats.NATS, replicas: int = 1, name: str = "MEETPLANE") -> None:
+    """Declare the MEETPLANE stream, or bring its settings up to date."""
+    js = nc.jetstream()
+    config = stream_config(replicas=replicas, name=name)
+    try:
+        await js.stream_info(name)
+    except NotFoundError:
+        await js.add_stream(config)
+        return
+    await js.update_stream(config)

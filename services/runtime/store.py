@@ -1,0 +1,169 @@
+"""Event-store and read-model store factories: SQLite file by default, PostgreSQL by setting.
+
+Both are configured from `RuntimeSettings`; the same application code runs on
+either, through eventsourcing's persistence modules and SQLAlchemy Core.
+"""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any, ClassVar
+from urllib.parse import unquote, urlparse
+
+import sqlalchemy as sa
+from eventsourcing.application import Application, ProcessingEvent
+from eventsourcing.persistence import ProcessRecorder, Recording, Tracking
+
+from services.runtime.settings import RuntimeSettings
+
+
+def service_dsn(settings: RuntimeSettings, service: str, env: dict[str, str]) -> str:
+    """The PostgreSQL DSN for a service: `MEETPLANE_<SERVICE>_POSTGRES_DSN` or the shared one."""
+    dsn = env.get(f"MEETPLANE_{service.upper()}_POSTGRES_DSN") or settings.postgres_dsn
+    if not dsn:
+        raise ValueError(
+            f"MEETPLANE_STORE=postgres needs MEETPLANE_POSTGRES_DSN "
+            f"or MEETPLANE_{service.upper()}_POSTGRES_DSN"
+        )
+    return dsn
+
+
+def eventsourcing_env(
+    settings: RuntimeSettings, service: str, env: dict[str, str] | None = None
+) -> dict[str, str]:
+    """The eventsourcing environment for a service's Application.
+
+    Multi-row tracking is on so a consumer can ask "did I process exactly this
+    stream sequence?" even when messages arrive out of order (redeliveries,
+    several replicas in a queue group).
+    """
+    import os
+
+    env = dict(os.environ) if env is None else env
+    if settings.store == "postgres":
+        url = urlparse(service_dsn(settings, service, env))
+        return {
+            "PERSISTENCE_MODULE": "eventsourcing.postgres",
+            "POSTGRES_DBNAME": url.path.lstrip("/") or "postgres",
+            "POSTGRES_HOST": url.hostname or "127.0.0.1",
+            "POSTGRES_PORT": str(url.port or 5432),
+            "POSTGRES_USER": unquote(url.username or "postgres"),
+            "POSTGRES_PASSWORD": unquote(url.password or ""),
+            "POSTGRES_SCHEMA": env.get(f"MEETPLANE_{service.upper()}_POSTGRES_SCHEMA", service),
+            "POSTGRES_POOL_SIZE": "10",
+            "POSTGRES_MAX_OVERFLOW": "20",
+            "SINGLE_ROW_TRACKING": "f",
+            "CREATE_TABLE": "y",
+        }
+    folder = Path(settings.data_dir) / service
+    folder.mkdir(parents=True, exist_ok=True)
+    return {
+        "PERSISTENCE_MODULE": "eventsourcing.sqlite",
+        "SQLITE_DBNAME": str(folder / "events.sqlite"),
+        "SQLITE_LOCK_TIMEOUT": "10",
+        "SINGLE_ROW_TRACKING": "f",
+        "CREATE_TABLE": "y",
+    }
+
+
+def ensure_postgres_schema(dsn: str, schema: str) -> None:
+    """Create the service's schema if missing (eventsourcing creates tables, not schemas)."""
+    import psycopg
+
+    with psycopg.connect(dsn, autocommit=True) as conn:
+        conn.execute(f'CREATE SCHEMA IF NOT EXISTS "{schema}"')
+
+
+def view_engine(settings: RuntimeSettings, service: str, env: dict[str, str] | None = None) -> sa.Engine:
+    """SQLAlchemy engine for a service's read models (its own file or schema)."""
+    import os
+
+    env = dict(os.environ) if env is None else env
+    if settings.store == "postgres":
+        dsn = service_dsn(settings, service, env)
+        schema = env.get(f"MEETPLANE_{service.upper()}_POSTGRES_SCHEMA", service)
+        ensure_postgres_schema(dsn, schema)
+        url = sa.make_url(dsn).set(drivername="postgresql+psycopg")
+        return sa.create_engine(
+            url,
+            pool_size=5,
+            max_overflow=10,
+            pool_pre_ping=True,
+            connect_args={"options": f"-csearch_path={schema}"},
+        )
+    folder = Path(settings.data_dir) / service
+    folder.mkdir(parents=True, exist_ok=True)
+    engine = sa.create_engine(
+        f"sqlite:///{folder / 'views.sqlite'}", connect_args={"timeout": 30}
+    )
+
+    @sa.event.listens_for(engine, "connect")
+    def _wal(dbapi_conn: Any, _record: Any) -> None:
+        cur = dbapi_conn.cursor()
+        cur.execute("PRAGMA journal_mode=WAL")
+        cur.execute("PRAGMA synchronous=NORMAL")
+        cur.close()
+
+    return engine
+
+
+class ServiceApplication(Application[Any]):
+    """An eventsourcing Application with a process recorder and save listeners.
+
+    The process recorder lets consumers record a tracking position in the same
+    transaction as the events their handling produced (exactly-once effect).
+    Listeners are told after each commit so the outbox and projections wake up
+    at once instead of waiting for their next poll.
+    """
+
+    env: ClassVar[dict[str, str]] = {"IS_SNAPSHOTTING_ENABLED": "y"}
+
+    def __init__(self, env: dict[str, str] | None = None) -> None:
+        super().__init__(env)
+        self._listeners: list[Callable[[], None]] = []
+        self._listeners_lock = threading.Lock()
+
+    def construct_recorder(self) -> ProcessRecorder:
+        """Use a process recorder so tracking can be written with events."""
+        return self.factory.process_recorder()
+
+    @property
+    def process_recorder(self) -> ProcessRecorder:
+        """The recorder, typed as the process recorder it is."""
+        assert isinstance(self.recorder, ProcessRecorder)
+        return self.recorder
+
+    def add_commit_listener(self, listener: Callable[[], None]) -> None:
+        """Call `listener` (from the committing thread) after every commit."""
+        with self._listeners_lock:
+            self._listeners.append(listener)
+
+    def _notify(self, recordings: list[Recording[Any]]) -> None:
+        super()._notify(recordings)
+        if recordings:
+            for listener in list(self._listeners):
+                listener()
+
+    def save_tracked(self, *objs: Any, tracking: Tracking) -> list[Recording[Any]]:
+        """Save aggregates and record `tracking` in one transaction."""
+        processing_event: ProcessingEvent[Any] = ProcessingEvent(tracking)
+        processing_event.collect_events(*objs)
+        recordings = self._record(processing_event)
+        self._take_snapshots(processing_event)
+        self._notify(recordings)
+        return recordings
+
+    def has_processed(self, tracking: Tracking) -> bool:
+        """Whether this exact tracking position was recorded already."""
+        return bool(
+            self.process_recorder.has_tracking_id(
+                tracking.application_name, tracking.notification_id
+            )
+        )
+
+    def record_processed(self, tracking: Tracking) -> None:
+        """Record a tracking position on its own (a handled event that changed nothing)."""
+        if not self.has_processed(tracking):
+            self.save_tracked(tracking=tracking)
