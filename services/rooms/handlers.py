@@ -47,11 +47,14 @@ class RoomsHandlers:
         self.timeout = command_timeout
 
     async def _fresh(self, record: RoomRecord) -> RoomRecord:
+        await self._settled()
+        return record
+
+    async def _settled(self) -> None:
         # Read-your-writes for lists: a reply is sent once the list shows the change.
         await self.projection.wait_until(
             await asyncio.to_thread(self.app.recorder.max_notification_id) or 0
         )
-        return record
 
     async def has_recordings(self, room_id: str) -> bool:
         """Ask the recordings service (it owns that data)."""
@@ -112,7 +115,7 @@ class RoomsHandlers:
             has_recordings,
         )
         log.info("room.delete", room_id=request.roomId, success_code=result.successCode)
-        await self._fresh(RoomRecord.model_construct())
+        await self._settled()
         return result
 
     async def bulk_delete(self, request: cmd.BulkDeleteRooms) -> list[cmd.BulkDeleteOutcome]:

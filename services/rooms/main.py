@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import asyncio
-import os
 
 from services.rooms.application import RoomsApplication
 from services.rooms.domain import Room
@@ -25,10 +24,6 @@ SERVICE = "rooms"
 def build(settings: RoomsSettings, clock: Clock | None = None) -> ServiceParts:
     """Wire application, projection, outbox and handlers; nothing runs until started."""
     env = eventsourcing_env(settings, SERVICE)
-    if settings.store == "postgres":
-        from services.runtime.store import ensure_postgres_schema, service_dsn
-
-        ensure_postgres_schema(service_dsn(settings, SERVICE, dict(os.environ)), env["POSTGRES_SCHEMA"])
     RoomsApplication.snapshotting_intervals = {Room: settings.rooms_snapshot_interval}
     app = RoomsApplication(env=env, clock=clock)
     broker = make_broker(settings, f"meetplane-{SERVICE}")

@@ -30,6 +30,7 @@ class RuntimeSettings(BaseSettings):
     stream_replicas: int = Field(default=1, ge=1, le=5)
     store: Literal["sqlite", "postgres"] = "sqlite"
     postgres_dsn: str | None = None
+    postgres_schema_prefix: str = ""
     log_format: Literal["console", "json"] = "console"
     log_level: str = "INFO"
     command_timeout: float = Field(default=5.0, gt=0)

@@ -30,6 +30,13 @@ def service_dsn(settings: RuntimeSettings, service: str, env: dict[str, str]) ->
     return dsn
 
 
+def postgres_schema(settings: RuntimeSettings, service: str, env: dict[str, str]) -> str:
+    """The service's schema: `MEETPLANE_<SERVICE>_POSTGRES_SCHEMA`, else prefix + service name."""
+    return env.get(
+        f"MEETPLANE_{service.upper()}_POSTGRES_SCHEMA", f"{settings.postgres_schema_prefix}{service}"
+    )
+
+
 def eventsourcing_env(
     settings: RuntimeSettings, service: str, env: dict[str, str] | None = None
 ) -> dict[str, str]:
@@ -43,7 +50,9 @@ def eventsourcing_env(
 
     env = dict(os.environ) if env is None else env
     if settings.store == "postgres":
-        url = urlparse(service_dsn(settings, service, env))
+        dsn = service_dsn(settings, service, env)
+        ensure_postgres_schema(dsn, postgres_schema(settings, service, env))
+        url = urlparse(dsn)
         return {
             "PERSISTENCE_MODULE": "eventsourcing.postgres",
             "POSTGRES_DBNAME": url.path.lstrip("/") or "postgres",
@@ -51,7 +60,7 @@ def eventsourcing_env(
             "POSTGRES_PORT": str(url.port or 5432),
             "POSTGRES_USER": unquote(url.username or "postgres"),
             "POSTGRES_PASSWORD": unquote(url.password or ""),
-            "POSTGRES_SCHEMA": env.get(f"MEETPLANE_{service.upper()}_POSTGRES_SCHEMA", service),
+            "POSTGRES_SCHEMA": postgres_schema(settings, service, env),
             "POSTGRES_POOL_SIZE": "10",
             "POSTGRES_MAX_OVERFLOW": "20",
             "SINGLE_ROW_TRACKING": "f",
@@ -83,7 +92,7 @@ def view_engine(settings: RuntimeSettings, service: str, env: dict[str, str] | N
     env = dict(os.environ) if env is None else env
     if settings.store == "postgres":
         dsn = service_dsn(settings, service, env)
-        schema = env.get(f"MEETPLANE_{service.upper()}_POSTGRES_SCHEMA", service)
+        schema = postgres_schema(settings, service, env)
         ensure_postgres_schema(dsn, schema)
         url = sa.make_url(dsn).set(drivername="postgresql+psycopg")
         return sa.create_engine(

@@ -1,0 +1,1 @@
+"""Test support: real infrastructure started by the tests themselves."""

