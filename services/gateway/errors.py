@@ -63,11 +63,27 @@ def error_body(error: str, message: str, details: list[dict[str, Any]] | None = 
     return {"error": error, "message": message, "details": details or []}
 
 
+def _is_union_tag(part: object) -> bool:
+    # pydantic adds the union member it tried ("literal[...]", "AdvancedEncoding",
+    # "function-after[...]") to the location; users know the field, not our types.
+    text = str(part)
+    return "[" in text or (text[:1].isupper() and not isinstance(part, int))
+
+
 def _field(loc: tuple[Any, ...]) -> str:
-    parts = [str(p) for p in loc]
+    parts = [str(p) for p in loc if not _is_union_tag(p)]
     if parts and parts[0] in ("body", "query", "path", "header"):
         parts = parts[1:] or parts
     return ".".join(parts) or "body"
+
+
+def _merge(details: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    merged: dict[str, list[str]] = {}
+    for detail in details:
+        messages = merged.setdefault(detail["field"], [])
+        if detail["message"] not in messages:
+            messages.append(detail["message"])
+    return [{"field": f, "message": " or ".join(m)} for f, m in merged.items()]
 
 
 def install_error_handlers(app: FastAPI) -> None:
@@ -88,6 +104,7 @@ def install_error_handlers(app: FastAPI) -> None:
             }
             for err in exc.errors()
         ]
+        details = _merge(details)
         message = "; ".join(f"{d['field']}: {d['message']}" for d in details)
         return JSONResponse(error_body("invalid_request", message, details), 422)
 

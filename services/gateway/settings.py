@@ -19,6 +19,11 @@ class GatewaySettings(RuntimeSettings):
     public_url: str | None = None
     max_body_bytes: int = 1_048_576
     ready_ping_timeout: float = 1.0
+    ready_services: str = "rooms,meetings,recordings,janitor"
+
+    def readiness_services(self) -> list[str]:
+        """Services that must answer a ping before the gateway reports ready."""
+        return [s.strip() for s in self.ready_services.split(",") if s.strip()]
 
     def base_url(self) -> str:
         """Public base URL used in room links."""

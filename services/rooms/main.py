@@ -40,6 +40,7 @@ def build(settings: RoomsSettings, clock: Clock | None = None) -> ServiceParts:
         broker,
         room_integration_mapper(lambda aggregate, version: app.load(aggregate, version)),
         stream=settings.stream_name,
+        hold_file=settings.outbox_hold_file,
     )
     handlers = RoomsHandlers(app, view, projection, broker, settings.command_timeout)
     handlers.register()

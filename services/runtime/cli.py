@@ -78,6 +78,11 @@ def parser() -> argparse.ArgumentParser:
     up = sub.add_parser("up", help="run the whole platform on this machine (embedded default)")
     up.add_argument("--host", default=None, help="gateway host (MEETPLANE_HTTP_HOST)")
     up.add_argument("--port", type=int, default=None, help="gateway port (MEETPLANE_HTTP_PORT)")
+    up.add_argument(
+        "--services",
+        default=None,
+        help="comma-separated subset of services to run (default: all)",
+    )
     serve = sub.add_parser("serve", help="run one service (Kubernetes)")
     serve.add_argument("service", choices=SERVICES)
     events = sub.add_parser("events", help="integration events on the stream")
@@ -114,7 +119,12 @@ def main(argv: Sequence[str] | None = None) -> int:
         port = args.port or int(os.environ.get("MEETPLANE_HTTP_PORT", "8080"))
         os.environ["MEETPLANE_HTTP_HOST"] = host
         os.environ["MEETPLANE_HTTP_PORT"] = str(port)
-        return run_up(settings, host, port)
+        services = tuple(s.strip() for s in args.services.split(",")) if args.services else SERVICES
+        unknown = set(services) - set(SERVICES)
+        if unknown:
+            print(f"unknown service(s): {', '.join(sorted(unknown))}", file=sys.stderr)
+            return 2
+        return run_up(settings, host, port, services)
     if args.command == "events":
         return asyncio.run(
             _tail(settings, args.subject, args.from_start, args.count, args.idle_timeout)

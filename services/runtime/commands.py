@@ -15,6 +15,7 @@ from contracts.commands import (
     CommandError,
     ErrorCode,
     ErrorDetail,
+    Ping,
     Pong,
     Reply,
     command_subject,
@@ -72,9 +73,9 @@ class CommandRouter:
         self.broker = broker
         self.service = service
         self.errors = errors
-        self.register("ping", BaseModel, self._ping)
+        self.register("ping", Ping, self._ping)
 
-    async def _ping(self, _: BaseModel) -> Pong:
+    async def _ping(self, _: Ping) -> Pong:
         return Pong(service=self.service, instance=INSTANCE_ID)
 
     def register(

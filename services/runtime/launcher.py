@@ -69,9 +69,10 @@ class Child:
     process: subprocess.Popen[bytes] | None = None
     restarts: int = 0
     started_at: float = field(default=0.0)
+    pid_path: Path | None = None
 
     def start(self) -> None:
-        """Spawn `python -m services.runtime.cli serve <service>`."""
+        """Spawn `python -m services.runtime.cli serve <service>`; its pid goes to run/."""
         log_file = self.log_path.open("ab")
         self.process = subprocess.Popen(
             [sys.executable, "-m", "services.runtime.cli", "serve", self.service],
@@ -81,6 +82,8 @@ class Child:
         )
         log_file.close()
         self.started_at = time.monotonic()
+        if self.pid_path is not None:
+            self.pid_path.write_text(str(self.process.pid))
 
     def stop(self, timeout: float = 10.0) -> None:
         """SIGTERM, then SIGKILL after `timeout`."""
@@ -115,6 +118,7 @@ class Platform:
         env.setdefault("MEETPLANE_STORAGE_ACCESS_KEY", "meetplane")
         env["MEETPLANE_STORAGE_SECRET_KEY"] = storage_secret(self.data_dir)
         env["PYTHONUNBUFFERED"] = "1"
+        env["MEETPLANE_READY_SERVICES"] = ",".join(s for s in self.services if s != "gateway")
         return env
 
     def start_infrastructure(self) -> None:
@@ -126,8 +130,8 @@ class Platform:
         self._start_s3()
 
     def _start_s3(self) -> None:
-        if os.environ.get("MEETPLANE_STORAGE_ENDPOINT"):
-            return  # an external S3 is configured
+        if os.environ.get("MEETPLANE_STORAGE_ENDPOINT") or "recordings" not in self.services:
+            return  # an external S3 is configured, or nothing needs one
         try:
             from services.runtime.seaweedfs import SeaweedFS
         except ImportError:  # pragma: no cover - storage not installed
@@ -157,9 +161,11 @@ class Platform:
         """Spawn every service; the gateway last so it finds the others answering."""
         logs = self.data_dir / "logs"
         logs.mkdir(parents=True, exist_ok=True)
+        run = self.data_dir / "run"
+        run.mkdir(parents=True, exist_ok=True)
         env = self.child_env()
         for service in self.services:
-            child = Child(service, env, logs / f"{service}.log")
+            child = Child(service, env, logs / f"{service}.log", pid_path=run / f"{service}.pid")
             child.start()
             self.children[service] = child
 
@@ -190,9 +196,11 @@ class Platform:
             self.nats.stop()
 
 
-def run_up(settings: RuntimeSettings, http_host: str, http_port: int) -> int:
+def run_up(
+    settings: RuntimeSettings, http_host: str, http_port: int, services: tuple[str, ...] = SERVICES
+) -> int:
     """Run the platform in the foreground until SIGINT/SIGTERM."""
-    platform = Platform(settings)
+    platform = Platform(settings, services)
     stop = False
 
     def _stop(signum: int, _frame: object) -> None:

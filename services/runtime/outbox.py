@@ -13,6 +13,7 @@ from __future__ import annotations
 import asyncio
 import uuid
 from collections.abc import Callable, Sequence
+from pathlib import Path
 from typing import Any
 
 from eventsourcing.persistence import IntegrityError, Notification, Tracking
@@ -50,12 +51,14 @@ class Outbox:
         *,
         stream: str = "MEETPLANE",
         publish_timeout: float = 10.0,
+        hold_file: Path | None = None,
     ) -> None:
         self.app = app
         self.broker = broker
         self.mapper = mapper
         self.stream = stream
         self.publish_timeout = publish_timeout
+        self.hold_file = hold_file
         self.tracking_name = f"{app.name}.outbox"
         self.published = 0
         self.follower = LogFollower(
@@ -75,6 +78,8 @@ class Outbox:
         await self.follower.run()
 
     async def _publish_batch(self, notifications: Sequence[Notification]) -> None:
+        while self.hold_file is not None and self.hold_file.exists():
+            await asyncio.sleep(0.05)  # fault injection: see RuntimeSettings.outbox_hold_file
         envelopes: list[EventEnvelope] = []
         for notification in notifications:
             domain_event = self.app.mapper.to_domain_event(notification)

@@ -37,6 +37,9 @@ class RuntimeSettings(BaseSettings):
     health_host: str = "127.0.0.1"
     health_port: int | None = None
     instance_id: str | None = None
+    # Fault injection for crash tests: while this file exists the outbox holds
+    # committed events back (so a test can kill the service between commit and publish).
+    outbox_hold_file: Path | None = None
 
     def effective_nats_url(self) -> str:
         """The configured NATS URL, or the embedded server's loopback address."""

@@ -9,14 +9,10 @@ from fastapi import APIRouter, Request
 from fastapi.responses import JSONResponse, PlainTextResponse
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
-from services.runtime.launcher import SERVICES
 from services.runtime.rpc import request as nats_request
 from services.runtime.service import broker_connected
 
 router = APIRouter(tags=["operations"])
-
-BACKEND_SERVICES = tuple(s for s in SERVICES if s != "gateway")
-
 
 @router.get("/healthz", summary="Liveness")
 async def healthz() -> dict[str, str]:
@@ -26,14 +22,15 @@ async def healthz() -> dict[str, str]:
 @router.get("/readyz", summary="Readiness: NATS connected and every service answers a ping")
 async def readyz(request: Request) -> JSONResponse:
     broker = request.app.state.broker
-    timeout = request.app.state.settings.ready_ping_timeout
+    settings = request.app.state.settings
+    services = settings.readiness_services()
     checks: dict[str, Any] = {"nats": broker_connected(broker)}
     if checks["nats"]:
         replies = await asyncio.gather(
-            *(nats_request(broker, s, "ping", timeout=timeout) for s in BACKEND_SERVICES)
+            *(nats_request(broker, s, "ping", timeout=settings.ready_ping_timeout) for s in services)
         )
-        checks.update({s: r.ok for s, r in zip(BACKEND_SERVICES, replies, strict=True)})
-    ready = all(checks.values()) and len(checks) == len(BACKEND_SERVICES) + 1
+        checks.update({s: r.ok for s, r in zip(services, replies, strict=True)})
+    ready = all(checks.values()) and len(checks) == len(services) + 1
     return JSONResponse({"status": "ready" if ready else "not_ready", "checks": checks},
                         status_code=200 if ready else 503)
 

@@ -1,0 +1,111 @@
+"""`meetplane up` as a subprocess, driven over HTTP like a user would."""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import httpx
+
+from tests.support.infra import NatsHandle, free_port, local_nats
+
+
+class Platform:
+    """The embedded platform started by `meetplane up` against a test-owned nats-server."""
+
+    def __init__(self, root: Path, services: str | None = os.environ.get("MEETPLANE_E2E_SERVICES")) -> None:
+        self.root = root
+        self.data_dir = root / "data"
+        self.nats: NatsHandle = local_nats(root / "nats")
+        self.http_port = free_port()
+        self.api_key = "e2e-admin-key"
+        self.hold_file = root / "outbox-hold"
+        self.base = f"http://127.0.0.1:{self.http_port}"
+        env = dict(os.environ)
+        env.update(
+            {
+                "MEETPLANE_DATA_DIR": str(self.data_dir),
+                "MEETPLANE_NATS_URL": self.nats.url,
+                "MEETPLANE_HTTP_PORT": str(self.http_port),
+                "MEETPLANE_API_KEY": self.api_key,
+                "MEETPLANE_OUTBOX_HOLD_FILE": str(self.hold_file),
+                "MEETPLANE_STORAGE_PORT": str(free_port()),
+                "MEETPLANE_LOG_FORMAT": "json",
+                "MEETPLANE_COMMAND_TIMEOUT": "5",
+            }
+        )
+        env.pop("MEETPLANE_STORAGE_ENDPOINT", None)
+        self.env = env
+        cmd = [sys.executable, "-m", "services.runtime.cli", "up"]
+        if services:
+            cmd += ["--services", services]
+        self.log = (root / "up.log").open("wb")
+        self.process = subprocess.Popen(cmd, env=env, stdout=self.log, stderr=subprocess.STDOUT)
+        self.client = httpx.Client(
+            base_url=self.base, headers={"X-API-KEY": self.api_key}, timeout=15
+        )
+
+    def wait_ready(self, timeout: float = 60.0, path: str = "/readyz") -> None:
+        """Wait until the gateway answers 200 on `path`."""
+        deadline = time.monotonic() + timeout
+        last: object = None
+        while time.monotonic() < deadline:
+            if self.process.poll() is not None:
+                raise RuntimeError(f"meetplane up exited: {self.process.returncode}\n{self.logs()}")
+            try:
+                response = self.client.get(path)
+                if response.status_code == 200:
+                    return
+                last = response.text
+            except httpx.HTTPError as exc:
+                last = exc
+            time.sleep(0.2)
+        raise TimeoutError(f"platform not ready: {last}\n{self.logs()}")
+
+    def pid(self, service: str) -> int:
+        """The pid of a service child (the launcher writes run/<service>.pid)."""
+        return int((self.data_dir / "run" / f"{service}.pid").read_text())
+
+    def kill9(self, service: str) -> int:
+        """SIGKILL one service child; the launcher restarts it."""
+        pid = self.pid(service)
+        os.kill(pid, signal.SIGKILL)
+        return pid
+
+    def wait_restarted(self, service: str, old_pid: int, timeout: float = 30.0) -> None:
+        """Wait until the launcher has started a new process for `service`."""
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            try:
+                if self.pid(service) != old_pid:
+                    return
+            except (FileNotFoundError, ValueError):
+                pass
+            time.sleep(0.1)
+        raise TimeoutError(f"{service} was not restarted")
+
+    def logs(self, tail: int = 60) -> str:
+        """Last lines of the launcher and service logs (for failure messages)."""
+        parts = []
+        for path in [self.root / "up.log", *sorted((self.data_dir / "logs").glob("*.log"))]:
+            if path.exists():
+                lines = path.read_text(errors="replace").splitlines()[-tail:]
+                parts.append(f"== {path.name}\n" + "\n".join(lines))
+        return "\n".join(parts)
+
+    def stop(self) -> None:
+        """Ctrl-C the platform and stop NATS."""
+        self.client.close()
+        if self.process.poll() is None:
+            self.process.send_signal(signal.SIGINT)
+            try:
+                self.process.wait(30)
+            except subprocess.TimeoutExpired:
+                self.process.kill()
+                self.process.wait()
+        self.log.close()
+        self.nats.stop()
