@@ -9,8 +9,8 @@ from pydantic import BaseModel, Field
 from contracts.rooms import (
     AccessUpdate,
     CreateRoomRequest,
-    RoomConfigPatch,
     RolesPatch,
+    RoomConfigPatch,
     UpdateRoomSettingsRequest,
     WithMeeting,
     WithRecordings,
@@ -128,5 +128,3 @@ class HistoryEntry(BaseModel):
     type: str
     timestamp: int
     data: dict[str, object]
-
-

@@ -19,8 +19,12 @@ async def require_api_key(
     """401 unless the request carries the configured admin key."""
     expected: str = request.app.state.settings.api_key
     if not key or not expected or not hmac.compare_digest(key.encode(), expected.encode()):
-        raise ApiError(401, "unauthorized", "a valid X-API-KEY header is required",
-                       headers={"WWW-Authenticate": "API-Key"})
+        raise ApiError(
+            401,
+            "unauthorized",
+            "a valid X-API-KEY header is required",
+            headers={"WWW-Authenticate": "API-Key"},
+        )
 
 
 AdminDep = Depends(require_api_key)

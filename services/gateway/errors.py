@@ -10,6 +10,7 @@ from fastapi.responses import JSONResponse
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from contracts.commands import CommandError, ErrorCode
+from services.runtime.commands import field_path
 from services.runtime.logging import get_logger
 
 log = get_logger("meetplane.gateway")
@@ -55,26 +56,16 @@ class ApiError(Exception):
     @classmethod
     def invalid(cls, field: str, message: str) -> ApiError:
         """A 422 about one field."""
-        return cls(422, "invalid_request", f"{field}: {message}", [{"field": field, "message": message}])
+        return cls(
+            422, "invalid_request", f"{field}: {message}", [{"field": field, "message": message}]
+        )
 
 
-def error_body(error: str, message: str, details: list[dict[str, Any]] | None = None) -> dict[str, Any]:
+def error_body(
+    error: str, message: str, details: list[dict[str, Any]] | None = None
+) -> dict[str, Any]:
     """The JSON error shape."""
     return {"error": error, "message": message, "details": details or []}
-
-
-def _is_union_tag(part: object) -> bool:
-    # pydantic adds the union member it tried ("literal[...]", "AdvancedEncoding",
-    # "function-after[...]") to the location; users know the field, not our types.
-    text = str(part)
-    return "[" in text or (text[:1].isupper() and not isinstance(part, int))
-
-
-def _field(loc: tuple[Any, ...]) -> str:
-    parts = [str(p) for p in loc if not _is_union_tag(p)]
-    if parts and parts[0] in ("body", "query", "path", "header"):
-        parts = parts[1:] or parts
-    return ".".join(parts) or "body"
 
 
 def _merge(details: list[dict[str, Any]]) -> list[dict[str, Any]]:
@@ -99,7 +90,9 @@ def install_error_handlers(app: FastAPI) -> None:
     async def _validation(_: Request, exc: RequestValidationError) -> JSONResponse:
         details = [
             {
-                "field": "body" if err.get("type") == "json_invalid" else _field(tuple(err.get("loc", ()))),
+                "field": "body"
+                if err.get("type") == "json_invalid"
+                else field_path(err.get("loc", ())),
                 "message": err.get("msg", "invalid"),
             }
             for err in exc.errors()
@@ -114,10 +107,14 @@ def install_error_handlers(app: FastAPI) -> None:
             exc.status_code, "http_error"
         )
         return JSONResponse(
-            error_body(code, str(exc.detail)), exc.status_code, headers=getattr(exc, "headers", None)
+            error_body(code, str(exc.detail)),
+            exc.status_code,
+            headers=getattr(exc, "headers", None),
         )
 
     @app.exception_handler(Exception)
     async def _unexpected(request: Request, exc: Exception) -> JSONResponse:
         log.exception("gateway.unexpected_error", path=request.url.path)
-        return JSONResponse(error_body("internal_error", "unexpected error; see the gateway log"), 500)
+        return JSONResponse(
+            error_body("internal_error", "unexpected error; see the gateway log"), 500
+        )

@@ -14,12 +14,8 @@ from services.runtime.logging import get_logger
 
 log = get_logger("meetplane.gateway.http")
 
-REQUESTS = Counter(
-    "meetplane_http_requests_total", "HTTP requests", ["method", "route", "status"]
-)
-LATENCY = Histogram(
-    "meetplane_http_request_seconds", "HTTP request latency", ["method", "route"]
-)
+REQUESTS = Counter("meetplane_http_requests_total", "HTTP requests", ["method", "route", "status"])
+LATENCY = Histogram("meetplane_http_request_seconds", "HTTP request latency", ["method", "route"])
 
 
 class BodyTooLarge(Exception):

@@ -41,7 +41,10 @@ def room_links(base_url: str, record: dict[str, Any]) -> dict[str, dict[str, Any
     links: dict[str, dict[str, Any]] = {}
     for role, link in record["anonymous"].items():
         path = f"/room/{room_id}/recordings" if role == "recording" else f"/room/{room_id}"
-        links[role] = {"enabled": link["enabled"], "url": f"{base_url}{path}?secret={link['secret']}"}
+        links[role] = {
+            "enabled": link["enabled"],
+            "url": f"{base_url}{path}?secret={link['secret']}",
+        }
     return links
 
 

@@ -30,7 +30,8 @@ class Rpc:
 
 
 def _rpc(request: Request) -> Rpc:
-    return request.app.state.rpc  # type: ignore[no-any-return]
+    rpc: Rpc = request.app.state.rpc
+    return rpc
 
 
 RpcDep = Annotated[Rpc, Depends(_rpc)]

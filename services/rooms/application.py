@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import secrets
 import string
-from typing import Any
+from typing import Any, cast
 from uuid import UUID
 
 from eventsourcing.application import AggregateNotFoundError
@@ -19,11 +19,11 @@ from contracts.rooms import (
     AccessUpdate,
     CreateRoomRequest,
     Permissions,
+    Roles,
+    RolesPatch,
     RoomConfig,
     RoomConfigPatch,
     RoomRecord,
-    Roles,
-    RolesPatch,
     UpdateRoomSettingsRequest,
 )
 from services.rooms.domain import (
@@ -80,10 +80,9 @@ class RoomsApplication(ServiceApplication):
 
     def _get(self, room_id: str) -> Room:
         try:
-            room = self.repository.get(aggregate_id(room_id))
+            room = cast(Room, self.repository.get(aggregate_id(room_id)))
         except AggregateNotFoundError:
             raise RoomNotFound(f"room '{room_id}' does not exist") from None
-        assert isinstance(room, Room)
         if room.deleted:
             raise RoomNotFound(f"room '{room_id}' does not exist")
         return room
@@ -91,17 +90,13 @@ class RoomsApplication(ServiceApplication):
     def _find(self, room_id: str) -> Room | None:
         """The room, deleted or not; None if it never existed."""
         try:
-            room = self.repository.get(aggregate_id(room_id))
+            return cast(Room, self.repository.get(aggregate_id(room_id)))
         except AggregateNotFoundError:
             return None
-        assert isinstance(room, Room)
-        return room
 
     def load(self, aggregate: UUID, version: int | None = None) -> Room:
         """A room by aggregate id, optionally at a version (outbox, projections)."""
-        room = self.repository.get(aggregate, version=version)
-        assert isinstance(room, Room)
-        return room
+        return cast(Room, self.repository.get(aggregate, version=version))
 
     # ---- commands --------------------------------------------------------------
 
@@ -169,10 +164,12 @@ class RoomsApplication(ServiceApplication):
         if settings.clearAutoDeletionDate:
             room.clear_auto_deletion()
         elif settings.autoDeletionDate is not None:
-            policy = (settings.autoDeletionPolicy.model_dump()
-                      if settings.autoDeletionPolicy
-                      else room.auto_deletion_policy
-                      or {"withMeeting": "when_meeting_ends", "withRecordings": "close"})
+            policy = (
+                settings.autoDeletionPolicy.model_dump()
+                if settings.autoDeletionPolicy
+                else room.auto_deletion_policy
+                or {"withMeeting": "when_meeting_ends", "withRecordings": "close"}
+            )
             room.set_auto_deletion(settings.autoDeletionDate, policy, self.clock.now_ms())
         if settings.autoDeletionPolicy is not None and settings.autoDeletionDate is None:
             room.set_auto_deletion_policy(settings.autoDeletionPolicy.model_dump())
@@ -239,9 +236,7 @@ class RoomsApplication(ServiceApplication):
             successCode=plan.success_code,
             message=plan.message,
             scheduled=plan.action == "schedule",
-            room=None
-            if room.deleted
-            else to_record(room).model_dump(mode="json"),
+            room=None if room.deleted else to_record(room).model_dump(mode="json"),
         )
 
     def _carry_out(
@@ -330,7 +325,9 @@ class RoomsApplication(ServiceApplication):
             "withRecordings": "close",
         }
         plan = room.plan_deletion(policy["withMeeting"], policy["withRecordings"], has_recordings)
-        self._carry_out(room, plan, policy["withMeeting"], policy["withRecordings"], "auto_deletion")
+        self._carry_out(
+            room, plan, policy["withMeeting"], policy["withRecordings"], "auto_deletion"
+        )
         self.save_tracked(room, tracking=tracking)
         return plan.success_code
 
@@ -341,9 +338,8 @@ class RoomsApplication(ServiceApplication):
         if self._find(room_id) is None:
             raise RoomNotFound(f"room '{room_id}' does not exist")
         entries: list[HistoryEntry] = []
-        for domain_event in self.events.get(
-            aggregate_id(room_id), gt=after_version, limit=limit
-        ):
+        for stored in self.events.get(aggregate_id(room_id), gt=after_version, limit=limit):
+            domain_event = cast(Room.Event, stored)
             data = {
                 k: v
                 for k, v in domain_event.__dict__.items()
@@ -361,8 +357,7 @@ class RoomsApplication(ServiceApplication):
         return entries
 
 
-
 def _jsonable(data: dict[str, Any]) -> dict[str, Any]:
     import json
 
-    return json.loads(json.dumps(data, default=str))  # type: ignore[no-any-return]
+    return cast(dict[str, Any], json.loads(json.dumps(data, default=str)))

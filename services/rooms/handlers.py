@@ -22,7 +22,7 @@ from services.runtime.rpc import call
 
 log = get_logger("meetplane.rooms")
 
-ERRORS = {
+ERRORS: dict[type[Exception], ErrorCode] = {
     RoomNotFound: ErrorCode.NOT_FOUND,
     RoomConflict: ErrorCode.CONFLICT,
     InvalidRoomRequest: ErrorCode.INVALID,
@@ -52,14 +52,16 @@ class RoomsHandlers:
 
     async def _settled(self) -> None:
         # Read-your-writes for lists: a reply is sent once the list shows the change.
-        await self.projection.wait_until(
-            await asyncio.to_thread(self.app.recorder.max_notification_id) or 0
-        )
+        latest: int | None = await asyncio.to_thread(self.app.recorder.max_notification_id)
+        await self.projection.wait_until(latest or 0)
 
     async def has_recordings(self, room_id: str) -> bool:
         """Ask the recordings service (it owns that data)."""
         result = await call(
-            self.broker, "recordings", "room_has_recordings", {"roomId": room_id},
+            self.broker,
+            "recordings",
+            "room_has_recordings",
+            {"roomId": room_id},
             timeout=self.timeout,
         )
         return bool(result["hasRecordings"])
@@ -74,10 +76,14 @@ class RoomsHandlers:
     async def get(self, request: cmd.GetRoom) -> RoomRecord:
         return await asyncio.to_thread(self.app.get_room, request.roomId)
 
-    async def list(self, request: cmd.ListRooms) -> Page:
+    async def list_rooms(self, request: cmd.ListRooms) -> Page:
         items, token = await asyncio.to_thread(self.view.list, request)
-        return Page(items=items, nextPageToken=token, isTruncated=token is not None,
-                    maxItems=request.maxItems)
+        return Page(
+            items=items,
+            nextPageToken=token,
+            isTruncated=token is not None,
+            maxItems=request.maxItems,
+        )
 
     async def update_config(self, request: cmd.UpdateRoomConfig) -> RoomRecord:
         return await self._fresh(
@@ -126,14 +132,23 @@ class RoomsHandlers:
                 withMeeting=request.withMeeting,
                 withRecordings=request.withRecordings,
             )
-            reply = await self.router.dispatch("delete", cmd.DeleteRoom, self.delete, one.model_dump())
+            reply = await self.router.dispatch(
+                "delete", cmd.DeleteRoom, self.delete, one.model_dump()
+            )
             if reply.ok:
-                outcomes.append(cmd.BulkDeleteOutcome(roomId=room_id, **{
-                    k: reply.result[k] for k in ("successCode", "message", "scheduled")}))
+                outcomes.append(
+                    cmd.BulkDeleteOutcome(
+                        roomId=room_id,
+                        **{k: reply.result[k] for k in ("successCode", "message", "scheduled")},
+                    )
+                )
             else:
                 assert reply.error is not None
-                outcomes.append(cmd.BulkDeleteOutcome(
-                    roomId=room_id, error=reply.error.error, message=reply.error.message))
+                outcomes.append(
+                    cmd.BulkDeleteOutcome(
+                        roomId=room_id, error=reply.error.error, message=reply.error.message
+                    )
+                )
         return outcomes
 
     async def history(self, request: cmd.RoomHistory) -> Page:
@@ -142,7 +157,9 @@ class RoomsHandlers:
             try:
                 after = int(request.nextPageToken)
             except ValueError:
-                raise InvalidRoomRequest("nextPageToken is not valid", field="nextPageToken") from None
+                raise InvalidRoomRequest(
+                    "nextPageToken is not valid", field="nextPageToken"
+                ) from None
         entries = await asyncio.to_thread(
             self.app.history, request.roomId, after, request.maxItems + 1
         )
@@ -172,7 +189,10 @@ class RoomsHandlers:
             if pending and "close" not in pending:
                 has_recordings = await self.has_recordings(data["roomId"])
             await asyncio.to_thread(
-                self.app.meeting_ended, data["roomId"], data["meetingId"], has_recordings,
+                self.app.meeting_ended,
+                data["roomId"],
+                data["meetingId"],
+                has_recordings,
                 consumed.tracking,
             )
 
@@ -185,8 +205,11 @@ class RoomsHandlers:
             return
         has_recordings = await self.has_recordings(room_id)
         code = await asyncio.to_thread(
-            self.app.auto_deletion_due, room_id, envelope.data["autoDeletionDate"],
-            has_recordings, consumed.tracking,
+            self.app.auto_deletion_due,
+            room_id,
+            envelope.data["autoDeletionDate"],
+            has_recordings,
+            consumed.tracking,
         )
         log.info("room.auto_deletion", room_id=room_id, success_code=code)
 
@@ -197,7 +220,7 @@ class RoomsHandlers:
         r = self.router
         r.register("create", cmd.CreateRoom, self.create)
         r.register("get", cmd.GetRoom, self.get)
-        r.register("list", cmd.ListRooms, self.list)
+        r.register("list", cmd.ListRooms, self.list_rooms)
         r.register("update_config", cmd.UpdateRoomConfig, self.update_config)
         r.register("update_settings", cmd.UpdateRoomSettings, self.update_settings)
         r.register("update_status", cmd.UpdateRoomStatus, self.update_status)
@@ -207,10 +230,16 @@ class RoomsHandlers:
         r.register("bulk_delete", cmd.BulkDeleteRooms, self.bulk_delete)
         r.register("history", cmd.RoomHistory, self.history)
         durable_consumer(
-            self.broker, name="rooms-meeting-events", subject=aggregate_subjects("meeting"),
-            handler=self.on_meeting_event, processed=self.app,
+            self.broker,
+            name="rooms-meeting-events",
+            subject=aggregate_subjects("meeting"),
+            handler=self.on_meeting_event,
+            processed=self.app,
         )
         durable_consumer(
-            self.broker, name="rooms-janitor-events", subject=aggregate_subjects("janitor"),
-            handler=self.on_janitor_event, processed=self.app,
+            self.broker,
+            name="rooms-janitor-events",
+            subject=aggregate_subjects("janitor"),
+            handler=self.on_janitor_event,
+            processed=self.app,
         )

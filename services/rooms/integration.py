@@ -61,7 +61,9 @@ def room_state(room: Room) -> RoomState:
     )
 
 
-def room_integration_mapper(load: Callable[[Any, int], Room]) -> Callable[[Any], Sequence[EventEnvelope]]:
+def room_integration_mapper(
+    load: Callable[[Any, int], Room],
+) -> Callable[[Any], Sequence[EventEnvelope]]:
     """Build the outbox mapper; `load(aggregate_id, version)` rebuilds a room at a version."""
 
     def to_integration(domain_event: Any) -> Sequence[EventEnvelope]:

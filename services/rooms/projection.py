@@ -78,7 +78,7 @@ class RoomsView:
                 sa.select(view_position.c.position).where(view_position.c.view == VIEW_NAME)
             ).scalar_one_or_none()
 
-    def apply(self, rooms: dict[UUID, Room], position: int) -> None:
+    def apply(self, rooms: dict[Any, Room], position: int) -> None:
         """Upsert (or remove) the given rooms and move the position, atomically."""
         with self.engine.begin() as conn:
             for room in rooms.values():
@@ -106,11 +106,17 @@ class RoomsView:
 
     def list(self, query: ListRooms) -> tuple[list[dict[str, Any]], str | None]:
         """A page of rooms and the token of the next page."""
-        column = rooms_view.c.creation_date if query.sortField == "creationDate" else rooms_view.c.room_name_lower
+        column = (
+            rooms_view.c.creation_date
+            if query.sortField == "creationDate"
+            else rooms_view.c.room_name_lower
+        )
         descending = query.sortOrder == "desc"
         stmt = sa.select(rooms_view.c.record, column, rooms_view.c.room_id)
         if query.roomName:
-            needle = query.roomName.lower().replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_")
+            needle = (
+                query.roomName.lower().replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_")
+            )
             stmt = stmt.where(rooms_view.c.room_name_lower.like(f"%{needle}%", escape="\\"))
         if query.status:
             stmt = stmt.where(rooms_view.c.status == query.status)
@@ -123,7 +129,11 @@ class RoomsView:
             key = sa.tuple_(column, rooms_view.c.room_id)
             bound = sa.tuple_(sa.literal(last_value), sa.literal(last_id))
             stmt = stmt.where(key < bound if descending else key > bound)
-        order = (column.desc(), rooms_view.c.room_id.desc()) if descending else (column.asc(), rooms_view.c.room_id.asc())
+        order = (
+            (column.desc(), rooms_view.c.room_id.desc())
+            if descending
+            else (column.asc(), rooms_view.c.room_id.asc())
+        )
         stmt = stmt.order_by(*order).limit(query.maxItems + 1)
         with self.engine.connect() as conn:
             rows = conn.execute(stmt).all()
@@ -151,5 +161,3 @@ class RoomsProjector:
         touched = {n.originator_id for n in notifications}
         rooms = {aggregate: self.load(aggregate) for aggregate in touched}
         self.view.apply(rooms, notifications[-1].id)
-
-

@@ -5,7 +5,7 @@ from __future__ import annotations
 import asyncio
 import socket
 import uuid
-from collections.abc import Awaitable, Callable, Mapping
+from collections.abc import Awaitable, Callable, Mapping, Sequence
 from typing import Any, TypeVar
 
 from faststream.nats import NatsBroker
@@ -32,10 +32,25 @@ ErrorTable = Mapping[type[Exception], ErrorCode]
 INSTANCE_ID = f"{socket.gethostname()}-{uuid.uuid4().hex[:6]}"
 
 
+def _is_union_tag(part: object) -> bool:
+    # pydantic adds the union member it tried ("literal[...]", "AdvancedEncoding",
+    # "function-after[...]") to the location; users know the field, not our types.
+    text = str(part)
+    return "[" in text or (text[:1].isupper() and not isinstance(part, int))
+
+
+def field_path(loc: Sequence[Any]) -> str:
+    """A dotted field name from a pydantic error location, without union tags or `body`."""
+    parts = [str(p) for p in loc if not _is_union_tag(p)]
+    if parts and parts[0] in ("body", "query", "path", "header"):
+        parts = parts[1:] or parts
+    return ".".join(parts) or "body"
+
+
 def validation_error(exc: ValidationError) -> CommandError:
     """A pydantic error as an `invalid` command error naming each field."""
     details = [
-        ErrorDetail(field=".".join(str(p) for p in err["loc"]) or "body", message=err["msg"])
+        ErrorDetail(field=field_path(err["loc"]), message=err["msg"])
         for err in exc.errors(include_url=False)
     ]
     return CommandError(
@@ -53,7 +68,7 @@ def to_command_error(exc: Exception, table: ErrorTable) -> CommandError | None:
     its first argument the message, `field` (when present) the field it is about.
     """
     for cls in type(exc).__mro__:
-        kind = table.get(cls)  # type: ignore[call-overload]
+        kind = table.get(cls)
         if kind is not None:
             message = str(exc.args[0]) if exc.args else kind.value
             field = getattr(exc, "field", None)

@@ -94,12 +94,20 @@ def durable_consumer(
         try:
             envelope = EventEnvelope.model_validate(body)
         except ValidationError as exc:
-            log.error("consumer.invalid_event", consumer=name, seq=tracking.notification_id,
-                      errors=exc.errors(include_url=False))
+            log.error(
+                "consumer.invalid_event",
+                consumer=name,
+                seq=tracking.notification_id,
+                errors=exc.errors(include_url=False),
+            )
             await msg.raw_message.term()
             return
-        bound = log.bind(consumer=name, event_id=str(envelope.id), event_type=envelope.type,
-                         subject_id=envelope.subject_id)
+        bound = log.bind(
+            consumer=name,
+            event_id=str(envelope.id),
+            event_type=envelope.type,
+            subject_id=envelope.subject_id,
+        )
         try:
             if await asyncio.to_thread(processed.has_processed, tracking):
                 bound.info("consumer.replay_skipped", seq=tracking.notification_id)

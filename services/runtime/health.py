@@ -7,7 +7,8 @@ connection is up.
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Callable
+import contextlib
+from collections.abc import Callable, Iterator
 
 import uvicorn
 from fastapi import FastAPI
@@ -33,13 +34,20 @@ def health_app(service: str, ready: Callable[[], bool]) -> FastAPI:
     return app
 
 
+class _QuietServer(uvicorn.Server):
+    """A uvicorn server that leaves signal handling to the service it runs in."""
+
+    @contextlib.contextmanager
+    def capture_signals(self) -> Iterator[None]:
+        yield
+
+
 async def serve_health(service: str, host: str, port: int, ready: Callable[[], bool]) -> None:
     """Serve the probe endpoints until cancelled."""
     config = uvicorn.Config(
         health_app(service, ready), host=host, port=port, log_level="warning", lifespan="off"
     )
-    server = uvicorn.Server(config)
-    server.install_signal_handlers = lambda: None  # type: ignore[method-assign]
+    server = _QuietServer(config)
     try:
         await server.serve()
     except asyncio.CancelledError:

@@ -173,7 +173,7 @@ class Platform:
         """Restart children that died (backoff grows with their restart count)."""
         for child in self.children.values():
             if child.process is not None and child.process.poll() is not None and not self.stopping:
-                delay = min(2 ** child.restarts, 30)
+                delay = min(2**child.restarts, 30)
                 if time.monotonic() - child.started_at < delay:
                     continue
                 child.restarts += 1
@@ -214,10 +214,12 @@ def run_up(
         platform.start_services()
         key = api_key(platform.data_dir)
         base = f"http://{http_host}:{http_port}"
-        print(f"meetplane is up\n  gateway:  {base}/api/v1\n  docs:     {base}/docs\n"
-              f"  NATS:     {settings.effective_nats_url()}\n  API key:  {key}\n"
-              f"  data dir: {platform.data_dir}\n  logs:     {platform.data_dir / 'logs'}",
-              flush=True)
+        print(
+            f"meetplane is up\n  gateway:  {base}/api/v1\n  docs:     {base}/docs\n"
+            f"  NATS:     {settings.effective_nats_url()}\n  API key:  {key}\n"
+            f"  data dir: {platform.data_dir}\n  logs:     {platform.data_dir / 'logs'}",
+            flush=True,
+        )
         while not stop:
             platform.supervise_once()
             time.sleep(0.2)

@@ -50,4 +50,4 @@ def configure_logging(fmt: str = "console", level: str = "INFO", service: str = 
 
 def get_logger(name: str = "meetplane") -> structlog.stdlib.BoundLogger:
     """A structlog logger; bind `room_id`, `meeting_id`, `event_id` where known."""
-    return structlog.get_logger(name)  # type: ignore[no-any-return]
+    return structlog.get_logger(name)

@@ -69,17 +69,24 @@ class NatsServer:
         """The nats-server command line."""
         cmd = [
             nats_server_binary(),
-            "-a", self.host,
-            "-p", str(self.port),
+            "-a",
+            self.host,
+            "-p",
+            str(self.port),
             "-js",
-            "-sd", str(self.store_dir),
-            "-n", self.name,
-            "-l", str(self.store_dir / "nats-server.log"),
+            "-sd",
+            str(self.store_dir),
+            "-n",
+            self.name,
+            "-l",
+            str(self.store_dir / "nats-server.log"),
         ]
         if self.cluster_port:
             cmd += [
-                "--cluster_name", self.cluster_name,
-                "--cluster", f"nats://{self.host}:{self.cluster_port}",
+                "--cluster_name",
+                self.cluster_name,
+                "--cluster",
+                f"nats://{self.host}:{self.cluster_port}",
             ]
             if self.routes:
                 cmd += ["--routes", ",".join(self.routes)]

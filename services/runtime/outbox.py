@@ -79,7 +79,7 @@ class Outbox:
 
     async def _publish_batch(self, notifications: Sequence[Notification]) -> None:
         while self.hold_file is not None and self.hold_file.exists():
-            await asyncio.sleep(0.05)  # fault injection: see RuntimeSettings.outbox_hold_file
+            await asyncio.sleep(0.05)  # noqa: ASYNC110 - fault injection (outbox_hold_file)
         envelopes: list[EventEnvelope] = []
         for notification in notifications:
             domain_event = self.app.mapper.to_domain_event(notification)

@@ -30,7 +30,9 @@ async def request(
     timeout: float = 5.0,
 ) -> Reply:
     """Send `meetplane.cmd.<service>.<verb>` and parse the reply; never hangs past `timeout`."""
-    body: Any = payload.model_dump(mode="json") if isinstance(payload, BaseModel) else (payload or {})
+    body: Any = (
+        payload.model_dump(mode="json") if isinstance(payload, BaseModel) else (payload or {})
+    )
     subject = command_subject(service, verb)
     try:
         message = await broker.request(body, subject, timeout=timeout)

@@ -5,8 +5,9 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import signal
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Coroutine
 from dataclasses import dataclass, field
+from typing import Any
 
 from faststream.nats import NatsBroker
 
@@ -23,7 +24,7 @@ class ServiceParts:
 
     name: str
     broker: NatsBroker
-    background: list[Callable[[], Awaitable[None]]] = field(default_factory=list)
+    background: list[Callable[[], Coroutine[Any, Any, None]]] = field(default_factory=list)
     on_started: list[Callable[[], Awaitable[None]]] = field(default_factory=list)
     on_stop: list[Callable[[], None]] = field(default_factory=list)
 

@@ -33,7 +33,8 @@ def service_dsn(settings: RuntimeSettings, service: str, env: dict[str, str]) ->
 def postgres_schema(settings: RuntimeSettings, service: str, env: dict[str, str]) -> str:
     """The service's schema: `MEETPLANE_<SERVICE>_POSTGRES_SCHEMA`, else prefix + service name."""
     return env.get(
-        f"MEETPLANE_{service.upper()}_POSTGRES_SCHEMA", f"{settings.postgres_schema_prefix}{service}"
+        f"MEETPLANE_{service.upper()}_POSTGRES_SCHEMA",
+        f"{settings.postgres_schema_prefix}{service}",
     )
 
 
@@ -85,7 +86,9 @@ def ensure_postgres_schema(dsn: str, schema: str) -> None:
         conn.execute(f'CREATE SCHEMA IF NOT EXISTS "{schema}"')
 
 
-def view_engine(settings: RuntimeSettings, service: str, env: dict[str, str] | None = None) -> sa.Engine:
+def view_engine(
+    settings: RuntimeSettings, service: str, env: dict[str, str] | None = None
+) -> sa.Engine:
     """SQLAlchemy engine for a service's read models (its own file or schema)."""
     import os
 
@@ -104,9 +107,7 @@ def view_engine(settings: RuntimeSettings, service: str, env: dict[str, str] | N
         )
     folder = Path(settings.data_dir) / service
     folder.mkdir(parents=True, exist_ok=True)
-    engine = sa.create_engine(
-        f"sqlite:///{folder / 'views.sqlite'}", connect_args={"timeout": 30}
-    )
+    engine = sa.create_engine(f"sqlite:///{folder / 'views.sqlite'}", connect_args={"timeout": 30})
 
     @sa.event.listens_for(engine, "connect")
     def _wal(dbapi_conn: Any, _record: Any) -> None:

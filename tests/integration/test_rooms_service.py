@@ -19,7 +19,7 @@ from tests.support.services import running, stream_events, wait_for
 
 
 class RecordingsStandIn:
-    """Answers the rooms service's `room_has_recordings` query from a set (another service's port)."""
+    """Answers the rooms service's `room_has_recordings` query from a set."""
 
     def __init__(self) -> None:
         self.rooms_with_recordings: set[str] = set()
@@ -63,9 +63,7 @@ async def test_created_room_is_returned_and_published_once(
     assert room["roomId"].startswith("equipe_demo_1-")
     got = await call(client_broker, "get", {"roomId": room["roomId"]})
     assert got.ok and got.result["roomName"] == "Équipe Démo-1"
-    events = await wait_for(
-        lambda: _events_of(nats_server.url, "RoomCreated"), timeout=10
-    )
+    events = await wait_for(lambda: _events_of(nats_server.url, "RoomCreated"), timeout=10)
     assert [e["subject_id"] for e in events] == [room["roomId"]]
     assert events[0]["data"]["room"]["anonymous"]["moderator"]["secretSha256"]
     assert "secret" not in events[0]["data"]["room"]["anonymous"]["moderator"]
@@ -98,7 +96,9 @@ async def test_list_filters_sorts_and_pages_without_gaps_or_repeats(
         if token is None:
             break
     assert seen == [r["roomId"] for r in created]
-    by_name = await call(client_broker, "list", cmd.ListRooms(sortField="roomName", sortOrder="desc", maxItems=100))
+    by_name = await call(
+        client_broker, "list", cmd.ListRooms(sortField="roomName", sortOrder="desc", maxItems=100)
+    )
     assert by_name.result["items"][0]["roomName"] == "beta"
 
 
@@ -126,17 +126,36 @@ async def test_config_roles_access_updates_are_merged_and_validated(
     rooms: dict[str, Any], client_broker: NatsBroker
 ) -> None:
     room = await create(client_broker)
-    ok = await call(client_broker, "update_config", {"roomId": room["roomId"], "config": {"chat": {"enabled": False}}})
+    ok = await call(
+        client_broker,
+        "update_config",
+        {"roomId": room["roomId"], "config": {"chat": {"enabled": False}}},
+    )
     assert ok.ok and ok.result["config"]["chat"]["enabled"] is False
     assert ok.result["config"]["recording"]["enabled"] is True
-    bad = await call(client_broker, "update_config", {"roomId": room["roomId"], "config": {"e2ee": {"enabled": True}}})
+    bad = await call(
+        client_broker,
+        "update_config",
+        {"roomId": room["roomId"], "config": {"e2ee": {"enabled": True}}},
+    )
     assert not bad.ok and bad.error.kind == "invalid"
-    roles = await call(client_broker, "update_roles", {"roomId": room["roomId"], "roles": {"speaker": {"canRecord": True}}})
+    roles = await call(
+        client_broker,
+        "update_roles",
+        {"roomId": room["roomId"], "roles": {"speaker": {"canRecord": True}}},
+    )
     assert roles.result["roles"]["speaker"]["permissions"]["canRecord"] is True
     old_secret = room["anonymous"]["speaker"]["secret"]
-    access = await call(client_broker, "update_access", {"roomId": room["roomId"], "access": {"regenerate": ["speaker"]}})
+    access = await call(
+        client_broker,
+        "update_access",
+        {"roomId": room["roomId"], "access": {"regenerate": ["speaker"]}},
+    )
     assert access.result["anonymous"]["speaker"]["secret"] != old_secret
-    assert access.result["anonymous"]["moderator"]["secret"] == room["anonymous"]["moderator"]["secret"]
+    assert (
+        access.result["anonymous"]["moderator"]["secret"]
+        == room["anonymous"]["moderator"]["secret"]
+    )
 
 
 async def test_delete_policies_follow_openvidu_semantics(
@@ -154,10 +173,14 @@ async def test_delete_policies_follow_openvidu_semantics(
     recordings.rooms_with_recordings.add(kept["roomId"])
     refused = await call(client_broker, "delete", {"roomId": kept["roomId"]})
     assert refused.error.error == "room_has_recordings" and refused.error.kind == "conflict"
-    closed = await call(client_broker, "delete", {"roomId": kept["roomId"], "withRecordings": "close"})
+    closed = await call(
+        client_broker, "delete", {"roomId": kept["roomId"], "withRecordings": "close"}
+    )
     assert closed.result["successCode"] == "room_closed"
     assert closed.result["room"]["status"] == "closed"
-    forced = await call(client_broker, "delete", {"roomId": kept["roomId"], "withRecordings": "force"})
+    forced = await call(
+        client_broker, "delete", {"roomId": kept["roomId"], "withRecordings": "force"}
+    )
     assert forced.result["successCode"] == "room_and_recordings_deleted"
 
 
@@ -169,7 +192,9 @@ async def test_bulk_delete_reports_each_room(
     a = await create(client_broker)
     b = await create(client_broker)
     recordings.rooms_with_recordings.add(b["roomId"])
-    reply = await call(client_broker, "bulk_delete", {"roomIds": [a["roomId"], b["roomId"], "missing-x"]})
+    reply = await call(
+        client_broker, "bulk_delete", {"roomIds": [a["roomId"], b["roomId"], "missing-x"]}
+    )
     outcomes = {o["roomId"]: o for o in reply.result}
     assert outcomes[a["roomId"]]["successCode"] == "room_deleted"
     assert outcomes[b["roomId"]]["error"] == "room_has_recordings"
@@ -181,9 +206,17 @@ async def test_history_pages_through_every_domain_event(
 ) -> None:
     room = await create(client_broker)
     for i in range(4):
-        await call(client_broker, "update_settings", {"roomId": room["roomId"], "settings": {"roomName": f"n{i}"}})
+        await call(
+            client_broker,
+            "update_settings",
+            {"roomId": room["roomId"], "settings": {"roomName": f"n{i}"}},
+        )
     first = await call(client_broker, "history", {"roomId": room["roomId"], "maxItems": 3})
-    second = await call(client_broker, "history", {"roomId": room["roomId"], "maxItems": 3, "nextPageToken": first.result["nextPageToken"]})
+    second = await call(
+        client_broker,
+        "history",
+        {"roomId": room["roomId"], "maxItems": 3, "nextPageToken": first.result["nextPageToken"]},
+    )
     types = [e["type"] for e in first.result["items"] + second.result["items"]]
     assert types == ["Created", "Renamed", "Renamed", "Renamed", "Renamed"]
     assert second.result["nextPageToken"] is None
@@ -231,6 +264,7 @@ async def test_projection_is_rebuilt_from_the_event_log(
     view.reset()
     view.engine.dispose()
     async with running(build(settings), settings):
+
         async def listed() -> set[str]:
             reply = await call(client_broker, "list", {"maxItems": 100})
             return {r["roomId"] for r in reply.result["items"]}

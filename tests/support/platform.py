@@ -17,7 +17,9 @@ from tests.support.infra import NatsHandle, free_port, local_nats
 class Platform:
     """The embedded platform started by `meetplane up` against a test-owned nats-server."""
 
-    def __init__(self, root: Path, services: str | None = os.environ.get("MEETPLANE_E2E_SERVICES")) -> None:
+    def __init__(
+        self, root: Path, services: str | None = os.environ.get("MEETPLANE_E2E_SERVICES")
+    ) -> None:
         self.root = root
         self.data_dir = root / "data"
         self.nats: NatsHandle = local_nats(root / "nats")

@@ -100,13 +100,39 @@ def test_deleted_room_refuses_every_command() -> None:
         (True, "force", "fail", False, "delete", "room_with_active_meeting_deleted"),
         (True, "force", "force", True, "delete", "room_with_active_meeting_and_recordings_deleted"),
         (True, "force", "close", True, "close", "room_with_active_meeting_closed"),
-        (True, "when_meeting_ends", "fail", False, "schedule", "room_with_active_meeting_scheduled_to_be_deleted"),
-        (True, "when_meeting_ends", "close", True, "schedule", "room_with_active_meeting_scheduled_to_be_closed"),
-        (True, "when_meeting_ends", "force", True, "schedule", "room_with_active_meeting_and_recordings_scheduled_to_be_deleted"),
+        (
+            True,
+            "when_meeting_ends",
+            "fail",
+            False,
+            "schedule",
+            "room_with_active_meeting_scheduled_to_be_deleted",
+        ),
+        (
+            True,
+            "when_meeting_ends",
+            "close",
+            True,
+            "schedule",
+            "room_with_active_meeting_scheduled_to_be_closed",
+        ),
+        (
+            True,
+            "when_meeting_ends",
+            "force",
+            True,
+            "schedule",
+            "room_with_active_meeting_and_recordings_scheduled_to_be_deleted",
+        ),
     ],
 )
 def test_deletion_plan_table(
-    active: bool, with_meeting: str, with_recordings: str, has_recordings: bool, action: str, code: str
+    active: bool,
+    with_meeting: str,
+    with_recordings: str,
+    has_recordings: bool,
+    action: str,
+    code: str,
 ) -> None:
     room = new_room()
     if active:
@@ -152,4 +178,8 @@ def test_replaying_events_rebuilds_the_same_room() -> None:
     for domain_event in events:
         rebuilt = domain_event.mutate(rebuilt)
     assert rebuilt is not None
-    assert (rebuilt.room_name, rebuilt.auto_deletion_date, rebuilt.status) == ("New", 10_000_000, "closed")
+    assert (rebuilt.room_name, rebuilt.auto_deletion_date, rebuilt.status) == (
+        "New",
+        10_000_000,
+        "closed",
+    )

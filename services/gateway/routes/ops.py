@@ -14,6 +14,7 @@ from services.runtime.service import broker_connected
 
 router = APIRouter(tags=["operations"])
 
+
 @router.get("/healthz", summary="Liveness")
 async def healthz() -> dict[str, str]:
     return {"status": "ok"}
@@ -27,12 +28,17 @@ async def readyz(request: Request) -> JSONResponse:
     checks: dict[str, Any] = {"nats": broker_connected(broker)}
     if checks["nats"]:
         replies = await asyncio.gather(
-            *(nats_request(broker, s, "ping", timeout=settings.ready_ping_timeout) for s in services)
+            *(
+                nats_request(broker, s, "ping", timeout=settings.ready_ping_timeout)
+                for s in services
+            )
         )
         checks.update({s: r.ok for s, r in zip(services, replies, strict=True)})
     ready = all(checks.values()) and len(checks) == len(services) + 1
-    return JSONResponse({"status": "ready" if ready else "not_ready", "checks": checks},
-                        status_code=200 if ready else 503)
+    return JSONResponse(
+        {"status": "ready" if ready else "not_ready", "checks": checks},
+        status_code=200 if ready else 503,
+    )
 
 
 @router.get("/metrics", summary="Prometheus metrics")

@@ -12,8 +12,8 @@ from contracts.rooms import (
     AccessUpdate,
     AnonymousAccessRequest,
     CreateRoomRequest,
-    RoomConfigPatch,
     RolesPatch,
+    RoomConfigPatch,
     UpdateRoomSettingsRequest,
     UpdateRoomStatusRequest,
     WithMeeting,
@@ -81,7 +81,8 @@ XExtra = Annotated[str | None, Header(alias="X-ExtraFields")]
 
 
 def _base(request: Request) -> str:
-    return request.app.state.settings.base_url()  # type: ignore[no-any-return]
+    base: str = request.app.state.settings.base_url()
+    return base
 
 
 @router.post("", status_code=201, summary="Create a room")
@@ -197,7 +198,9 @@ async def get_room(
 async def update_room(
     roomId: RoomIdPath, body: UpdateRoomSettingsRequest, request: Request, rpc: RpcDep
 ) -> dict[str, Any]:
-    record = await rpc("rooms", "update_settings", cmd.UpdateRoomSettings(roomId=roomId, settings=body))
+    record = await rpc(
+        "rooms", "update_settings", cmd.UpdateRoomSettings(roomId=roomId, settings=body)
+    )
     return {"message": f"Room '{roomId}' updated", "room": shape_room(record, _base(request))}
 
 
@@ -225,25 +228,40 @@ async def delete_room(
 @router.get("/{roomId}/config", summary="Get a room's config")
 async def get_room_config(roomId: RoomIdPath, rpc: RpcDep) -> dict[str, Any]:
     record = await rpc("rooms", "get", cmd.GetRoom(roomId=roomId))
-    return record["config"]  # type: ignore[no-any-return]
+    config: dict[str, Any] = record["config"]
+    return config
 
 
 @router.put("/{roomId}/config", summary="Update a room's config")
-async def update_room_config(roomId: RoomIdPath, body: UpdateConfigBody, rpc: RpcDep) -> dict[str, Any]:
-    record = await rpc("rooms", "update_config", cmd.UpdateRoomConfig(roomId=roomId, config=body.config))
-    return {"message": f"Room config for '{roomId}' updated successfully", "config": record["config"]}
+async def update_room_config(
+    roomId: RoomIdPath, body: UpdateConfigBody, rpc: RpcDep
+) -> dict[str, Any]:
+    record = await rpc(
+        "rooms", "update_config", cmd.UpdateRoomConfig(roomId=roomId, config=body.config)
+    )
+    return {
+        "message": f"Room config for '{roomId}' updated successfully",
+        "config": record["config"],
+    }
 
 
 @router.put("/{roomId}/status", summary="Open or close a room")
 async def update_room_status(
     roomId: RoomIdPath, body: UpdateRoomStatusRequest, request: Request, rpc: RpcDep
 ) -> dict[str, Any]:
-    record = await rpc("rooms", "update_status", cmd.UpdateRoomStatus(roomId=roomId, status=body.status))
-    return {"message": f"Room '{roomId}' is {body.status}", "room": shape_room(record, _base(request))}
+    record = await rpc(
+        "rooms", "update_status", cmd.UpdateRoomStatus(roomId=roomId, status=body.status)
+    )
+    return {
+        "message": f"Room '{roomId}' is {body.status}",
+        "room": shape_room(record, _base(request)),
+    }
 
 
 @router.put("/{roomId}/roles", summary="Update role permissions")
-async def update_room_roles(roomId: RoomIdPath, body: UpdateRolesBody, rpc: RpcDep) -> dict[str, Any]:
+async def update_room_roles(
+    roomId: RoomIdPath, body: UpdateRolesBody, rpc: RpcDep
+) -> dict[str, Any]:
     patch = RolesPatch(
         moderator=body.roles.moderator.permissions if body.roles.moderator else None,
         speaker=body.roles.speaker.permissions if body.roles.speaker else None,
@@ -270,7 +288,9 @@ async def room_history(
     nextPageToken: Annotated[str | None, Query(max_length=40)] = None,
 ) -> dict[str, Any]:
     page = await rpc(
-        "rooms", "history", cmd.RoomHistory(roomId=roomId, maxItems=maxItems, nextPageToken=nextPageToken)
+        "rooms",
+        "history",
+        cmd.RoomHistory(roomId=roomId, maxItems=maxItems, nextPageToken=nextPageToken),
     )
     return {
         "events": page["items"],
