@@ -1,0 +1,104 @@
+"""Shared benchmark plumbing: processes on loopback, a closed-loop HTTP load, percentiles."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import socket
+import subprocess
+import sys
+import time
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
+from pathlib import Path
+
+import httpx
+
+
+def free_port() -> int:
+    """A free loopback port."""
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+def spawn(args: list[str], env: dict[str, str], log: Path) -> subprocess.Popen[bytes]:
+    """Start a child process logging to `log`."""
+    handle = log.open("wb")
+    return subprocess.Popen(args, env={**os.environ, **env}, stdout=handle, stderr=subprocess.STDOUT)
+
+
+def python(*module_args: str) -> list[str]:
+    """`python -m ...` with this interpreter."""
+    return [sys.executable, "-m", *module_args]
+
+
+def wait_http(url: str, timeout: float = 30.0) -> None:
+    """Wait for an HTTP endpoint to answer 2xx."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        try:
+            if httpx.get(url, timeout=1).is_success:
+                return
+        except httpx.HTTPError:
+            pass
+        time.sleep(0.1)
+    raise TimeoutError(url)
+
+
+@dataclass
+class LoadResult:
+    """Throughput and latency of one closed-loop load run."""
+
+    requests: int
+    errors: int
+    seconds: float
+    latencies_ms: list[float]
+
+    @property
+    def rps(self) -> float:
+        """Requests per second."""
+        return self.requests / self.seconds
+
+    def percentile(self, p: float) -> float:
+        """Latency percentile in ms."""
+        ordered = sorted(self.latencies_ms)
+        return ordered[min(len(ordered) - 1, int(p / 100 * len(ordered)))]
+
+    def line(self, label: str) -> str:
+        """One printable line."""
+        return (
+            f"{label:<34} {self.rps:9.1f} req/s   p50 {self.percentile(50):7.2f} ms   "
+            f"p99 {self.percentile(99):7.2f} ms   errors {self.errors}"
+        )
+
+
+async def closed_loop(
+    send: Callable[[httpx.AsyncClient, int], Awaitable[httpx.Response]],
+    total: int,
+    concurrency: int,
+    expected_status: int,
+) -> LoadResult:
+    """`concurrency` clients send `total` requests back to back."""
+    latencies: list[float] = []
+    errors = 0
+    counter = iter(range(total))
+    limits = httpx.Limits(max_connections=concurrency, max_keepalive_connections=concurrency)
+    async with httpx.AsyncClient(limits=limits, timeout=30) as client:
+
+        async def worker() -> None:
+            nonlocal errors
+            for i in counter:
+                started = time.perf_counter()
+                try:
+                    response = await send(client, i)
+                    ok = response.status_code == expected_status
+                except httpx.HTTPError:
+                    ok = False
+                latencies.append((time.perf_counter() - started) * 1000)
+                errors += not ok
+
+        started = time.perf_counter()
+        await asyncio.gather(*(worker() for _ in range(concurrency)))
+        elapsed = time.perf_counter() - started
+    return LoadResult(total, errors, elapsed, latencies)
