@@ -3,6 +3,9 @@
 from __future__ import annotations
 
 import asyncio
+import tempfile
+from pathlib import Path
+from typing import Any
 
 from services.rooms.application import RoomsApplication
 from services.rooms.domain import Room
@@ -16,6 +19,7 @@ from services.runtime.logging import configure_logging
 from services.runtime.nats import make_broker
 from services.runtime.outbox import Outbox
 from services.runtime.service import ServiceParts, run_until_signalled
+from services.runtime.schemas import asyncapi_document, document_publishers
 from services.runtime.store import eventsourcing_env, view_engine
 
 SERVICE = "rooms"
@@ -44,11 +48,23 @@ def build(settings: RoomsSettings, clock: Clock | None = None) -> ServiceParts:
     )
     handlers = RoomsHandlers(app, view, projection, broker, settings.command_timeout)
     handlers.register()
+    document_publishers(broker, ("room",))
     parts = ServiceParts(name=SERVICE, broker=broker)
     parts.background += [projection.run, outbox.run]
     parts.on_stop.append(app.close)
     parts.on_stop.append(view.engine.dispose)
     return parts
+
+
+def asyncapi() -> dict[str, Any]:
+    """The rooms service's AsyncAPI document, from its own (unstarted) broker."""
+    with tempfile.TemporaryDirectory() as data_dir:
+        parts = build(RoomsSettings(data_dir=Path(data_dir), store="sqlite"))
+        try:
+            return asyncapi_document(parts.broker, title="meetplane rooms service")
+        finally:
+            for close in parts.on_stop:
+                close()
 
 
 def serve() -> None:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import importlib
 import json
 from pathlib import Path
 from typing import Any, cast
@@ -12,6 +13,11 @@ from faststream.specification import AsyncAPI
 from contracts.commands import Reply
 from contracts.events import EVENT_TYPES, EventEnvelope
 from contracts.streams import STREAM_NAME
+
+
+# Services whose own broker (commands they answer, events they consume and publish) is
+# documented; by name, because the runtime imports no service.
+SERVICE_ASYNCAPI = {"rooms": "services.rooms.main:asyncapi"}
 
 
 def event_schemas() -> dict[str, dict[str, Any]]:
@@ -28,11 +34,16 @@ def event_schemas() -> dict[str, dict[str, Any]]:
     return schemas
 
 
-def documented_broker() -> NatsBroker:
-    """A broker with one declared publisher per integration event (documentation only)."""
-    broker = NatsBroker()
+def document_publishers(broker: NatsBroker, aggregates: tuple[str, ...] | None = None) -> NatsBroker:
+    """Declare one publisher per integration event so AsyncAPI documents what the outbox sends.
+
+    The outbox publishes through `broker.publish`; these declarations exist for
+    the specification only.
+    """
     stream = JStream(STREAM_NAME, declare=False)
     for name, event_type in EVENT_TYPES.items():
+        if aggregates is not None and event_type.aggregate not in aggregates:
+            continue
         broker.publisher(
             event_type.subject,
             stream=stream,
@@ -43,14 +54,17 @@ def documented_broker() -> NatsBroker:
     return broker
 
 
-def asyncapi_document() -> dict[str, Any]:
-    """AsyncAPI 3.0 document of the MEETPLANE stream, produced by faststream."""
+def asyncapi_document(broker: NatsBroker | None = None, title: str = "meetplane") -> dict[str, Any]:
+    """AsyncAPI 3.0 document produced by faststream from a broker's declarations.
+
+    Without a broker: every integration event on the MEETPLANE stream.
+    """
     spec = AsyncAPI(
-        documented_broker(),
-        title="meetplane integration events",
+        broker or document_publishers(NatsBroker()),
+        title=title,
         version="1",
-        description="Integration events on the MEETPLANE JetStream stream. "
-        "Every message is an EventEnvelope whose `data` has the schema below.",
+        description="Integration events on the MEETPLANE JetStream stream (every message "
+        "is an EventEnvelope whose `data` has the schema shown) and request/reply commands.",
     ).to_specification()
     return cast(dict[str, Any], json.loads(spec.to_json()))
 
@@ -63,7 +77,15 @@ def export_schemas(out: Path) -> list[Path]:
         path = out / f"{name}.json"
         path.write_text(json.dumps(schema, indent=2, sort_keys=True) + "\n")
         written.append(path)
-    path = out / "asyncapi.json"
-    path.write_text(json.dumps(asyncapi_document(), indent=2, sort_keys=True) + "\n")
-    written.append(path)
+    documents = {"asyncapi.json": asyncapi_document(title="meetplane integration events")}
+    for service, entry in SERVICE_ASYNCAPI.items():
+        module, func = entry.split(":")
+        try:
+            documents[f"asyncapi-{service}.json"] = getattr(importlib.import_module(module), func)()
+        except ImportError:
+            continue  # service not installed in this build
+    for name, document in documents.items():
+        path = out / name
+        path.write_text(json.dumps(document, indent=2, sort_keys=True) + "\n")
+        written.append(path)
     return written
