@@ -5,15 +5,24 @@ How a replay is recognised, in one place: every message is tracked by
 handler that writes events records the tracking in the same transaction
 (`ServiceApplication.save_tracked`), so an effect and its "processed" mark
 commit together; a redelivered message whose sequence is already tracked is
-acked and skipped.  Integration event ids are stable, so a re-publication
-outside JetStream's duplicate window is caught by the handlers' own guards
-(every command they issue is idempotent by state: ending an ended meeting,
-deleting a deleted room change nothing).
+acked and skipped.
+
+Tracking positions are a high-water mark (eventsourcing's tracking tables), so
+a consumer must never finish message n+1 before message n.  Hence each durable
+consumer has at most one unacknowledged message (`max_ack_pending=1`, shared by
+all replicas), and a failing handler is retried in place, with backoff and the
+ack deadline extended, instead of being nak'ed past.  A poison message thus
+stops its consumer loudly rather than being skipped silently.
+
+Integration event ids are stable, so a re-publication outside JetStream's
+duplicate window is caught by the handlers' own guards (ending an ended
+meeting, deleting a deleted room change nothing).
 """
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from typing import Any, Protocol
@@ -63,14 +72,14 @@ def durable_consumer(
     handler: Handler,
     processed: ProcessedLog,
     stream: str = "MEETPLANE",
-    retry_delay: float = 1.0,
+    max_retry_delay: float = 10.0,
 ) -> None:
     """Register a durable pull consumer `name` on `subject` that calls `handler` once per event.
 
     Replicas of a service share the durable name, so JetStream hands each
-    message to one of them.  A handler exception naks the message for redelivery
-    after `retry_delay`; an envelope that does not validate is terminated (it
-    will never become valid) and logged.
+    message to one of them, one at a time.  A handler exception is retried with
+    backoff (up to `max_retry_delay` between tries) until it succeeds; an
+    envelope that does not validate is terminated (it will never become valid).
     """
 
     @broker.subscriber(
@@ -82,9 +91,9 @@ def durable_consumer(
             ack_policy=JsAckPolicy.EXPLICIT,
             ack_wait=CONSUMER_ACK_WAIT_SECONDS,
             deliver_policy=DeliverPolicy.ALL,
-            max_ack_pending=1000,
+            max_ack_pending=1,
         ),
-        pull_sub=PullSub(batch_size=32, timeout=1.0),
+        pull_sub=PullSub(batch_size=1, timeout=1.0),
         ack_policy=AckPolicy.MANUAL,
         title=name,
     )
@@ -108,15 +117,21 @@ def durable_consumer(
             event_type=envelope.type,
             subject_id=envelope.subject_id,
         )
-        try:
-            if await asyncio.to_thread(processed.has_processed, tracking):
-                bound.info("consumer.replay_skipped", seq=tracking.notification_id)
-                await msg.ack()
-                return
-            await handler(Consumed(envelope, tracking))
-            await asyncio.to_thread(processed.record_processed, tracking)
-        except Exception:
-            bound.exception("consumer.handler_failed", retry_in=retry_delay)
-            await msg.raw_message.nak(delay=retry_delay)
-            return
+        delay = 0.1
+        while True:
+            try:
+                if await asyncio.to_thread(processed.has_processed, tracking):
+                    bound.info("consumer.replay_skipped", seq=tracking.notification_id)
+                else:
+                    await handler(Consumed(envelope, tracking))
+                    await asyncio.to_thread(processed.record_processed, tracking)
+                break
+            except asyncio.CancelledError:
+                raise
+            except Exception:
+                bound.exception("consumer.handler_failed", retry_in=delay)
+                await asyncio.sleep(delay)
+                delay = min(delay * 2, max_retry_delay)
+                with contextlib.suppress(Exception):
+                    await msg.raw_message.in_progress()  # keep JetStream from redelivering
         await msg.ack()
