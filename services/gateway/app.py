@@ -9,12 +9,17 @@ from fastapi import FastAPI
 
 from services.gateway.errors import install_error_handlers
 from services.gateway.middleware import GatewayMiddleware
-from services.gateway.routes import ops, rooms
+from services.gateway.routes import ops, rooms, webhooks
 from services.gateway.rpc import Rpc
 from services.gateway.settings import GatewaySettings
+from services.gateway.webhooks import (
+    WebhookConfigStore,
+    WebhookSender,
+    register_webhook_delivery,
+)
 from services.runtime.nats import make_broker
 
-ROUTERS = [ops.router, rooms.router]
+ROUTERS = [ops.router, rooms.router, webhooks.router]
 
 
 def create_app(settings: GatewaySettings) -> FastAPI:
@@ -23,13 +28,19 @@ def create_app(settings: GatewaySettings) -> FastAPI:
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         broker = make_broker(settings, "meetplane-gateway")
-        await broker.connect()
+        store = WebhookConfigStore(broker)
+        sender = WebhookSender(settings.api_key)
+        register_webhook_delivery(broker, store, sender, settings.stream_name)
+        await broker.start()
         app.state.broker = broker
         app.state.rpc = Rpc(broker, settings.command_timeout)
+        app.state.webhook_store = store
+        app.state.webhook_sender = sender
         try:
             yield
         finally:
             await broker.stop()
+            await sender.close()
 
     app = FastAPI(
         title="meetplane",

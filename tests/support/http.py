@@ -1,0 +1,38 @@
+"""Serve ASGI apps in-process on loopback for tests (the real uvicorn server)."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+from collections.abc import AsyncIterator, Iterator
+from contextlib import asynccontextmanager
+from typing import Any
+
+import uvicorn
+
+from tests.support.infra import free_port
+
+
+class _Server(uvicorn.Server):
+    @contextlib.contextmanager
+    def capture_signals(self) -> Iterator[None]:  # leave signals to pytest
+        yield
+
+
+@asynccontextmanager
+async def serve_app(app: Any, lifespan: str = "on") -> AsyncIterator[str]:
+    """Run `app` with uvicorn on a free port; yields its base URL."""
+    port = free_port()
+    server = _Server(
+        uvicorn.Config(app, host="127.0.0.1", port=port, log_level="warning", lifespan=lifespan)
+    )
+    task = asyncio.create_task(server.serve())
+    while not server.started:
+        if task.done():
+            task.result()
+        await asyncio.sleep(0.02)
+    try:
+        yield f"http://127.0.0.1:{port}"
+    finally:
+        server.should_exit = True
+        await task
