@@ -1,0 +1,93 @@
+"""`meetplane up` on its embedded default: own NATS, clean Ctrl-C, restart keeps data."""
+
+from __future__ import annotations
+
+import os
+import re
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import httpx
+
+from tests.support.infra import free_port
+
+
+def start_up(data_dir: Path, http_port: int, nats_port: int, log: Path) -> subprocess.Popen[bytes]:
+    env = {k: v for k, v in os.environ.items() if not k.startswith("MEETPLANE_")}
+    env.update(
+        {
+            "MEETPLANE_DATA_DIR": str(data_dir),
+            "MEETPLANE_HTTP_PORT": str(http_port),
+            "MEETPLANE_NATS_PORT": str(nats_port),
+            "MEETPLANE_STORAGE_PORT": str(free_port()),
+        }
+    )
+    services = os.environ.get("MEETPLANE_E2E_SERVICES")
+    cmd = [sys.executable, "-m", "services.runtime.cli", "up"]
+    if services:
+        cmd += ["--services", services]
+    return subprocess.Popen(cmd, env=env, stdout=log.open("wb"), stderr=subprocess.STDOUT)
+
+
+def wait_ready(base: str, proc: subprocess.Popen[bytes], log: Path, timeout: float = 90) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        assert proc.poll() is None, log.read_text()
+        try:
+            if httpx.get(f"{base}/readyz", timeout=2).status_code == 200:
+                return
+        except httpx.HTTPError:
+            pass
+        time.sleep(0.3)
+    raise AssertionError(f"not ready\n{log.read_text()[-3000:]}")
+
+
+def children_alive(data_dir: Path) -> list[int]:
+    alive = []
+    for pid_file in (data_dir / "run").glob("*.pid"):
+        pid = int(pid_file.read_text())
+        try:
+            os.kill(pid, 0)
+        except ProcessLookupError:
+            continue
+        alive.append(pid)
+    return alive
+
+
+def test_up_runs_embedded_stops_cleanly_and_continues_with_same_data(tmp_path: Path) -> None:
+    data_dir = tmp_path / "data"
+    http_port, nats_port = free_port(), free_port()
+    base = f"http://127.0.0.1:{http_port}"
+    log = tmp_path / "up1.log"
+    proc = start_up(data_dir, http_port, nats_port, log)
+    try:
+        wait_ready(base, proc, log)
+        printed = log.read_text()
+        assert f"{base}/api/v1" in printed and f"{base}/docs" in printed
+        assert f"nats://127.0.0.1:{nats_port}" in printed
+        key = (data_dir / "api-key").read_text().strip()
+        assert re.search(rf"API key:\s+{re.escape(key)}", printed)
+        assert httpx.get(f"{base}/docs").status_code == 200
+        room = httpx.post(
+            f"{base}/api/v1/rooms", json={"roomName": "persisted"}, headers={"X-API-KEY": key}
+        ).json()
+    finally:
+        proc.send_signal(signal.SIGINT)
+        assert proc.wait(60) == 0
+    assert children_alive(data_dir) == []
+    assert "meetplane stopped" in log.read_text()
+
+    log2 = tmp_path / "up2.log"
+    proc = start_up(data_dir, http_port, nats_port, log2)
+    try:
+        wait_ready(base, proc, log2)
+        assert (data_dir / "api-key").read_text().strip() == key
+        got = httpx.get(f"{base}/api/v1/rooms/{room['roomId']}", headers={"X-API-KEY": key})
+        assert got.status_code == 200 and got.json()["roomName"] == "persisted"
+    finally:
+        proc.send_signal(signal.SIGTERM)
+        assert proc.wait(60) == 0
+    assert children_alive(data_dir) == []
