@@ -19,10 +19,18 @@ from contracts.rooms import (
 SERVICE = "rooms"
 
 
+CommandId = Annotated[str, Field(min_length=1, max_length=100)]
+
+
 class CreateRoom(BaseModel):
-    """Create a room; the request is validated again by the service."""
+    """Create a room; the request is validated again by the service.
+
+    `commandId` makes the command idempotent: a retry with the same id returns
+    the room the first attempt created instead of creating another.
+    """
 
     request: CreateRoomRequest
+    commandId: CommandId | None = None
 
 
 class GetRoom(BaseModel):
@@ -83,6 +91,7 @@ class DeleteRoom(BaseModel):
     roomId: str
     withMeeting: WithMeeting = WithMeeting.FAIL
     withRecordings: WithRecordings = WithRecordings.FAIL
+    commandId: CommandId | None = None
 
 
 class DeleteRoomResult(BaseModel):
@@ -101,6 +110,7 @@ class BulkDeleteRooms(BaseModel):
     roomIds: Annotated[list[str], Field(min_length=1, max_length=100)]
     withMeeting: WithMeeting = WithMeeting.FAIL
     withRecordings: WithRecordings = WithRecordings.FAIL
+    commandId: CommandId | None = None
 
 
 class BulkDeleteOutcome(BaseModel):

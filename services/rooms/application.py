@@ -6,13 +6,14 @@ Synchronous like the eventsourcing library; handlers call it through
 
 from __future__ import annotations
 
+import hashlib
 import secrets
 import string
 from typing import Any, cast
 from uuid import UUID
 
 from eventsourcing.application import AggregateNotFoundError
-from eventsourcing.persistence import Tracking
+from eventsourcing.persistence import IntegrityError, Tracking
 
 from contracts.commands.rooms import DeleteRoomResult, HistoryEntry
 from contracts.rooms import (
@@ -40,6 +41,15 @@ from services.runtime.store import ServiceApplication
 
 LINK_ROLES = ("moderator", "speaker", "recording")
 _SUFFIX_ALPHABET = string.ascii_lowercase + string.digits
+
+
+def _suffix_from(command_id: str) -> str:
+    digest = int.from_bytes(hashlib.sha256(command_id.encode()).digest()[:8], "big")
+    chars = []
+    for _ in range(6):
+        digest, index = divmod(digest, len(_SUFFIX_ALPHABET))
+        chars.append(_SUFFIX_ALPHABET[index])
+    return "".join(chars)
 
 
 def new_secret() -> str:
@@ -100,8 +110,13 @@ class RoomsApplication(ServiceApplication):
 
     # ---- commands --------------------------------------------------------------
 
-    def create_room(self, request: CreateRoomRequest) -> RoomRecord:
-        """Create a room with a fresh id and fresh link secrets."""
+    def create_room(self, request: CreateRoomRequest, command_id: str | None = None) -> RoomRecord:
+        """Create a room with a fresh id and fresh link secrets.
+
+        With a `command_id` the room id is derived from it, so a retried command
+        finds the room its first attempt created and returns it (idempotency
+        that survives the crash of the replica that handled the first attempt).
+        """
         now = self.clock.now_ms()
         if request.autoDeletionDate is not None:
             check_auto_deletion_date(request.autoDeletionDate, now)
@@ -116,11 +131,15 @@ class RoomsApplication(ServiceApplication):
             for role in LINK_ROLES
         }
         prefix = room_id_prefix(room_name)
-        while True:
-            suffix = "".join(secrets.choice(_SUFFIX_ALPHABET) for _ in range(6))
-            room_id = f"{prefix}-{suffix}"
-            if self._find(room_id) is None:
-                break
+        if command_id:
+            room_id = f"{prefix}-{_suffix_from(command_id)}"
+            existing = self._find(room_id)
+            if existing is not None and existing.command_id == command_id:
+                return to_record(existing)
+            if existing is not None:
+                room_id = self._fresh_room_id(prefix)
+        else:
+            room_id = self._fresh_room_id(prefix)
         room = Room(
             room_id=room_id,
             room_name=room_name,
@@ -133,9 +152,24 @@ class RoomsApplication(ServiceApplication):
             roles=request.roles.model_dump(mode="json"),
             anonymous=anonymous,
             meeting_end_action=request.meetingEndAction.value,
+            command_id=command_id,
         )
-        self.save(room)
+        try:
+            self.save(room)
+        except IntegrityError:
+            # The same command raced on another replica and won: return its room.
+            existing = self._find(room_id)
+            if existing is None or existing.command_id != command_id or not command_id:
+                raise
+            return to_record(existing)
         return to_record(room)
+
+    def _fresh_room_id(self, prefix: str) -> str:
+        while True:
+            suffix = "".join(secrets.choice(_SUFFIX_ALPHABET) for _ in range(6))
+            room_id = f"{prefix}-{suffix}"
+            if self._find(room_id) is None:
+                return room_id
 
     def get_room(self, room_id: str) -> RoomRecord:
         """One room."""
@@ -225,11 +259,20 @@ class RoomsApplication(ServiceApplication):
         has_recordings: bool,
         reason: str = "admin",
         tracking: Tracking | None = None,
+        command_id: str | None = None,
     ) -> DeleteRoomResult:
-        """Delete, close or schedule by the plan the room's state and policies give."""
+        """Delete, close or schedule by the plan the room's state and policies give.
+
+        A retry of a delete that already happened (same `command_id`) answers
+        the recorded outcome instead of 404.
+        """
+        found = self._find(room_id)
+        replayed = found.deleted_by(command_id) if found is not None else None
+        if replayed is not None:
+            return DeleteRoomResult(roomId=room_id, successCode=replayed, message="Room deleted")
         room = self._get(room_id)
         plan = room.plan_deletion(with_meeting, with_recordings, has_recordings)
-        self._carry_out(room, plan, with_meeting, with_recordings, reason)
+        self._carry_out(room, plan, with_meeting, with_recordings, reason, command_id)
         self._save(room, tracking)
         return DeleteRoomResult(
             roomId=room_id,
@@ -240,10 +283,16 @@ class RoomsApplication(ServiceApplication):
         )
 
     def _carry_out(
-        self, room: Room, plan: DeletionPlan, with_meeting: str, with_recordings: str, reason: str
+        self,
+        room: Room,
+        plan: DeletionPlan,
+        with_meeting: str,
+        with_recordings: str,
+        reason: str,
+        command_id: str | None = None,
     ) -> None:
         if plan.action == "delete":
-            room.delete(with_meeting, with_recordings, reason)
+            room.delete(with_meeting, with_recordings, reason, command_id, plan.success_code)
         elif plan.action == "close":
             room.change_status(
                 "closed", reason=f"{reason}_kept_recordings", end_meeting=with_meeting == "force"

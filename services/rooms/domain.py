@@ -91,7 +91,9 @@ class Room(Aggregate):
         roles: dict[str, Any],
         anonymous: dict[str, dict[str, Any]],
         meeting_end_action: str,
+        command_id: str | None = None,
     ) -> None:
+        self.command_id = command_id
         self.room_id = room_id
         self.room_name = room_name
         self.creation_date = creation_date
@@ -105,6 +107,7 @@ class Room(Aggregate):
         self.active_meeting_id: str | None = None
         self.pending_deletion: dict[str, str] | None = None
         self.deleted = False
+        self.deletion: dict[str, str | None] | None = None
 
     @classmethod
     def create_id(cls, room_id: str, **_: Any) -> uuid.UUID:
@@ -271,15 +274,47 @@ class Room(Aggregate):
     def _deletion_scheduled(self, plan: dict[str, str]) -> None:
         self.pending_deletion = plan
 
-    def delete(self, with_meeting: str, with_recordings: str, reason: str) -> None:
+    def delete(
+        self,
+        with_meeting: str,
+        with_recordings: str,
+        reason: str,
+        command_id: str | None = None,
+        success_code: str = "room_deleted",
+    ) -> None:
         """Delete the room; other services act on the policies."""
         self._require_live()
-        self._deleted(with_meeting=with_meeting, with_recordings=with_recordings, reason=reason)
+        self._deleted(
+            with_meeting=with_meeting,
+            with_recordings=with_recordings,
+            reason=reason,
+            command_id=command_id,
+            success_code=success_code,
+        )
 
     @event("Deleted")
-    def _deleted(self, with_meeting: str, with_recordings: str, reason: str) -> None:
+    def _deleted(
+        self,
+        with_meeting: str,
+        with_recordings: str,
+        reason: str,
+        command_id: str | None,
+        success_code: str,
+    ) -> None:
         self.deleted = True
         self.pending_deletion = None
+        self.deletion = {"command_id": command_id, "success_code": success_code}
+
+    def deleted_by(self, command_id: str | None) -> str | None:
+        """The success code if this command already deleted the room (a retry)."""
+        if (
+            self.deleted
+            and command_id
+            and self.deletion
+            and self.deletion["command_id"] == command_id
+        ):
+            return self.deletion["success_code"]
+        return None
 
 
 def _plan_with_meeting(

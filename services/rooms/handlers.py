@@ -69,7 +69,7 @@ class RoomsHandlers:
     # ---- commands ----------------------------------------------------------------
 
     async def create(self, request: cmd.CreateRoom) -> RoomRecord:
-        record = await asyncio.to_thread(self.app.create_room, request.request)
+        record = await asyncio.to_thread(self.app.create_room, request.request, request.commandId)
         log.info("room.created", room_id=record.roomId)
         return await self._fresh(record)
 
@@ -111,14 +111,18 @@ class RoomsHandlers:
         )
 
     async def delete(self, request: cmd.DeleteRoom) -> cmd.DeleteRoomResult:
-        await asyncio.to_thread(self.app.get_room, request.roomId)  # 404 before asking others
-        has_recordings = await self.has_recordings(request.roomId)
+        has_recordings = False
+        if await asyncio.to_thread(self.app.room_exists, request.roomId):
+            has_recordings = await self.has_recordings(request.roomId)
         result = await asyncio.to_thread(
             self.app.delete_room,
             request.roomId,
             request.withMeeting.value,
             request.withRecordings.value,
             has_recordings,
+            "admin",
+            None,
+            request.commandId,
         )
         log.info("room.delete", room_id=request.roomId, success_code=result.successCode)
         await self._settled()
@@ -131,6 +135,7 @@ class RoomsHandlers:
                 roomId=room_id,
                 withMeeting=request.withMeeting,
                 withRecordings=request.withRecordings,
+                commandId=f"{request.commandId}:{room_id}" if request.commandId else None,
             )
             reply = await self.router.dispatch(
                 "delete", cmd.DeleteRoom, self.delete, one.model_dump()

@@ -18,8 +18,8 @@ from services.runtime.follower import LogFollower
 from services.runtime.logging import configure_logging
 from services.runtime.nats import make_broker
 from services.runtime.outbox import Outbox
-from services.runtime.service import ServiceParts, run_until_signalled
 from services.runtime.schemas import asyncapi_document, document_publishers
+from services.runtime.service import ServiceParts, run_until_signalled
 from services.runtime.store import eventsourcing_env, view_engine
 
 SERVICE = "rooms"
@@ -51,6 +51,7 @@ def build(settings: RoomsSettings, clock: Clock | None = None) -> ServiceParts:
     document_publishers(broker, ("room",))
     parts = ServiceParts(name=SERVICE, broker=broker)
     parts.background += [projection.run, outbox.run]
+    parts.stoppers += [projection.stop, outbox.follower.stop]
     parts.on_stop.append(app.close)
     parts.on_stop.append(view.engine.dispose)
     return parts

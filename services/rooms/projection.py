@@ -11,10 +11,11 @@ import base64
 import json
 from collections.abc import Sequence
 from typing import Any
-from uuid import UUID
 
 import sqlalchemy as sa
 from eventsourcing.persistence import Notification
+from sqlalchemy.dialects.postgresql import insert as pg_insert
+from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 
 from contracts.commands.rooms import ListRooms
 from services.rooms.application import to_record
@@ -79,30 +80,48 @@ class RoomsView:
             ).scalar_one_or_none()
 
     def apply(self, rooms: dict[Any, Room], position: int) -> None:
-        """Upsert (or remove) the given rooms and move the position, atomically."""
+        """Upsert (or remove) the given rooms and move the position, atomically.
+
+        Idempotent and safe when several replicas project the same log into one
+        schema: rows are upserted, and the position only moves forwards.
+        """
         with self.engine.begin() as conn:
             for room in rooms.values():
-                conn.execute(rooms_view.delete().where(rooms_view.c.room_id == room.room_id))
                 if room.deleted:
+                    conn.execute(rooms_view.delete().where(rooms_view.c.room_id == room.room_id))
                     continue
                 record = _record(room)
-                conn.execute(
-                    rooms_view.insert().values(
-                        room_id=room.room_id,
-                        room_name=room.room_name,
-                        room_name_lower=room.room_name.lower(),
-                        creation_date=room.creation_date,
-                        status=record["status"],
-                        record=record,
-                    )
-                )
-            updated = conn.execute(
-                view_position.update()
-                .where(view_position.c.view == VIEW_NAME)
+                values = {
+                    "room_id": room.room_id,
+                    "room_name": room.room_name,
+                    "room_name_lower": room.room_name.lower(),
+                    "creation_date": room.creation_date,
+                    "status": record["status"],
+                    "record": record,
+                }
+                conn.execute(self._upsert(rooms_view, values, ["room_id"]))
+            conn.execute(
+                self._upsert(view_position, {"view": VIEW_NAME, "position": position}, ["view"])
+                if self._position_missing(conn)
+                else view_position.update()
+                .where(view_position.c.view == VIEW_NAME, view_position.c.position < position)
                 .values(position=position)
             )
-            if updated.rowcount == 0:
-                conn.execute(view_position.insert().values(view=VIEW_NAME, position=position))
+
+    def _position_missing(self, conn: sa.Connection) -> bool:
+        return (
+            conn.execute(
+                sa.select(view_position.c.position).where(view_position.c.view == VIEW_NAME)
+            ).first()
+            is None
+        )
+
+    def _upsert(self, table: sa.Table, values: dict[str, Any], keys: list[str]) -> Any:
+        insert = pg_insert if self.engine.dialect.name == "postgresql" else sqlite_insert
+        stmt = insert(table).values(**values)
+        return stmt.on_conflict_do_update(
+            index_elements=keys, set_={k: v for k, v in values.items() if k not in keys}
+        )
 
     def list(self, query: ListRooms) -> tuple[list[dict[str, Any]], str | None]:
         """A page of rooms and the token of the next page."""

@@ -58,9 +58,11 @@ class LogFollower:
             loop.call_soon_threadsafe(self._wake.set)
 
     def stop(self) -> None:
-        """Ask the loop to finish after its current batch."""
+        """Ask the loop to finish after its current batch (safe from any thread)."""
         self._stopping = True
-        self._wake.set()
+        loop = self._loop
+        if loop is not None and not loop.is_closed():
+            loop.call_soon_threadsafe(self._wake.set)
 
     async def wait_until(self, notification_id: int, timeout: float = 5.0) -> bool:
         """Wait until the follower has processed `notification_id` (read-your-writes)."""
@@ -78,7 +80,7 @@ class LogFollower:
     async def catch_up(self) -> int:
         """Process everything recorded so far; returns the number of notifications."""
         total = 0
-        while True:
+        while not self._stopping:
             start = await asyncio.to_thread(self._position) or 0
             notifications = await asyncio.to_thread(
                 self._recorder.select_notifications,
@@ -96,6 +98,7 @@ class LogFollower:
             await self._advance(notifications[-1].id)
             if len(notifications) < self._batch_size:
                 return total
+        return total
 
     async def _advance(self, position: int) -> None:
         async with self._progress:
@@ -114,7 +117,9 @@ class LogFollower:
                 raise
             except Exception:
                 log.exception("follower.batch_failed", follower=self.name, retry_in=backoff)
-                await asyncio.sleep(backoff)
+                self._wake.clear()
+                with contextlib.suppress(TimeoutError):
+                    await asyncio.wait_for(self._wake.wait(), backoff)  # stop() interrupts
                 backoff = min(backoff * 2, 10.0)
                 continue
             if processed:

@@ -34,7 +34,9 @@ def event_schemas() -> dict[str, dict[str, Any]]:
     return schemas
 
 
-def document_publishers(broker: NatsBroker, aggregates: tuple[str, ...] | None = None) -> NatsBroker:
+def document_publishers(
+    broker: NatsBroker, aggregates: tuple[str, ...] | None = None
+) -> NatsBroker:
     """Declare one publisher per integration event so AsyncAPI documents what the outbox sends.
 
     The outbox publishes through `broker.publish`; these declarations exist for

@@ -26,6 +26,8 @@ class ServiceParts:
     broker: NatsBroker
     background: list[Callable[[], Coroutine[Any, Any, None]]] = field(default_factory=list)
     on_started: list[Callable[[], Awaitable[None]]] = field(default_factory=list)
+    # Ask background loops to finish their current unit of work (called before waiting).
+    stoppers: list[Callable[[], None]] = field(default_factory=list)
     on_stop: list[Callable[[], None]] = field(default_factory=list)
 
 
@@ -46,6 +48,7 @@ class RunningService:
     async def start(self) -> None:
         """Connect, start subscribers and background tasks."""
         await self.parts.broker.start()
+        await self._wait_reachable()
         for hook in self.parts.on_started:
             await hook()
         for job in self.parts.background:
@@ -63,19 +66,60 @@ class RunningService:
             )
         log.info("service.started", service=self.parts.name)
 
+    async def _wait_reachable(self, timeout: float = 10.0) -> None:
+        """Return once the service answers its own ping through the server.
+
+        Nobody is told the service runs before its command subscriptions are
+        live on the server.
+        """
+        from contracts.commands import command_subject
+        from services.runtime.rpc import request
+
+        connection = self.parts.broker._connection
+        if connection is None:
+            return
+        await connection.flush()
+        ping = command_subject(self.parts.name, "ping")
+        subjects = {
+            getattr(getattr(s, "subject", None), "broker_address", None)
+            for s in self.parts.broker.subscribers
+        }
+        if ping not in subjects:
+            return  # this service answers no commands
+        deadline = asyncio.get_running_loop().time() + timeout
+        attempts = 0
+        while True:
+            attempts += 1
+            reply = await request(self.parts.broker, self.parts.name, "ping", timeout=1.0)
+            if reply.ok or asyncio.get_running_loop().time() > deadline:
+                break
+            await asyncio.sleep(0.02)
+        if attempts > 1:
+            log.warning("service.slow_to_subscribe", service=self.parts.name, attempts=attempts)
+
     def ready(self) -> bool:
         """Ready while the NATS connection is up."""
         return broker_connected(self.parts.broker)
 
-    async def stop(self) -> None:
-        """Stop background tasks, drain the broker, close stores."""
-        for task in self.tasks:
-            task.cancel()
-        for task in self.tasks:
-            with contextlib.suppress(asyncio.CancelledError, Exception):
-                await task
+    async def stop(self, grace: float = 10.0) -> None:
+        """Stop in order: background loops, then handlers, then stores.
+
+        Loops finish their current batch while the broker can still publish it.
+        A task awaiting `asyncio.to_thread` keeps its thread running when
+        cancelled, so stores are closed only after every loop and handler has
+        returned; closing a SQLite connection under a running query crashes.
+        """
+        for stop in self.parts.stoppers:
+            stop()
+        if self.tasks:
+            _, pending = await asyncio.wait(self.tasks, timeout=grace)
+            for task in pending:
+                task.cancel()
+            for task in pending:
+                with contextlib.suppress(asyncio.CancelledError, Exception):
+                    await task
         with contextlib.suppress(Exception):
-            await self.parts.broker.stop()
+            await self.parts.broker.stop()  # waits for in-flight handlers
         for close in self.parts.on_stop:
             with contextlib.suppress(Exception):
                 close()

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import uuid
 from typing import Annotated, Any, Literal
 
 from fastapi import APIRouter, Header, Path, Query, Request, Response
@@ -80,6 +81,21 @@ XFields = Annotated[str | None, Header(alias="X-Fields")]
 XExtra = Annotated[str | None, Header(alias="X-ExtraFields")]
 
 
+IdempotencyKey = Annotated[
+    str | None,
+    Header(
+        alias="Idempotency-Key",
+        max_length=100,
+        description="repeat a create/delete safely: the same key returns the first outcome",
+    ),
+]
+
+
+def command_id(idempotency_key: str | None) -> str:
+    """The command id: the client's Idempotency-Key, else a fresh one (gateway retries reuse it)."""
+    return idempotency_key or uuid.uuid4().hex
+
+
 def _base(request: Request) -> str:
     base: str = request.app.state.settings.base_url()
     return base
@@ -91,13 +107,16 @@ async def create_room(
     request: Request,
     response: Response,
     rpc: RpcDep,
+    idempotency_key: IdempotencyKey = None,
     fields: FieldsQuery = None,
     extraFields: ExtraQuery = None,
     x_fields: XFields = None,
     x_extra: XExtra = None,
 ) -> dict[str, Any]:
     selected, extra = _selection(fields, extraFields, x_fields, x_extra)
-    record = await rpc("rooms", "create", cmd.CreateRoom(request=body))
+    record = await rpc.retrying(
+        "rooms", "create", cmd.CreateRoom(request=body, commandId=command_id(idempotency_key))
+    )
     response.headers["Location"] = f"/api/v1/rooms/{record['roomId']}"
     return shape_room(record, _base(request), selected, extra)
 
@@ -118,7 +137,7 @@ async def list_rooms(
     x_extra: XExtra = None,
 ) -> dict[str, Any]:
     selected, extra = _selection(fields, extraFields, x_fields, x_extra)
-    page = await rpc(
+    page = await rpc.retrying(
         "rooms",
         "list",
         cmd.ListRooms(
@@ -147,16 +166,22 @@ async def bulk_delete_rooms(
     roomIds: Annotated[str, Query(min_length=1, max_length=10_000)],
     withMeeting: WithMeeting = WithMeeting.FAIL,
     withRecordings: WithRecordings = WithRecordings.FAIL,
+    idempotency_key: IdempotencyKey = None,
 ) -> dict[str, Any]:
     ids = [part.strip() for part in roomIds.split(",") if part.strip()]
     if not ids:
         raise ApiError.invalid("roomIds", "at least one room id is required")
     if len(ids) > 100:
         raise ApiError.invalid("roomIds", "at most 100 room ids per request")
-    outcomes = await rpc(
+    outcomes = await rpc.retrying(
         "rooms",
         "bulk_delete",
-        cmd.BulkDeleteRooms(roomIds=ids, withMeeting=withMeeting, withRecordings=withRecordings),
+        cmd.BulkDeleteRooms(
+            roomIds=ids,
+            withMeeting=withMeeting,
+            withRecordings=withRecordings,
+            commandId=command_id(idempotency_key),
+        ),
     )
     successful = [o for o in outcomes if o["error"] is None]
     failed = [
@@ -190,7 +215,7 @@ async def get_room(
     x_extra: XExtra = None,
 ) -> dict[str, Any]:
     selected, extra = _selection(fields, extraFields, x_fields, x_extra)
-    record = await rpc("rooms", "get", cmd.GetRoom(roomId=roomId))
+    record = await rpc.retrying("rooms", "get", cmd.GetRoom(roomId=roomId))
     return shape_room(record, _base(request), selected, extra)
 
 
@@ -198,7 +223,7 @@ async def get_room(
 async def update_room(
     roomId: RoomIdPath, body: UpdateRoomSettingsRequest, request: Request, rpc: RpcDep
 ) -> dict[str, Any]:
-    record = await rpc(
+    record = await rpc.retrying(
         "rooms", "update_settings", cmd.UpdateRoomSettings(roomId=roomId, settings=body)
     )
     return {"message": f"Room '{roomId}' updated", "room": shape_room(record, _base(request))}
@@ -212,11 +237,17 @@ async def delete_room(
     rpc: RpcDep,
     withMeeting: WithMeeting = WithMeeting.FAIL,
     withRecordings: WithRecordings = WithRecordings.FAIL,
+    idempotency_key: IdempotencyKey = None,
 ) -> dict[str, Any]:
-    result = await rpc(
+    result = await rpc.retrying(
         "rooms",
         "delete",
-        cmd.DeleteRoom(roomId=roomId, withMeeting=withMeeting, withRecordings=withRecordings),
+        cmd.DeleteRoom(
+            roomId=roomId,
+            withMeeting=withMeeting,
+            withRecordings=withRecordings,
+            commandId=command_id(idempotency_key),
+        ),
     )
     response.status_code = 202 if result["scheduled"] else 200
     body: dict[str, Any] = {"successCode": result["successCode"], "message": result["message"]}
@@ -227,7 +258,7 @@ async def delete_room(
 
 @router.get("/{roomId}/config", summary="Get a room's config")
 async def get_room_config(roomId: RoomIdPath, rpc: RpcDep) -> dict[str, Any]:
-    record = await rpc("rooms", "get", cmd.GetRoom(roomId=roomId))
+    record = await rpc.retrying("rooms", "get", cmd.GetRoom(roomId=roomId))
     config: dict[str, Any] = record["config"]
     return config
 
@@ -236,7 +267,7 @@ async def get_room_config(roomId: RoomIdPath, rpc: RpcDep) -> dict[str, Any]:
 async def update_room_config(
     roomId: RoomIdPath, body: UpdateConfigBody, rpc: RpcDep
 ) -> dict[str, Any]:
-    record = await rpc(
+    record = await rpc.retrying(
         "rooms", "update_config", cmd.UpdateRoomConfig(roomId=roomId, config=body.config)
     )
     return {
@@ -249,7 +280,7 @@ async def update_room_config(
 async def update_room_status(
     roomId: RoomIdPath, body: UpdateRoomStatusRequest, request: Request, rpc: RpcDep
 ) -> dict[str, Any]:
-    record = await rpc(
+    record = await rpc.retrying(
         "rooms", "update_status", cmd.UpdateRoomStatus(roomId=roomId, status=body.status)
     )
     return {
@@ -266,7 +297,9 @@ async def update_room_roles(
         moderator=body.roles.moderator.permissions if body.roles.moderator else None,
         speaker=body.roles.speaker.permissions if body.roles.speaker else None,
     )
-    record = await rpc("rooms", "update_roles", cmd.UpdateRoomRoles(roomId=roomId, roles=patch))
+    record = await rpc.retrying(
+        "rooms", "update_roles", cmd.UpdateRoomRoles(roomId=roomId, roles=patch)
+    )
     return {"message": f"Roles for '{roomId}' updated", "roles": record["roles"]}
 
 
@@ -275,7 +308,9 @@ async def update_room_access(
     roomId: RoomIdPath, body: UpdateAccessBody, request: Request, rpc: RpcDep
 ) -> dict[str, Any]:
     update = AccessUpdate(anonymous=body.access.anonymous, regenerate=body.regenerate)
-    record = await rpc("rooms", "update_access", cmd.UpdateRoomAccess(roomId=roomId, access=update))
+    record = await rpc.retrying(
+        "rooms", "update_access", cmd.UpdateRoomAccess(roomId=roomId, access=update)
+    )
     shaped = shape_room(record, _base(request))
     return {"message": f"Access for '{roomId}' updated", "access": shaped["access"]}
 
@@ -287,7 +322,7 @@ async def room_history(
     maxItems: Annotated[int, Query(ge=1, le=1000)] = 100,
     nextPageToken: Annotated[str | None, Query(max_length=40)] = None,
 ) -> dict[str, Any]:
-    page = await rpc(
+    page = await rpc.retrying(
         "rooms",
         "history",
         cmd.RoomHistory(roomId=roomId, maxItems=maxItems, nextPageToken=nextPageToken),
