@@ -17,7 +17,7 @@ from services.gateway.webhooks import (
     WebhookSender,
     register_webhook_delivery,
 )
-from services.runtime.nats import make_broker
+from services.runtime.nats import make_broker, start_broker
 
 ROUTERS = [ops.router, rooms.router, webhooks.router]
 
@@ -31,7 +31,7 @@ def create_app(settings: GatewaySettings) -> FastAPI:
         store = WebhookConfigStore(broker)
         sender = WebhookSender(settings.api_key)
         register_webhook_delivery(broker, store, sender, settings.stream_name)
-        await broker.start()
+        await start_broker(broker)
         app.state.broker = broker
         app.state.rpc = Rpc(broker, settings.command_timeout)
         app.state.webhook_store = store

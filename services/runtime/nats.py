@@ -74,3 +74,33 @@ async def ensure_stream(nc: nats.NATS, replicas: int = 1, name: str = "MEETPLANE
         await js.add_stream(config)
         return
     await js.update_stream(config)
+
+
+async def start_broker(broker: NatsBroker, timeout: float = 120.0) -> None:
+    """Start a broker, waiting out a JetStream that is electing leaders or catching up.
+
+    Binding durable consumers asks JetStream for consumer info; while a cluster
+    recovers a node those calls time out.  Subscribers already started are kept
+    (faststream skips them on the next try), so retrying is safe.
+    """
+    import asyncio
+
+    from nats.errors import NoRespondersError
+    from nats.errors import TimeoutError as NatsTimeoutError
+    from nats.js.errors import ServiceUnavailableError
+
+    from services.runtime.logging import get_logger
+
+    log = get_logger("meetplane.nats")
+    deadline = asyncio.get_running_loop().time() + timeout
+    delay = 0.5
+    while True:
+        try:
+            await broker.start()
+            return
+        except (NatsTimeoutError, TimeoutError, NoRespondersError, ServiceUnavailableError) as exc:
+            if asyncio.get_running_loop().time() > deadline:
+                raise
+            log.warning("nats.start_retry", error=type(exc).__name__, retry_in=delay)
+            await asyncio.sleep(delay)
+            delay = min(delay * 2, 5.0)

@@ -12,6 +12,7 @@ from typing import Any
 from faststream.nats import NatsBroker
 
 from services.runtime.health import serve_health
+from services.runtime.nats import start_broker
 from services.runtime.logging import get_logger
 from services.runtime.settings import RuntimeSettings
 
@@ -47,7 +48,7 @@ class RunningService:
 
     async def start(self) -> None:
         """Connect, start subscribers and background tasks."""
-        await self.parts.broker.start()
+        await start_broker(self.parts.broker)
         await self._wait_reachable()
         for hook in self.parts.on_started:
             await hook()

@@ -122,3 +122,23 @@ def iter_lines(path: Path) -> Iterator[str]:
     """Lines of a log file (for diagnostics in failures)."""
     if path.exists():
         yield from path.read_text(errors="replace").splitlines()
+
+
+def nats_cluster(root: Path, size: int = 3) -> list[NatsServer]:
+    """A JetStream cluster of `size` nats-server processes with routes on loopback."""
+    client_ports = [free_port() for _ in range(size)]
+    cluster_ports = [free_port() for _ in range(size)]
+    routes = [f"nats://127.0.0.1:{p}" for p in cluster_ports]
+    servers = [
+        NatsServer(
+            root / f"nats-{i}",
+            client_ports[i],
+            name=f"n{i}",
+            cluster_port=cluster_ports[i],
+            routes=[r for j, r in enumerate(routes) if j != i],
+        )
+        for i in range(size)
+    ]
+    for server in servers:
+        server.start()
+    return servers

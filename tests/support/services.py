@@ -30,11 +30,21 @@ async def stream_events(
     url: str, subject: str = "meetplane.evt.>", idle: float = 0.5
 ) -> list[dict[str, Any]]:
     """Every event currently on the MEETPLANE stream for `subject`, oldest first."""
-    nc = await nats.connect(url)
+    nc = await nats.connect(servers=url.split(","))
     js = nc.jetstream()
-    sub = await js.subscribe(
-        subject, ordered_consumer=True, config=ConsumerConfig(deliver_policy=DeliverPolicy.ALL)
-    )
+    for attempt in range(20):  # a cluster that just lost or regained a node may time out
+        try:
+            sub = await js.subscribe(
+                subject,
+                ordered_consumer=True,
+                config=ConsumerConfig(deliver_policy=DeliverPolicy.ALL),
+            )
+            break
+        except (TimeoutError, nats.errors.TimeoutError):
+            if attempt == 19:
+                await nc.close()
+                raise
+            await asyncio.sleep(0.5)
     events: list[dict[str, Any]] = []
     try:
         while True:

@@ -1,0 +1,140 @@
+"""A production-like topology on one machine: NATS cluster, PostgreSQL, replicas as processes."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import httpx
+
+from services.runtime.nats import connect, ensure_stream
+from services.runtime.natsserver import NatsServer
+from services.runtime.settings import RuntimeSettings
+from tests.support.infra import free_port, nats_cluster
+
+
+class Replica:
+    """One `meetplane serve <service>` process."""
+
+    def __init__(self, service: str, index: int, env: dict[str, str], root: Path) -> None:
+        self.service = service
+        self.index = index
+        self.env = env
+        self.log_path = root / f"{service}-{index}.log"
+        self.process: subprocess.Popen[bytes] | None = None
+
+    def start(self) -> None:
+        self.process = subprocess.Popen(
+            [sys.executable, "-m", "services.runtime.cli", "serve", self.service],
+            env=self.env,
+            stdout=self.log_path.open("ab"),
+            stderr=subprocess.STDOUT,
+        )
+
+    def kill9(self) -> None:
+        assert self.process is not None
+        self.process.send_signal(signal.SIGKILL)
+        self.process.wait()
+
+    def stop(self) -> None:
+        if self.process is not None and self.process.poll() is None:
+            self.process.terminate()
+            try:
+                self.process.wait(20)
+            except subprocess.TimeoutExpired:
+                self.process.kill()
+                self.process.wait()
+
+
+class Cluster:
+    """NATS cluster + PostgreSQL stores + N replicas of each service + gateways."""
+
+    def __init__(
+        self, root: Path, dsn: str, schema_prefix: str, services: list[str], replicas: int = 2
+    ) -> None:
+        self.root = root
+        self.nats: list[NatsServer] = nats_cluster(root)
+        self.nats_url = ",".join(s.url for s in self.nats)
+        self.api_key = "cluster-key"
+        base_env = {
+            **os.environ,
+            "MEETPLANE_NATS_URL": self.nats_url,
+            "MEETPLANE_STORE": "postgres",
+            "MEETPLANE_POSTGRES_DSN": dsn,
+            "MEETPLANE_POSTGRES_SCHEMA_PREFIX": schema_prefix,
+            "MEETPLANE_API_KEY": self.api_key,
+            "MEETPLANE_LOG_FORMAT": "json",
+            "MEETPLANE_READY_SERVICES": ",".join(services),
+            "MEETPLANE_COMMAND_TIMEOUT": "3",
+        }
+        asyncio.run(self._declare())
+        self.replicas: dict[str, list[Replica]] = {}
+        for service in services:
+            self.replicas[service] = [
+                Replica(service, i, {**base_env, "MEETPLANE_DATA_DIR": str(root / f"{service}-{i}")}, root)
+                for i in range(replicas)
+            ]
+        self.gateway_ports = [free_port() for _ in range(replicas)]
+        self.replicas["gateway"] = [
+            Replica(
+                "gateway",
+                i,
+                {**base_env, "MEETPLANE_HTTP_PORT": str(port), "MEETPLANE_DATA_DIR": str(root / f"gw-{i}")},
+                root,
+            )
+            for i, port in enumerate(self.gateway_ports)
+        ]
+        for group in self.replicas.values():
+            for replica in group:
+                replica.start()
+
+    @property
+    def gateways(self) -> list[str]:
+        return [f"http://127.0.0.1:{p}" for p in self.gateway_ports]
+
+    async def _declare(self) -> None:
+        deadline = time.monotonic() + 60
+        while True:
+            try:
+                nc = await connect(RuntimeSettings(nats_url=self.nats_url), "cluster-setup")
+                try:
+                    await ensure_stream(nc, replicas=3)
+                finally:
+                    await nc.close()
+                return
+            except Exception:
+                if time.monotonic() > deadline:
+                    raise
+                await asyncio.sleep(0.5)
+
+    def wait_ready(self, timeout: float = 90) -> None:
+        deadline = time.monotonic() + timeout
+        for base in self.gateways:
+            while True:
+                try:
+                    if httpx.get(f"{base}/readyz", timeout=3).status_code == 200:
+                        break
+                except httpx.HTTPError:
+                    pass
+                if time.monotonic() > deadline:
+                    raise TimeoutError(f"{base} not ready\n{self.logs()}")
+                time.sleep(0.3)
+
+    def logs(self, tail: int = 30) -> str:
+        out = []
+        for path in sorted(self.root.glob("*.log")):
+            lines = path.read_text(errors="replace").splitlines()[-tail:]
+            out.append(f"== {path.name}\n" + "\n".join(lines))
+        return "\n".join(out)
+
+    def stop(self) -> None:
+        for group in self.replicas.values():
+            for replica in group:
+                replica.stop()
+        for server in self.nats:
+            server.stop()
