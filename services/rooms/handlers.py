@@ -16,7 +16,6 @@ from services.rooms.domain import InvalidRoomRequest, RoomConflict, RoomNotFound
 from services.rooms.projection import RoomsView
 from services.runtime.commands import CommandRouter
 from services.runtime.consumer import Consumed, durable_consumer
-from services.runtime.follower import LogFollower
 from services.runtime.logging import get_logger
 from services.runtime.rpc import call
 
@@ -36,24 +35,13 @@ class RoomsHandlers:
         self,
         app: RoomsApplication,
         view: RoomsView,
-        projection: LogFollower,
         broker: NatsBroker,
         command_timeout: float = 5.0,
     ) -> None:
         self.app = app
         self.view = view
-        self.projection = projection
         self.broker = broker
         self.timeout = command_timeout
-
-    async def _fresh(self, record: RoomRecord) -> RoomRecord:
-        await self._settled()
-        return record
-
-    async def _settled(self) -> None:
-        # Read-your-writes for lists: a reply is sent once the list shows the change.
-        latest: int | None = await asyncio.to_thread(self.app.recorder.max_notification_id)
-        await self.projection.wait_until(latest or 0)
 
     async def has_recordings(self, room_id: str) -> bool:
         """Ask the recordings service (it owns that data)."""
@@ -71,7 +59,7 @@ class RoomsHandlers:
     async def create(self, request: cmd.CreateRoom) -> RoomRecord:
         record = await asyncio.to_thread(self.app.create_room, request.request, request.commandId)
         log.info("room.created", room_id=record.roomId)
-        return await self._fresh(record)
+        return record
 
     async def get(self, request: cmd.GetRoom) -> RoomRecord:
         return await asyncio.to_thread(self.app.get_room, request.roomId)
@@ -86,29 +74,21 @@ class RoomsHandlers:
         )
 
     async def update_config(self, request: cmd.UpdateRoomConfig) -> RoomRecord:
-        return await self._fresh(
-            await asyncio.to_thread(self.app.update_config, request.roomId, request.config)
-        )
+        return await asyncio.to_thread(self.app.update_config, request.roomId, request.config)
 
     async def update_settings(self, request: cmd.UpdateRoomSettings) -> RoomRecord:
-        return await self._fresh(
-            await asyncio.to_thread(self.app.update_settings, request.roomId, request.settings)
-        )
+        return await asyncio.to_thread(self.app.update_settings, request.roomId, request.settings)
 
     async def update_status(self, request: cmd.UpdateRoomStatus) -> RoomRecord:
         record = await asyncio.to_thread(self.app.update_status, request.roomId, request.status)
         log.info("room.status_changed", room_id=request.roomId, status=request.status)
-        return await self._fresh(record)
+        return record
 
     async def update_roles(self, request: cmd.UpdateRoomRoles) -> RoomRecord:
-        return await self._fresh(
-            await asyncio.to_thread(self.app.update_roles, request.roomId, request.roles)
-        )
+        return await asyncio.to_thread(self.app.update_roles, request.roomId, request.roles)
 
     async def update_access(self, request: cmd.UpdateRoomAccess) -> RoomRecord:
-        return await self._fresh(
-            await asyncio.to_thread(self.app.update_access, request.roomId, request.access)
-        )
+        return await asyncio.to_thread(self.app.update_access, request.roomId, request.access)
 
     async def delete(self, request: cmd.DeleteRoom) -> cmd.DeleteRoomResult:
         has_recordings = False
@@ -125,7 +105,6 @@ class RoomsHandlers:
             request.commandId,
         )
         log.info("room.delete", room_id=request.roomId, success_code=result.successCode)
-        await self._settled()
         return result
 
     async def bulk_delete(self, request: cmd.BulkDeleteRooms) -> list[cmd.BulkDeleteOutcome]:

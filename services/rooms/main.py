@@ -20,7 +20,8 @@ from services.runtime.nats import make_broker
 from services.runtime.outbox import Outbox
 from services.runtime.schemas import asyncapi_document, document_publishers
 from services.runtime.service import ServiceParts, run_until_signalled
-from services.runtime.store import eventsourcing_env, view_engine
+from services.runtime.store import eventsourcing_env, make_lease, view_engine
+from services.runtime.wakeup import CommitSignal
 
 SERVICE = "rooms"
 
@@ -37,19 +38,31 @@ def build(settings: RoomsSettings, clock: Clock | None = None) -> ServiceParts:
     async def project(batch: object) -> None:
         await asyncio.to_thread(projector.project, batch)  # type: ignore[arg-type]
 
-    projection = LogFollower("rooms.view", app.process_recorder, view.position, project)
+    projection = LogFollower(
+        "rooms.view",
+        app.process_recorder,
+        view.position,
+        project,
+        lease=make_lease(settings, SERVICE, "view"),
+    )
     app.add_commit_listener(projection.poke)
+    app.add_save_listener(lambda rooms: view.apply(list(rooms), None))
     outbox = Outbox(
         app,
         broker,
         room_integration_mapper(lambda aggregate, version: app.load(aggregate, version)),
         stream=settings.stream_name,
         hold_file=settings.outbox_hold_file,
+        lease=make_lease(settings, SERVICE, "outbox"),
     )
-    handlers = RoomsHandlers(app, view, projection, broker, settings.command_timeout)
+    signal = CommitSignal(broker, SERVICE)
+    signal.pokes += [projection.poke, outbox.follower.poke]
+    app.add_commit_listener(signal.committed)
+    handlers = RoomsHandlers(app, view, broker, settings.command_timeout)
     handlers.register()
     document_publishers(broker, ("room",))
     parts = ServiceParts(name=SERVICE, broker=broker)
+    parts.on_started.append(signal.bind)
     parts.background += [projection.run, outbox.run]
     parts.stoppers += [projection.stop, outbox.follower.stop]
     parts.on_stop.append(app.close)

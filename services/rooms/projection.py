@@ -31,6 +31,8 @@ rooms_view = sa.Table(
     sa.Column("room_name_lower", sa.String(100), nullable=False, index=True),
     sa.Column("creation_date", sa.BigInteger, nullable=False, index=True),
     sa.Column("status", sa.String(20), nullable=False, index=True),
+    sa.Column("version", sa.BigInteger, nullable=False),
+    sa.Column("deleted", sa.Boolean, nullable=False, default=False, index=True),
     sa.Column("record", sa.JSON, nullable=False),
 )
 
@@ -79,17 +81,16 @@ class RoomsView:
                 sa.select(view_position.c.position).where(view_position.c.view == VIEW_NAME)
             ).scalar_one_or_none()
 
-    def apply(self, rooms: dict[Any, Room], position: int) -> None:
-        """Upsert (or remove) the given rooms and move the position, atomically.
+    def apply(self, rooms: dict[Any, Room] | list[Room], position: int | None) -> None:
+        """Upsert the given rooms and move the position (if given), atomically.
 
-        Idempotent and safe when several replicas project the same log into one
-        schema: rows are upserted, and the position only moves forwards.
+        Idempotent and order-proof: a row only ever moves to a higher aggregate
+        version, deleted rooms stay as tombstones, and the position only moves
+        forwards.  So the write-through of the replica that saved, the log
+        follower of the leading replica and a rebuild can all write safely.
         """
         with self.engine.begin() as conn:
-            for room in rooms.values():
-                if room.deleted:
-                    conn.execute(rooms_view.delete().where(rooms_view.c.room_id == room.room_id))
-                    continue
+            for room in rooms.values() if isinstance(rooms, dict) else rooms:
                 record = _record(room)
                 values = {
                     "room_id": room.room_id,
@@ -97,9 +98,13 @@ class RoomsView:
                     "room_name_lower": room.room_name.lower(),
                     "creation_date": room.creation_date,
                     "status": record["status"],
+                    "version": room.version,
+                    "deleted": room.deleted,
                     "record": record,
                 }
-                conn.execute(self._upsert(rooms_view, values, ["room_id"]))
+                conn.execute(self._upsert(rooms_view, values, ["room_id"], newer_only=True))
+            if position is None:
+                return
             conn.execute(
                 self._upsert(view_position, {"view": VIEW_NAME, "position": position}, ["view"])
                 if self._position_missing(conn)
@@ -116,11 +121,15 @@ class RoomsView:
             is None
         )
 
-    def _upsert(self, table: sa.Table, values: dict[str, Any], keys: list[str]) -> Any:
+    def _upsert(
+        self, table: sa.Table, values: dict[str, Any], keys: list[str], newer_only: bool = False
+    ) -> Any:
         insert = pg_insert if self.engine.dialect.name == "postgresql" else sqlite_insert
         stmt = insert(table).values(**values)
         return stmt.on_conflict_do_update(
-            index_elements=keys, set_={k: v for k, v in values.items() if k not in keys}
+            index_elements=keys,
+            set_={k: getattr(stmt.excluded, k) for k in values if k not in keys},
+            where=(table.c.version < stmt.excluded.version) if newer_only else None,
         )
 
     def list(self, query: ListRooms) -> tuple[list[dict[str, Any]], str | None]:
@@ -131,7 +140,9 @@ class RoomsView:
             else rooms_view.c.room_name_lower
         )
         descending = query.sortOrder == "desc"
-        stmt = sa.select(rooms_view.c.record, column, rooms_view.c.room_id)
+        stmt = sa.select(rooms_view.c.record, column, rooms_view.c.room_id).where(
+            rooms_view.c.deleted.is_(False)
+        )
         if query.roomName:
             needle = (
                 query.roomName.lower().replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_")

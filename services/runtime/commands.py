@@ -84,10 +84,15 @@ def to_command_error(exc: Exception, table: ErrorTable) -> CommandError | None:
 class CommandRouter:
     """Registers a service's command handlers on its broker, in its queue group."""
 
-    def __init__(self, broker: NatsBroker, service: str, errors: ErrorTable) -> None:
+    def __init__(
+        self, broker: NatsBroker, service: str, errors: ErrorTable, concurrency: int = 32
+    ) -> None:
         self.broker = broker
         self.service = service
         self.errors = errors
+        # Commands run concurrently inside a replica; the event store's optimistic
+        # concurrency (not handler serialisation) protects each aggregate.
+        self.concurrency = concurrency
         self.register("ping", Ping, self._ping)
 
     async def _ping(self, _: Ping) -> Pong:
@@ -102,7 +107,12 @@ class CommandRouter:
         """Answer `meetplane.cmd.<service>.<verb>` with `handler(request)`."""
         subject = command_subject(self.service, verb)
 
-        @self.broker.subscriber(subject, queue=queue_group(self.service), title=subject)
+        @self.broker.subscriber(
+            subject,
+            queue=queue_group(self.service),
+            title=subject,
+            max_workers=self.concurrency,
+        )
         async def _handle(body: Any) -> dict[str, Any]:
             return (await self.dispatch(verb, request_model, handler, body)).model_dump(mode="json")
 

@@ -14,6 +14,7 @@ from collections.abc import Awaitable, Callable, Sequence
 
 from eventsourcing.persistence import ApplicationRecorder, Notification
 
+from services.runtime.leader import Lease
 from services.runtime.logging import get_logger
 
 log = get_logger("meetplane.follower")
@@ -38,6 +39,7 @@ class LogFollower:
         *,
         batch_size: int = 256,
         poll_interval: float = 1.0,
+        lease: Lease | None = None,
     ) -> None:
         self.name = name
         self._recorder = recorder
@@ -50,6 +52,9 @@ class LogFollower:
         self._loop: asyncio.AbstractEventLoop | None = None
         self._processed_up_to = 0
         self._stopping = False
+        self._lease = lease
+        self.leading = lease is None
+        self._lease_checked = 0.0
 
     def poke(self) -> None:
         """Wake the follower now; safe to call from any thread."""
@@ -65,9 +70,11 @@ class LogFollower:
             loop.call_soon_threadsafe(self._wake.set)
 
     async def wait_until(self, notification_id: int, timeout: float = 5.0) -> bool:
-        """Wait until the follower has processed `notification_id` (read-your-writes)."""
+        """Wait until `notification_id` is processed (read-your-writes), by any replica."""
         if self._processed_up_to >= notification_id:
             return True
+        if not self.leading:
+            return await self._wait_for_leader(notification_id, timeout)
         self.poke()
         async with self._progress:
             with contextlib.suppress(TimeoutError):
@@ -76,6 +83,33 @@ class LogFollower:
                     timeout,
                 )
         return self._processed_up_to >= notification_id
+
+    async def _wait_for_leader(self, notification_id: int, timeout: float) -> bool:
+        # Another replica leads: watch the position it records.
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + timeout
+        delay = 0.005
+        while loop.time() < deadline:
+            position = await asyncio.to_thread(self._position) or 0
+            if position >= notification_id:
+                return True
+            await asyncio.sleep(delay)
+            delay = min(delay * 2, 0.1)
+        return False
+
+    async def _lead(self) -> bool:
+        """Hold the lease (or take it); standbys retry every poll interval."""
+        if self._lease is None:
+            return True
+        now = asyncio.get_running_loop().time()
+        if self.leading and now - self._lease_checked < 2.0:
+            return True
+        self._lease_checked = now
+        held = await asyncio.to_thread(self._lease.try_acquire)
+        if held != self.leading:
+            log.info("follower.leadership", follower=self.name, leading=held)
+        self.leading = held
+        return held
 
     async def catch_up(self) -> int:
         """Process everything recorded so far; returns the number of notifications."""
@@ -111,6 +145,9 @@ class LogFollower:
         backoff = 0.2
         while not self._stopping:
             try:
+                if not await self._lead():
+                    await self._idle()
+                    continue
                 processed = await self.catch_up()
                 backoff = 0.2
             except asyncio.CancelledError:
@@ -124,6 +161,11 @@ class LogFollower:
                 continue
             if processed:
                 continue
-            self._wake.clear()
-            with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(self._wake.wait(), self._poll_interval)
+            await self._idle()
+        if self._lease is not None:
+            await asyncio.to_thread(self._lease.release)
+
+    async def _idle(self) -> None:
+        self._wake.clear()
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(self._wake.wait(), self._poll_interval)

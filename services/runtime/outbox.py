@@ -21,6 +21,7 @@ from faststream.nats import NatsBroker
 
 from contracts.events import EventEnvelope, subject_of
 from services.runtime.follower import LogFollower
+from services.runtime.leader import Lease
 from services.runtime.logging import get_logger
 from services.runtime.store import ServiceApplication
 
@@ -52,6 +53,7 @@ class Outbox:
         stream: str = "MEETPLANE",
         publish_timeout: float = 10.0,
         hold_file: Path | None = None,
+        lease: Lease | None = None,
     ) -> None:
         self.app = app
         self.broker = broker
@@ -66,6 +68,7 @@ class Outbox:
             app.process_recorder,
             self.position,
             self._publish_batch,
+            lease=lease,
         )
         app.add_commit_listener(self.follower.poke)
 
@@ -78,8 +81,8 @@ class Outbox:
         await self.follower.run()
 
     async def _publish_batch(self, notifications: Sequence[Notification]) -> None:
-        while self.hold_file is not None and self.hold_file.exists():
-            await asyncio.sleep(0.05)  # noqa: ASYNC110 - fault injection (outbox_hold_file)
+        while self.hold_file is not None and self.hold_file.exists():  # noqa: ASYNC110 - test hook
+            await asyncio.sleep(0.05)
         envelopes: list[EventEnvelope] = []
         for notification in notifications:
             domain_event = self.app.mapper.to_domain_event(notification)

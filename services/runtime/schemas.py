@@ -14,7 +14,6 @@ from contracts.commands import Reply
 from contracts.events import EVENT_TYPES, EventEnvelope
 from contracts.streams import STREAM_NAME
 
-
 # Services whose own broker (commands they answer, events they consume and publish) is
 # documented; by name, because the runtime imports no service.
 SERVICE_ASYNCAPI = {"rooms": "services.rooms.main:asyncapi"}

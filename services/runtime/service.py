@@ -12,8 +12,8 @@ from typing import Any
 from faststream.nats import NatsBroker
 
 from services.runtime.health import serve_health
-from services.runtime.nats import start_broker
 from services.runtime.logging import get_logger
+from services.runtime.nats import start_broker
 from services.runtime.settings import RuntimeSettings
 
 log = get_logger("meetplane.service")

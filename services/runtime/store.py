@@ -7,7 +7,7 @@ either, through eventsourcing's persistence modules and SQLAlchemy Core.
 from __future__ import annotations
 
 import threading
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any, ClassVar
 from urllib.parse import unquote, urlparse
@@ -16,6 +16,7 @@ import sqlalchemy as sa
 from eventsourcing.application import Application, ProcessingEvent
 from eventsourcing.persistence import ProcessRecorder, Recording, Tracking
 
+from services.runtime.leader import FileLease, Lease, PostgresLease
 from services.runtime.settings import RuntimeSettings
 
 
@@ -134,6 +135,7 @@ class ServiceApplication(Application[Any]):
         super().__init__(env)
         self._listeners: list[Callable[[], None]] = []
         self._listeners_lock = threading.Lock()
+        self._save_listeners: list[Callable[[Sequence[Any]], None]] = []
 
     def construct_recorder(self) -> ProcessRecorder:
         """Use a process recorder so tracking can be written with events."""
@@ -150,6 +152,26 @@ class ServiceApplication(Application[Any]):
         with self._listeners_lock:
             self._listeners.append(listener)
 
+    def add_save_listener(self, listener: Callable[[Sequence[Any]], None]) -> None:
+        """Call `listener(aggregates)` in the saving thread after each successful save.
+
+        Used for write-through read models: the replica that saved updates its
+        view before replying, without waiting for the log follower.
+        """
+        self._save_listeners.append(listener)
+
+    def save(self, *objs: Any, **kwargs: Any) -> list[Recording[Any]]:
+        """Save, then tell save listeners which aggregates changed."""
+        recordings = super().save(*objs, **kwargs)
+        self._after_save(objs)
+        return recordings
+
+    def _after_save(self, objs: Sequence[Any]) -> None:
+        aggregates = [o for o in objs if o is not None and hasattr(o, "id")]
+        if aggregates:
+            for listener in self._save_listeners:
+                listener(aggregates)
+
     def _notify(self, recordings: list[Recording[Any]]) -> None:
         super()._notify(recordings)
         if recordings:
@@ -163,6 +185,7 @@ class ServiceApplication(Application[Any]):
         recordings = self._record(processing_event)
         self._take_snapshots(processing_event)
         self._notify(recordings)
+        self._after_save(objs)
         return recordings
 
     def has_processed(self, tracking: Tracking) -> bool:
@@ -177,3 +200,14 @@ class ServiceApplication(Application[Any]):
         """Record a tracking position on its own (a handled event that changed nothing)."""
         if not self.has_processed(tracking):
             self.save_tracked(tracking=tracking)
+
+
+def make_lease(settings: RuntimeSettings, service: str, name: str) -> Lease:
+    """The lease electing one replica to run a service's follower `name`."""
+    import os
+
+    if settings.store == "postgres":
+        env = dict(os.environ)
+        schema = postgres_schema(settings, service, env)
+        return PostgresLease(service_dsn(settings, service, env), f"{schema}:{name}")
+    return FileLease(Path(settings.data_dir) / service / "leases" / f"{name}.lock")

@@ -55,10 +55,18 @@ class Cluster:
     """NATS cluster + PostgreSQL stores + N replicas of each service + gateways."""
 
     def __init__(
-        self, root: Path, dsn: str, schema_prefix: str, services: list[str], replicas: int = 2
+        self,
+        root: Path,
+        dsn: str,
+        schema_prefix: str,
+        services: list[str],
+        replicas: int = 2,
+        nats_nodes: int = 3,
+        extra_env: dict[str, str] | None = None,
     ) -> None:
         self.root = root
-        self.nats: list[NatsServer] = nats_cluster(root)
+        self.nats: list[NatsServer] = nats_cluster(root, nats_nodes)
+        self.stream_replicas = min(3, nats_nodes)
         self.nats_url = ",".join(s.url for s in self.nats)
         self.api_key = "cluster-key"
         base_env = {
@@ -71,6 +79,7 @@ class Cluster:
             "MEETPLANE_LOG_FORMAT": "json",
             "MEETPLANE_READY_SERVICES": ",".join(services),
             "MEETPLANE_COMMAND_TIMEOUT": "3",
+            **(extra_env or {}),
         }
         asyncio.run(self._declare())
         self.replicas: dict[str, list[Replica]] = {}
@@ -103,7 +112,7 @@ class Cluster:
             try:
                 nc = await connect(RuntimeSettings(nats_url=self.nats_url), "cluster-setup")
                 try:
-                    await ensure_stream(nc, replicas=3)
+                    await ensure_stream(nc, replicas=self.stream_replicas)
                 finally:
                     await nc.close()
                 return

@@ -126,6 +126,10 @@ def iter_lines(path: Path) -> Iterator[str]:
 
 def nats_cluster(root: Path, size: int = 3) -> list[NatsServer]:
     """A JetStream cluster of `size` nats-server processes with routes on loopback."""
+    if size == 1:
+        single = NatsServer(root / "nats-0", free_port(), name="n0")
+        single.start()
+        return [single]
     client_ports = [free_port() for _ in range(size)]
     cluster_ports = [free_port() for _ in range(size)]
     routes = [f"nats://127.0.0.1:{p}" for p in cluster_ports]
