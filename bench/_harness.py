@@ -10,8 +10,8 @@ import sys
 import time
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
-from typing import Any
 from pathlib import Path
+from typing import Any
 
 import aiohttp
 import httpx
@@ -27,7 +27,9 @@ def free_port() -> int:
 def spawn(args: list[str], env: dict[str, str], log: Path) -> subprocess.Popen[bytes]:
     """Start a child process logging to `log`."""
     handle = log.open("wb")
-    return subprocess.Popen(args, env={**os.environ, **env}, stdout=handle, stderr=subprocess.STDOUT)
+    return subprocess.Popen(
+        args, env={**os.environ, **env}, stdout=handle, stderr=subprocess.STDOUT
+    )
 
 
 def python(*module_args: str) -> list[str]:
@@ -89,7 +91,9 @@ class Client:
     def __init__(self, session: aiohttp.ClientSession) -> None:
         self.session = session
 
-    async def post(self, url: str, json: Any = None, headers: dict[str, str] | None = None) -> Reply:
+    async def post(
+        self, url: str, json: Any = None, headers: dict[str, str] | None = None
+    ) -> Reply:
         async with self.session.post(url, json=json, headers=headers) as response:
             return Reply(response.status, await response.read())
 

@@ -19,8 +19,8 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from bench._harness import closed_loop, free_port, python, spawn, wait_http  # noqa: E402
-from services.runtime.natsserver import NatsServer  # noqa: E402
+from bench._harness import closed_loop, free_port, python, spawn, wait_http
+from services.runtime.natsserver import NatsServer
 
 
 def snapshot_figures(events: int, root: Path) -> tuple[float, float]:
@@ -85,7 +85,9 @@ async def main() -> None:
     procs = [
         spawn(python("services.runtime.cli", "serve", "rooms"), env, root / "rooms.log"),
         spawn(python("services.runtime.cli", "serve", "gateway"), env, root / "gateway.log"),
-        spawn([sys.executable, "bench/echo_baseline.py", "responder", nats.url], {}, root / "r.log"),
+        spawn(
+            [sys.executable, "bench/echo_baseline.py", "responder", nats.url], {}, root / "r.log"
+        ),
         spawn(
             [sys.executable, "bench/echo_baseline.py", "api", nats.url, str(echo_port)],
             {},
@@ -118,13 +120,19 @@ async def main() -> None:
         nats.stop()
 
     snap, plain = snapshot_figures(args.events, root)
-    print(f"meetplane bench/rooms.py: {args.requests} requests, {args.concurrency} concurrent clients")
+    print(
+        f"meetplane bench/rooms.py: {args.requests} requests, {args.concurrency} concurrent clients"
+    )
     print(baseline.line("(a) FastAPI + NATS echo (baseline)"))
     print(rooms.line("(b) POST /api/v1/rooms end to end"))
-    print(f"ratio b/a throughput: {rooms.rps / baseline.rps:.2f}   "
-          f"p99 latency b/a: {rooms.percentile(99) / baseline.percentile(99):.2f}")
-    print(f"load a room with {args.events} events: with snapshots {snap * 1000:.2f} ms, "
-          f"without {plain * 1000:.2f} ms, speed-up x{plain / snap:.1f}")
+    print(
+        f"ratio b/a throughput: {rooms.rps / baseline.rps:.2f}   "
+        f"p99 latency b/a: {rooms.percentile(99) / baseline.percentile(99):.2f}"
+    )
+    print(
+        f"load a room with {args.events} events: with snapshots {snap * 1000:.2f} ms, "
+        f"without {plain * 1000:.2f} ms, speed-up x{plain / snap:.1f}"
+    )
 
 
 if __name__ == "__main__":

@@ -17,9 +17,9 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from bench._harness import LoadResult, closed_loop  # noqa: E402
-from tests.support.cluster import Cluster  # noqa: E402
-from tests.support.infra import drop_schemas, postgres_dsn, schema_prefix  # noqa: E402
+from bench._harness import LoadResult, closed_loop
+from tests.support.cluster import Cluster
+from tests.support.infra import drop_schemas, postgres_dsn, schema_prefix
 
 
 async def run(replicas: int, requests: int, concurrency: int, dsn: str) -> LoadResult:
@@ -35,7 +35,9 @@ async def run(replicas: int, requests: int, concurrency: int, dsn: str) -> LoadR
 
         async def create(client, i):  # type: ignore[no-untyped-def]
             base = gateways[i % len(gateways)]
-            return await client.post(f"{base}/api/v1/rooms", json={"roomName": f"s{i}"}, headers=headers)
+            return await client.post(
+                f"{base}/api/v1/rooms", json={"roomName": f"s{i}"}, headers=headers
+            )
 
         await closed_loop(create, 100, concurrency, 201)  # warm up
         return await closed_loop(create, requests, concurrency, 201)
@@ -54,8 +56,10 @@ async def main() -> None:
         raise SystemExit("bench/scale.py needs PostgreSQL (MEETPLANE_TEST_POSTGRES_DSN)")
     one = await run(1, args.requests, args.concurrency, dsn)
     two = await run(2, args.requests, args.concurrency, dsn)
-    print(f"meetplane bench/scale.py: POST /api/v1/rooms on PostgreSQL, {args.requests} requests, "
-          f"{args.concurrency} concurrent clients")
+    print(
+        f"meetplane bench/scale.py: POST /api/v1/rooms on PostgreSQL, {args.requests} requests, "
+        f"{args.concurrency} concurrent clients"
+    )
     print(one.line("1 x (rooms + gateway)"))
     print(two.line("2 x (rooms + gateway)"))
     print(f"ratio 2/1 throughput: {two.rps / one.rps:.2f}   errors: {one.errors + two.errors}")

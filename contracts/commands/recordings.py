@@ -12,7 +12,7 @@ SERVICE = "recordings"
 
 
 class RoomHasRecordings(BaseModel):
-    """Cross-service (rooms → recordings): any recordings in the room? Verb `room_has_recordings`."""
+    """Cross-service (rooms → recordings): any recordings? Verb `room_has_recordings`."""
 
     roomId: str
 

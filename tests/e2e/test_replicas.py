@@ -54,13 +54,17 @@ class Client:
         self.stats = stats
         self.turn = 0
 
-    async def send(self, http: httpx.AsyncClient, method: str, path: str, **kwargs: Any) -> httpx.Response:
+    async def send(
+        self, http: httpx.AsyncClient, method: str, path: str, **kwargs: Any
+    ) -> httpx.Response:
         headers = {**self.headers, "Idempotency-Key": uuid.uuid4().hex}
         deadline = time.monotonic() + 60
         while True:
             base = self.gateways[self.turn % len(self.gateways)]
             try:
-                response = await http.request(method, base + path, headers=headers, timeout=15, **kwargs)
+                response = await http.request(
+                    method, base + path, headers=headers, timeout=15, **kwargs
+                )
             except httpx.HTTPError:
                 self.stats["gateway_unreachable"] += 1
                 self.turn += 1
@@ -80,7 +84,9 @@ class Client:
 async def user(client: Client, n: int, accepted: dict[str, int]) -> None:
     async with httpx.AsyncClient() as http:
         for i in range(n):
-            created = await client.send(http, "POST", "/api/v1/rooms", json={"roomName": f"load {i}"})
+            created = await client.send(
+                http, "POST", "/api/v1/rooms", json={"roomName": f"load {i}"}
+            )
             assert created.status_code == 201, created.text
             room_id = created.json()["roomId"]
             accepted[room_id] = 0
@@ -108,8 +114,10 @@ def test_replicas_survive_kills_with_exactly_once_effects(cluster: Cluster) -> N
 
     async def load() -> None:
         await asyncio.gather(
-            *(user(Client(cluster.gateways, cluster.api_key, stats), ROOMS_PER_USER, accepted)
-              for _ in range(USERS))
+            *(
+                user(Client(cluster.gateways, cluster.api_key, stats), ROOMS_PER_USER, accepted)
+                for _ in range(USERS)
+            )
         )
 
     started = time.monotonic()
@@ -132,7 +140,9 @@ def test_replicas_survive_kills_with_exactly_once_effects(cluster: Cluster) -> N
         if set(created) >= set(accepted) and all(flips[r] >= n for r, n in accepted.items()):
             break
         if time.monotonic() > deadline:
-            raise AssertionError(f"events missing: {len(created)} created of {len(accepted)}\n{cluster.logs()}")
+            raise AssertionError(
+                f"events missing: {len(created)} created of {len(accepted)}\n{cluster.logs()}"
+            )
         time.sleep(1.0)
 
     ids = [e["id"] for e in events]
@@ -150,7 +160,8 @@ def test_replicas_survive_kills_with_exactly_once_effects(cluster: Cluster) -> N
     listings = []
     for base in cluster.gateways:
         page = httpx.get(
-            f"{base}/api/v1/rooms", params={"maxItems": 100, "roomName": "load"},
+            f"{base}/api/v1/rooms",
+            params={"maxItems": 100, "roomName": "load"},
             headers={"X-API-KEY": cluster.api_key},
         ).json()
         listings.append({r["roomId"]: r["status"] for r in page["rooms"]})

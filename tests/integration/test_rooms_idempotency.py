@@ -27,7 +27,9 @@ async def test_retried_create_and_delete_apply_once(
         assert first.ok and second.ok
         assert first.result["roomId"] == second.result["roomId"]
         other = await request(
-            client_broker, "rooms", "create",
+            client_broker,
+            "rooms",
+            "create",
             cmd.CreateRoom(request=CreateRoomRequest(roomName="retry me"), commandId="c-2"),
         )
         assert other.result["roomId"] != first.result["roomId"]
@@ -37,14 +39,21 @@ async def test_retried_create_and_delete_apply_once(
         again = await request(client_broker, "rooms", "delete", delete)
         assert gone.result["successCode"] == again.result["successCode"] == "room_deleted"
         stranger = await request(
-            client_broker, "rooms", "delete", cmd.DeleteRoom(roomId=first.result["roomId"], commandId="d-2")
+            client_broker,
+            "rooms",
+            "delete",
+            cmd.DeleteRoom(roomId=first.result["roomId"], commandId="d-2"),
         )
         assert stranger.error.kind == "not_found"
 
         room_id = first.result["roomId"]
 
         async def settled() -> bool:
-            events = [e for e in await stream_events(nats_server.url, idle=0.2) if e["subject_id"] == room_id]
+            events = [
+                e
+                for e in await stream_events(nats_server.url, idle=0.2)
+                if e["subject_id"] == room_id
+            ]
             return [e["type"] for e in events] == ["RoomCreated", "RoomDeleted"]
 
         await wait_for(settled)

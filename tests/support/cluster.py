@@ -85,7 +85,12 @@ class Cluster:
         self.replicas: dict[str, list[Replica]] = {}
         for service in services:
             self.replicas[service] = [
-                Replica(service, i, {**base_env, "MEETPLANE_DATA_DIR": str(root / f"{service}-{i}")}, root)
+                Replica(
+                    service,
+                    i,
+                    {**base_env, "MEETPLANE_DATA_DIR": str(root / f"{service}-{i}")},
+                    root,
+                )
                 for i in range(replicas)
             ]
         self.gateway_ports = [free_port() for _ in range(replicas)]
@@ -93,7 +98,11 @@ class Cluster:
             Replica(
                 "gateway",
                 i,
-                {**base_env, "MEETPLANE_HTTP_PORT": str(port), "MEETPLANE_DATA_DIR": str(root / f"gw-{i}")},
+                {
+                    **base_env,
+                    "MEETPLANE_HTTP_PORT": str(port),
+                    "MEETPLANE_DATA_DIR": str(root / f"gw-{i}"),
+                },
                 root,
             )
             for i, port in enumerate(self.gateway_ports)

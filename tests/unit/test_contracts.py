@@ -47,7 +47,9 @@ def test_asyncapi_documents_every_event_and_the_rooms_commands() -> None:
 
 def test_envelope_roundtrip_and_strictness() -> None:
     envelope = make_envelope(
-        uuid.uuid4(), RoomStatusChanged(roomId="r-1", status="closed"), source="rooms",
+        uuid.uuid4(),
+        RoomStatusChanged(roomId="r-1", status="closed"),
+        source="rooms",
         subject_id="r-1",
     )
     again = EventEnvelope.model_validate_json(envelope.model_dump_json())
