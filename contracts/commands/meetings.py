@@ -6,7 +6,7 @@ marked as cross-service.
 
 from __future__ import annotations
 
-from typing import Annotated
+from typing import Annotated, Literal
 
 from pydantic import BaseModel, Field
 
@@ -27,3 +27,57 @@ class EndEmptyMeetingsResult(BaseModel):
 
     ended: list[str] = Field(default_factory=list)
     checked: int = 0
+
+
+ParticipantName = Annotated[str, Field(min_length=1, max_length=50)]
+
+
+class JoinMeeting(BaseModel):
+    """Join a room's meeting with a room link secret (verb `join`)."""
+
+    roomId: str
+    secret: Annotated[str, Field(min_length=1, max_length=200)]
+    participantName: ParticipantName
+
+
+class JoinResult(BaseModel):
+    """What a participant needs to connect to the media server."""
+
+    url: str
+    token: str
+    identity: str
+    role: str
+    permissions: dict[str, bool]
+    meetingId: str
+    roomId: str
+
+
+class RoomMeeting(BaseModel):
+    """Address a room's live meeting (verbs `get`, `end`)."""
+
+    roomId: str
+
+
+class ParticipantRef(BaseModel):
+    """Address a participant of a room's live meeting (verbs `evict`, `leave`)."""
+
+    roomId: str
+    identity: Annotated[str, Field(min_length=1, max_length=100)]
+
+
+class ChangeRole(BaseModel):
+    """Make a participant moderator or speaker (verb `change_role`)."""
+
+    roomId: str
+    identity: Annotated[str, Field(min_length=1, max_length=100)]
+    role: Literal["moderator", "speaker"]
+
+
+class LiveKitWebhook(BaseModel):
+    """A verified LiveKit webhook forwarded by the gateway (verb `livekit_webhook`)."""
+
+    event: str
+    id: str = ""
+    room_name: str = ""
+    participant_identity: str = ""
+    created_at: int = 0

@@ -9,7 +9,7 @@ from fastapi import FastAPI
 
 from services.gateway.errors import install_error_handlers
 from services.gateway.middleware import GatewayMiddleware
-from services.gateway.routes import ops, rooms, webhooks
+from services.gateway.routes import livekit, meetings, ops, rooms, webhooks
 from services.gateway.rpc import Rpc
 from services.gateway.settings import GatewaySettings
 from services.gateway.webhooks import (
@@ -19,7 +19,14 @@ from services.gateway.webhooks import (
 )
 from services.runtime.nats import make_broker, start_broker
 
-ROUTERS = [ops.router, rooms.router, webhooks.router]
+ROUTERS = [
+    ops.router,
+    rooms.router,
+    meetings.join_router,
+    meetings.router,
+    livekit.router,
+    webhooks.router,
+]
 
 
 def create_app(settings: GatewaySettings) -> FastAPI:

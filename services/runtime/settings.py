@@ -40,6 +40,11 @@ class RuntimeSettings(BaseSettings):
     # Fault injection for crash tests: while this file exists the outbox holds
     # committed events back (so a test can kill the service between commit and publish).
     outbox_hold_file: Path | None = None
+    # LiveKit credentials: meetings and recordings call LiveKit, the gateway verifies
+    # its webhooks.  The default secret is for the embedded platform only.
+    livekit_url: str = "ws://127.0.0.1:7880"
+    livekit_api_key: str = "devkey"
+    livekit_api_secret: str = "meetplane-dev-secret-that-is-at-least-32-chars"  # noqa: S105
 
     def effective_nats_url(self) -> str:
         """The configured NATS URL, or the embedded server's loopback address."""

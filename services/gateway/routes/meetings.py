@@ -1,0 +1,82 @@
+"""Meetings: join with a room link, end, evict, change role (OpenVidu Meet shapes)."""
+
+from __future__ import annotations
+
+from typing import Annotated, Any, Literal
+
+from fastapi import APIRouter, Path
+from pydantic import BaseModel, ConfigDict, Field
+
+from contracts.commands import meetings as cmd
+from services.gateway.auth import AdminDep
+from services.gateway.rpc import RpcDep
+
+RoomIdPath = Annotated[str, Path(min_length=1, max_length=100, pattern=r"^[A-Za-z0-9_\-]+$")]
+IdentityPath = Annotated[str, Path(min_length=1, max_length=100, pattern=r"^[A-Za-z0-9_\-.]+$")]
+
+join_router = APIRouter(prefix="/api/v1/rooms", tags=["meetings"])
+router = APIRouter(prefix="/api/v1/meetings", tags=["meetings"], dependencies=[AdminDep])
+
+
+class JoinBody(BaseModel):
+    """POST /rooms/{roomId}/join: the link secret is the credential."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    secret: Annotated[str, Field(min_length=1, max_length=200)]
+    participantName: Annotated[str, Field(min_length=1, max_length=50)]
+
+
+class RoleBody(BaseModel):
+    """PUT /meetings/{roomId}/participants/{identity}/role."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    role: Literal["moderator", "speaker"]
+
+
+@join_router.post("/{roomId}/join", summary="Join the room's meeting with a room link secret")
+async def join(roomId: RoomIdPath, body: JoinBody, rpc: RpcDep) -> dict[str, Any]:
+    result: dict[str, Any] = await rpc(
+        "meetings",
+        "join",
+        cmd.JoinMeeting(roomId=roomId, secret=body.secret, participantName=body.participantName),
+    )
+    return result
+
+
+@router.get("/{roomId}", summary="The live meeting with its participants (meetplane)")
+async def get_meeting(roomId: RoomIdPath, rpc: RpcDep) -> dict[str, Any]:
+    result: dict[str, Any] = await rpc.retrying("meetings", "get", cmd.RoomMeeting(roomId=roomId))
+    return result
+
+
+@router.delete("/{roomId}", summary="End the meeting")
+async def end_meeting(roomId: RoomIdPath, rpc: RpcDep) -> dict[str, Any]:
+    result = await rpc.retrying("meetings", "end", cmd.RoomMeeting(roomId=roomId))
+    return {"message": f"Meeting in room '{roomId}' ended", **result}
+
+
+@router.delete("/{roomId}/participants/{identity}", summary="Evict a participant")
+async def evict(roomId: RoomIdPath, identity: IdentityPath, rpc: RpcDep) -> dict[str, Any]:
+    await rpc.retrying("meetings", "evict", cmd.ParticipantRef(roomId=roomId, identity=identity))
+    return {"message": f"Participant '{identity}' removed from the meeting"}
+
+
+@router.post(
+    "/{roomId}/participants/{identity}/leave",
+    summary="Participant left (meetplane; presence for the local media backend)",
+)
+async def leave(roomId: RoomIdPath, identity: IdentityPath, rpc: RpcDep) -> dict[str, Any]:
+    await rpc("meetings", "leave", cmd.ParticipantRef(roomId=roomId, identity=identity))
+    return {"message": f"Participant '{identity}' left"}
+
+
+@router.put("/{roomId}/participants/{identity}/role", summary="Change a participant's role")
+async def change_role(
+    roomId: RoomIdPath, identity: IdentityPath, body: RoleBody, rpc: RpcDep
+) -> dict[str, Any]:
+    participant = await rpc.retrying(
+        "meetings", "change_role", cmd.ChangeRole(roomId=roomId, identity=identity, role=body.role)
+    )
+    return {"message": f"Participant '{identity}' is now {body.role}", "participant": participant}

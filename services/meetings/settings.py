@@ -1,0 +1,16 @@
+"""Settings of the meetings service."""
+
+from __future__ import annotations
+
+from pydantic import Field
+from pydantic_settings import SettingsConfigDict
+
+from services.runtime.settings import RuntimeSettings
+
+
+class MeetingsSettings(RuntimeSettings):
+    """`MEETPLANE_*` settings the meetings service reads (media settings: `media.MediaSettings`)."""
+
+    model_config = SettingsConfigDict(env_prefix="MEETPLANE_", extra="ignore")
+
+    join_room_wait_seconds: float = Field(default=2.0, ge=0)
