@@ -31,6 +31,15 @@ def service_dsn(settings: RuntimeSettings, service: str, env: dict[str, str]) ->
     return dsn
 
 
+# Keep recently used aggregates in memory; "fast-forward" reads the events other
+# replicas stored since, so a cached aggregate is never stale when loaded.
+AGGREGATE_CACHE = {
+    "AGGREGATE_CACHE_MAXSIZE": "2000",
+    "AGGREGATE_CACHE_FASTFORWARD": "y",
+    "DEEPCOPY_FROM_AGGREGATE_CACHE": "y",
+}
+
+
 def postgres_schema(settings: RuntimeSettings, service: str, env: dict[str, str]) -> str:
     """The service's schema: `MEETPLANE_<SERVICE>_POSTGRES_SCHEMA`, else prefix + service name."""
     return env.get(
@@ -67,6 +76,7 @@ def eventsourcing_env(
             "POSTGRES_MAX_OVERFLOW": "20",
             "SINGLE_ROW_TRACKING": "f",
             "CREATE_TABLE": "y",
+            **AGGREGATE_CACHE,
         }
     folder = Path(settings.data_dir) / service
     folder.mkdir(parents=True, exist_ok=True)
@@ -76,6 +86,7 @@ def eventsourcing_env(
         "SQLITE_LOCK_TIMEOUT": "10",
         "SINGLE_ROW_TRACKING": "f",
         "CREATE_TABLE": "y",
+        **AGGREGATE_CACHE,
     }
 
 
