@@ -19,8 +19,11 @@ def join(platform: Platform, room: dict[str, Any], role: str, name: str) -> Any:
 
 
 def meeting_types(all_events: list[dict[str, Any]], room_id: str) -> list[str]:
-    return [e["type"] for e in all_events if e["type"].startswith(("Meeting", "Participant"))
-            and e["data"].get("roomId") == room_id]
+    return [
+        e["type"]
+        for e in all_events
+        if e["type"].startswith(("Meeting", "Participant")) and e["data"].get("roomId") == room_id
+    ]
 
 
 def test_join_evict_rejoin_refused_end(platform: Platform) -> None:
@@ -34,9 +37,17 @@ def test_join_evict_rejoin_refused_end(platform: Platform) -> None:
     assert again.status_code == 403 and again.json()["error"] == "participant_evicted"
     ended = platform.client.delete(f"/api/v1/meetings/{room['roomId']}")
     assert ended.status_code == 200
-    expected = ["MeetingStarted", "ParticipantJoined", "ParticipantJoined", "ParticipantEvicted", "MeetingEnded"]
+    expected = [
+        "MeetingStarted",
+        "ParticipantJoined",
+        "ParticipantJoined",
+        "ParticipantEvicted",
+        "MeetingEnded",
+    ]
     stream = wait_events(platform, lambda evs: meeting_types(evs, room["roomId"]) == expected)
-    ended_event = next(e for e in stream if e["type"] == "MeetingEnded" and e["data"]["roomId"] == room["roomId"])
+    ended_event = next(
+        e for e in stream if e["type"] == "MeetingEnded" and e["data"]["roomId"] == room["roomId"]
+    )
     assert ended_event["data"]["reason"] == "ended_by_admin"
 
 

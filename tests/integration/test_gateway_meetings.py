@@ -64,7 +64,9 @@ async def test_join_rejects_bad_input(
     http: httpx.AsyncClient, body: dict[str, Any], status: int, field: str
 ) -> None:
     room = await new_room(http)
-    response = await http.post(f"/api/v1/rooms/{room['roomId']}/join", json=body, headers={"X-API-KEY": ""})
+    response = await http.post(
+        f"/api/v1/rooms/{room['roomId']}/join", json=body, headers={"X-API-KEY": ""}
+    )
     assert response.status_code == status
     assert field in [d["field"] for d in response.json()["details"]]
 
@@ -82,28 +84,41 @@ async def test_join_needs_no_api_key_but_admin_routes_do(http: httpx.AsyncClient
         f"/api/v1/rooms/{room['roomId']}/join", json={"secret": "nope", "participantName": "Eve"}
     )
     assert wrong.status_code == 401 and wrong.json()["error"] == "invalid_secret"
-    unknown = await http.post("/api/v1/rooms/nope-000000/join", json={"secret": "x", "participantName": "E"})
+    unknown = await http.post(
+        "/api/v1/rooms/nope-000000/join", json={"secret": "x", "participantName": "E"}
+    )
     assert unknown.status_code == 404
     anonymous = await http.delete(f"/api/v1/meetings/{room['roomId']}", headers={"X-API-KEY": ""})
     assert anonymous.status_code == 401
-    assert (await http.get(f"/api/v1/meetings/{room['roomId']}")).json()["participants"][0]["identity"] == "alice"
-    bad_role = await http.put(f"/api/v1/meetings/{room['roomId']}/participants/alice/role", json={"role": "king"})
+    assert (await http.get(f"/api/v1/meetings/{room['roomId']}")).json()["participants"][0][
+        "identity"
+    ] == "alice"
+    bad_role = await http.put(
+        f"/api/v1/meetings/{room['roomId']}/participants/alice/role", json={"role": "king"}
+    )
     assert bad_role.status_code == 422 and bad_role.json()["details"][0]["field"] == "role"
     ghost = await http.delete(f"/api/v1/meetings/{room['roomId']}/participants/ghost")
     assert ghost.status_code == 404
 
 
-async def test_livekit_webhooks_are_signature_checked_and_idempotent(http: httpx.AsyncClient) -> None:
+async def test_livekit_webhooks_are_signature_checked_and_idempotent(
+    http: httpx.AsyncClient,
+) -> None:
     room = await new_room(http)
     joined = await http.post(
         f"/api/v1/rooms/{room['roomId']}/join",
         json={"secret": secret(room, "speaker"), "participantName": "Bob"},
     )
     assert joined.status_code == 200
-    body = json.dumps({
-        "event": "participant_left", "id": "EV_left_1", "createdAt": "1",
-        "room": {"name": room["roomId"]}, "participant": {"identity": "bob"},
-    }).encode()
+    body = json.dumps(
+        {
+            "event": "participant_left",
+            "id": "EV_left_1",
+            "createdAt": "1",
+            "room": {"name": room["roomId"]},
+            "participant": {"identity": "bob"},
+        }
+    ).encode()
     signed = sign_livekit_webhook(body, LK.livekit_api_key, LK.livekit_api_secret)
     url = "/api/v1/livekit/webhook"
     headers = {"content-type": "application/webhook+json"}
@@ -115,10 +130,14 @@ async def test_livekit_webhooks_are_signature_checked_and_idempotent(http: httpx
     )
     assert tampered.status_code == 401
     forged = sign_livekit_webhook(body, LK.livekit_api_key, "another-secret-of-at-least-32-chars!!")
-    assert (await http.post(url, content=body, headers={**headers, "Authorization": forged})).status_code == 401
+    assert (
+        await http.post(url, content=body, headers={**headers, "Authorization": forged})
+    ).status_code == 401
 
     first = await http.post(url, content=body, headers={**headers, "Authorization": signed})
-    replay = await http.post(url, content=body, headers={**headers, "Authorization": f"Bearer {signed}"})
+    replay = await http.post(
+        url, content=body, headers={**headers, "Authorization": f"Bearer {signed}"}
+    )
     assert first.status_code == replay.status_code == 200
     assert first.json() == {"applied": True} and replay.json() == {"applied": False}
     meeting = (await http.get(f"/api/v1/meetings/{room['roomId']}")).json()
