@@ -9,7 +9,7 @@ from fastapi import FastAPI
 
 from services.gateway.errors import install_error_handlers
 from services.gateway.middleware import GatewayMiddleware
-from services.gateway.routes import livekit, meetings, ops, rooms, webhooks
+from services.gateway.routes import livekit, meetings, ops, recordings, rooms, webhooks
 from services.gateway.rpc import Rpc
 from services.gateway.settings import GatewaySettings
 from services.gateway.webhooks import (
@@ -24,6 +24,7 @@ ROUTERS = [
     rooms.router,
     meetings.join_router,
     meetings.router,
+    recordings.router,
     livekit.router,
     webhooks.router,
 ]

@@ -1,0 +1,200 @@
+"""Recording aggregates: OpenVidu Meet's recording state machine, no I/O.
+
+`RoomRecorder` (one per room) records the active recording, so two concurrent
+starts conflict on its version and only one recording runs per room.
+"""
+
+from __future__ import annotations
+
+import uuid
+from typing import Any
+
+from eventsourcing.domain import Aggregate, event
+
+RECORDER_NAMESPACE = uuid.UUID("5b2e8f0a-9c1d-4e7b-8a6f-2d3c4b5a6e7f")
+RECORDING_NAMESPACE = uuid.UUID("c4d5e6f7-1a2b-4c3d-9e8f-7a6b5c4d3e2f")
+FINAL = ("complete", "failed", "aborted")
+
+
+class RecordingError(Exception):
+    """Base of the recordings domain errors; `error` is the API error code."""
+
+    error = "recording_error"
+    field: str | None = None
+
+    def __init__(self, message: str, *, error: str | None = None, field: str | None = None):
+        super().__init__(message)
+        if error:
+            self.error = error
+        if field:
+            self.field = field
+
+
+class RecordingNotFound(RecordingError):
+    """No such recording (or it was deleted)."""
+
+    error = "recording_not_found"
+
+
+class RecordingConflict(RecordingError):
+    """The recording's or room's state forbids it."""
+
+    error = "recording_conflict"
+
+
+class RecordingForbidden(RecordingError):
+    """The room's configuration forbids recording."""
+
+    error = "recording_forbidden"
+
+
+def recorder_id(room_id: str) -> uuid.UUID:
+    """Aggregate id of a room's recorder."""
+    return uuid.uuid5(RECORDER_NAMESPACE, room_id)
+
+
+def recording_aggregate_id(recording_id: str) -> uuid.UUID:
+    """Aggregate id of a recording."""
+    return uuid.uuid5(RECORDING_NAMESPACE, recording_id)
+
+
+class RoomRecorder(Aggregate):
+    """Which recording, if any, runs in a room."""
+
+    @event("Created")
+    def __init__(self, room_id: str) -> None:
+        self.room_id = room_id
+        self.active_recording_id: str | None = None
+
+    @classmethod
+    def create_id(cls, room_id: str, **_: Any) -> uuid.UUID:
+        """One recorder per room."""
+        return recorder_id(room_id)
+
+    def begin(self, recording_id: str) -> None:
+        """Claim the room for a recording."""
+        if self.active_recording_id is not None:
+            raise RecordingConflict(
+                "a recording is already running in this room", error="recording_already_started"
+            )
+        self._begun(recording_id=recording_id)
+
+    @event("Begun")
+    def _begun(self, recording_id: str) -> None:
+        self.active_recording_id = recording_id
+
+    def release(self, recording_id: str) -> bool:
+        """The recording finished; False if it was not the active one."""
+        if self.active_recording_id != recording_id:
+            return False
+        self._released(recording_id=recording_id)
+        return True
+
+    @event("Released")
+    def _released(self, recording_id: str) -> None:
+        self.active_recording_id = None
+
+
+class Recording(Aggregate):
+    """One recording: starting → active → ending → complete | failed | aborted."""
+
+    @event("Started")
+    def __init__(
+        self,
+        recording_id: str,
+        room_id: str,
+        room_name: str,
+        meeting_id: str | None,
+        layout: str,
+        encoding: Any,
+        object_key: str,
+        start_date: int,
+    ) -> None:
+        self.recording_id = recording_id
+        self.room_id = room_id
+        self.room_name = room_name
+        self.meeting_id = meeting_id
+        self.layout = layout
+        self.encoding = encoding
+        self.object_key = object_key
+        self.filename = object_key.rsplit("/", 1)[-1]
+        self.start_date = start_date
+        self.end_date: int | None = None
+        self.duration: float | None = None
+        self.size: int | None = None
+        self.error: str | None = None
+        self.status = "starting"
+        self.egress_id: str | None = None
+        self.deleted = False
+
+    @classmethod
+    def create_id(cls, recording_id: str, **_: Any) -> uuid.UUID:
+        """Aggregate ids are derived from recording ids."""
+        return recording_aggregate_id(recording_id)
+
+    @property
+    def final(self) -> bool:
+        """Complete, failed or aborted."""
+        return self.status in FINAL
+
+    def activate(self, egress_id: str | None = None) -> None:
+        """The media backend reports the recording running (idempotent)."""
+        if self.status == "starting":
+            self._activated(egress_id=egress_id)
+
+    @event("Activated")
+    def _activated(self, egress_id: str | None) -> None:
+        self.status = "active"
+        self.egress_id = egress_id
+
+    def request_stop(self, at: int) -> None:
+        """Stop an active (or starting) recording; media is being finalised."""
+        if self.status not in ("starting", "active"):
+            raise RecordingConflict("the recording is not active", error="recording_not_active")
+        self._stop_requested(at=at)
+
+    @event("StopRequested")
+    def _stop_requested(self, at: int) -> None:
+        self.status = "ending"
+        self.end_date = at
+
+    def complete(self, size: int, duration: float, at: int) -> bool:
+        """The media file is complete in storage; False when already final (replay)."""
+        if self.final:
+            return False
+        self._completed(size=size, duration=duration, at=at)
+        return True
+
+    @event("Completed")
+    def _completed(self, size: int, duration: float, at: int) -> None:
+        self.status = "complete"
+        self.size = size
+        self.duration = duration
+        self.end_date = self.end_date or at
+
+    def fail(self, error: str, at: int) -> bool:
+        """The recording failed (aborted if it never became active); False when final."""
+        if self.final:
+            return False
+        self._failed(error=error, at=at, aborted=self.status == "starting")
+        return True
+
+    @event("Failed")
+    def _failed(self, error: str, at: int, aborted: bool) -> None:
+        self.status = "aborted" if aborted else "failed"
+        self.error = error
+        self.end_date = self.end_date or at
+
+    def delete(self) -> None:
+        """Delete a finished recording's metadata; its object is removed after commit."""
+        if self.deleted:
+            raise RecordingNotFound(f"recording '{self.recording_id}' does not exist")
+        if not self.final:
+            raise RecordingConflict(
+                "stop the recording before deleting it", error="recording_not_stopped"
+            )
+        self._deleted()
+
+    @event("Deleted")
+    def _deleted(self) -> None:
+        self.deleted = True

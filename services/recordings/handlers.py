@@ -1,0 +1,286 @@
+"""Thin entrypoints of the recordings service: NATS commands and consumed events."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+from datetime import timedelta
+from typing import Any
+
+from faststream.nats import NatsBroker
+from pydantic import BaseModel, ConfigDict
+
+from contracts.commands import ErrorCode
+from contracts.commands import recordings as cmd
+from contracts.events import aggregate_subjects
+from services.recordings.application import RecordingsApplication
+from services.recordings.domain import (
+    RecordingConflict,
+    RecordingError,
+    RecordingForbidden,
+    RecordingNotFound,
+)
+from services.recordings.egress import Egress
+from services.recordings.projection import RecordingsView
+from services.recordings.storage import ObjectStorage
+from services.runtime.commands import CommandRouter
+from services.runtime.consumer import Consumed, durable_consumer
+from services.runtime.logging import get_logger
+
+log = get_logger("meetplane.recordings")
+
+ERRORS: dict[type[Exception], ErrorCode] = {
+    RecordingNotFound: ErrorCode.NOT_FOUND,
+    RecordingConflict: ErrorCode.CONFLICT,
+    RecordingForbidden: ErrorCode.FORBIDDEN,
+    RecordingError: ErrorCode.INVALID,
+}
+
+
+class _AnyBody(BaseModel):
+    """A forwarded LiveKit webhook: the gateway verified it; keep every field."""
+
+    model_config = ConfigDict(extra="allow")
+
+
+class RecordingsHandlers:
+    """Binds the recordings application to NATS."""
+
+    def __init__(
+        self,
+        app: RecordingsApplication,
+        view: RecordingsView,
+        storage: ObjectStorage,
+        egress: Egress,
+        broker: NatsBroker,
+    ) -> None:
+        self.app = app
+        self.view = view
+        self.storage = storage
+        self.egress = egress
+        self.broker = broker
+
+    # ---- commands -----------------------------------------------------------------------
+
+    async def start(self, request: cmd.StartRecording) -> dict[str, Any]:
+        room = await asyncio.to_thread(self.view.room, request.roomId)
+        if room is None or room["deleted"]:
+            raise RecordingNotFound(
+                f"room '{request.roomId}' does not exist", error="room_not_found"
+            )
+        config = room["config"]
+        if config.get("e2ee", {}).get("enabled"):
+            raise RecordingForbidden(
+                "recording is not possible with e2ee", error="recording_e2ee_enabled"
+            )
+        if not config.get("recording", {}).get("enabled", True):
+            raise RecordingForbidden(
+                "recording is disabled in this room", error="recording_disabled"
+            )
+        meeting_id = await asyncio.to_thread(self.view.live_meeting, request.roomId)
+        if meeting_id is None:
+            raise RecordingConflict(
+                "the room has no active meeting", error="room_has_no_active_meeting"
+            )
+        recording = await asyncio.to_thread(
+            self.app.start,
+            request.roomId,
+            room["room_name"],
+            meeting_id,
+            config["recording"].get("layout", "grid"),
+            config["recording"].get("encoding"),
+        )
+        try:
+            egress_id = await self.egress.start(
+                recording["recordingId"],
+                request.roomId,
+                recording.pop("objectKey"),
+                recording["layout"],
+                recording["encoding"],
+            )
+        except Exception as exc:
+            await asyncio.to_thread(
+                self.app.finish, recording["recordingId"], None, 0.0, f"egress: {exc}"
+            )
+            raise RecordingConflict(
+                f"the media backend refused: {exc}", error="egress_failed"
+            ) from exc
+        await asyncio.to_thread(self.app.activate, recording["recordingId"], egress_id)
+        log.info("recording.started", room_id=request.roomId, recording_id=recording["recordingId"])
+        return await asyncio.to_thread(self.app.get, recording["recordingId"])
+
+    async def stop(self, request: cmd.RecordingRef) -> dict[str, Any]:
+        record = await asyncio.to_thread(self.app.stop, request.recordingId)
+        await self.egress.stop(request.recordingId)
+        log.info("recording.stopping", recording_id=request.recordingId)
+        return record
+
+    async def get(self, request: cmd.RecordingRef) -> dict[str, Any]:
+        return await asyncio.to_thread(self.app.get, request.recordingId)
+
+    async def list_recordings(self, request: cmd.ListRecordings) -> dict[str, Any]:
+        items, token = await asyncio.to_thread(
+            self.view.list_page,
+            request.roomId,
+            request.status,
+            request.maxItems,
+            request.nextPageToken,
+            request.sortOrder,
+        )
+        return {
+            "items": items,
+            "nextPageToken": token,
+            "isTruncated": token is not None,
+            "maxItems": request.maxItems,
+        }
+
+    async def delete(self, request: cmd.RecordingRef) -> dict[str, Any]:
+        return await asyncio.to_thread(self.app.delete, request.recordingId)
+
+    async def bulk_delete(self, request: cmd.BulkDeleteRecordings) -> dict[str, Any]:
+        deleted, failed = [], []
+        for recording_id in dict.fromkeys(request.recordingIds):
+            try:
+                await asyncio.to_thread(self.app.delete, recording_id)
+                deleted.append(recording_id)
+            except RecordingError as exc:
+                failed.append(
+                    {"recordingId": recording_id, "error": exc.error, "message": str(exc)}
+                )
+        return {"deleted": deleted, "failed": failed}
+
+    async def media(self, request: cmd.RecordingRef) -> cmd.MediaLocation:
+        record = await asyncio.to_thread(self.app.recording, request.recordingId)
+        if record.status != "complete":
+            raise RecordingConflict(
+                "the recording's media is not ready", error="recording_not_ready"
+            )
+        url = await asyncio.to_thread(
+            self.storage.presigned_get, record.object_key, timedelta(minutes=10)
+        )
+        return cmd.MediaLocation(
+            recordingId=record.recording_id,
+            filename=record.filename,
+            size=record.size or 0,
+            contentType="video/mp4",
+            url=url,
+        )
+
+    async def room_has_recordings(
+        self, request: cmd.RoomHasRecordings
+    ) -> cmd.RoomHasRecordingsResult:
+        ids = await asyncio.to_thread(self.view.room_recording_ids, request.roomId)
+        return cmd.RoomHasRecordingsResult(hasRecordings=bool(ids), count=len(ids))
+
+    async def sweep_orphans(self, request: cmd.SweepOrphans) -> cmd.SweepOrphansResult:
+        """Objects without a live record are deleted; records without an object are reported."""
+        known = await asyncio.to_thread(self.view.all_object_keys)
+        objects = dict(
+            await asyncio.to_thread(lambda: list(self.storage.list_prefix("recordings/")))
+        )
+        orphans = [k for k in objects if k not in known or known[k][1]]
+        missing = [
+            known[k][0]
+            for k in known
+            if k not in objects and not known[k][1] and known[k][2] == "complete"
+        ]
+        deleted = 0
+        if not request.dryRun:
+            for key in orphans:
+                await asyncio.to_thread(self.storage.delete, key)
+                deleted += 1
+        log.info("recordings.sweep", orphans=len(orphans), missing=len(missing), deleted=deleted)
+        return cmd.SweepOrphansResult(
+            objectsWithoutRecord=orphans, recordsWithoutObject=missing, deletedObjects=deleted
+        )
+
+    async def livekit_webhook(self, request: dict[str, Any]) -> dict[str, Any]:
+        """egress_* webhooks: activate / complete / fail (replays change nothing)."""
+        egress = request.get("egress") or {}
+        recording_id = self._recording_for_egress(egress)
+        if recording_id is None:
+            return {"applied": False}
+        status = str(egress.get("status", ""))
+        if request.get("event") == "egress_started":
+            await asyncio.to_thread(self.app.activate, recording_id, request.get("egress_id"))
+            return {"applied": True}
+        if request.get("event") == "egress_ended":
+            files = egress.get("file_results") or [egress.get("file") or {}]
+            size = int(files[0].get("size", 0)) if files else 0
+            duration = int(files[0].get("duration", 0)) / 1e9 if files else 0.0
+            error = egress.get("error") or (None if status == "EGRESS_COMPLETE" else status)
+            changed = await asyncio.to_thread(self.app.finish, recording_id, size, duration, error)
+            return {"applied": changed}
+        return {"applied": False}
+
+    @staticmethod
+    def _recording_for_egress(egress: dict[str, Any]) -> str | None:
+        files = egress.get("file_results") or [egress.get("file") or {}]
+        path = str((files[0] if files else {}).get("filename", ""))
+        if not path:
+            return None
+        return path.rsplit("/", 1)[-1].removesuffix(".mp4")
+
+    # ---- consumed events --------------------------------------------------------------------
+
+    async def on_room_event(self, consumed: Consumed) -> None:
+        envelope, data = consumed.envelope, consumed.envelope.data
+        if envelope.type in ("RoomCreated", "RoomUpdated"):
+            await asyncio.to_thread(self.view.put_room, data["room"])
+        elif envelope.type == "RoomDeleted":
+            await asyncio.to_thread(self.view.mark_room_deleted, data["roomId"])
+            if data["withRecordings"] == "force":
+                await self._delete_room_recordings(data["roomId"])
+
+    async def _delete_room_recordings(self, room_id: str) -> None:
+        active = await asyncio.to_thread(self.app.active_in_room, room_id)
+        if active is not None:
+            await self.egress.stop(active)
+            await asyncio.to_thread(self.app.finish, active, None, 0.0, "room deleted")
+        for recording_id in await asyncio.to_thread(self.view.room_recording_ids, room_id):
+            try:
+                await asyncio.to_thread(self.app.delete, recording_id)
+            except RecordingNotFound:
+                continue  # already deleted: a replayed event
+        log.info("recordings.room_deleted", room_id=room_id)
+
+    async def on_meeting_event(self, consumed: Consumed) -> None:
+        envelope, data = consumed.envelope, consumed.envelope.data
+        if envelope.type == "MeetingStarted":
+            await asyncio.to_thread(self.view.set_live_meeting, data["roomId"], data["meetingId"])
+        elif envelope.type == "MeetingEnded":
+            await asyncio.to_thread(self.view.set_live_meeting, data["roomId"], None)
+            active = await asyncio.to_thread(self.app.active_in_room, data["roomId"])
+            if active is not None:
+                with contextlib.suppress(RecordingConflict):  # already ending
+                    await self.stop(cmd.RecordingRef(recordingId=active))
+                log.info(
+                    "recording.stopped_by_meeting_end", room_id=data["roomId"], recording_id=active
+                )
+
+    def register(self) -> None:
+        router = CommandRouter(self.broker, cmd.SERVICE, ERRORS)
+        router.register("start", cmd.StartRecording, self.start)
+        router.register("stop", cmd.RecordingRef, self.stop)
+        router.register("get", cmd.RecordingRef, self.get)
+        router.register("list", cmd.ListRecordings, self.list_recordings)
+        router.register("delete", cmd.RecordingRef, self.delete)
+        router.register("bulk_delete", cmd.BulkDeleteRecordings, self.bulk_delete)
+        router.register("media", cmd.RecordingRef, self.media)
+        router.register("room_has_recordings", cmd.RoomHasRecordings, self.room_has_recordings)
+        router.register("sweep_orphans", cmd.SweepOrphans, self.sweep_orphans)
+        router.register("livekit_webhook", _AnyBody, self._webhook)
+        for aggregate, handler in (
+            ("room", self.on_room_event),
+            ("meeting", self.on_meeting_event),
+        ):
+            durable_consumer(
+                self.broker,
+                name=f"recordings-{aggregate}-events",
+                subject=aggregate_subjects(aggregate),
+                handler=handler,
+                processed=self.app,
+            )
+
+    async def _webhook(self, request: _AnyBody) -> dict[str, Any]:
+        return await self.livekit_webhook(request.model_dump())

@@ -1,0 +1,214 @@
+"""Read models of the recordings service (SQLAlchemy Core, SQLite or PostgreSQL).
+
+`recordings_view` (list/filter/paginate), written through on every save of a
+Recording (rows only move to higher versions); `room_config` and
+`live_meetings`, built from room and meeting integration events.
+"""
+
+from __future__ import annotations
+
+import base64
+import json
+from typing import Any
+
+import sqlalchemy as sa
+from sqlalchemy.dialects.postgresql import insert as pg_insert
+from sqlalchemy.dialects.sqlite import insert as sqlite_insert
+
+from services.recordings.domain import Recording, RecordingError
+
+metadata = sa.MetaData()
+
+recordings_view = sa.Table(
+    "recordings_view",
+    metadata,
+    sa.Column("recording_id", sa.String(80), primary_key=True),
+    sa.Column("room_id", sa.String(80), nullable=False, index=True),
+    sa.Column("status", sa.String(20), nullable=False, index=True),
+    sa.Column("start_date", sa.BigInteger, nullable=False, index=True),
+    sa.Column("object_key", sa.String(300), nullable=False),
+    sa.Column("deleted", sa.Boolean, nullable=False, index=True),
+    sa.Column("version", sa.BigInteger, nullable=False),
+    sa.Column("record", sa.JSON, nullable=False),
+)
+
+room_config = sa.Table(
+    "room_config",
+    metadata,
+    sa.Column("room_id", sa.String(80), primary_key=True),
+    sa.Column("room_name", sa.String(100), nullable=False),
+    sa.Column("config", sa.JSON, nullable=False),
+    sa.Column("deleted", sa.Boolean, nullable=False),
+)
+
+live_meetings = sa.Table(
+    "live_meetings",
+    metadata,
+    sa.Column("room_id", sa.String(80), primary_key=True),
+    sa.Column("meeting_id", sa.String(80), nullable=True),
+)
+
+
+def recording_record(recording: Recording) -> dict[str, Any]:
+    """OpenVidu Meet's recording shape."""
+    return {
+        "recordingId": recording.recording_id,
+        "roomId": recording.room_id,
+        "roomName": recording.room_name,
+        "status": recording.status,
+        "layout": recording.layout,
+        "encoding": recording.encoding,
+        "filename": recording.filename,
+        "startDate": recording.start_date,
+        "endDate": recording.end_date,
+        "duration": recording.duration,
+        "size": recording.size,
+        "error": recording.error,
+    }
+
+
+class RecordingsView:
+    """Reads and writes of the recordings read models."""
+
+    def __init__(self, engine: sa.Engine) -> None:
+        self.engine = engine
+        metadata.create_all(engine)
+
+    def _upsert(
+        self, table: sa.Table, values: dict[str, Any], key: str, newer_only: bool = False
+    ) -> Any:
+        insert = pg_insert if self.engine.dialect.name == "postgresql" else sqlite_insert
+        stmt = insert(table).values(**values)
+        return stmt.on_conflict_do_update(
+            index_elements=[key],
+            set_={k: getattr(stmt.excluded, k) for k in values if k != key},
+            where=(table.c.version < stmt.excluded.version) if newer_only else None,
+        )
+
+    def put_recording(self, recording: Recording) -> None:
+        """Write-through of a saved recording."""
+        values = {
+            "recording_id": recording.recording_id,
+            "room_id": recording.room_id,
+            "status": recording.status,
+            "start_date": recording.start_date,
+            "object_key": recording.object_key,
+            "deleted": recording.deleted,
+            "version": recording.version,
+            "record": recording_record(recording),
+        }
+        with self.engine.begin() as conn:
+            conn.execute(self._upsert(recordings_view, values, "recording_id", newer_only=True))
+
+    def list_page(
+        self,
+        room_id: str | None,
+        status: str | None,
+        max_items: int,
+        token: str | None,
+        sort_order: str = "desc",
+    ) -> tuple[list[dict[str, Any]], str | None]:
+        """A page of recordings, newest first by default, keyset-paginated."""
+        table = recordings_view
+        stmt = sa.select(table.c.record, table.c.start_date, table.c.recording_id).where(
+            table.c.deleted.is_(False)
+        )
+        if room_id:
+            stmt = stmt.where(table.c.room_id == room_id)
+        if status:
+            stmt = stmt.where(table.c.status == status)
+        key = sa.tuple_(table.c.start_date, table.c.recording_id)
+        if token:
+            try:
+                last_date, last_id = json.loads(
+                    base64.urlsafe_b64decode(token + "=" * (-len(token) % 4))
+                )
+            except (ValueError, TypeError):
+                raise RecordingError(
+                    "nextPageToken is not valid", error="invalid_request", field="nextPageToken"
+                ) from None
+            bound = sa.tuple_(sa.literal(last_date), sa.literal(last_id))
+            stmt = stmt.where(key < bound if sort_order == "desc" else key > bound)
+        order = (table.c.start_date, table.c.recording_id)
+        stmt = stmt.order_by(*(c.desc() if sort_order == "desc" else c.asc() for c in order))
+        with self.engine.connect() as conn:
+            rows = conn.execute(stmt.limit(max_items + 1)).all()
+        page = rows[:max_items]
+        next_token = None
+        if len(rows) > max_items:
+            last = page[-1]
+            next_token = (
+                base64.urlsafe_b64encode(json.dumps([last[1], last[2]]).encode())
+                .decode()
+                .rstrip("=")
+            )
+        return [r[0] for r in page], next_token
+
+    def room_recording_ids(self, room_id: str) -> list[str]:
+        """Ids of the room's (not deleted) recordings."""
+        with self.engine.connect() as conn:
+            rows = conn.execute(
+                sa.select(recordings_view.c.recording_id).where(
+                    recordings_view.c.room_id == room_id, recordings_view.c.deleted.is_(False)
+                )
+            ).all()
+        return [r[0] for r in rows]
+
+    def all_object_keys(self) -> dict[str, tuple[str, bool, str]]:
+        """object key → (recording id, deleted, status), for the orphan sweep."""
+        with self.engine.connect() as conn:
+            rows = conn.execute(
+                sa.select(
+                    recordings_view.c.object_key,
+                    recordings_view.c.recording_id,
+                    recordings_view.c.deleted,
+                    recordings_view.c.status,
+                )
+            ).all()
+        return {r[0]: (r[1], bool(r[2]), r[3]) for r in rows}
+
+    # ---- rooms and meetings, from events -----------------------------------------------
+
+    def put_room(self, state: dict[str, Any]) -> None:
+        """RoomCreated / RoomUpdated."""
+        values = {
+            "room_id": state["roomId"],
+            "room_name": state["roomName"],
+            "config": state["config"],
+            "deleted": False,
+        }
+        with self.engine.begin() as conn:
+            conn.execute(self._upsert(room_config, values, "room_id"))
+
+    def mark_room_deleted(self, room_id: str) -> None:
+        """RoomDeleted (a tombstone)."""
+        with self.engine.begin() as conn:
+            conn.execute(
+                room_config.update().where(room_config.c.room_id == room_id).values(deleted=True)
+            )
+
+    def room(self, room_id: str) -> dict[str, Any] | None:
+        """A room's name and config as the events said."""
+        with self.engine.connect() as conn:
+            row = (
+                conn.execute(sa.select(room_config).where(room_config.c.room_id == room_id))
+                .mappings()
+                .first()
+            )
+        return dict(row) if row else None
+
+    def set_live_meeting(self, room_id: str, meeting_id: str | None) -> None:
+        """MeetingStarted / MeetingEnded."""
+        with self.engine.begin() as conn:
+            conn.execute(
+                self._upsert(
+                    live_meetings, {"room_id": room_id, "meeting_id": meeting_id}, "room_id"
+                )
+            )
+
+    def live_meeting(self, room_id: str) -> str | None:
+        """The room's live meeting id, if any."""
+        with self.engine.connect() as conn:
+            return conn.execute(
+                sa.select(live_meetings.c.meeting_id).where(live_meetings.c.room_id == room_id)
+            ).scalar_one_or_none()

