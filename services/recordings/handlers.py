@@ -62,8 +62,17 @@ class RecordingsHandlers:
 
     # ---- commands -----------------------------------------------------------------------
 
+    async def _room(self, room_id: str, wait: float = 2.0) -> dict[str, Any] | None:
+        # A start can arrive right after the room was created, before its event.
+        deadline = asyncio.get_running_loop().time() + wait
+        while True:
+            room = await asyncio.to_thread(self.view.room, room_id)
+            if room is not None or asyncio.get_running_loop().time() >= deadline:
+                return room
+            await asyncio.sleep(0.05)
+
     async def start(self, request: cmd.StartRecording) -> dict[str, Any]:
-        room = await asyncio.to_thread(self.view.room, request.roomId)
+        room = await self._room(request.roomId)
         if room is None or room["deleted"]:
             raise RecordingNotFound(
                 f"room '{request.roomId}' does not exist", error="room_not_found"

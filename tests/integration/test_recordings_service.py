@@ -1,0 +1,314 @@
+"""Recordings end to end in one process: real rooms, meetings, recordings, gateway, NATS and S3."""
+
+from __future__ import annotations
+
+import asyncio
+import io
+import zipfile
+from collections.abc import AsyncIterator, Iterator
+from contextlib import AsyncExitStack
+from typing import Any
+
+import httpx
+import pytest
+
+from services.gateway.app import create_app
+from services.gateway.settings import GatewaySettings
+from services.meetings.main import build as build_meetings
+from services.meetings.settings import MeetingsSettings
+from services.recordings.main import build as build_recordings
+from services.recordings.settings import RecordingsSettings
+from services.recordings.storage import ObjectStorage, StorageSettings
+from services.rooms.main import build as build_rooms
+from services.rooms.settings import RoomsSettings
+from services.runtime.rpc import request
+from tests.support.http import serve_app
+from tests.support.services import running, wait_for
+
+KEY = "recordings-key"
+
+
+class SizedEgress:
+    """A media-port stand-in (no LiveKit here): writes an object of a given size and,
+    when stopped, reports completion the way LiveKit does, with an egress_ended webhook."""
+
+    def __init__(self, storage: ObjectStorage, size: int, broker: Any) -> None:
+        self.storage, self.size, self.broker = storage, size, broker
+
+    async def start(
+        self, recording_id: str, room_id: str, object_key: str, layout: str, encoding: Any
+    ) -> str:
+        def chunks() -> Iterator[bytes]:
+            block = bytes(range(256)) * 4096  # 1 MiB
+            for offset in range(0, self.size, len(block)):
+                yield block[: min(len(block), self.size - offset)]
+
+        await asyncio.to_thread(self.storage.put_stream, object_key, chunks(), "video/mp4")
+        self.object_key = object_key
+        return "sized"
+
+    async def stop(self, recording_id: str) -> None:
+        webhook = {
+            "event": "egress_ended",
+            "id": f"EV_{recording_id}",
+            "egress": {
+                "status": "EGRESS_COMPLETE",
+                "file_results": [
+                    {"filename": self.object_key, "size": self.size, "duration": 1_000_000_000}
+                ],
+            },
+        }
+        asyncio.get_running_loop().create_task(
+            request(self.broker, "recordings", "livekit_webhook", webhook, timeout=10)
+        )
+
+
+async def _platform(
+    settings_factory: Any, storage_settings: StorageSettings, egress: Any = None
+) -> AsyncIterator[tuple[httpx.AsyncClient, ObjectStorage]]:
+    storage = ObjectStorage(storage_settings)
+    async with AsyncExitStack() as stack:
+        for build, cls in ((build_rooms, RoomsSettings), (build_meetings, MeetingsSettings)):
+            settings = settings_factory(cls)
+            await stack.enter_async_context(running(build(settings), settings))
+        rec_settings = settings_factory(RecordingsSettings)
+        parts = build_recordings(rec_settings, storage=storage, egress=egress)
+        await stack.enter_async_context(running(parts, rec_settings))
+        base = await stack.enter_async_context(
+            serve_app(create_app(settings_factory(GatewaySettings, api_key=KEY)))
+        )
+        client = await stack.enter_async_context(
+            httpx.AsyncClient(base_url=base, headers={"X-API-KEY": KEY}, timeout=30)
+        )
+        yield client, storage
+
+
+@pytest.fixture
+async def http(settings_factory: Any, storage_settings: StorageSettings) -> AsyncIterator[Any]:
+    async for pair in _platform(settings_factory, storage_settings):
+        yield pair
+
+
+async def room_in_meeting(http: httpx.AsyncClient, **room: Any) -> dict[str, Any]:
+    created = (await http.post("/api/v1/rooms", json={"roomName": "rec", **room})).json()
+    secret = created["moderatorUrl"].split("secret=")[1]
+    joined = await http.post(
+        f"/api/v1/rooms/{created['roomId']}/join",
+        json={"secret": secret, "participantName": "Alice"},
+    )
+    assert joined.status_code == 200, joined.text
+
+    async def started() -> bool:
+        probe = await http.post("/api/v1/recordings", json={"roomId": "no-such-room-x"})
+        return probe.status_code == 404
+
+    await wait_for(started)
+    return created  # type: ignore[no-any-return]
+
+
+async def record(http: httpx.AsyncClient, room_id: str, seconds: float = 1.5) -> dict[str, Any]:
+    async def start() -> httpx.Response | None:
+        response = await http.post("/api/v1/recordings", json={"roomId": room_id})
+        return response if response.status_code == 201 else None
+
+    started = await wait_for(start)  # the meeting event may still be on its way
+    recording_id = started.json()["recordingId"]
+    await asyncio.sleep(seconds)
+    stopped = await http.post(f"/api/v1/recordings/{recording_id}/stop")
+    assert stopped.status_code == 202 and stopped.json()["status"] == "ending"
+
+    async def complete() -> dict[str, Any] | None:
+        got = (await http.get(f"/api/v1/recordings/{recording_id}")).json()
+        return got if got["status"] == "complete" else None
+
+    return await wait_for(complete, timeout=20)  # type: ignore[no-any-return]
+
+
+async def test_start_rules_and_lifecycle(http: Any) -> None:
+    client, storage = http
+    plain = (await client.post("/api/v1/rooms", json={"roomName": "idle"})).json()
+    no_meeting = await client.post("/api/v1/recordings", json={"roomId": plain["roomId"]})
+    assert (
+        no_meeting.status_code == 409 and no_meeting.json()["error"] == "room_has_no_active_meeting"
+    )
+    room = await room_in_meeting(client)
+    recording = await record(client, room["roomId"])
+    assert recording["size"] > 1000 and recording["duration"] > 1.0
+    assert storage.stat(f"recordings/{room['roomId']}/{recording['filename']}") is not None
+    again = await client.post(f"/api/v1/recordings/{recording['recordingId']}/stop")
+    assert again.status_code == 409 and again.json()["error"] == "recording_not_active"
+    listed = (await client.get("/api/v1/recordings", params={"roomId": room["roomId"]})).json()
+    assert [r["recordingId"] for r in listed["recordings"]] == [recording["recordingId"]]
+    bad = await client.get("/api/v1/recordings", params={"status": "weird"})
+    assert bad.status_code == 422
+
+
+async def test_one_recording_at_a_time_and_disabled_rooms(http: Any) -> None:
+    client, _ = http
+    room = await room_in_meeting(client)
+
+    async def start() -> httpx.Response | None:
+        response = await client.post("/api/v1/recordings", json={"roomId": room["roomId"]})
+        return response if response.status_code == 201 else None
+
+    first = await wait_for(start)
+    second = await client.post("/api/v1/recordings", json={"roomId": room["roomId"]})
+    assert second.status_code == 409 and second.json()["error"] == "recording_already_started"
+    await client.post(f"/api/v1/recordings/{first.json()['recordingId']}/stop")
+    disabled = await room_in_meeting(client, config={"recording": {"enabled": False}})
+
+    async def refused() -> httpx.Response | None:
+        response = await client.post("/api/v1/recordings", json={"roomId": disabled["roomId"]})
+        return response if response.status_code == 403 else None
+
+    assert (await wait_for(refused)).json()["error"] == "recording_disabled"
+
+
+async def test_meeting_end_stops_the_recording(http: Any) -> None:
+    client, _ = http
+    room = await room_in_meeting(client)
+
+    async def start() -> httpx.Response | None:
+        response = await client.post("/api/v1/recordings", json={"roomId": room["roomId"]})
+        return response if response.status_code == 201 else None
+
+    recording_id = (await wait_for(start)).json()["recordingId"]
+    assert (await client.delete(f"/api/v1/meetings/{room['roomId']}")).status_code == 200
+
+    async def complete() -> bool:
+        got = (await client.get(f"/api/v1/recordings/{recording_id}")).json()
+        return bool(got["status"] == "complete")
+
+    await wait_for(complete, timeout=20)
+
+
+RANGE_CASES = [
+    ("bytes=0-0", 206, "bytes 0-0/{n}", slice(0, 1)),
+    ("bytes={last}-{last}", 206, "bytes {last}-{last}/{n}", slice(-1, None)),
+    ("bytes=-500", 206, "bytes {tail}-{last}/{n}", slice(-500, None)),
+    ("bytes=100-", 206, "bytes 100-{last}/{n}", slice(100, None)),
+    ("bytes=10-19", 206, "bytes 10-19/{n}", slice(10, 20)),
+    ("bytes=5000000000-5000000099", 416, "bytes */{n}", None),
+    ("bytes=50-10", 416, "bytes */{n}", None),
+    ("bytes=abc", 416, "bytes */{n}", None),
+    ("bytes=-0", 416, "bytes */{n}", None),
+]
+
+
+async def test_media_ranges(http: Any) -> None:
+    client, _ = http
+    room = await room_in_meeting(client)
+    recording = await record(client, room["roomId"], seconds=1.0)
+    n = recording["size"]
+    whole = await client.get(f"/api/v1/recordings/{recording['recordingId']}/media")
+    assert whole.status_code == 200 and whole.headers["accept-ranges"] == "bytes"
+    assert len(whole.content) == n
+    fmt = {"n": n, "last": n - 1, "tail": n - 500}
+    for header, status, content_range, body in RANGE_CASES:
+        response = await client.get(
+            f"/api/v1/recordings/{recording['recordingId']}/media",
+            headers={"Range": header.format(**fmt)},
+        )
+        assert response.status_code == status, (header, response.text)
+        assert response.headers["content-range"] == content_range.format(**fmt), header
+        if body is not None:
+            assert response.content == whole.content[body], header
+
+
+async def test_share_link_download_zip_and_deletion(http: Any) -> None:
+    client, storage = http
+    room = await room_in_meeting(client)
+    recording = await record(client, room["roomId"], seconds=1.0)
+    rid = recording["recordingId"]
+    link = (await client.get(f"/api/v1/recordings/{rid}/url")).json()["url"]
+    path = link.split("/api/v1", 1)[1]
+    anonymous = httpx.AsyncClient(base_url=str(client.base_url))
+    shared = await anonymous.get(f"/api/v1{path}")
+    assert shared.status_code == 200 and len(shared.content) == recording["size"]
+    assert (await anonymous.get(f"/api/v1/recordings/{rid}/media")).status_code == 401
+    expiring = (await client.get(f"/api/v1/recordings/{rid}/url", params={"expiresIn": 1})).json()[
+        "url"
+    ]
+    await asyncio.sleep(2.1)
+    expired = await anonymous.get("/api/v1" + expiring.split("/api/v1", 1)[1])
+    assert expired.status_code == 401 and expired.json()["error"] == "link_expired"
+
+    download = await client.get(f"/api/v1/recordings/{rid}/download")
+    assert download.headers["content-disposition"].startswith("attachment")
+    archive = await client.get("/api/v1/recordings/download", params={"recordingIds": rid})
+    with zipfile.ZipFile(io.BytesIO(archive.content)) as zipped:
+        assert zipped.read(recording["filename"]) == download.content
+
+    assert (await client.delete(f"/api/v1/recordings/{rid}")).status_code == 200
+    assert (await anonymous.get(f"/api/v1{path}")).status_code == 404
+    key = f"recordings/{room['roomId']}/{recording['filename']}"
+    await wait_for(lambda: storage.stat(key) is None)
+    bulk = await client.delete("/api/v1/recordings", params={"recordingIds": f"{rid},nope"})
+    assert bulk.status_code == 400 and {f["recordingId"] for f in bulk.json()["failed"]} == {
+        rid,
+        "nope",
+    }
+    await anonymous.aclose()
+
+
+@pytest.mark.parametrize(("policy", "kept"), [("force", False), ("close", True)])
+async def test_room_deletion_policy_for_recordings(http: Any, policy: str, kept: bool) -> None:
+    client, storage = http
+    room = await room_in_meeting(client)
+    recording = await record(client, room["roomId"], seconds=1.0)
+    assert (await client.delete(f"/api/v1/meetings/{room['roomId']}")).status_code == 200
+
+    async def meeting_over() -> bool:
+        got = (await client.get(f"/api/v1/rooms/{room['roomId']}")).json()
+        return bool(got["status"] == "open")
+
+    await wait_for(meeting_over)
+    refused = await client.delete(f"/api/v1/rooms/{room['roomId']}")
+    assert refused.status_code == 409 and refused.json()["error"] == "room_has_recordings"
+    done = await client.delete(f"/api/v1/rooms/{room['roomId']}", params={"withRecordings": policy})
+    assert done.status_code == 200
+    key = f"recordings/{room['roomId']}/{recording['filename']}"
+    if kept:
+        assert done.json()["successCode"] == "room_closed"
+        assert (
+            await client.get(f"/api/v1/recordings/{recording['recordingId']}")
+        ).status_code == 200
+        assert storage.stat(key) is not None
+    else:
+        assert done.json()["successCode"] == "room_and_recordings_deleted"
+
+        async def gone() -> bool:
+            got = await client.get(f"/api/v1/recordings/{recording['recordingId']}")
+            return got.status_code == 404 and storage.stat(key) is None
+
+        await wait_for(gone, timeout=20)
+
+
+def rss_mb() -> float:
+    with open("/proc/self/status") as status:
+        for line in status:
+            if line.startswith("VmRSS:"):
+                return int(line.split()[1]) / 1024
+    return 0.0
+
+
+async def test_200_mb_recording_streams_with_flat_memory(
+    settings_factory: Any, storage_settings: StorageSettings, client_broker: Any
+) -> None:
+    size = 200 * 1024 * 1024
+    egress = SizedEgress(ObjectStorage(storage_settings), size, client_broker)
+    async for client, _ in _platform(settings_factory, storage_settings, egress):
+        room = await room_in_meeting(client)
+        recording = await record(client, room["roomId"], seconds=0)
+        assert recording["size"] == size
+        before, peak, received = rss_mb(), 0.0, 0
+        async with client.stream(
+            "GET", f"/api/v1/recordings/{recording['recordingId']}/media"
+        ) as response:
+            assert response.status_code == 200
+            async for chunk in response.aiter_bytes():
+                received += len(chunk)
+                peak = max(peak, rss_mb())
+        assert received == size
+        print(f"\n200 MB streamed: RSS before {before:.0f} MB, peak {peak:.0f} MB")
+        assert peak - before < 60, "memory grew with the file size"
