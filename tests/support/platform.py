@@ -26,6 +26,8 @@ class Platform:
         self.http_port = free_port()
         self.api_key = "e2e-admin-key"
         self.hold_file = root / "outbox-hold"
+        self.media_hold_file = root / "media-delete-hold"
+        self.storage_port = free_port()
         self.base = f"http://127.0.0.1:{self.http_port}"
         env = dict(os.environ)
         env.update(
@@ -35,7 +37,8 @@ class Platform:
                 "MEETPLANE_HTTP_PORT": str(self.http_port),
                 "MEETPLANE_API_KEY": self.api_key,
                 "MEETPLANE_OUTBOX_HOLD_FILE": str(self.hold_file),
-                "MEETPLANE_STORAGE_PORT": str(free_port()),
+                "MEETPLANE_STORAGE_PORT": str(self.storage_port),
+                "MEETPLANE_RECORDINGS_HOLD_MEDIA_DELETE_FILE": str(root / "media-delete-hold"),
                 "MEETPLANE_LOG_FORMAT": "json",
                 "MEETPLANE_COMMAND_TIMEOUT": "5",
             }
@@ -67,6 +70,17 @@ class Platform:
                 last = exc
             time.sleep(0.2)
         raise TimeoutError(f"platform not ready: {last}\n{self.logs()}")
+
+    def storage(self) -> object:
+        """The embedded S3 server, as the recordings service sees it."""
+        from services.recordings.storage import ObjectStorage, StorageSettings
+
+        return ObjectStorage(
+            StorageSettings(
+                endpoint=f"127.0.0.1:{self.storage_port}",
+                secret_key=(self.data_dir / "storage-secret").read_text().strip(),
+            )
+        )
 
     def pid(self, service: str) -> int:
         """The pid of a service child (the launcher writes run/<service>.pid)."""
