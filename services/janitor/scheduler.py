@@ -1,0 +1,113 @@
+"""The firing loop: claim due timers in pages, publish RoomAutoDeletionDue, drop them.
+
+Firing is at least once: a timer row is removed only after JetStream acked
+its event, and the event id is derived from (room, date), so a second firing
+(after a crash, or by a replica whose lease expired) is dropped by JetStream's
+duplicate window, and the rooms service ignores a firing for a date it no
+longer has.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import uuid
+
+from faststream.nats import NatsBroker
+
+from contracts.events import RoomAutoDeletionDue, make_envelope, subject_of
+from services.janitor.timers import Timer, TimerStore
+from services.runtime.clock import Clock
+from services.runtime.logging import get_logger
+
+log = get_logger("meetplane.janitor")
+FIRING_NAMESPACE = uuid.UUID("2a7f1c3e-5d6b-4e8f-9a0b-1c2d3e4f5a6b")
+
+
+def firing_id(room_id: str, due_ms: int) -> uuid.UUID:
+    """The stable event id of one timer firing."""
+    return uuid.uuid5(FIRING_NAMESPACE, f"{room_id}:{due_ms}")
+
+
+class Scheduler:
+    """Fires due timers promptly; sleeps until the next one (or a wake-up)."""
+
+    def __init__(
+        self,
+        store: TimerStore,
+        broker: NatsBroker,
+        clock: Clock,
+        *,
+        stream: str = "MEETPLANE",
+        batch: int = 500,
+        lease_ms: int = 30_000,
+        poll_seconds: float = 0.5,
+    ) -> None:
+        self.store = store
+        self.broker = broker
+        self.clock = clock
+        self.stream = stream
+        self.batch = batch
+        self.lease_ms = lease_ms
+        self.poll_seconds = poll_seconds
+        self.fired_total = 0
+        self._wake = asyncio.Event()
+        self._stopping = False
+
+    def poke(self) -> None:
+        """A nearer timer may exist now (called from the event loop)."""
+        self._wake.set()
+
+    def stop(self) -> None:
+        """Finish the current page and return."""
+        self._stopping = True
+        self._wake.set()
+
+    async def fire_due(self) -> int:
+        """Fire everything due now, page by page; returns how many fired."""
+        fired = 0
+        while not self._stopping:
+            claimed = await asyncio.to_thread(
+                self.store.claim_due, self.clock.now_ms(), self.batch, self.lease_ms
+            )
+            if not claimed:
+                break
+            await asyncio.gather(*(self._publish(t) for t in claimed))
+            await asyncio.to_thread(self.store.fired, claimed)
+            fired += len(claimed)
+            log.info("janitor.fired", count=len(claimed))
+        self.fired_total += fired
+        return fired
+
+    async def _publish(self, timer: Timer) -> None:
+        envelope = make_envelope(
+            firing_id(timer.room_id, timer.due_ms),
+            RoomAutoDeletionDue(roomId=timer.room_id, autoDeletionDate=timer.due_ms),
+            source="janitor",
+            subject_id=timer.room_id,
+        )
+        await self.broker.publish(
+            envelope.model_dump(mode="json"),
+            subject_of("RoomAutoDeletionDue"),
+            headers={"Nats-Msg-Id": str(envelope.id)},
+            stream=self.stream,
+            timeout=10,
+        )
+
+    async def run(self) -> None:
+        """Loop until stopped; errors are logged and retried."""
+        while not self._stopping:
+            try:
+                await self.fire_due()
+                next_due = await asyncio.to_thread(self.store.next_due)
+            except Exception:
+                log.exception("janitor.fire_failed")
+                next_due = None
+            # Poll at least every `poll_seconds`: another replica may add timers, and
+            # a replaceable clock may jump; otherwise sleep until the next due time.
+            delay = self.poll_seconds
+            if next_due is not None:
+                delay = max(0.0, min(delay, (next_due - self.clock.now_ms()) / 1000))
+            self._wake.clear()
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self._wake.wait(), delay)

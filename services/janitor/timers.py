@@ -1,0 +1,192 @@
+"""The janitor's durable timer store (SQLAlchemy Core; SQLite or PostgreSQL).
+
+One row per room with an auto-deletion date.  Timers are never held in Python
+objects wholesale: the scheduler claims the earliest due ones in pages, with a
+lease token, so several janitor replicas can share the store and each timer
+fires from one of them (a crashed claimer's lease simply expires).
+"""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import Iterable
+from dataclasses import dataclass
+
+import sqlalchemy as sa
+from sqlalchemy.dialects.postgresql import insert as pg_insert
+from sqlalchemy.dialects.sqlite import insert as sqlite_insert
+
+metadata = sa.MetaData()
+
+timers = sa.Table(
+    "timers",
+    metadata,
+    sa.Column("room_id", sa.String(80), primary_key=True),
+    sa.Column("due_ms", sa.BigInteger, nullable=False),
+    sa.Column("lease_token", sa.String(40), nullable=True),
+    sa.Column("lease_until", sa.BigInteger, nullable=True),
+    sa.Index("timers_due", "due_ms"),
+)
+
+leases = sa.Table(
+    "leases",
+    metadata,
+    sa.Column("name", sa.String(80), primary_key=True),
+    sa.Column("owner", sa.String(80), nullable=False),
+    sa.Column("until_ms", sa.BigInteger, nullable=False),
+)
+
+positions = sa.Table(
+    "consumer_positions",
+    metadata,
+    sa.Column("consumer", sa.String(80), primary_key=True),
+    sa.Column("position", sa.BigInteger, nullable=False),
+)
+
+
+@dataclass(frozen=True)
+class Timer:
+    """A claimed timer: fire `RoomAutoDeletionDue(room_id, due_ms)`."""
+
+    room_id: str
+    due_ms: int
+
+
+class TimerStore:
+    """Timers, sweep leases and consumer positions of the janitor."""
+
+    def __init__(self, engine: sa.Engine) -> None:
+        self.engine = engine
+        self.postgres = engine.dialect.name == "postgresql"
+        metadata.create_all(engine)
+
+    def _insert(self, table: sa.Table) -> sa.Insert:
+        return (pg_insert if self.postgres else sqlite_insert)(table)
+
+    # ---- timers --------------------------------------------------------------------
+
+    def set(self, room_id: str, due_ms: int) -> None:
+        """Create or move a room's timer (a moved timer loses any lease)."""
+        stmt = self._insert(timers).values(room_id=room_id, due_ms=due_ms)
+        stmt = stmt.on_conflict_do_update(  # type: ignore[attr-defined]
+            index_elements=["room_id"],
+            set_={"due_ms": due_ms, "lease_token": None, "lease_until": None},
+        )
+        with self.engine.begin() as conn:
+            conn.execute(stmt)
+
+    def set_many(self, rows: Iterable[tuple[str, int]]) -> int:
+        """Bulk insert (benchmarks, rebuilds)."""
+        values = [{"room_id": r, "due_ms": d} for r, d in rows]
+        if not values:
+            return 0
+        with self.engine.begin() as conn:
+            conn.execute(timers.insert(), values)
+        return len(values)
+
+    def clear(self, room_id: str) -> None:
+        """Remove a room's timer (date cleared or room deleted)."""
+        with self.engine.begin() as conn:
+            conn.execute(timers.delete().where(timers.c.room_id == room_id))
+
+    def claim_due(self, now_ms: int, limit: int, lease_ms: int) -> list[Timer]:
+        """Claim up to `limit` due timers no one else holds; earliest first."""
+        token = uuid.uuid4().hex
+        candidates = (
+            sa.select(timers.c.room_id)
+            .where(
+                timers.c.due_ms <= now_ms,
+                sa.or_(timers.c.lease_until.is_(None), timers.c.lease_until < now_ms),
+            )
+            .order_by(timers.c.due_ms)
+            .limit(limit)
+        )
+        if self.postgres:
+            candidates = candidates.with_for_update(skip_locked=True)
+        with self.engine.begin() as conn:
+            conn.execute(
+                timers.update()
+                .where(timers.c.room_id.in_(candidates.scalar_subquery()))
+                .values(lease_token=token, lease_until=now_ms + lease_ms)
+            )
+            rows = conn.execute(
+                sa.select(timers.c.room_id, timers.c.due_ms)
+                .where(timers.c.lease_token == token)
+                .order_by(timers.c.due_ms)
+            ).all()
+        return [Timer(r[0], r[1]) for r in rows]
+
+    def fired(self, fired: Iterable[Timer]) -> None:
+        """Remove timers that fired, unless they were moved in the meantime."""
+        with self.engine.begin() as conn:
+            for timer in fired:
+                conn.execute(
+                    timers.delete().where(
+                        timers.c.room_id == timer.room_id, timers.c.due_ms == timer.due_ms
+                    )
+                )
+
+    def next_due(self) -> int | None:
+        """The earliest due time of any pending timer."""
+        with self.engine.connect() as conn:
+            return conn.execute(sa.select(sa.func.min(timers.c.due_ms))).scalar()
+
+    def count(self) -> int:
+        """Pending timers."""
+        with self.engine.connect() as conn:
+            return int(conn.execute(sa.select(sa.func.count()).select_from(timers)).scalar() or 0)
+
+    def due_of(self, room_id: str) -> int | None:
+        """A room's due time, if it has a timer."""
+        with self.engine.connect() as conn:
+            return conn.execute(
+                sa.select(timers.c.due_ms).where(timers.c.room_id == room_id)
+            ).scalar_one_or_none()
+
+    # ---- leases for periodic sweeps ---------------------------------------------------
+
+    def try_lease(self, name: str, owner: str, now_ms: int, until_ms: int) -> bool:
+        """Take the named lease if it is free or expired; True if we hold it now."""
+        with self.engine.begin() as conn:
+            taken = conn.execute(
+                leases.update()
+                .where(
+                    leases.c.name == name,
+                    sa.or_(leases.c.until_ms < now_ms, leases.c.owner == owner),
+                )
+                .values(owner=owner, until_ms=until_ms)
+            ).rowcount
+            if taken:
+                return True
+            inserted = conn.execute(
+                self._insert(leases)
+                .values(name=name, owner=owner, until_ms=until_ms)
+                .on_conflict_do_nothing(index_elements=["name"])  # type: ignore[attr-defined]
+            ).rowcount
+            return bool(inserted)
+
+    # ---- consumer positions (ProcessedLog) -------------------------------------------
+
+    def has_processed(self, tracking: object) -> bool:
+        """Whether this stream position was processed (positions are a high-water mark)."""
+        consumer, seq = tracking.application_name, tracking.notification_id  # type: ignore[attr-defined]
+        with self.engine.connect() as conn:
+            current = conn.execute(
+                sa.select(positions.c.position).where(positions.c.consumer == consumer)
+            ).scalar_one_or_none()
+        return current is not None and current >= seq
+
+    def record_processed(self, tracking: object) -> None:
+        """Move the consumer's position forward."""
+        consumer, seq = tracking.application_name, tracking.notification_id  # type: ignore[attr-defined]
+        stmt = self._insert(positions).values(consumer=consumer, position=seq)
+        stmt = stmt.on_conflict_do_update(  # type: ignore[attr-defined]
+            index_elements=["consumer"],
+            set_={
+                "position": sa.func.max(positions.c.position, seq)
+                if not self.postgres
+                else sa.func.greatest(positions.c.position, seq)
+            },
+        )
+        with self.engine.begin() as conn:
+            conn.execute(stmt)
