@@ -225,11 +225,13 @@ class MeetingsHandlers:
                 self.view.set_room_closed, data["roomId"], data["status"] == "closed"
             )
             if data.get("endMeeting"):
-                await self._end_for_room(data["roomId"], "room_closed", consumed)
+                reason = "auto_deleted" if data["reason"].startswith("auto_deletion") else "room_closed"
+                await self._end_for_room(data["roomId"], reason, consumed)
         elif envelope.type == "RoomDeleted":
             await asyncio.to_thread(self.view.mark_room_deleted, data["roomId"])
             # when_meeting_ends: the room was deleted because its meeting already ended.
-            await self._end_for_room(data["roomId"], "room_deleted", consumed)
+            reason = "auto_deleted" if data["reason"] == "auto_deletion" else "room_deleted"
+            await self._end_for_room(data["roomId"], reason, consumed)
 
     async def _end_for_room(self, room_id: str, reason: str, consumed: Consumed) -> None:
         meeting_id = await asyncio.to_thread(self.app.end, room_id, reason, consumed.tracking)
