@@ -50,6 +50,7 @@ class Timer:
 
     room_id: str
     due_ms: int
+    lease_token: str = ""
 
 
 class TimerStore:
@@ -114,17 +115,18 @@ class TimerStore:
                 .where(timers.c.lease_token == token)
                 .order_by(timers.c.due_ms)
             ).all()
-        return [Timer(r[0], r[1]) for r in rows]
+        return [Timer(r[0], r[1], token) for r in rows]
 
     def fired(self, fired: Iterable[Timer]) -> None:
-        """Remove timers that fired, unless they were moved in the meantime."""
+        """Remove timers that fired, unless they were moved in the meantime.
+
+        Moving a timer clears its lease token, so deleting by token (one
+        statement per claimed page) spares moved timers.
+        """
+        tokens = {t.lease_token for t in fired if t.lease_token}
         with self.engine.begin() as conn:
-            for timer in fired:
-                conn.execute(
-                    timers.delete().where(
-                        timers.c.room_id == timer.room_id, timers.c.due_ms == timer.due_ms
-                    )
-                )
+            for token in tokens:
+                conn.execute(timers.delete().where(timers.c.lease_token == token))
 
     def next_due(self) -> int | None:
         """The earliest due time of any pending timer."""

@@ -225,7 +225,8 @@ class MeetingsHandlers:
                 self.view.set_room_closed, data["roomId"], data["status"] == "closed"
             )
             if data.get("endMeeting"):
-                reason = "auto_deleted" if data["reason"].startswith("auto_deletion") else "room_closed"
+                automatic = data["reason"].startswith("auto_deletion")
+                reason = "auto_deleted" if automatic else "room_closed"
                 await self._end_for_room(data["roomId"], reason, consumed)
         elif envelope.type == "RoomDeleted":
             await asyncio.to_thread(self.view.mark_room_deleted, data["roomId"])
