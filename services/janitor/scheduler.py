@@ -15,10 +15,11 @@ import uuid
 
 from faststream.nats import NatsBroker
 
-from contracts.events import RoomAutoDeletionDue, make_envelope, subject_of
+from contracts.events import EventEnvelope, RoomAutoDeletionDue, make_envelope
 from services.janitor.timers import Timer, TimerStore
 from services.runtime.clock import Clock
 from services.runtime.logging import get_logger
+from services.runtime.nats import publish_events
 
 log = get_logger("meetplane.janitor")
 FIRING_NAMESPACE = uuid.UUID("2a7f1c3e-5d6b-4e8f-9a0b-1c2d3e4f5a6b")
@@ -72,26 +73,20 @@ class Scheduler:
             )
             if not claimed:
                 break
-            await asyncio.gather(*(self._publish(t) for t in claimed))
+            await publish_events(self.broker, [self._envelope(t) for t in claimed], self.stream)
             await asyncio.to_thread(self.store.fired, claimed)
             fired += len(claimed)
             log.info("janitor.fired", count=len(claimed))
         self.fired_total += fired
         return fired
 
-    async def _publish(self, timer: Timer) -> None:
-        envelope = make_envelope(
+    @staticmethod
+    def _envelope(timer: Timer) -> EventEnvelope:
+        return make_envelope(
             firing_id(timer.room_id, timer.due_ms),
             RoomAutoDeletionDue(roomId=timer.room_id, autoDeletionDate=timer.due_ms),
             source="janitor",
             subject_id=timer.room_id,
-        )
-        await self.broker.publish(
-            envelope.model_dump(mode="json"),
-            subject_of("RoomAutoDeletionDue"),
-            headers={"Nats-Msg-Id": str(envelope.id)},
-            stream=self.stream,
-            timeout=10,
         )
 
     async def run(self) -> None:

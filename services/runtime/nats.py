@@ -104,3 +104,33 @@ async def start_broker(broker: NatsBroker, timeout: float = 120.0) -> None:
             log.warning("nats.start_retry", error=type(exc).__name__, retry_in=delay)
             await asyncio.sleep(delay)
             delay = min(delay * 2, 5.0)
+
+
+async def publish_events(
+    broker: NatsBroker, envelopes: list[Any], stream: str, timeout: float = 10.0
+) -> list[Any]:
+    """Publish integration events to JetStream pipelined, and wait for every ack.
+
+    Each message carries `Nats-Msg-Id` = its event id, so re-publishing a batch
+    after a crash is deduplicated by the stream.  Returns the PubAcks (raises if
+    any publish failed, so the caller does not record progress).
+    """
+    import asyncio
+
+    from contracts.events import subject_of
+
+    connection = broker._connection
+    assert connection is not None, "broker not connected"
+    js = connection.jetstream()
+    futures = []
+    for envelope in envelopes:
+        futures.append(
+            await js.publish_async(
+                subject_of(envelope.type),
+                envelope.model_dump_json().encode(),
+                stream=stream,
+                headers={"Nats-Msg-Id": str(envelope.id)},
+                wait_stall=timeout,
+            )
+        )
+    return list(await asyncio.wait_for(asyncio.gather(*futures), timeout))

@@ -19,10 +19,11 @@ from typing import Any
 from eventsourcing.persistence import IntegrityError, Notification, Tracking
 from faststream.nats import NatsBroker
 
-from contracts.events import EventEnvelope, subject_of
+from contracts.events import EventEnvelope
 from services.runtime.follower import LogFollower
 from services.runtime.leader import Lease
 from services.runtime.logging import get_logger
+from services.runtime.nats import publish_events
 from services.runtime.store import ServiceApplication
 
 log = get_logger("meetplane.outbox")
@@ -87,7 +88,15 @@ class Outbox:
         for notification in notifications:
             domain_event = self.app.mapper.to_domain_event(notification)
             envelopes.extend(await asyncio.to_thread(self.mapper, domain_event))
-        await asyncio.gather(*(self._publish(e) for e in envelopes))
+        acks = await publish_events(self.broker, envelopes, self.stream, self.publish_timeout)
+        for envelope, ack in zip(envelopes, acks, strict=True):
+            log.info(
+                "outbox.published",
+                event_id=str(envelope.id),
+                event_type=envelope.type,
+                subject_id=envelope.subject_id,
+                duplicate=bool(getattr(ack, "duplicate", False)),
+            )
         last = notifications[-1].id
         try:
             await asyncio.to_thread(
@@ -98,19 +107,3 @@ class Outbox:
             # ours carried the same Nats-Msg-Id, so the stream holds one copy.
             log.info("outbox.position_taken", position=last)
         self.published += len(envelopes)
-
-    async def _publish(self, envelope: EventEnvelope) -> None:
-        ack = await self.broker.publish(
-            envelope.model_dump(mode="json"),
-            subject_of(envelope.type),
-            headers={"Nats-Msg-Id": str(envelope.id)},
-            stream=self.stream,
-            timeout=self.publish_timeout,
-        )
-        log.info(
-            "outbox.published",
-            event_id=str(envelope.id),
-            event_type=envelope.type,
-            subject_id=envelope.subject_id,
-            duplicate=bool(getattr(ack, "duplicate", False)),
-        )
