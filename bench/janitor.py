@@ -96,7 +96,7 @@ async def main() -> None:
     env = {
         "MEETPLANE_NATS_URL": server.url,
         "MEETPLANE_DATA_DIR": str(root / "data"),
-        "MEETPLANE_LOG_LEVEL": "WARNING",
+        "MEETPLANE_LOG_LEVEL": os.environ.get("BENCH_LOG_LEVEL", "WARNING"),
         "MEETPLANE_STORE": args.store,
         "MEETPLANE_TIMER_POLL_SECONDS": "0.2",
         "MEETPLANE_HOUSEKEEPING_INTERVAL": "3600",

@@ -32,6 +32,7 @@ def build(settings: JanitorSettings, clock: Clock | None = None) -> ServiceParts
         batch=settings.timer_batch,
         lease_ms=int(settings.timer_lease_seconds * 1000),
         poll_seconds=settings.timer_poll_seconds,
+        lookahead_ms=settings.timer_lookahead_ms,
     )
     housekeeping = Housekeeping(
         store,

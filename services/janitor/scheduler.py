@@ -25,6 +25,13 @@ log = get_logger("meetplane.janitor")
 FIRING_NAMESPACE = uuid.UUID("2a7f1c3e-5d6b-4e8f-9a0b-1c2d3e4f5a6b")
 
 
+def _by_due(timers: list[Timer]) -> list[tuple[int, list[Timer]]]:
+    groups: dict[int, list[Timer]] = {}
+    for timer in timers:
+        groups.setdefault(timer.due_ms, []).append(timer)
+    return sorted(groups.items())
+
+
 def firing_id(room_id: str, due_ms: int) -> uuid.UUID:
     """The stable event id of one timer firing."""
     return uuid.uuid5(FIRING_NAMESPACE, f"{room_id}:{due_ms}")
@@ -40,9 +47,10 @@ class Scheduler:
         clock: Clock,
         *,
         stream: str = "MEETPLANE",
-        batch: int = 500,
+        batch: int = 10_000,
         lease_ms: int = 30_000,
         poll_seconds: float = 0.5,
+        lookahead_ms: int = 1000,
     ) -> None:
         self.store = store
         self.broker = broker
@@ -51,6 +59,7 @@ class Scheduler:
         self.batch = batch
         self.lease_ms = lease_ms
         self.poll_seconds = poll_seconds
+        self.lookahead_ms = lookahead_ms
         self.fired_total = 0
         self._wake = asyncio.Event()
         self._stopping = False
@@ -65,15 +74,33 @@ class Scheduler:
         self._wake.set()
 
     async def fire_due(self) -> int:
-        """Fire everything due now, page by page; returns how many fired."""
+        """Fire everything due within the lookahead, each at its due time; returns the count.
+
+        Timers due in the next `lookahead_ms` are claimed (leased) and their events
+        built ahead of time, so a burst is published at its due instant instead of
+        after a claim and serialisation pass; nothing is ever published early.
+        """
         fired = 0
         while not self._stopping:
+            horizon = self.clock.now_ms() + self.lookahead_ms
             claimed = await asyncio.to_thread(
-                self.store.claim_due, self.clock.now_ms(), self.batch, self.lease_ms
+                self.store.claim_due, horizon, self.batch, self.lease_ms
             )
             if not claimed:
                 break
-            await publish_events(self.broker, [self._envelope(t) for t in claimed], self.stream)
+            log.info(
+                "janitor.claimed",
+                count=len(claimed),
+                first_due=claimed[0].due_ms,
+                ahead_ms=claimed[0].due_ms - self.clock.now_ms(),
+            )
+            for due, group in _by_due(claimed):
+                envelopes = [self._envelope(t) for t in group]
+                wait_ms = due - self.clock.now_ms()
+                if wait_ms > 0:
+                    await asyncio.sleep(wait_ms / 1000)
+                await publish_events(self.broker, envelopes, self.stream)
+                log.info("janitor.published", count=len(group), late_ms=self.clock.now_ms() - due)
             await asyncio.to_thread(self.store.fired, claimed)
             fired += len(claimed)
             log.info("janitor.fired", count=len(claimed))
@@ -102,7 +129,8 @@ class Scheduler:
             # a replaceable clock may jump; otherwise sleep until the next due time.
             delay = self.poll_seconds
             if next_due is not None:
-                delay = max(0.0, min(delay, (next_due - self.clock.now_ms()) / 1000))
+                until_claim = next_due - self.lookahead_ms - self.clock.now_ms()
+                delay = max(0.0, min(delay, until_claim / 1000))
             self._wake.clear()
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(self._wake.wait(), delay)
