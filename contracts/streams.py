@@ -15,8 +15,11 @@ STREAM_SUBJECTS = [f"{SUBJECT_PREFIX}.>"]
 DUPLICATE_WINDOW_SECONDS = 120.0
 MAX_AGE_SECONDS = 30 * 24 * 3600.0
 
-# How long a consumer has to ack before JetStream redelivers, and how often it tries.
-CONSUMER_ACK_WAIT_SECONDS = 30.0
+# How long a consumer may stay silent before JetStream redelivers to another replica:
+# short, so a killed replica's message moves on within seconds; live handlers send
+# progress heartbeats (see services/runtime/consumer.py).
+CONSUMER_ACK_WAIT_SECONDS = 5.0
+CONSUMER_HEARTBEAT_SECONDS = 2.0
 CONSUMER_MAX_DELIVER = -1
 
 

@@ -38,6 +38,8 @@ class JoinMeeting(BaseModel):
     roomId: str
     secret: Annotated[str, Field(min_length=1, max_length=200)]
     participantName: ParticipantName
+    # A retry with the same id returns the first attempt's participant (idempotent join).
+    commandId: Annotated[str, Field(min_length=1, max_length=100)] | None = None
 
 
 class JoinResult(BaseModel):

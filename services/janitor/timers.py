@@ -16,6 +16,8 @@ import sqlalchemy as sa
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 
+from services.runtime.store import create_tables
+
 metadata = sa.MetaData()
 
 timers = sa.Table(
@@ -59,7 +61,7 @@ class TimerStore:
     def __init__(self, engine: sa.Engine) -> None:
         self.engine = engine
         self.postgres = engine.dialect.name == "postgresql"
-        metadata.create_all(engine)
+        create_tables(metadata, engine)
 
     def _insert(self, table: sa.Table) -> sa.Insert:
         return (pg_insert if self.postgres else sqlite_insert)(table)

@@ -15,7 +15,7 @@ from collections.abc import Callable
 from typing import Any, TypeVar, cast
 
 from eventsourcing.application import AggregateNotFoundError
-from eventsourcing.persistence import IntegrityError, Tracking
+from eventsourcing.persistence import Tracking
 
 from services.meetings.domain import (
     Meeting,
@@ -92,20 +92,15 @@ class MeetingsApplication(ServiceApplication):
             raise MeetingNotFound(f"room '{room_id}' has no live meeting")
         return meeting
 
-    @staticmethod
-    def _retrying(action: Callable[[], T], attempts: int = 20) -> T:
-        for attempt in range(attempts):
-            try:
-                return action()
-            except IntegrityError:
-                if attempt == attempts - 1:
-                    raise
-        raise AssertionError("unreachable")
+    def _retrying(self, action: Callable[[], T]) -> T:
+        return self.retry_on_conflict(action, attempts=20)
 
     # ---- commands -----------------------------------------------------------------
 
-    def join(self, room_id: str, name: str, role: str) -> dict[str, Any]:
-        """Join the room's live meeting, starting one if none is live."""
+    def join(
+        self, room_id: str, name: str, role: str, command_id: str | None = None
+    ) -> dict[str, Any]:
+        """Join the room's live meeting, starting one if none is live (idempotent by command id)."""
         identity = participant_identity(name)
 
         def attempt() -> dict[str, Any]:
@@ -118,7 +113,9 @@ class MeetingsApplication(ServiceApplication):
             else:
                 assert occupancy.active_meeting_id is not None
                 meeting = self._meeting(occupancy.active_meeting_id)
-            meeting.join(identity, name, role, now)
+                if meeting.joined_by(identity, command_id):
+                    return {"meetingId": meeting.meeting_id, "identity": identity, "started": False}
+            meeting.join(identity, name, role, now, command_id)
             # Occupancy and meeting commit together: a lost race rolls back both.
             self.save(occupancy, meeting) if started else self.save(meeting)
             return {"meetingId": meeting.meeting_id, "identity": identity, "started": started}

@@ -135,7 +135,9 @@ class Meeting(Aggregate):
             )
         return participant
 
-    def join(self, identity: str, name: str, role: str, at: int) -> None:
+    def join(
+        self, identity: str, name: str, role: str, at: int, command_id: str | None = None
+    ) -> None:
         """A participant joins (again, after leaving, with the same identity)."""
         self._require_active()
         if role not in ROLES:
@@ -149,10 +151,22 @@ class Meeting(Aggregate):
             raise MeetingConflict(
                 f"'{name}' is already in the meeting", error="participant_already_joined"
             )
-        self._joined(identity=identity, name=name, role=role, at=at)
+        self._joined(identity=identity, name=name, role=role, at=at, command_id=command_id)
+
+    def joined_by(self, identity: str, command_id: str | None) -> bool:
+        """Whether this present participant joined through this command (a retry)."""
+        participant = self.participants.get(identity)
+        return bool(
+            command_id
+            and participant
+            and participant["present"]
+            and participant.get("commandId") == command_id
+        )
 
     @event("ParticipantJoined")
-    def _joined(self, identity: str, name: str, role: str, at: int) -> None:
+    def _joined(
+        self, identity: str, name: str, role: str, at: int, command_id: str | None = None
+    ) -> None:
         self.participants[identity] = {
             "identity": identity,
             "name": name,
@@ -160,6 +174,7 @@ class Meeting(Aggregate):
             "joinedAt": at,
             "leftAt": None,
             "present": True,
+            "commandId": command_id,
         }
         self.empty_since = None
 

@@ -111,7 +111,7 @@ class MeetingsHandlers:
         if not permissions.get("canJoinMeeting", True):
             raise JoinRefused("this role may not join meetings", error="join_not_permitted")
         joined = await asyncio.to_thread(
-            self.app.join, request.roomId, request.participantName.strip(), role
+            self.app.join, request.roomId, request.participantName.strip(), role, request.commandId
         )
         token = await self.media.issue_token(
             request.roomId,

@@ -18,7 +18,12 @@ from services.runtime.nats import make_broker
 from services.runtime.outbox import Outbox
 from services.runtime.schemas import document_publishers
 from services.runtime.service import ServiceParts, run_until_signalled
-from services.runtime.store import eventsourcing_env, make_lease, view_engine
+from services.runtime.store import (
+    construct_application,
+    eventsourcing_env,
+    make_lease,
+    view_engine,
+)
 from services.runtime.wakeup import CommitSignal
 
 SERVICE = "meetings"
@@ -28,7 +33,8 @@ def build(
     settings: MeetingsSettings, clock: Clock | None = None, media: MediaBackend | None = None
 ) -> ServiceParts:
     """Wire application, views, outbox, media backend and handlers."""
-    app = MeetingsApplication(env=eventsourcing_env(settings, SERVICE), clock=clock)
+    env = eventsourcing_env(settings, SERVICE)
+    app = construct_application(lambda: MeetingsApplication(env=env, clock=clock))
     broker = make_broker(settings, f"meetplane-{SERVICE}")
     view = MeetingsView(view_engine(settings, SERVICE))
 

@@ -15,6 +15,7 @@ from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 
 from services.meetings.domain import Meeting
+from services.runtime.store import create_tables
 
 metadata = sa.MetaData()
 
@@ -46,7 +47,7 @@ class MeetingsView:
 
     def __init__(self, engine: sa.Engine) -> None:
         self.engine = engine
-        metadata.create_all(engine)
+        create_tables(metadata, engine)
 
     def _upsert(self, table: sa.Table, values: dict[str, Any], key: str, where: Any = None) -> Any:
         insert = pg_insert if self.engine.dialect.name == "postgresql" else sqlite_insert

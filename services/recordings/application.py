@@ -19,7 +19,7 @@ from services.recordings.domain import (
 )
 from services.recordings.projection import recording_record
 from services.runtime.clock import Clock, SystemClock
-from services.runtime.store import ServiceApplication
+from services.runtime.store import ServiceApplication, retries_on_conflict
 
 T = TypeVar("T")
 
@@ -53,18 +53,13 @@ class RecordingsApplication(ServiceApplication):
         """Any aggregate at a version (outbox, media deletion)."""
         return self.repository.get(aggregate, version=version)
 
-    @staticmethod
-    def _retrying(action: Callable[[], T], attempts: int = 10) -> T:
-        for attempt in range(attempts):
-            try:
-                return action()
-            except IntegrityError:
-                if attempt == attempts - 1:
-                    raise RecordingConflict(
-                        "a recording is already running in this room",
-                        error="recording_already_started",
-                    ) from None
-        raise AssertionError("unreachable")
+    def _retrying(self, action: Callable[[], T]) -> T:
+        try:
+            return self.retry_on_conflict(action)
+        except IntegrityError:
+            raise RecordingConflict(
+                "a recording is already running in this room", error="recording_already_started"
+            ) from None
 
     def start(
         self, room_id: str, room_name: str, meeting_id: str | None, layout: str, encoding: Any
@@ -91,12 +86,14 @@ class RecordingsApplication(ServiceApplication):
 
         return self._retrying(attempt)
 
+    @retries_on_conflict
     def activate(self, recording_id: str, egress_id: str | None = None) -> None:
         """The backend runs the recording."""
         recording = self.recording(recording_id)
         recording.activate(egress_id)
         self.save(recording)
 
+    @retries_on_conflict
     def stop(self, recording_id: str) -> dict[str, Any]:
         """Ask an active recording to stop."""
         recording = self.recording(recording_id)
@@ -104,6 +101,7 @@ class RecordingsApplication(ServiceApplication):
         self.save(recording)
         return recording_record(recording)
 
+    @retries_on_conflict
     def finish(
         self, recording_id: str, size: int | None, duration: float, error: str | None
     ) -> bool:
@@ -125,6 +123,7 @@ class RecordingsApplication(ServiceApplication):
         recorder = self._recorder(room_id)
         return recorder.active_recording_id if recorder else None
 
+    @retries_on_conflict
     def delete(self, recording_id: str, tracking: Tracking | None = None) -> dict[str, Any]:
         """Delete metadata; the media deletion follower removes the object after commit."""
         recording = self.recording(recording_id)

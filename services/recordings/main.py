@@ -24,7 +24,12 @@ from services.runtime.nats import make_broker
 from services.runtime.outbox import Outbox
 from services.runtime.schemas import document_publishers
 from services.runtime.service import ServiceParts, run_until_signalled
-from services.runtime.store import eventsourcing_env, make_lease, view_engine
+from services.runtime.store import (
+    construct_application,
+    eventsourcing_env,
+    make_lease,
+    view_engine,
+)
 from services.runtime.wakeup import CommitSignal
 
 SERVICE = "recordings"
@@ -76,7 +81,8 @@ def build(
     egress: Egress | None = None,
 ) -> ServiceParts:
     """Wire application, views, storage, egress, outbox and followers."""
-    app = RecordingsApplication(env=eventsourcing_env(settings, SERVICE), clock=clock)
+    env = eventsourcing_env(settings, SERVICE)
+    app = construct_application(lambda: RecordingsApplication(env=env, clock=clock))
     broker = make_broker(settings, f"meetplane-{SERVICE}")
     view = RecordingsView(view_engine(settings, SERVICE))
 

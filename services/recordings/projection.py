@@ -16,6 +16,7 @@ from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 
 from services.recordings.domain import Recording, RecordingError
+from services.runtime.store import create_tables
 
 metadata = sa.MetaData()
 
@@ -72,7 +73,7 @@ class RecordingsView:
 
     def __init__(self, engine: sa.Engine) -> None:
         self.engine = engine
-        metadata.create_all(engine)
+        create_tables(metadata, engine)
 
     def _upsert(
         self, table: sa.Table, values: dict[str, Any], key: str, newer_only: bool = False

@@ -37,7 +37,7 @@ from services.rooms.domain import (
     room_id_prefix,
 )
 from services.runtime.clock import Clock, SystemClock
-from services.runtime.store import ServiceApplication
+from services.runtime.store import ServiceApplication, retries_on_conflict
 
 LINK_ROLES = ("moderator", "speaker", "recording")
 _SUFFIX_ALPHABET = string.ascii_lowercase + string.digits
@@ -175,6 +175,7 @@ class RoomsApplication(ServiceApplication):
         """One room."""
         return to_record(self._get(room_id))
 
+    @retries_on_conflict
     def update_config(self, room_id: str, patch: RoomConfigPatch) -> RoomRecord:
         """Merge a config patch; the merged config is validated as a whole."""
         room = self._get(room_id)
@@ -187,6 +188,7 @@ class RoomsApplication(ServiceApplication):
         self.save(room)
         return to_record(room)
 
+    @retries_on_conflict
     def update_settings(self, room_id: str, settings: UpdateRoomSettingsRequest) -> RoomRecord:
         """Rename, set/move/clear auto-deletion, change the meeting end action."""
         room = self._get(room_id)
@@ -212,6 +214,7 @@ class RoomsApplication(ServiceApplication):
         self.save(room)
         return to_record(room)
 
+    @retries_on_conflict
     def update_status(self, room_id: str, status: str) -> RoomRecord:
         """Open or close the room."""
         room = self._get(room_id)
@@ -219,6 +222,7 @@ class RoomsApplication(ServiceApplication):
         self.save(room)
         return to_record(room)
 
+    @retries_on_conflict
     def update_roles(self, room_id: str, patch: RolesPatch) -> RoomRecord:
         """Merge permission patches per role."""
         room = self._get(room_id)
@@ -232,6 +236,7 @@ class RoomsApplication(ServiceApplication):
         self.save(room)
         return to_record(room)
 
+    @retries_on_conflict
     def update_access(self, room_id: str, update: AccessUpdate) -> RoomRecord:
         """Enable/disable links and regenerate the named secrets."""
         room = self._get(room_id)
@@ -251,6 +256,7 @@ class RoomsApplication(ServiceApplication):
         """What a delete would do (raises if the policy refuses)."""
         return self._get(room_id).plan_deletion(with_meeting, with_recordings, has_recordings)
 
+    @retries_on_conflict
     def delete_room(
         self,
         room_id: str,
@@ -317,6 +323,7 @@ class RoomsApplication(ServiceApplication):
             return False
         return True
 
+    @retries_on_conflict
     def meeting_started(self, room_id: str, meeting_id: str, tracking: Tracking) -> None:
         """Reflect `active_meeting` in the room's status."""
         room = self._find(room_id)
@@ -341,6 +348,7 @@ class RoomsApplication(ServiceApplication):
             return {"close": "y", "reason": "meeting_end_action"}
         return None
 
+    @retries_on_conflict
     def meeting_ended(
         self, room_id: str, meeting_id: str, has_recordings: bool, tracking: Tracking
     ) -> None:
@@ -362,6 +370,7 @@ class RoomsApplication(ServiceApplication):
                 room.delete("force", with_recordings, pending["reason"])
         self.save_tracked(room, tracking=tracking)
 
+    @retries_on_conflict
     def auto_deletion_due(
         self, room_id: str, due_date: int, has_recordings: bool, tracking: Tracking
     ) -> str | None:

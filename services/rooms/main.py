@@ -20,7 +20,12 @@ from services.runtime.nats import make_broker
 from services.runtime.outbox import Outbox
 from services.runtime.schemas import asyncapi_document, document_publishers
 from services.runtime.service import ServiceParts, run_until_signalled
-from services.runtime.store import eventsourcing_env, make_lease, view_engine
+from services.runtime.store import (
+    construct_application,
+    eventsourcing_env,
+    make_lease,
+    view_engine,
+)
 from services.runtime.wakeup import CommitSignal
 
 SERVICE = "rooms"
@@ -30,7 +35,7 @@ def build(settings: RoomsSettings, clock: Clock | None = None) -> ServiceParts:
     """Wire application, projection, outbox and handlers; nothing runs until started."""
     env = eventsourcing_env(settings, SERVICE)
     RoomsApplication.snapshotting_intervals = {Room: settings.rooms_snapshot_interval}
-    app = RoomsApplication(env=env, clock=clock)
+    app = construct_application(lambda: RoomsApplication(env=env, clock=clock))
     broker = make_broker(settings, f"meetplane-{SERVICE}")
     view = RoomsView(view_engine(settings, SERVICE))
     projector = RoomsProjector(view, app.load)

@@ -20,6 +20,7 @@ from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from contracts.commands.rooms import ListRooms
 from services.rooms.application import to_record
 from services.rooms.domain import InvalidRoomRequest, Room
+from services.runtime.store import create_tables
 
 metadata = sa.MetaData()
 
@@ -66,7 +67,7 @@ class RoomsView:
 
     def __init__(self, engine: sa.Engine) -> None:
         self.engine = engine
-        metadata.create_all(engine)
+        create_tables(metadata, engine)
 
     def reset(self) -> None:
         """Drop the projection; the next catch-up rebuilds it from the event log."""

@@ -12,7 +12,9 @@ a consumer must never finish message n+1 before message n.  Hence each durable
 consumer has at most one unacknowledged message (`max_ack_pending=1`, shared by
 all replicas), and a failing handler is retried in place, with backoff and the
 ack deadline extended, instead of being nak'ed past.  A poison message thus
-stops its consumer loudly rather than being skipped silently.
+stops its consumer loudly rather than being skipped silently.  The ack wait is
+short and a heartbeat (`in_progress`) covers a live handler, so a message held by
+a replica that died is redelivered to another within seconds.
 
 Integration event ids are stable, so a re-publication outside JetStream's
 duplicate window is caught by the handlers' own guards (ending an ended
@@ -35,7 +37,7 @@ from nats.js.api import ConsumerConfig, DeliverPolicy
 from pydantic import ValidationError
 
 from contracts.events import EventEnvelope
-from contracts.streams import CONSUMER_ACK_WAIT_SECONDS
+from contracts.streams import CONSUMER_ACK_WAIT_SECONDS, CONSUMER_HEARTBEAT_SECONDS
 from services.runtime.logging import get_logger
 
 log = get_logger("meetplane.consumer")
@@ -117,21 +119,45 @@ def durable_consumer(
             event_type=envelope.type,
             subject_id=envelope.subject_id,
         )
-        delay = 0.1
-        while True:
-            try:
-                if await asyncio.to_thread(processed.has_processed, tracking):
-                    bound.info("consumer.replay_skipped", seq=tracking.notification_id)
-                else:
-                    await handler(Consumed(envelope, tracking))
-                    await asyncio.to_thread(processed.record_processed, tracking)
-                break
-            except asyncio.CancelledError:
-                raise
-            except Exception:
-                bound.exception("consumer.handler_failed", retry_in=delay)
-                await asyncio.sleep(delay)
-                delay = min(delay * 2, max_retry_delay)
-                with contextlib.suppress(Exception):
-                    await msg.raw_message.in_progress()  # keep JetStream from redelivering
+        heartbeat = asyncio.create_task(_keep_alive(msg))
+        try:
+            await _handle_until_done(
+                processed, handler, Consumed(envelope, tracking), bound, max_retry_delay
+            )
+        finally:
+            heartbeat.cancel()
         await msg.ack()
+
+
+async def _keep_alive(msg: NatsMessage) -> None:
+    """Tell JetStream the message is being worked on, so it is not redelivered meanwhile."""
+    while True:
+        await asyncio.sleep(CONSUMER_HEARTBEAT_SECONDS)
+        with contextlib.suppress(Exception):
+            await msg.raw_message.in_progress()
+
+
+async def _handle_until_done(
+    processed: ProcessedLog,
+    handler: Handler,
+    consumed: Consumed,
+    bound: Any,
+    max_retry_delay: float,
+) -> None:
+    """Run the handler (unless already processed), retrying in place until it succeeds."""
+    tracking = consumed.tracking
+    delay = 0.1
+    while True:
+        try:
+            if await asyncio.to_thread(processed.has_processed, tracking):
+                bound.info("consumer.replay_skipped", seq=tracking.notification_id)
+            else:
+                await handler(consumed)
+                await asyncio.to_thread(processed.record_processed, tracking)
+            return
+        except asyncio.CancelledError:
+            raise
+        except Exception:
+            bound.exception("consumer.handler_failed", retry_in=delay)
+            await asyncio.sleep(delay)
+            delay = min(delay * 2, max_retry_delay)

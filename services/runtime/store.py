@@ -6,18 +6,32 @@ either, through eventsourcing's persistence modules and SQLAlchemy Core.
 
 from __future__ import annotations
 
+import functools
 import threading
 from collections.abc import Callable, Sequence
 from pathlib import Path
-from typing import Any, ClassVar
+from typing import Any, ClassVar, TypeVar, cast
 from urllib.parse import unquote, urlparse
 
 import sqlalchemy as sa
 from eventsourcing.application import Application, ProcessingEvent
-from eventsourcing.persistence import ProcessRecorder, Recording, Tracking
+from eventsourcing.persistence import IntegrityError, ProcessRecorder, Recording, Tracking
 
 from services.runtime.leader import FileLease, Lease, PostgresLease
 from services.runtime.settings import RuntimeSettings
+
+T = TypeVar("T")
+F = TypeVar("F", bound=Callable[..., Any])
+
+
+def retries_on_conflict(method: F) -> F:
+    """Decorate an Application method: re-run it when a concurrent writer won the race."""
+
+    @functools.wraps(method)
+    def wrapper(self: ServiceApplication, *args: Any, **kwargs: Any) -> Any:
+        return self.retry_on_conflict(lambda: method(self, *args, **kwargs))
+
+    return cast(F, wrapper)
 
 
 def service_dsn(settings: RuntimeSettings, service: str, env: dict[str, str]) -> str:
@@ -94,8 +108,11 @@ def ensure_postgres_schema(dsn: str, schema: str) -> None:
     """Create the service's schema if missing (eventsourcing creates tables, not schemas)."""
     import psycopg
 
-    with psycopg.connect(dsn, autocommit=True) as conn:
+    with psycopg.connect(dsn) as conn:
+        # Replicas starting together would race in the catalog: take turns.
+        conn.execute("SELECT pg_advisory_xact_lock(7343219)")
         conn.execute(f'CREATE SCHEMA IF NOT EXISTS "{schema}"')
+        conn.commit()
 
 
 def view_engine(
@@ -157,6 +174,22 @@ class ServiceApplication(Application[Any]):
         """The recorder, typed as the process recorder it is."""
         assert isinstance(self.recorder, ProcessRecorder)
         return self.recorder
+
+    @staticmethod
+    def retry_on_conflict(action: Callable[[], T], attempts: int = 10) -> T:
+        """Run a load-mutate-save `action`, again after a concurrent writer won the race.
+
+        Two replicas (or a command and a consumed event) may save the same aggregate
+        version; the event store refuses the second (optimistic concurrency), and
+        re-running the action on freshly loaded state is the resolution.
+        """
+        for attempt in range(attempts):
+            try:
+                return action()
+            except IntegrityError:
+                if attempt == attempts - 1:
+                    raise
+        raise AssertionError("unreachable")
 
     def add_commit_listener(self, listener: Callable[[], None]) -> None:
         """Call `listener` (from the committing thread) after every commit."""
@@ -222,3 +255,33 @@ def make_lease(settings: RuntimeSettings, service: str, name: str) -> Lease:
         schema = postgres_schema(settings, service, env)
         return PostgresLease(service_dsn(settings, service, env), f"{schema}:{name}")
     return FileLease(Path(settings.data_dir) / service / "leases" / f"{name}.lock")
+
+
+def create_tables(metadata: sa.MetaData, engine: sa.Engine) -> None:
+    """Create a read model's tables if missing, safely when replicas start together.
+
+    Concurrent `CREATE TABLE`s for the same name collide in PostgreSQL's catalog;
+    a transaction-scoped advisory lock makes the replicas take turns.
+    """
+    with engine.begin() as conn:
+        if engine.dialect.name == "postgresql":
+            conn.execute(sa.text("SELECT pg_advisory_xact_lock(7343219)"))
+        metadata.create_all(conn)
+
+
+def construct_application(factory: Callable[[], T], attempts: int = 5) -> T:
+    """Build an Application (it creates its tables), retrying a lost catalog race.
+
+    eventsourcing's `CREATE TABLE IF NOT EXISTS` can still collide when replicas
+    start at the same instant; the loser simply tries again.
+    """
+    import time
+
+    for attempt in range(attempts):
+        try:
+            return factory()
+        except Exception:
+            if attempt == attempts - 1:
+                raise
+            time.sleep(0.2 * (attempt + 1))
+    raise AssertionError("unreachable")

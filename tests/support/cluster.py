@@ -14,6 +14,7 @@ import httpx
 
 from services.runtime.nats import connect, ensure_stream
 from services.runtime.natsserver import NatsServer
+from services.runtime.seaweedfs import SeaweedFS
 from services.runtime.settings import RuntimeSettings
 from tests.support.infra import free_port, nats_cluster
 
@@ -65,6 +66,17 @@ class Cluster:
         extra_env: dict[str, str] | None = None,
     ) -> None:
         self.root = root
+        self.s3: SeaweedFS | None = None
+        storage_env: dict[str, str] = {}
+        if "recordings" in services:
+            self.s3 = SeaweedFS(root / "s3", free_port(), "cluster", "cluster-secret")
+            self.s3.start()
+            self.s3.wait_ready()
+            storage_env = {
+                "MEETPLANE_STORAGE_ENDPOINT": self.s3.endpoint,
+                "MEETPLANE_STORAGE_ACCESS_KEY": "cluster",
+                "MEETPLANE_STORAGE_SECRET_KEY": "cluster-secret",
+            }
         self.nats: list[NatsServer] = nats_cluster(root, nats_nodes)
         self.stream_replicas = min(3, nats_nodes)
         self.nats_url = ",".join(s.url for s in self.nats)
@@ -78,7 +90,10 @@ class Cluster:
             "MEETPLANE_API_KEY": self.api_key,
             "MEETPLANE_LOG_FORMAT": "json",
             "MEETPLANE_READY_SERVICES": ",".join(services),
-            "MEETPLANE_COMMAND_TIMEOUT": "3",
+            "MEETPLANE_COMMAND_TIMEOUT": "12",
+            # A failover of the room-event consumer takes up to the ack wait (5 s).
+            "MEETPLANE_JOIN_ROOM_WAIT_SECONDS": "8",
+            **storage_env,
             **(extra_env or {}),
         }
         asyncio.run(self._declare())
@@ -156,3 +171,5 @@ class Cluster:
                 replica.stop()
         for server in self.nats:
             server.stop()
+        if self.s3 is not None:
+            self.s3.stop()

@@ -2,9 +2,10 @@
 
 from __future__ import annotations
 
+import uuid
 from typing import Annotated, Any, Literal
 
-from fastapi import APIRouter, Path
+from fastapi import APIRouter, Header, Path
 from pydantic import BaseModel, ConfigDict, Field
 
 from contracts.commands import meetings as cmd
@@ -36,12 +37,20 @@ class RoleBody(BaseModel):
 
 
 @join_router.post("/{roomId}/join", summary="Join the room's meeting with a room link secret")
-async def join(roomId: RoomIdPath, body: JoinBody, rpc: RpcDep) -> dict[str, Any]:
-    result: dict[str, Any] = await rpc(
-        "meetings",
-        "join",
-        cmd.JoinMeeting(roomId=roomId, secret=body.secret, participantName=body.participantName),
+async def join(
+    roomId: RoomIdPath,
+    body: JoinBody,
+    rpc: RpcDep,
+    idempotency_key: Annotated[str | None, Header(alias="Idempotency-Key", max_length=100)] = None,
+) -> dict[str, Any]:
+    # The command id makes the join safe to retry if the replica handling it dies.
+    command = cmd.JoinMeeting(
+        roomId=roomId,
+        secret=body.secret,
+        participantName=body.participantName,
+        commandId=idempotency_key or uuid.uuid4().hex,
     )
+    result: dict[str, Any] = await rpc.retrying("meetings", "join", command)
     return result
 
 
