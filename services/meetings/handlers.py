@@ -19,6 +19,7 @@ from services.meetings.projection import MeetingsView
 from services.runtime.commands import CommandRouter
 from services.runtime.consumer import Consumed, durable_consumer
 from services.runtime.logging import get_logger
+from services.runtime.rpc import CommandFailed, request
 
 log = get_logger("meetplane.meetings")
 
@@ -70,7 +71,7 @@ class MeetingsHandlers:
         view: MeetingsView,
         media: MediaBackend,
         broker: NatsBroker,
-        room_wait: float = 2.0,
+        room_wait: float = 0.5,
     ) -> None:
         self.app = app
         self.view = view
@@ -79,16 +80,42 @@ class MeetingsHandlers:
         self.room_wait = room_wait
 
     async def _room(self, room_id: str) -> dict[str, Any]:
-        # A join can arrive right after the room was created, before its event.
+        # A join can arrive right after the room was created, before its event
+        # reached our read model (or while our consumer fails over): wait a little,
+        # then ask the rooms service, which owns the room.
         deadline = asyncio.get_running_loop().time() + self.room_wait
         while True:
             room = await asyncio.to_thread(self.view.room, room_id)
             if room is not None or asyncio.get_running_loop().time() >= deadline:
                 break
             await asyncio.sleep(0.05)
+        if room is None:
+            room = await self._room_from_owner(room_id)
         if room is None or room["deleted"]:
             raise RoomNotFound(f"room '{room_id}' does not exist")
         return room
+
+    async def _room_from_owner(self, room_id: str) -> dict[str, Any] | None:
+        reply = await request(self.broker, "rooms", "get", {"roomId": room_id})
+        if not reply.ok:
+            assert reply.error is not None
+            if reply.error.kind == ErrorCode.NOT_FOUND:
+                return None
+            raise CommandFailed(reply.error)  # passed through unchanged (e.g. 503)
+        record = reply.result
+        return {
+            "room_id": room_id,
+            "deleted": False,
+            "closed": record["status"] == "closed" or record.get("pendingDeletion", False),
+            "roles": record["roles"],
+            "anonymous": {
+                role: {
+                    "enabled": link["enabled"],
+                    "secretSha256": hashlib.sha256(link["secret"].encode()).hexdigest(),
+                }
+                for role, link in record["anonymous"].items()
+            },
+        }
 
     # ---- commands -------------------------------------------------------------------------
 

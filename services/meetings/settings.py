@@ -13,4 +13,4 @@ class MeetingsSettings(RuntimeSettings):
 
     model_config = SettingsConfigDict(env_prefix="MEETPLANE_", extra="ignore")
 
-    join_room_wait_seconds: float = Field(default=2.0, ge=0)
+    join_room_wait_seconds: float = Field(default=0.5, ge=0)

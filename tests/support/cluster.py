@@ -90,9 +90,7 @@ class Cluster:
             "MEETPLANE_API_KEY": self.api_key,
             "MEETPLANE_LOG_FORMAT": "json",
             "MEETPLANE_READY_SERVICES": ",".join(services),
-            "MEETPLANE_COMMAND_TIMEOUT": "12",
-            # A failover of the room-event consumer takes up to the ack wait (5 s).
-            "MEETPLANE_JOIN_ROOM_WAIT_SECONDS": "8",
+            "MEETPLANE_COMMAND_TIMEOUT": "10",
             **storage_env,
             **(extra_env or {}),
         }
