@@ -13,23 +13,17 @@ from typing import Any
 
 from eventsourcing.domain import Aggregate, event
 
+from services.runtime.errors import DomainError
+
 OCCUPANCY_NAMESPACE = uuid.UUID("3f0c6a9d-6a5e-4cf1-9c7f-0f3bdb1a2c55")
 MEETING_NAMESPACE = uuid.UUID("8d7b1e64-2f1a-47a3-b8a0-5d8f6a3e9c10")
 ROLES = ("moderator", "speaker")
 
 
-class MeetingError(Exception):
+class MeetingError(DomainError):
     """Base of the meetings domain errors; `error` is the API error code."""
 
     error = "meeting_error"
-    field: str | None = None
-
-    def __init__(self, message: str, *, error: str | None = None, field: str | None = None):
-        super().__init__(message)
-        if error:
-            self.error = error
-        if field:
-            self.field = field
 
 
 class MeetingNotFound(MeetingError):

@@ -11,23 +11,17 @@ from typing import Any
 
 from eventsourcing.domain import Aggregate, event
 
+from services.runtime.errors import DomainError
+
 RECORDER_NAMESPACE = uuid.UUID("5b2e8f0a-9c1d-4e7b-8a6f-2d3c4b5a6e7f")
 RECORDING_NAMESPACE = uuid.UUID("c4d5e6f7-1a2b-4c3d-9e8f-7a6b5c4d3e2f")
 FINAL = ("complete", "failed", "aborted")
 
 
-class RecordingError(Exception):
+class RecordingError(DomainError):
     """Base of the recordings domain errors; `error` is the API error code."""
 
     error = "recording_error"
-    field: str | None = None
-
-    def __init__(self, message: str, *, error: str | None = None, field: str | None = None):
-        super().__init__(message)
-        if error:
-            self.error = error
-        if field:
-            self.field = field
 
 
 class RecordingNotFound(RecordingError):

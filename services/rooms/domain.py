@@ -15,22 +15,16 @@ from typing import Any
 
 from eventsourcing.domain import Aggregate, event
 
+from services.runtime.errors import DomainError
+
 ROOM_NAMESPACE = uuid.UUID("0b6f2f0c-7a4e-4d6a-9a41-6d0f9c4d7f21")
 MIN_AUTO_DELETION_LEAD_MS = 3_600_000
 
 
-class RoomError(Exception):
+class RoomError(DomainError):
     """Base of the rooms service's domain errors; `error` is the API error code."""
 
     error = "room_error"
-    field: str | None = None
-
-    def __init__(self, message: str, *, error: str | None = None, field: str | None = None):
-        super().__init__(message)
-        if error:
-            self.error = error
-        if field:
-            self.field = field
 
 
 class RoomNotFound(RoomError):

@@ -16,6 +16,7 @@ import time
 from pathlib import Path
 
 from services.runtime.logging import get_logger
+from services.runtime.natsserver import stop_process
 
 log = get_logger("meetplane.seaweedfs")
 
@@ -141,13 +142,5 @@ class SeaweedFS:
 
     def stop(self, timeout: float = 15.0) -> None:
         """SIGTERM, then SIGKILL after `timeout`."""
-        if self.process is None:
-            return
-        if self.process.poll() is None:
-            self.process.terminate()
-            try:
-                self.process.wait(timeout)
-            except subprocess.TimeoutExpired:
-                self.process.kill()
-                self.process.wait()
+        stop_process(self.process, timeout)
         self.process = None
