@@ -133,3 +133,50 @@ async def closed_loop(
         await asyncio.gather(*(worker() for _ in range(concurrency)))
         elapsed = time.perf_counter() - started
     return LoadResult(total, errors, elapsed, latencies)
+
+
+class Platform:
+    """NATS plus `meetplane serve` processes for a benchmark, with the gateway on `port`."""
+
+    def __init__(
+        self, root: Path, services: list[str], extra_env: dict[str, str] | None = None
+    ) -> None:
+        from services.runtime.natsserver import NatsServer
+
+        self.root = root
+        self.nats = NatsServer(root / "nats", free_port())
+        self.nats.start()
+        self.port = free_port()
+        self.base = f"http://127.0.0.1:{self.port}"
+        self.env = {
+            "MEETPLANE_NATS_URL": self.nats.url,
+            "MEETPLANE_DATA_DIR": str(root / "data"),
+            "MEETPLANE_API_KEY": "bench",
+            "MEETPLANE_HTTP_PORT": str(self.port),
+            "MEETPLANE_LOG_LEVEL": "WARNING",
+            "MEETPLANE_READY_SERVICES": ",".join(s for s in services if s != "gateway"),
+            **(extra_env or {}),
+        }
+        spawn(
+            python("services.runtime.cli", "streams", "declare"), self.env, root / "declare.log"
+        ).wait()
+        self.processes = [
+            spawn(python("services.runtime.cli", "serve", s), self.env, root / f"{s}.log")
+            for s in services
+        ]
+
+    def add(self, args: list[str], log: str) -> None:
+        """Another process with the platform's environment."""
+        self.processes.append(spawn(args, self.env, self.root / log))
+
+    def wait_ready(self, timeout: float = 60.0) -> None:
+        """Until the gateway's /readyz answers 200."""
+        wait_http(f"{self.base}/readyz", timeout)
+
+    def stop(self) -> None:
+        """Terminate every process, then NATS."""
+        for process in self.processes:
+            process.terminate()
+        for process in self.processes:
+            process.wait()
+        self.nats.stop()

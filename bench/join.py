@@ -22,8 +22,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from livekit import api
 
-from bench._harness import closed_loop, free_port, python, spawn, wait_http
-from services.runtime.natsserver import NatsServer
+from bench._harness import Platform, closed_loop
 
 
 def signing_rate(seconds: float = 2.0) -> float:
@@ -46,25 +45,10 @@ async def main() -> None:
     args = parser.parse_args()
 
     root = Path(tempfile.mkdtemp(prefix="meetplane-bench-join-"))
-    nats = NatsServer(root / "nats", free_port())
-    nats.start()
-    port = free_port()
-    env = {
-        "MEETPLANE_NATS_URL": nats.url,
-        "MEETPLANE_DATA_DIR": str(root / "data"),
-        "MEETPLANE_API_KEY": "bench",
-        "MEETPLANE_HTTP_PORT": str(port),
-        "MEETPLANE_LOG_LEVEL": "WARNING",
-        "MEETPLANE_READY_SERVICES": "rooms,meetings",
-    }
-    spawn(python("services.runtime.cli", "streams", "declare"), env, root / "declare.log").wait()
-    procs = [
-        spawn(python("services.runtime.cli", "serve", s), env, root / f"{s}.log")
-        for s in ("rooms", "meetings", "gateway")
-    ]
-    base = f"http://127.0.0.1:{port}"
+    platform = Platform(root, ["rooms", "meetings", "gateway"])
+    base = platform.base
     try:
-        wait_http(f"{base}/readyz")
+        platform.wait_ready()
         rooms = []
         import httpx
 
@@ -91,11 +75,7 @@ async def main() -> None:
 
         result = await closed_loop(measured, args.joins, args.concurrency, 200)
     finally:
-        for proc in procs:
-            proc.terminate()
-        for proc in procs:
-            proc.wait()
-        nats.stop()
+        platform.stop()
     signing = signing_rate()
     print(
         f"meetplane bench/join.py: {args.joins} joins, {args.concurrency} concurrent clients, "

@@ -20,8 +20,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 import httpx
 
-from bench._harness import free_port, python, spawn, wait_http
-from services.runtime.natsserver import NatsServer
+from bench._harness import Platform, free_port
 from services.runtime.seaweedfs import SeaweedFS
 
 
@@ -50,32 +49,21 @@ def main() -> None:
     s3 = SeaweedFS(root / "s3", free_port(), "bench", secret)
     s3.start()
     s3.wait_ready()
-    nats = NatsServer(root / "nats", free_port())
-    nats.start()
-    port = free_port()
-    env = {
-        "MEETPLANE_NATS_URL": nats.url,
-        "MEETPLANE_DATA_DIR": str(root / "data"),
-        "MEETPLANE_API_KEY": "bench",
-        "MEETPLANE_HTTP_PORT": str(port),
-        "MEETPLANE_LOG_LEVEL": "WARNING",
-        "MEETPLANE_READY_SERVICES": "rooms,meetings,recordings",
-        "MEETPLANE_STORAGE_ENDPOINT": s3.endpoint,
-        "MEETPLANE_STORAGE_ACCESS_KEY": "bench",
-        "MEETPLANE_STORAGE_SECRET_KEY": secret,
-    }
-    spawn(python("services.runtime.cli", "streams", "declare"), env, root / "declare.log").wait()
-    procs = [
-        spawn(python("services.runtime.cli", "serve", s), env, root / f"{s}.log")
-        for s in ("rooms", "meetings", "gateway")
-    ]
-    procs.append(
-        spawn([sys.executable, "bench/_sized_recordings.py", str(size)], env, root / "rec.log")
+    platform = Platform(
+        root,
+        ["rooms", "meetings", "gateway"],
+        {
+            "MEETPLANE_READY_SERVICES": "rooms,meetings,recordings",
+            "MEETPLANE_STORAGE_ENDPOINT": s3.endpoint,
+            "MEETPLANE_STORAGE_ACCESS_KEY": "bench",
+            "MEETPLANE_STORAGE_SECRET_KEY": secret,
+        },
     )
-    base = f"http://127.0.0.1:{port}/api/v1"
+    platform.add([sys.executable, "bench/_sized_recordings.py", str(size)], "rec.log")
+    base = f"{platform.base}/api/v1"
     admin = {"X-API-KEY": "bench"}
     try:
-        wait_http(f"http://127.0.0.1:{port}/readyz", timeout=60)
+        platform.wait_ready()
         room = httpx.post(f"{base}/rooms", json={"roomName": "media"}, headers=admin).json()
         secret_link = room["moderatorUrl"].split("secret=")[1]
         httpx.post(
@@ -114,11 +102,7 @@ def main() -> None:
             assert n == size
             gateway.append(n / seconds / 1e6)
     finally:
-        for proc in procs:
-            proc.terminate()
-        for proc in procs:
-            proc.wait()
-        nats.stop()
+        platform.stop()
         s3.stop()
     print(f"meetplane bench/media.py: {args.mb} MB recording, best of {args.runs} runs")
     print(f"direct GET from S3 (presigned)     {max(direct):8.1f} MB/s")

@@ -19,8 +19,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from bench._harness import closed_loop, free_port, python, spawn, wait_http
-from services.runtime.natsserver import NatsServer
+from bench._harness import Platform, closed_loop, free_port, wait_http
 
 
 def snapshot_figures(events: int, root: Path) -> tuple[float, float]:
@@ -67,38 +66,20 @@ async def main() -> None:
     args = parser.parse_args()
 
     root = Path(tempfile.mkdtemp(prefix="meetplane-bench-"))
-    nats = NatsServer(root / "nats", free_port())
-    nats.start()
-    gateway_port, echo_port = free_port(), free_port()
-    env = {
-        "MEETPLANE_NATS_URL": nats.url,
-        "MEETPLANE_DATA_DIR": str(root / "data"),
-        "MEETPLANE_API_KEY": "bench",
-        "MEETPLANE_HTTP_PORT": str(gateway_port),
-        "MEETPLANE_LOG_LEVEL": "WARNING",
-        "MEETPLANE_READY_SERVICES": "rooms",
-    }
-    procs = [
-        spawn(python("services.runtime.cli", "streams", "declare"), env, root / "declare.log"),
-    ]
-    procs[0].wait()
-    procs = [
-        spawn(python("services.runtime.cli", "serve", "rooms"), env, root / "rooms.log"),
-        spawn(python("services.runtime.cli", "serve", "gateway"), env, root / "gateway.log"),
-        spawn(
-            [sys.executable, "bench/echo_baseline.py", "responder", nats.url], {}, root / "r.log"
-        ),
-        spawn(
-            [sys.executable, "bench/echo_baseline.py", "api", nats.url, str(echo_port)],
-            {},
-            root / "echo.log",
-        ),
-    ]
+    platform = Platform(root, ["rooms", "gateway"])
+    echo_port = free_port()
+    platform.add(
+        [sys.executable, "bench/echo_baseline.py", "responder", platform.nats.url], "r.log"
+    )
+    platform.add(
+        [sys.executable, "bench/echo_baseline.py", "api", platform.nats.url, str(echo_port)],
+        "echo.log",
+    )
     try:
-        wait_http(f"http://127.0.0.1:{gateway_port}/readyz")
+        platform.wait_ready()
         wait_http(f"http://127.0.0.1:{echo_port}/healthz")
         echo_url = f"http://127.0.0.1:{echo_port}/echo"
-        rooms_url = f"http://127.0.0.1:{gateway_port}/api/v1/rooms"
+        rooms_url = f"{platform.base}/api/v1/rooms"
         headers = {"X-API-KEY": "bench"}
 
         async def echo(client, i):  # type: ignore[no-untyped-def]
@@ -113,11 +94,7 @@ async def main() -> None:
         baseline = await closed_loop(echo, args.requests, args.concurrency, 200)
         rooms = await closed_loop(create, args.requests, args.concurrency, 201)
     finally:
-        for proc in procs:
-            proc.terminate()
-        for proc in procs:
-            proc.wait()
-        nats.stop()
+        platform.stop()
 
     snap, plain = snapshot_figures(args.events, root)
     print(

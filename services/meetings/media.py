@@ -123,7 +123,24 @@ class MediaBackend(Protocol):
         ...
 
 
-class LiveKitMediaBackend:
+class _TokenIssuer:
+    """Both backends sign the same LiveKit tokens locally."""
+
+    settings: MediaSettings
+
+    async def issue_token(
+        self,
+        room: str,
+        identity: str,
+        name: str,
+        permissions: dict[str, bool],
+        metadata: dict[str, object],
+    ) -> str:
+        """A LiveKit JWT; LiveKit (when there is one) verifies it when the client connects."""
+        return sign_token(self.settings, room, identity, name, permissions, metadata)
+
+
+class LiveKitMediaBackend(_TokenIssuer):
     """A real LiveKit server through the `livekit-api` SDK (RoomService)."""
 
     def __init__(self, settings: MediaSettings) -> None:
@@ -138,17 +155,6 @@ class LiveKitMediaBackend:
                 self.settings.livekit_api_secret,
             )
         return self._api
-
-    async def issue_token(
-        self,
-        room: str,
-        identity: str,
-        name: str,
-        permissions: dict[str, bool],
-        metadata: dict[str, object],
-    ) -> str:
-        """Signed locally; LiveKit verifies it when the client connects."""
-        return sign_token(self.settings, room, identity, name, permissions, metadata)
 
     async def list_participants(self, room: str) -> list[str]:
         """RoomService.ListParticipants."""
@@ -207,7 +213,7 @@ class LiveKitMediaBackend:
             self._api = None
 
 
-class LocalMediaBackend:
+class LocalMediaBackend(_TokenIssuer):
     """Embedded default without a LiveKit server: real tokens, NO media routing.
 
     Presence is what the meetings service reports through `mark_joined` /
@@ -217,17 +223,6 @@ class LocalMediaBackend:
     def __init__(self, settings: MediaSettings) -> None:
         self.settings = settings
         self.present: dict[str, set[str]] = {}
-
-    async def issue_token(
-        self,
-        room: str,
-        identity: str,
-        name: str,
-        permissions: dict[str, bool],
-        metadata: dict[str, object],
-    ) -> str:
-        """The same LiveKit-format JWT as in production."""
-        return sign_token(self.settings, room, identity, name, permissions, metadata)
 
     def mark_joined(self, room: str, identity: str) -> None:
         """Record presence."""
