@@ -123,9 +123,18 @@ class SeaweedFS:
 
     def wait_ready(self, timeout: float = 60.0) -> None:
         """Block until an authenticated ListBuckets succeeds."""
+        import urllib3
         from minio import Minio
 
-        client = Minio(self.endpoint, self.access_key, self.secret_key, secure=False)
+        # No urllib3 retries: this loop is the retry, and each refused connection
+        # would otherwise log a warning while the server boots.
+        client = Minio(
+            self.endpoint,
+            self.access_key,
+            self.secret_key,
+            secure=False,
+            http_client=urllib3.PoolManager(retries=False, timeout=2.0),
+        )
         deadline = time.monotonic() + timeout
         last: Exception | None = None
         while time.monotonic() < deadline:
