@@ -5,8 +5,9 @@ from __future__ import annotations
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 
-from fastapi import FastAPI
+from fastapi import APIRouter, FastAPI
 
+from services.gateway.api import mount_api
 from services.gateway.errors import install_error_handlers
 from services.gateway.middleware import GatewayMiddleware
 from services.gateway.routes import livekit, meetings, ops, recordings, rooms, webhooks
@@ -19,8 +20,8 @@ from services.gateway.webhooks import (
 )
 from services.runtime.nats import make_broker, start_broker
 
-ROUTERS = [
-    ops.router,
+# Routers without a base path; `mount_api` puts them under OpenVidu's prefixes.
+PUBLIC_ROUTERS = [
     rooms.router,
     meetings.join_router,
     meetings.router,
@@ -28,6 +29,8 @@ ROUTERS = [
     livekit.router,
     webhooks.router,
 ]
+INTERNAL_ROUTERS: list[APIRouter] = []
+ROOT_ROUTERS = [ops.router]
 
 
 def create_app(settings: GatewaySettings) -> FastAPI:
@@ -59,7 +62,6 @@ def create_app(settings: GatewaySettings) -> FastAPI:
     )
     app.state.settings = settings
     install_error_handlers(app)
-    for router in ROUTERS:
-        app.include_router(router)
+    mount_api(app, PUBLIC_ROUTERS, INTERNAL_ROUTERS, ROOT_ROUTERS)
     app.add_middleware(GatewayMiddleware, max_body_bytes=settings.max_body_bytes)
     return app

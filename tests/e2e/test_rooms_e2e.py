@@ -47,7 +47,7 @@ def test_room_lifecycle_through_the_gateway(platform: Platform) -> None:
     room = created[0]
     assert client.get(f"/api/v1/rooms/{room['roomId']}").json()["roomName"] == "e2e lifecycle 0"
     response = client.post("/api/v1/rooms", json={"roomName": "located"})
-    assert response.headers["location"] == f"/api/v1/rooms/{response.json()['roomId']}"
+    assert response.headers["location"] == f"/meet/api/v1/rooms/{response.json()['roomId']}"
 
     pages, token = [], None
     while True:

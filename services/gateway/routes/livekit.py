@@ -10,7 +10,7 @@ from services.gateway.errors import ApiError
 from services.gateway.livekit_webhooks import InvalidWebhookSignature, verify_livekit_webhook
 from services.gateway.rpc import RpcDep
 
-router = APIRouter(prefix="/api/v1/livekit", tags=["livekit"])
+router = APIRouter(prefix="/livekit", tags=["livekit"])
 
 MEETING_EVENTS = {"participant_joined", "participant_left", "room_finished", "room_started"}
 EGRESS_EVENTS = {"egress_started", "egress_updated", "egress_ended"}

@@ -15,8 +15,8 @@ from services.gateway.rpc import RpcDep
 RoomIdPath = Annotated[str, Path(min_length=1, max_length=100, pattern=r"^[A-Za-z0-9_\-]+$")]
 IdentityPath = Annotated[str, Path(min_length=1, max_length=100, pattern=r"^[A-Za-z0-9_\-.]+$")]
 
-join_router = APIRouter(prefix="/api/v1/rooms", tags=["meetings"])
-router = APIRouter(prefix="/api/v1/meetings", tags=["meetings"], dependencies=[AdminDep])
+join_router = APIRouter(prefix="/rooms", tags=["meetings"])
+router = APIRouter(prefix="/meetings", tags=["meetings"], dependencies=[AdminDep])
 
 
 class JoinBody(BaseModel):

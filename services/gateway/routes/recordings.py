@@ -20,11 +20,12 @@ from fastapi.responses import StreamingResponse
 from pydantic import BaseModel, ConfigDict, Field
 
 from contracts.commands import recordings as cmd
+from services.gateway.api import PUBLIC_API
 from services.gateway.auth import AdminDep, require_api_key
 from services.gateway.errors import ApiError
 from services.gateway.rpc import Rpc, RpcDep
 
-router = APIRouter(prefix="/api/v1/recordings", tags=["recordings"])
+router = APIRouter(prefix="/recordings", tags=["recordings"])
 RecordingIdPath = Annotated[str, Path(min_length=1, max_length=200, pattern=r"^[A-Za-z0-9_\-]+$")]
 RANGE = re.compile(r"^bytes=(\d*)-(\d*)$")
 
@@ -44,7 +45,7 @@ def _shape(record: dict[str, Any]) -> dict[str, Any]:
 @router.post("", status_code=201, dependencies=[AdminDep], summary="Start recording a room")
 async def start_recording(body: StartBody, response: Response, rpc: RpcDep) -> dict[str, Any]:
     record = await rpc("recordings", "start", cmd.StartRecording(roomId=body.roomId))
-    response.headers["Location"] = f"/api/v1/recordings/{record['recordingId']}"
+    response.headers["Location"] = f"{PUBLIC_API}/recordings/{record['recordingId']}"
     return _shape(record)
 
 
@@ -156,7 +157,7 @@ async def share_url(
     settings = request.app.state.settings
     expires = int(time.time()) + expiresIn if expiresIn else 0
     secret = share_signature(settings.api_key, recordingId, expires)
-    path = f"/api/v1/recordings/{recordingId}/media?secret={secret}&expires={expires}"
+    path = f"{PUBLIC_API}/recordings/{recordingId}/media?secret={secret}&expires={expires}"
     url = f"{settings.base_url()}{path}"
     return {"url": url, "expiresAt": expires * 1000 if expires else None}
 

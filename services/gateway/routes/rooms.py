@@ -20,12 +20,13 @@ from contracts.rooms import (
     WithMeeting,
     WithRecordings,
 )
+from services.gateway.api import PUBLIC_API
 from services.gateway.auth import AdminDep
 from services.gateway.errors import ApiError
 from services.gateway.rooms_view import EXTRA_FIELDS, ROOM_FIELDS, parse_field_list, shape_room
 from services.gateway.rpc import RpcDep
 
-router = APIRouter(prefix="/api/v1/rooms", tags=["rooms"], dependencies=[AdminDep])
+router = APIRouter(prefix="/rooms", tags=["rooms"], dependencies=[AdminDep])
 
 RoomIdPath = Annotated[str, Path(min_length=1, max_length=100, pattern=r"^[A-Za-z0-9_\-]+$")]
 
@@ -117,7 +118,7 @@ async def create_room(
     record = await rpc.retrying(
         "rooms", "create", cmd.CreateRoom(request=body, commandId=command_id(idempotency_key))
     )
-    response.headers["Location"] = f"/api/v1/rooms/{record['roomId']}"
+    response.headers["Location"] = f"{PUBLIC_API}/rooms/{record['roomId']}"
     return shape_room(record, _base(request), selected, extra)
 
 

@@ -13,7 +13,7 @@ from services.gateway.auth import AdminDep
 from services.gateway.errors import ApiError
 from services.gateway.webhooks import WebhookConfig, WebhookConfigStore, WebhookSender
 
-router = APIRouter(prefix="/api/v1/config/webhooks", tags=["webhooks"], dependencies=[AdminDep])
+router = APIRouter(prefix="/config/webhooks", tags=["webhooks"], dependencies=[AdminDep])
 
 
 class WebhookTest(BaseModel):
