@@ -79,7 +79,13 @@ class RoomDeleted(BaseModel):
 
 ParticipantRole = Literal["moderator", "speaker"]
 EndReason = Literal[
-    "ended_by_admin", "room_deleted", "room_closed", "empty_timeout", "auto_deleted", "livekit"
+    "ended_by_admin",
+    "room_deleted",
+    "room_closed",
+    "empty_timeout",
+    "auto_deleted",
+    "media_server_shutdown",
+    "livekit",
 ]
 
 

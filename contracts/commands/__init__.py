@@ -14,6 +14,10 @@ from pydantic import BaseModel, Field
 
 COMMAND_PREFIX = "meetplane.cmd"
 
+# Header of every command: the time (ms since the Unix epoch) after which the caller
+# no longer waits for it.  A service refuses a command past its deadline unrun.
+DEADLINE_HEADER = "Meetplane-Deadline"
+
 
 def command_subject(service: str, verb: str) -> str:
     """`meetplane.cmd.<service>.<verb>`."""
@@ -86,7 +90,12 @@ class Ping(BaseModel):
 
 
 class Pong(BaseModel):
-    """Ping reply."""
+    """Ping reply: who answered, and the state of what the service depends on.
+
+    `checks` names each dependency the service probes (e.g. `storage`) with
+    whether it answered; the gateway's readiness reports the ones that did not.
+    """
 
     service: str
     instance: str
+    checks: dict[str, bool] = Field(default_factory=dict)

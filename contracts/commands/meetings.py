@@ -83,3 +83,6 @@ class LiveKitWebhook(BaseModel):
     room_name: str = ""
     participant_identity: str = ""
     created_at: int = 0
+    # `room_finished`: LiveKit's RoomEndReason name (e.g. ROOM_END_IDLE_TIMEOUT); empty
+    # when the server sent none (LiveKit before the field existed).
+    room_end_reason: str = Field(default="", max_length=64)

@@ -8,6 +8,7 @@ from typing import Any
 
 from google.protobuf.json_format import MessageToDict
 from livekit import api
+from livekit.protocol import models
 
 
 class InvalidWebhookSignature(Exception):
@@ -36,6 +37,9 @@ def verify_livekit_webhook(
         "participant_name": event.participant.name if event.HasField("participant") else "",
         "egress_id": event.egress_info.egress_id if event.HasField("egress_info") else "",
         "egress": raw.get("egress_info", {}),
+        "room_end_reason": (
+            models.RoomEndReason.Name(event.room_end_reason) if event.room_end_reason else ""
+        ),
     }
 
 

@@ -2,29 +2,29 @@
 
 from __future__ import annotations
 
-import asyncio
 from typing import Annotated, Any
 
 from fastapi import Depends, Request
 from faststream.nats import NatsBroker
 from pydantic import BaseModel
+from tenacity import AsyncRetrying, retry_if_exception, stop_after_attempt, wait_exponential
 
 from services.gateway.errors import ApiError
 from services.runtime.logging import get_logger
-from services.runtime.rpc import request
+from services.runtime.rpc import TransportFailure, send
 
 log = get_logger("meetplane.gateway.rpc")
-
-
-TRANSPORT_FAILURE = "_unavailable"  # error code suffix of timeouts / no responders
 
 
 class Rpc:
     """Sends commands to services and maps typed errors to HTTP.
 
-    A command that got no answer (the replica handling it died, or none was
-    reachable) is retried when the caller says it is safe: reads, updates that
-    set a value, and commands carrying a `commandId` the service deduplicates.
+    Only a `TransportFailure` (no answer) is ever retried; an answer is final,
+    whatever its error code.  A command that surely did not run (NATS was
+    disconnected, no replica listened) is retried always; one that may have run
+    (it timed out) only when the caller says repeating it is safe: reads,
+    updates that set a value, and commands carrying a `commandId` the service
+    deduplicates.
     """
 
     def __init__(self, broker: NatsBroker, timeout: float, attempts: int = 3) -> None:
@@ -40,18 +40,36 @@ class Rpc:
         *,
         retry: bool = False,
     ) -> Any:
-        attempts = self.attempts if retry else 1
-        for attempt in range(1, attempts + 1):
-            reply = await request(self.broker, service, verb, payload, timeout=self.timeout)
-            if reply.ok:
-                return reply.result
+        def retryable(exc: BaseException) -> bool:
+            return isinstance(exc, TransportFailure) and (retry or not exc.delivered)
+
+        def before_sleep(state: Any) -> None:
+            exc = state.outcome.exception()
+            log.warning(
+                "rpc.retry",
+                service=service,
+                verb=verb,
+                attempt=state.attempt_number,
+                component=exc.component,
+                reason=exc.reason,
+            )
+
+        try:
+            async for attempt in AsyncRetrying(
+                stop=stop_after_attempt(self.attempts),
+                wait=wait_exponential(multiplier=0.1, max=1.0),
+                retry=retry_if_exception(retryable),
+                before_sleep=before_sleep,
+                reraise=True,
+            ):
+                with attempt:
+                    reply = await send(self.broker, service, verb, payload, timeout=self.timeout)
+        except TransportFailure as exc:
+            raise ApiError.from_command(exc.error) from None
+        if not reply.ok:
             assert reply.error is not None
-            transport = reply.error.error.endswith(TRANSPORT_FAILURE)
-            if not transport or attempt == attempts:
-                raise ApiError.from_command(reply.error)
-            log.warning("rpc.retry", service=service, verb=verb, attempt=attempt)
-            await asyncio.sleep(0.1 * attempt)
-        raise AssertionError("unreachable")
+            raise ApiError.from_command(reply.error)
+        return reply.result
 
     async def retrying(
         self, service: str, verb: str, payload: BaseModel | dict[str, Any] | None = None

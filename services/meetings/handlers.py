@@ -53,7 +53,21 @@ ERRORS: dict[type[Exception], ErrorCode] = {
     MediaBackendUnavailable: ErrorCode.UNAVAILABLE,
 }
 
-END_REASON_BY_WEBHOOK = "empty_timeout"  # LiveKit closes a room that stayed empty
+# LiveKit's `room_finished` reason -> ours.  An end meetplane asked for (ended by an
+# admin, room closed or deleted, empty timeout) is recorded before LiveKit's room is
+# deleted, so its webhook finds no live meeting and keeps that reason; these apply to
+# ends LiveKit decided or someone else asked for through LiveKit's API.
+END_REASON_BY_LIVEKIT = {
+    "ROOM_END_IDLE_TIMEOUT": "empty_timeout",
+    "ROOM_END_API_DELETE": "ended_by_admin",
+    "ROOM_END_SERVER_SHUTDOWN": "media_server_shutdown",
+}
+END_REASON_LIVEKIT_OTHER = "livekit"  # no reason given, or one we have no name for
+
+
+def end_reason_of(livekit_reason: str) -> str:
+    """Our `MeetingEnded.reason` for a LiveKit `RoomEndReason` name."""
+    return END_REASON_BY_LIVEKIT.get(livekit_reason, END_REASON_LIVEKIT_OTHER)
 
 
 def secret_matches(secret: str, expected_sha256: str) -> bool:
@@ -228,9 +242,8 @@ class MeetingsHandlers:
         elif request.event == "participant_left" and identity:
             changed = await asyncio.to_thread(self.app.leave, room_id, identity)
         elif request.event == "room_finished":
-            changed = (
-                await asyncio.to_thread(self.app.end, room_id, END_REASON_BY_WEBHOOK) is not None
-            )
+            reason = end_reason_of(request.room_end_reason)
+            changed = await asyncio.to_thread(self.app.end, room_id, reason) is not None
         log.info(
             "meeting.livekit_webhook",
             room_id=room_id,

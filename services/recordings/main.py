@@ -19,6 +19,7 @@ from services.recordings.settings import RecordingsSettings
 from services.recordings.storage import ObjectStorage, StorageSettings
 from services.runtime.clock import Clock
 from services.runtime.follower import LogFollower
+from services.runtime.health import http_reachable
 from services.runtime.logging import configure_logging, get_logger
 from services.runtime.nats import make_broker
 from services.runtime.outbox import Outbox
@@ -123,7 +124,12 @@ def build(
     async def ensure_bucket() -> None:
         await asyncio.to_thread(storage.ensure_bucket)
 
+    async def storage_up() -> bool:
+        scheme = "https" if storage.settings.secure else "http"
+        return await http_reachable(f"{scheme}://{storage.settings.endpoint}/")
+
     parts = ServiceParts(name=SERVICE, broker=broker)
+    parts.checks["storage"] = storage_up
     parts.on_started += [ensure_bucket, signal.bind]
     parts.background += [outbox.run, deleter.run]
     parts.stoppers += [outbox.follower.stop, deleter.stop]

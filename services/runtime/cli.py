@@ -6,18 +6,65 @@ import argparse
 import asyncio
 import importlib
 import json
+import os
 import sys
-from collections.abc import Sequence
+from collections.abc import Coroutine, Sequence
 from pathlib import Path
+from typing import Any, NoReturn
 
+from services.runtime.datadir import running_nats_url
 from services.runtime.launcher import ENTRYPOINTS, SERVICES, run_up
 from services.runtime.settings import RuntimeSettings
+
+
+def tool_settings() -> RuntimeSettings:
+    """Settings of a tool talking to the platform: the same as `up`'s.
+
+    Without `MEETPLANE_NATS_URL` or `MEETPLANE_NATS_PORT`, a tool joins the NATS of
+    the `up` running on `MEETPLANE_DATA_DIR` (it wrote its URL there), else the
+    embedded default port.
+    """
+    settings = RuntimeSettings()
+    if settings.nats_url is None and "nats_port" not in settings.model_fields_set:
+        url = running_nats_url(settings.data_dir)
+        if url:
+            settings = settings.model_copy(update={"nats_url": url})
+    return settings
+
+
+def _nats_tool(command: str, run: Coroutine[Any, Any, int]) -> int:
+    """Run a NATS-using command; an unreachable NATS or a NATS error is one line, exit 1."""
+    from nats.errors import Error as NatsError
+
+    from services.runtime.nats import NatsUnreachable
+
+    try:
+        return asyncio.run(run)
+    except NatsUnreachable as exc:
+        print(f"meetplane {command}: {exc}", file=sys.stderr)
+    except NatsError as exc:
+        print(f"meetplane {command}: NATS error: {exc or type(exc).__name__}", file=sys.stderr)
+    except KeyboardInterrupt:
+        return 130
+    return 1
+
+
+def _exit_now(code: int) -> NoReturn:
+    """Leave at once after a clean stop (stores closed, broker drained, children gone).
+
+    The interpreter's teardown collects the whole heap and can take seconds on a
+    busy machine; `up`'s Ctrl-C must not wait for it.  Nothing of ours relies on
+    `atexit`: what must be flushed or closed is closed before this.
+    """
+    sys.stdout.flush()
+    sys.stderr.flush()
+    os._exit(code)
 
 
 def _serve(service: str) -> int:
     module_name, func = ENTRYPOINTS[service].split(":")
     getattr(importlib.import_module(module_name), func)()
-    return 0
+    _exit_now(0)
 
 
 async def _tail(
@@ -25,19 +72,18 @@ async def _tail(
 ) -> int:
     from nats.js.api import ConsumerConfig, DeliverPolicy
 
-    from services.runtime.nats import connect
+    from services.runtime.nats import connect_once
 
-    nc = await connect(settings, "meetplane-tail")
-    js = nc.jetstream()
-    policy = DeliverPolicy.ALL if from_start else DeliverPolicy.NEW
-    sub = await js.subscribe(
-        subject,
-        stream=settings.stream_name,
-        ordered_consumer=True,
-        config=ConsumerConfig(deliver_policy=policy),
-    )
-    seen = 0
+    nc = await connect_once(settings, "meetplane-tail")
     try:
+        policy = DeliverPolicy.ALL if from_start else DeliverPolicy.NEW
+        sub = await nc.jetstream().subscribe(
+            subject,
+            stream=settings.stream_name,
+            ordered_consumer=True,
+            config=ConsumerConfig(deliver_policy=policy),
+        )
+        seen = 0
         while count is None or seen < count:
             try:
                 msg = await sub.next_msg(timeout=idle if idle else 3600 * 24 * 365)
@@ -46,15 +92,14 @@ async def _tail(
             print(json.dumps(json.loads(msg.data)), flush=True)
             seen += 1
     finally:
-        await sub.unsubscribe()
         await nc.close()
     return 0
 
 
 async def _declare(settings: RuntimeSettings, replicas: int) -> int:
-    from services.runtime.nats import connect, ensure_stream
+    from services.runtime.nats import connect_once, ensure_stream
 
-    nc = await connect(settings, "meetplane-streams")
+    nc = await connect_once(settings, "meetplane-streams")
     try:
         await ensure_stream(nc, replicas, settings.stream_name)
     finally:
@@ -113,7 +158,6 @@ def main(argv: Sequence[str] | None = None) -> int:
         from services.runtime.logging import configure_logging
 
         configure_logging(settings.log_format, settings.log_level, "launcher")
-        import os
 
         host = args.host or os.environ.get("MEETPLANE_HTTP_HOST", "127.0.0.1")
         port = args.port or int(os.environ.get("MEETPLANE_HTTP_PORT", "8080"))
@@ -124,13 +168,17 @@ def main(argv: Sequence[str] | None = None) -> int:
         if unknown:
             print(f"unknown service(s): {', '.join(sorted(unknown))}", file=sys.stderr)
             return 2
-        return run_up(settings, host, port, services)
+        _exit_now(run_up(settings, host, port, services))
     if args.command == "events":
-        return asyncio.run(
-            _tail(settings, args.subject, args.from_start, args.count, args.idle_timeout)
+        return _nats_tool(
+            "events tail",
+            _tail(tool_settings(), args.subject, args.from_start, args.count, args.idle_timeout),
         )
     if args.command == "streams":
-        return asyncio.run(_declare(settings, args.replicas or settings.stream_replicas))
+        settings = tool_settings()
+        return _nats_tool(
+            "streams declare", _declare(settings, args.replicas or settings.stream_replicas)
+        )
     if args.command == "contracts":
         return _export(args.out)
     return 2

@@ -4,14 +4,17 @@ from __future__ import annotations
 
 import asyncio
 import socket
+import time
 import uuid
 from collections.abc import Awaitable, Callable, Mapping, Sequence
 from typing import Any, TypeVar
 
 from faststream.nats import NatsBroker
+from faststream.nats.annotations import NatsMessage
 from pydantic import BaseModel, ValidationError
 
 from contracts.commands import (
+    DEADLINE_HEADER,
     CommandError,
     ErrorCode,
     ErrorDetail,
@@ -28,6 +31,11 @@ log = get_logger("meetplane.commands")
 
 RequestT = TypeVar("RequestT", bound=BaseModel)
 ErrorTable = Mapping[type[Exception], ErrorCode]
+# A dependency probe reported in the ping reply: True while the dependency answers.
+DependencyCheck = Callable[[], Awaitable[bool]]
+# Where `RunningService` leaves the service's probes for the ping handler (broker context).
+CHECKS_CONTEXT_KEY = "meetplane_dependency_checks"
+CHECK_TIMEOUT = 0.5  # well inside the gateway's ping timeout
 
 INSTANCE_ID = f"{socket.gethostname()}-{uuid.uuid4().hex[:6]}"
 
@@ -81,6 +89,35 @@ def to_command_error(exc: Exception, table: ErrorTable) -> CommandError | None:
     return None
 
 
+def expired(headers: Mapping[str, Any] | None, now_ms: int | None = None) -> bool:
+    """Whether a command's deadline (see `DEADLINE_HEADER`) has passed.
+
+    A command without the header (an older caller, a hand-made request) has none.
+    """
+    raw = (headers or {}).get(DEADLINE_HEADER)
+    if raw is None:
+        return False
+    try:
+        deadline = int(raw)
+    except (TypeError, ValueError):
+        return False
+    return (time.time_ns() // 1_000_000 if now_ms is None else now_ms) > deadline
+
+
+DEADLINE_EXCEEDED = CommandError(
+    kind=ErrorCode.UNAVAILABLE,
+    error="deadline_exceeded",
+    message="the command arrived after its caller stopped waiting; it was not run",
+)
+
+
+async def _probe(check: DependencyCheck) -> bool:
+    try:
+        return bool(await asyncio.wait_for(check(), CHECK_TIMEOUT))
+    except Exception:
+        return False
+
+
 class CommandRouter:
     """Registers a service's command handlers on its broker, in its queue group."""
 
@@ -96,7 +133,13 @@ class CommandRouter:
         self.register("ping", Ping, self._ping)
 
     async def _ping(self, _: Ping) -> Pong:
-        return Pong(service=self.service, instance=INSTANCE_ID)
+        checks: Mapping[str, DependencyCheck] = self.broker.context.get(CHECKS_CONTEXT_KEY) or {}
+        results = await asyncio.gather(*(_probe(check) for check in checks.values()))
+        return Pong(
+            service=self.service,
+            instance=INSTANCE_ID,
+            checks=dict(zip(checks, results, strict=True)),
+        )
 
     def register(
         self,
@@ -113,7 +156,12 @@ class CommandRouter:
             title=subject,
             max_workers=self.concurrency,
         )
-        async def _handle(body: Any) -> dict[str, Any]:
+        async def _handle(body: Any, message: NatsMessage) -> dict[str, Any]:
+            if expired(message.headers):
+                # The caller gave up (NATS may have held the request through a
+                # reconnect): running it now would act on a request reported failed.
+                log.warning("command.expired", service=self.service, verb=verb)
+                return Reply.failure(DEADLINE_EXCEEDED).model_dump(mode="json")
             return (await self.dispatch(verb, request_model, handler, body)).model_dump(mode="json")
 
     async def dispatch(

@@ -10,6 +10,7 @@ import asyncio
 import contextlib
 from collections.abc import Callable, Iterator
 
+import httpx
 import uvicorn
 from fastapi import FastAPI
 from fastapi.responses import JSONResponse
@@ -32,6 +33,21 @@ def health_app(service: str, ready: Callable[[], bool]) -> FastAPI:
         )
 
     return app
+
+
+async def http_reachable(url: str, timeout: float = 0.4) -> bool:
+    """Whether anything answers HTTP at `url` (any status: the server is up).
+
+    A readiness probe for a dependency such as S3, without credentials: an
+    unauthenticated request gets 403 from a running server and a connection
+    error from a stopped one.
+    """
+    try:
+        async with httpx.AsyncClient(timeout=timeout) as client:
+            await client.get(url)
+    except httpx.HTTPError:
+        return False
+    return True
 
 
 class _QuietServer(uvicorn.Server):

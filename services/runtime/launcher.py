@@ -1,27 +1,38 @@
 """`meetplane up`: the whole platform on one machine, as separate processes.
 
-Starts nats-server (unless `MEETPLANE_NATS_URL` points elsewhere), declares
-the stream, starts a SeaweedFS S3 server, then every service and the gateway
-as child processes, and stops them all on SIGINT/SIGTERM.  A crashed child is
-restarted with backoff; state lives in the data dir, so a restart of `up`
-continues where it stopped.
+Before starting anything it locks the data dir (one `up` per data dir) and
+checks that its ports are free; either refusal is one line on stderr.  Then it
+starts nats-server (unless `MEETPLANE_NATS_URL` points elsewhere), declares the
+stream, starts a SeaweedFS S3 server, then every service and the gateway, and
+says "meetplane is up" once the gateway answers.  All of them are supervised
+alike (restart with backoff, see `services.runtime.supervisor`) and die with
+the launcher, even if it is killed (`services.runtime.process`).  SIGINT,
+SIGTERM and SIGHUP stop everything in order within `STOP_BUDGET` seconds.
+State lives in the data dir, so a restart of `up` continues where it stopped.
 """
 
 from __future__ import annotations
 
 import asyncio
+import json
 import os
 import secrets
 import signal
-import subprocess
 import sys
 import time
-from dataclasses import dataclass, field
 from pathlib import Path
+from subprocess import Popen
+from types import FrameType
 
+import httpx
+
+from services.runtime.datadir import DataDirInUse, DataDirLock, run_info_path
 from services.runtime.logging import get_logger
-from services.runtime.natsserver import NatsServer
+from services.runtime.natsserver import NatsServer, ServerExited, wait_for_port
+from services.runtime.ports import PortNeed, PortUnavailable, check_ports
+from services.runtime.process import spawn
 from services.runtime.settings import RuntimeSettings
+from services.runtime.supervisor import Supervised, Supervisor
 
 log = get_logger("meetplane.launcher")
 
@@ -29,6 +40,20 @@ SERVICES = ("rooms", "meetings", "recordings", "janitor", "gateway")
 
 # Entry points by name: the runtime must not import service packages.
 ENTRYPOINTS = {name: f"services.{name}.main:serve" for name in SERVICES}
+
+NATS = "nats-server"
+STORAGE = "seaweedfs"
+DEFAULT_STORAGE_PORT = 18333
+STOP_BUDGET = 4.5  # seconds from the signal to the last child gone
+READY_TIMEOUT = 90.0
+
+
+class LaunchRefused(Exception):
+    """`up` cannot start; the message is the one line the user sees."""
+
+
+class Interrupted(Exception):
+    """A stop signal arrived while `up` was still starting."""
 
 
 def api_key(settings_dir: Path) -> str:
@@ -59,55 +84,78 @@ def storage_secret(settings_dir: Path) -> str:
     return path.read_text().strip()
 
 
-@dataclass
-class Child:
-    """One supervised service process."""
-
-    service: str
-    env: dict[str, str]
-    log_path: Path
-    process: subprocess.Popen[bytes] | None = None
-    restarts: int = 0
-    started_at: float = field(default=0.0)
-    pid_path: Path | None = None
-
-    def start(self) -> None:
-        """Spawn `python -m services.runtime.cli serve <service>`; its pid goes to run/."""
-        log_file = self.log_path.open("ab")
-        self.process = subprocess.Popen(
-            [sys.executable, "-m", "services.runtime.cli", "serve", self.service],
-            env=self.env,
-            stdout=log_file,
-            stderr=subprocess.STDOUT,
-        )
-        log_file.close()
-        self.started_at = time.monotonic()
-        if self.pid_path is not None:
-            self.pid_path.write_text(str(self.process.pid))
-
-    def stop(self, timeout: float = 10.0) -> None:
-        """SIGTERM, then SIGKILL after `timeout`."""
-        if self.process is None or self.process.poll() is not None:
-            return
-        self.process.send_signal(signal.SIGTERM)
-        try:
-            self.process.wait(timeout)
-        except subprocess.TimeoutExpired:
-            self.process.kill()
-            self.process.wait()
+def _last_line(path: Path) -> str:
+    if not path.exists():
+        return ""
+    lines = [line for line in path.read_text(errors="replace").splitlines() if line.strip()]
+    return lines[-1][:300] if lines else ""
 
 
 class Platform:
-    """The embedded platform: infrastructure plus all services."""
+    """The embedded platform: infrastructure plus all services, under one supervisor."""
 
-    def __init__(self, settings: RuntimeSettings, services: tuple[str, ...] = SERVICES) -> None:
+    def __init__(
+        self,
+        settings: RuntimeSettings,
+        services: tuple[str, ...] = SERVICES,
+        http_host: str = "127.0.0.1",
+        http_port: int = 8080,
+    ) -> None:
         self.settings = settings
         self.services = services
+        self.http_host = http_host
+        self.http_port = http_port
         self.data_dir = Path(settings.data_dir).resolve()
+        self.lock = DataDirLock(self.data_dir)
+        self.supervisor = Supervisor()
         self.nats: NatsServer | None = None
         self.s3: object | None = None
-        self.children: dict[str, Child] = {}
-        self.stopping = False
+        self.storage_port = int(os.environ.get("MEETPLANE_STORAGE_PORT", DEFAULT_STORAGE_PORT))
+        self.run_dir = self.data_dir / "run"
+        self.logs_dir = self.data_dir / "logs"
+
+    # ---- before anything starts ------------------------------------------------------------
+
+    @property
+    def embedded_nats(self) -> bool:
+        """Whether `up` runs its own nats-server."""
+        return not self.settings.nats_url
+
+    @property
+    def embedded_storage(self) -> bool:
+        """Whether `up` runs its own S3 server (the recordings service needs one)."""
+        return not os.environ.get("MEETPLANE_STORAGE_ENDPOINT") and "recordings" in self.services
+
+    def port_needs(self) -> list[PortNeed]:
+        """Every port this `up` will listen on, with the variable that moves it."""
+        needs = []
+        if "gateway" in self.services:
+            needs.append(
+                PortNeed("the gateway", self.http_host, self.http_port, "MEETPLANE_HTTP_PORT")
+            )
+        if self.embedded_nats:
+            needs.append(
+                PortNeed("NATS", "127.0.0.1", self.settings.nats_port, "MEETPLANE_NATS_PORT")
+            )
+        if self.embedded_storage:
+            needs.append(
+                PortNeed("the S3 server", "127.0.0.1", self.storage_port, "MEETPLANE_STORAGE_PORT")
+            )
+        return needs
+
+    def preflight(self) -> None:
+        """Lock the data dir, then check ports; raise `LaunchRefused` with one line."""
+        try:
+            self.lock.acquire()
+        except DataDirInUse as exc:
+            raise LaunchRefused(str(exc)) from None
+        try:
+            check_ports(self.port_needs())
+        except PortUnavailable as exc:
+            self.lock.release()
+            raise LaunchRefused(str(exc)) from None
+
+    # ---- start -------------------------------------------------------------------------------
 
     def child_env(self) -> dict[str, str]:
         """Environment for children: ours plus the resolved infrastructure addresses."""
@@ -119,111 +167,198 @@ class Platform:
         env["MEETPLANE_STORAGE_SECRET_KEY"] = storage_secret(self.data_dir)
         env["PYTHONUNBUFFERED"] = "1"
         env["MEETPLANE_READY_SERVICES"] = ",".join(s for s in self.services if s != "gateway")
+        env["MEETPLANE_HTTP_HOST"] = self.http_host
+        env["MEETPLANE_HTTP_PORT"] = str(self.http_port)
         return env
 
-    def start_infrastructure(self) -> None:
-        """nats-server (embedded unless a URL is configured), stream, S3 server."""
-        if not self.settings.nats_url:
-            self.nats = NatsServer(self.data_dir / "nats", self.settings.nats_port)
-            self.nats.start()
-        asyncio.run(self._declare_stream())
-        self._start_s3()
-
-    def _start_s3(self) -> None:
-        if os.environ.get("MEETPLANE_STORAGE_ENDPOINT") or "recordings" not in self.services:
-            return  # an external S3 is configured, or nothing needs one
-        try:
-            from services.runtime.seaweedfs import SeaweedFS
-        except ImportError:  # pragma: no cover - storage not installed
-            return
-        port = int(os.environ.get("MEETPLANE_STORAGE_PORT", "18333"))
-        server = SeaweedFS(
-            data_dir=self.data_dir / "s3",
-            s3_port=port,
-            access_key=os.environ.get("MEETPLANE_STORAGE_ACCESS_KEY", "meetplane"),
-            secret_key=storage_secret(self.data_dir),
+    def start(self) -> None:
+        """Start infrastructure, then services; raise `LaunchRefused` if a part cannot start."""
+        self.run_dir.mkdir(parents=True, exist_ok=True)
+        self.logs_dir.mkdir(parents=True, exist_ok=True)
+        self._start_nats()
+        self._declare_stream_or_refuse()
+        self._start_storage()
+        self._start_services()
+        run_info_path(self.data_dir).write_text(
+            json.dumps(
+                {
+                    "pid": os.getpid(),
+                    "nats_url": self.settings.effective_nats_url(),
+                    "gateway": self.base_url,
+                }
+            )
         )
-        server.start()
-        server.wait_ready(60)
-        self.s3 = server
-        os.environ["MEETPLANE_STORAGE_ENDPOINT"] = server.endpoint
+
+    def _start_nats(self) -> None:
+        if not self.embedded_nats:
+            return
+        self.nats = NatsServer(self.data_dir / "nats", self.settings.nats_port)
+        self.supervisor.add(Supervised(NATS, self.nats.spawn, self.run_dir / f"{NATS}.pid")).start()
+        try:
+            wait_for_port(
+                self.nats.host, self.nats.port, 15.0, self.supervisor.components[NATS].process
+            )
+        except (ServerExited, TimeoutError) as exc:
+            raise LaunchRefused(
+                f"nats-server did not start on port {self.nats.port} ({exc}); "
+                f"see {self.nats.store_dir / 'nats-server.log'}"
+            ) from None
+        log.info("nats_server.started", url=self.nats.url)
+
+    def _declare_stream_or_refuse(self) -> None:
+        from services.runtime.nats import NatsUnreachable
+
+        try:
+            asyncio.run(self._declare_stream())
+        except NatsUnreachable as exc:
+            raise LaunchRefused(str(exc)) from None
 
     async def _declare_stream(self) -> None:
-        from services.runtime.nats import connect, ensure_stream
+        from services.runtime.nats import connect_once, ensure_stream
 
-        nc = await connect(self.settings, "meetplane-launcher")
+        nc = await connect_once(self.settings, "meetplane-launcher")
         try:
             await ensure_stream(nc, self.settings.stream_replicas, self.settings.stream_name)
         finally:
             await nc.close()
 
-    def start_services(self) -> None:
+    def _start_storage(self) -> None:
+        if not self.embedded_storage:
+            return
+        from services.runtime.seaweedfs import SeaweedFS
+
+        server = SeaweedFS(
+            data_dir=self.data_dir / "s3",
+            s3_port=self.storage_port,
+            access_key=os.environ.get("MEETPLANE_STORAGE_ACCESS_KEY", "meetplane"),
+            secret_key=storage_secret(self.data_dir),
+        )
+        self.supervisor.add(Supervised(STORAGE, server.spawn, self.run_dir / f"{STORAGE}.pid"))
+        self.supervisor.components[STORAGE].start()
+        try:
+            server.wait_ready(60)
+        except (RuntimeError, TimeoutError) as exc:
+            raise LaunchRefused(
+                f"the S3 server did not start on port {self.storage_port} ({exc}); "
+                f"see {server.data_dir / 'weed.out'}"
+            ) from None
+        self.s3 = server
+        os.environ["MEETPLANE_STORAGE_ENDPOINT"] = server.endpoint
+
+    def _start_services(self) -> None:
         """Spawn every service; the gateway last so it finds the others answering."""
-        logs = self.data_dir / "logs"
-        logs.mkdir(parents=True, exist_ok=True)
-        run = self.data_dir / "run"
-        run.mkdir(parents=True, exist_ok=True)
         env = self.child_env()
         for service in self.services:
-            child = Child(service, env, logs / f"{service}.log", pid_path=run / f"{service}.pid")
-            child.start()
-            self.children[service] = child
+            log_path = self.logs_dir / f"{service}.log"
+
+            def start(service: str = service, log_path: Path = log_path) -> Popen[bytes]:
+                return spawn(
+                    [sys.executable, "-m", "services.runtime.cli", "serve", service],
+                    env=env,
+                    output=log_path,
+                )
+
+            self.supervisor.add(Supervised(service, start, self.run_dir / f"{service}.pid")).start()
+
+    @property
+    def base_url(self) -> str:
+        """The gateway's URL."""
+        return f"http://{self.http_host}:{self.http_port}"
+
+    def wait_gateway(self, stopping: list[bool], timeout: float = READY_TIMEOUT) -> str | None:
+        """Wait until the gateway is ready; returns what is still down if the wait timed out.
+
+        Raises `LaunchRefused` if the gateway process exits before it answers.
+        """
+        if "gateway" not in self.services:
+            return None
+        host = "127.0.0.1" if self.http_host in ("0.0.0.0", "::") else self.http_host
+        url = f"http://{host}:{self.http_port}/readyz"
+        deadline = time.monotonic() + timeout
+        last = "no answer"
+        gateway = self.supervisor.components["gateway"]
+        while time.monotonic() < deadline and not stopping[0]:
+            if not gateway.running and gateway.restarts == 0:
+                assert gateway.process is not None
+                raise LaunchRefused(
+                    f"the gateway exited at start (code {gateway.process.returncode}): "
+                    f"{_last_line(self.logs_dir / 'gateway.log')}"
+                )
+            self.supervisor.check()
+            try:
+                response = httpx.get(url, timeout=2.0)
+                if response.status_code == 200:
+                    return None
+                last = ", ".join(response.json().get("down", [])) or response.text[:200]
+            except (httpx.HTTPError, ValueError) as exc:
+                last = type(exc).__name__
+            time.sleep(0.2)
+        return last
+
+    # ---- run and stop --------------------------------------------------------------------------
 
     def supervise_once(self) -> None:
-        """Restart children that died (backoff grows with their restart count)."""
-        for child in self.children.values():
-            if child.process is not None and child.process.poll() is not None and not self.stopping:
-                delay = min(2**child.restarts, 30)
-                if time.monotonic() - child.started_at < delay:
-                    continue
-                child.restarts += 1
-                log.warning(
-                    "launcher.child_restarted",
-                    service=child.service,
-                    exit_code=child.process.returncode,
-                    restarts=child.restarts,
-                )
-                child.start()
+        """Restart components that died."""
+        self.supervisor.check()
 
     def stop(self) -> None:
-        """Stop services (gateway first), then S3, then NATS."""
-        self.stopping = True
-        for child in reversed(list(self.children.values())):
-            child.stop()
-        if self.s3 is not None:
-            self.s3.stop()  # type: ignore[attr-defined]
-        if self.nats is not None:
-            self.nats.stop()
+        """Gateway first, then the services, then S3 and NATS (which they need while stopping)."""
+        started = time.monotonic()
+        services = [s for s in self.services if s != "gateway"]
+        self.supervisor.stop([["gateway"], services, [STORAGE, NATS]], STOP_BUDGET)
+        log.info("launcher.stopped", seconds=round(time.monotonic() - started, 2))
+        run_info_path(self.data_dir).unlink(missing_ok=True)
+        self.lock.release()
 
 
 def run_up(
     settings: RuntimeSettings, http_host: str, http_port: int, services: tuple[str, ...] = SERVICES
 ) -> int:
-    """Run the platform in the foreground until SIGINT/SIGTERM."""
-    platform = Platform(settings, services)
-    stop = False
-
-    def _stop(signum: int, _frame: object) -> None:
-        nonlocal stop
-        stop = True
-
-    signal.signal(signal.SIGINT, _stop)
-    signal.signal(signal.SIGTERM, _stop)
+    """Run the platform in the foreground until SIGINT, SIGTERM or SIGHUP."""
+    platform = Platform(settings, services, http_host, http_port)
     try:
-        platform.start_infrastructure()
-        platform.start_services()
-        key = api_key(platform.data_dir)
-        base = f"http://{http_host}:{http_port}"
-        print(
-            f"meetplane is up\n  gateway:  {base}/api/v1\n  docs:     {base}/docs\n"
-            f"  NATS:     {settings.effective_nats_url()}\n  API key:  {key}\n"
-            f"  data dir: {platform.data_dir}\n  logs:     {platform.data_dir / 'logs'}",
-            flush=True,
-        )
-        while not stop:
+        platform.preflight()
+    except LaunchRefused as exc:
+        print(f"meetplane up: {exc}", file=sys.stderr, flush=True)
+        return 1
+    stopping = [False]
+    starting = [True]
+
+    def _stop(signum: int, _frame: FrameType | None) -> None:
+        if not stopping[0]:
+            log.info("launcher.stopping", signal=signal.Signals(signum).name)
+        stopping[0] = True
+        if starting[0]:
+            raise Interrupted(signal.Signals(signum).name)
+
+    for sig in (signal.SIGINT, signal.SIGTERM, signal.SIGHUP):
+        signal.signal(sig, _stop)
+    code = 0
+    try:
+        platform.start()
+        not_ready = platform.wait_gateway(stopping)
+        starting[0] = False
+        if not stopping[0]:
+            key = api_key(platform.data_dir)
+            base = platform.base_url
+            print(
+                f"meetplane is up\n  gateway:  {base}/api/v1\n  docs:     {base}/docs\n"
+                f"  NATS:     {settings.effective_nats_url()}\n  API key:  {key}\n"
+                f"  data dir: {platform.data_dir}\n  logs:     {platform.logs_dir}",
+                flush=True,
+            )
+            if not_ready:
+                print(f"  not ready yet: {not_ready} (see {base}/readyz)", flush=True)
+        while not stopping[0]:
             platform.supervise_once()
             time.sleep(0.2)
+    except Interrupted:
+        pass
+    except LaunchRefused as exc:
+        print(f"meetplane up: {exc}", file=sys.stderr, flush=True)
+        code = 1
     finally:
+        starting[0] = False
         platform.stop()
         print("meetplane stopped", flush=True)
-    return 0
+    return code

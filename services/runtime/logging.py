@@ -42,7 +42,7 @@ def configure_logging(fmt: str = "console", level: str = "INFO", service: str = 
     root = logging.getLogger()
     root.handlers[:] = [handler]
     root.setLevel(level.upper())
-    for noisy in ("faststream", "nats", "uvicorn.access"):
+    for noisy in ("faststream", "nats", "uvicorn.access", "httpx"):
         logging.getLogger(noisy).setLevel(logging.WARNING)
     if service:
         structlog.contextvars.bind_contextvars(service=service)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import ssl
 from typing import Any
@@ -55,13 +56,41 @@ def make_broker(settings: RuntimeSettings, name: str) -> NatsBroker:
     """The faststream broker of one service process."""
     # Per-message "Received/Processed" lines go to DEBUG; our handlers log what matters.
     return NatsBroker(
-        **connection_options(settings, name), graceful_timeout=10, log_level=logging.DEBUG
+        **connection_options(settings, name), graceful_timeout=3, log_level=logging.DEBUG
     )
 
 
 async def connect(settings: RuntimeSettings, name: str) -> nats.NATS:
     """A plain nats-py connection (stream admin, CLI tail)."""
     return await nats.connect(**connection_options(settings, name))
+
+
+class NatsUnreachable(Exception):
+    """No NATS server answered at the configured address (a one-line message)."""
+
+
+async def connect_once(settings: RuntimeSettings, name: str, timeout: float = 5.0) -> nats.NATS:
+    """A nats-py connection for a command-line tool: fail within `timeout`, quietly.
+
+    `connect` retries its first connection forever and prints a traceback for
+    every refusal; a tool should say once what it could not reach.  Once
+    connected, it reconnects like the services do.
+    """
+    last: list[BaseException] = []
+
+    async def quiet(exc: BaseException) -> None:
+        last[:] = [exc]
+
+    options = connection_options(settings, name)
+    try:
+        return await asyncio.wait_for(nats.connect(**options, error_cb=quiet), timeout)
+    except (TimeoutError, OSError, nats.errors.Error) as exc:
+        cause = last[0] if last else exc
+        reason = str(cause) or type(cause).__name__
+        raise NatsUnreachable(
+            f"cannot reach NATS at {', '.join(options['servers'])} ({reason}); "
+            "is `meetplane up` running? (MEETPLANE_NATS_URL / MEETPLANE_NATS_PORT)"
+        ) from None
 
 
 async def ensure_stream(nc: nats.NATS, replicas: int = 1, name: str = "MEETPLANE") -> None:

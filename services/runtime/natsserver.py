@@ -10,6 +10,7 @@ import time
 from pathlib import Path
 
 from services.runtime.logging import get_logger
+from services.runtime.process import spawn, stop_process
 
 log = get_logger("meetplane.nats-server")
 
@@ -25,22 +26,25 @@ def nats_server_binary() -> str:
     return found
 
 
-def stop_process(process: subprocess.Popen[bytes] | None, timeout: float) -> None:
-    """SIGTERM a child, SIGKILL it if it is still there after `timeout`."""
-    if process is None or process.poll() is not None:
-        return
-    process.terminate()
-    try:
-        process.wait(timeout)
-    except subprocess.TimeoutExpired:
-        process.kill()
-        process.wait()
+class ServerExited(RuntimeError):
+    """A server process ended while we waited for it to listen."""
 
 
-def wait_for_port(host: str, port: int, timeout: float = 15.0) -> None:
-    """Block until something accepts TCP connections on host:port."""
+def wait_for_port(
+    host: str,
+    port: int,
+    timeout: float = 15.0,
+    process: subprocess.Popen[bytes] | None = None,
+) -> None:
+    """Block until something accepts TCP connections on host:port.
+
+    With `process`, fail at once if it exits: whatever else listens on the port
+    is not it.
+    """
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
+        if process is not None and process.poll() is not None:
+            raise ServerExited(f"exited with {process.returncode} before listening on {port}")
         with socket.socket() as sock:
             sock.settimeout(0.5)
             if sock.connect_ex((host, port)) == 0:
@@ -62,6 +66,7 @@ class NatsServer:
         cluster_port: int | None = None,
         routes: list[str] | None = None,
         cluster_name: str = "meetplane",
+        die_with_parent: bool = True,
     ) -> None:
         self.store_dir = Path(store_dir)
         self.port = port
@@ -70,6 +75,7 @@ class NatsServer:
         self.cluster_port = cluster_port
         self.routes = routes or []
         self.cluster_name = cluster_name
+        self.die_with_parent = die_with_parent
         self.process: subprocess.Popen[bytes] | None = None
 
     @property
@@ -104,15 +110,22 @@ class NatsServer:
                 cmd += ["--routes", ",".join(self.routes)]
         return cmd
 
+    def spawn(self) -> subprocess.Popen[bytes]:
+        """Start the process without waiting (a supervisor restarting it must not block).
+
+        It dies with this process (see `services.runtime.process`), so spawn it
+        from a thread that lives as long as it should.
+        """
+        self.store_dir.mkdir(parents=True, exist_ok=True)
+        self.process = spawn(self.command(), die_with_parent=self.die_with_parent)
+        return self.process
+
     def start(self, timeout: float = 15.0) -> None:
         """Start and wait until it accepts connections."""
-        self.store_dir.mkdir(parents=True, exist_ok=True)
-        self.process = subprocess.Popen(
-            self.command(), stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL
-        )
+        process = self.spawn()
         try:
-            wait_for_port(self.host, self.port, timeout)
-        except TimeoutError:
+            wait_for_port(self.host, self.port, timeout, process)
+        except (TimeoutError, ServerExited):
             self.stop()
             raise
         log.info("nats_server.started", url=self.url, store_dir=str(self.store_dir))

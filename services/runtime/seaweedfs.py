@@ -16,7 +16,7 @@ import time
 from pathlib import Path
 
 from services.runtime.logging import get_logger
-from services.runtime.natsserver import stop_process
+from services.runtime.process import spawn, stop_process
 
 log = get_logger("meetplane.seaweedfs")
 
@@ -48,8 +48,10 @@ class SeaweedFS:
         access_key: str,
         secret_key: str,
         host: str = "127.0.0.1",
+        die_with_parent: bool = True,
     ) -> None:
         self.data_dir = Path(data_dir)
+        self.die_with_parent = die_with_parent
         self.s3_port = s3_port
         self.access_key = access_key
         self.secret_key = secret_key
@@ -107,19 +109,31 @@ class SeaweedFS:
             "-s3.port.lance=0",
             "-webdav=false",
             "-admin.ui=false",
+            "-volume.preStopSeconds=0",
             f"-s3.config={config}",
             f"-s3.localSocket={self.data_dir / 's3.sock'}",
             f"-filer.localSocket={self.data_dir / 'filer.sock'}",
             *(f"-{name}={port}" for name, port in ports.items()),
         ]
 
-    def start(self) -> None:
-        """Spawn the server (use `wait_ready` before talking to it)."""
+    def spawn(self) -> subprocess.Popen[bytes]:
+        """Spawn the server (use `wait_ready` before talking to it).
+
+        It dies with this process (see `services.runtime.process`).
+        """
         (self.data_dir / "data").mkdir(parents=True, exist_ok=True)
         (self.data_dir / "logs").mkdir(parents=True, exist_ok=True)
-        out = (self.data_dir / "weed.out").open("ab")
-        self.process = subprocess.Popen(self.command(), stdout=out, stderr=subprocess.STDOUT)
-        out.close()
+        for sock in ("s3.sock", "filer.sock"):
+            # A killed server leaves its sockets behind; a new one cannot bind them.
+            (self.data_dir / sock).unlink(missing_ok=True)
+        self.process = spawn(
+            self.command(), output=self.data_dir / "weed.out", die_with_parent=self.die_with_parent
+        )
+        return self.process
+
+    def start(self) -> None:
+        """Spawn the server (use `wait_ready` before talking to it)."""
+        self.spawn()
 
     def wait_ready(self, timeout: float = 60.0) -> None:
         """Block until an authenticated ListBuckets succeeds."""

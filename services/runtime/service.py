@@ -11,9 +11,11 @@ from typing import Any
 
 from faststream.nats import NatsBroker
 
+from services.runtime.commands import CHECKS_CONTEXT_KEY, DependencyCheck
 from services.runtime.health import serve_health
 from services.runtime.logging import get_logger
 from services.runtime.nats import start_broker
+from services.runtime.rpc import nats_connected
 from services.runtime.settings import RuntimeSettings
 
 log = get_logger("meetplane.service")
@@ -30,12 +32,13 @@ class ServiceParts:
     # Ask background loops to finish their current unit of work (called before waiting).
     stoppers: list[Callable[[], None]] = field(default_factory=list)
     on_stop: list[Callable[[], None]] = field(default_factory=list)
+    # Dependencies the service probes on every ping (e.g. "storage"), for readiness.
+    checks: dict[str, DependencyCheck] = field(default_factory=dict)
 
 
 def broker_connected(broker: NatsBroker) -> bool:
     """Whether the broker's NATS connection is up right now."""
-    connection = broker._connection
-    return bool(connection is not None and connection.is_connected)
+    return nats_connected(broker)
 
 
 class RunningService:
@@ -48,6 +51,7 @@ class RunningService:
 
     async def start(self) -> None:
         """Connect, start subscribers and background tasks."""
+        self.parts.broker.context.set_global(CHECKS_CONTEXT_KEY, self.parts.checks)
         await start_broker(self.parts.broker)
         await self._wait_reachable()
         for hook in self.parts.on_started:
@@ -102,7 +106,7 @@ class RunningService:
         """Ready while the NATS connection is up."""
         return broker_connected(self.parts.broker)
 
-    async def stop(self, grace: float = 10.0) -> None:
+    async def stop(self, grace: float = 3.0) -> None:
         """Stop in order: background loops, then handlers, then stores.
 
         Loops finish their current batch while the broker can still publish it.

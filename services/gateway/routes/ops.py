@@ -20,8 +20,12 @@ async def healthz() -> dict[str, str]:
     return {"status": "ok"}
 
 
-@router.get("/readyz", summary="Readiness: NATS connected and every service answers a ping")
+@router.get(
+    "/readyz",
+    summary="Readiness: NATS connected, every service answers a ping, their dependencies answer",
+)
 async def readyz(request: Request) -> JSONResponse:
+    """200 when everything is up; 503 naming what is down (`down`: `nats`, a service, `storage`)."""
     broker = request.app.state.broker
     settings = request.app.state.settings
     services = settings.readiness_services()
@@ -33,10 +37,16 @@ async def readyz(request: Request) -> JSONResponse:
                 for s in services
             )
         )
-        checks.update({s: r.ok for s, r in zip(services, replies, strict=True)})
-    ready = all(checks.values()) and len(checks) == len(services) + 1
+        for service, reply in zip(services, replies, strict=True):
+            checks[service] = reply.ok
+            if reply.ok:
+                # A service's own dependencies (e.g. the recordings service's S3).
+                for name, ok in (reply.result or {}).get("checks", {}).items():
+                    checks[name] = checks.get(name, True) and bool(ok)
+    down = [name for name, ok in checks.items() if not ok]
+    ready = not down and all(s in checks for s in services)
     return JSONResponse(
-        {"status": "ready" if ready else "not_ready", "checks": checks},
+        {"status": "ready" if ready else "not_ready", "checks": checks, "down": down},
         status_code=200 if ready else 503,
     )
 
