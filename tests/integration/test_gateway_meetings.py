@@ -142,3 +142,43 @@ async def test_livekit_webhooks_are_signature_checked_and_idempotent(
     assert first.json() == {"applied": True} and replay.json() == {"applied": False}
     meeting = (await http.get(f"/api/v1/meetings/{room['roomId']}")).json()
     assert meeting["participants"][0]["present"] is False
+
+
+async def test_livekit_room_finished_reason_reaches_the_meeting(
+    http: httpx.AsyncClient, nats_server: Any
+) -> None:
+    from tests.support.services import stream_events, wait_for
+
+    room = await new_room(http)
+    joined = await http.post(
+        f"/api/v1/rooms/{room['roomId']}/join",
+        json={"secret": secret(room, "speaker"), "participantName": "Bob"},
+    )
+    assert joined.status_code == 200
+    body = json.dumps(
+        {
+            "event": "room_finished",
+            "id": "EV_finished_1",
+            "createdAt": "1",
+            "room": {"name": room["roomId"]},
+            "roomEndReason": "ROOM_END_SERVER_SHUTDOWN",
+        }
+    ).encode()
+    signed = sign_livekit_webhook(body, LK.livekit_api_key, LK.livekit_api_secret)
+    response = await http.post(
+        "/api/v1/livekit/webhook",
+        content=body,
+        headers={"content-type": "application/webhook+json", "Authorization": signed},
+    )
+    assert response.status_code == 200 and response.json() == {"applied": True}
+
+    async def reason() -> str | None:
+        events = await stream_events(nats_server.url, "meetplane.evt.meeting.*", idle=0.2)
+        ended = [
+            e["data"]["reason"]
+            for e in events
+            if e["type"] == "MeetingEnded" and e["data"]["roomId"] == room["roomId"]
+        ]
+        return ended[0] if ended else None
+
+    assert await wait_for(reason) == "media_server_shutdown"

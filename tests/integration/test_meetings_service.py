@@ -300,3 +300,63 @@ async def test_end_empty_ends_only_meetings_empty_long_enough(
     assert (
         await request(client_broker, "meetings", "get", {"roomId": idle_room["roomId"]})
     ).error.kind == "not_found"
+
+
+async def test_livekit_room_finished_records_livekits_reason(
+    platform: Any, client_broker: NatsBroker, nats_server: Any
+) -> None:
+    cases = {
+        "ROOM_END_IDLE_TIMEOUT": "empty_timeout",
+        "ROOM_END_API_DELETE": "ended_by_admin",
+        "ROOM_END_SERVER_SHUTDOWN": "media_server_shutdown",
+        "ROOM_END_OPEN_FAILED": "livekit",
+        "": "livekit",  # a LiveKit too old to say why
+    }
+    rooms = {}
+    for livekit_reason in cases:
+        room = await create_room(client_broker)
+        assert (await join(client_broker, room, "moderator", "Alice")).ok
+        finished = {
+            "event": "room_finished",
+            "id": f"EV_{livekit_reason or 'none'}",
+            "room_name": room["roomId"],
+            "room_end_reason": livekit_reason,
+        }
+        reply = await request(client_broker, "meetings", "livekit_webhook", finished)
+        assert reply.result == {"applied": True}, reply.error
+        rooms[room["roomId"]] = cases[livekit_reason]
+
+    async def reasons() -> dict[str, str] | None:
+        ended = {
+            e["data"]["roomId"]: e["data"]["reason"]
+            for e in await events_of(nats_server.url)
+            if e["type"] == "MeetingEnded"
+        }
+        return ended if set(rooms) <= set(ended) else None
+
+    ended = await wait_for(reasons)
+    assert {room_id: ended[room_id] for room_id in rooms} == rooms
+
+
+async def test_an_end_meetplane_asked_for_keeps_its_reason_when_livekit_reports_it(
+    platform: Any, client_broker: NatsBroker, nats_server: Any
+) -> None:
+    room = await create_room(client_broker)
+    assert (await join(client_broker, room, "moderator", "Alice")).ok
+    assert (await request(client_broker, "meetings", "end", {"roomId": room["roomId"]})).ok
+    # Deleting LiveKit's room makes LiveKit report room_finished (API delete) afterwards.
+    finished = {
+        "event": "room_finished",
+        "id": "EV_after_end",
+        "room_name": room["roomId"],
+        "room_end_reason": "ROOM_END_API_DELETE",
+    }
+    reply = await request(client_broker, "meetings", "livekit_webhook", finished)
+    assert reply.result == {"applied": False}
+
+    async def ended() -> list[str] | None:
+        events = await events_of(nats_server.url, room["roomId"])
+        found = [e["data"]["reason"] for e in events if e["type"] == "MeetingEnded"]
+        return found or None
+
+    assert await wait_for(ended) == ["ended_by_admin"]
