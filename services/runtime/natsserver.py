@@ -67,6 +67,7 @@ class NatsServer:
         routes: list[str] | None = None,
         cluster_name: str = "meetplane",
         die_with_parent: bool = True,
+        advertise: bool = True,
     ) -> None:
         self.store_dir = Path(store_dir)
         self.port = port
@@ -76,6 +77,8 @@ class NatsServer:
         self.routes = routes or []
         self.cluster_name = cluster_name
         self.die_with_parent = die_with_parent
+        # False: clients learn no other cluster nodes (tests that pin a client to one node).
+        self.advertise = advertise
         self.process: subprocess.Popen[bytes] | None = None
 
     @property
@@ -108,6 +111,8 @@ class NatsServer:
             ]
             if self.routes:
                 cmd += ["--routes", ",".join(self.routes)]
+            if not self.advertise:
+                cmd += ["--no_advertise"]
         return cmd
 
     def spawn(self) -> subprocess.Popen[bytes]:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import os
 import signal
 import subprocess
@@ -10,6 +11,7 @@ import time
 from pathlib import Path
 
 import httpx
+import psutil
 
 from tests.support.infra import NatsHandle, free_port, local_nats
 
@@ -18,7 +20,10 @@ class Platform:
     """The embedded platform started by `meetplane up` against a test-owned nats-server."""
 
     def __init__(
-        self, root: Path, services: str | None = os.environ.get("MEETPLANE_E2E_SERVICES")
+        self,
+        root: Path,
+        services: str | None = os.environ.get("MEETPLANE_E2E_SERVICES"),
+        extra_env: dict[str, str] | None = None,
     ) -> None:
         self.root = root
         self.data_dir = root / "data"
@@ -43,6 +48,7 @@ class Platform:
                 "MEETPLANE_COMMAND_TIMEOUT": "5",
             }
         )
+        env.update(extra_env or {})
         env.pop("MEETPLANE_STORAGE_ENDPOINT", None)
         self.env = env
         cmd = [sys.executable, "-m", "services.runtime.cli", "up"]
@@ -125,3 +131,105 @@ class Platform:
                 self.process.wait()
         self.log.close()
         self.nats.stop()
+
+
+class EmbeddedUp:
+    """`meetplane up` on its embedded defaults (its own nats-server and S3) on free ports.
+
+    For tests of the launcher itself: refusals, signals, supervision, orphans.
+    """
+
+    def __init__(
+        self,
+        root: Path,
+        data_dir: Path | None = None,
+        *,
+        http_port: int | None = None,
+        nats_port: int | None = None,
+        storage_port: int | None = None,
+    ) -> None:
+        root.mkdir(parents=True, exist_ok=True)
+        self.root = root
+        self.data_dir = data_dir or root / "data"
+        self.http_port = http_port or free_port()
+        self.nats_port = nats_port or free_port()
+        self.storage_port = storage_port or free_port()
+        self.base = f"http://127.0.0.1:{self.http_port}"
+        self.api_key = "embedded-key"
+        env = {k: v for k, v in os.environ.items() if not k.startswith("MEETPLANE_")}
+        env.update(
+            {
+                "MEETPLANE_DATA_DIR": str(self.data_dir),
+                "MEETPLANE_HTTP_PORT": str(self.http_port),
+                "MEETPLANE_NATS_PORT": str(self.nats_port),
+                "MEETPLANE_STORAGE_PORT": str(self.storage_port),
+                "MEETPLANE_API_KEY": self.api_key,
+            }
+        )
+        self.env = env
+        self.log_path = root / "up.log"
+        self.log = self.log_path.open("wb")
+        self.process = subprocess.Popen(
+            [sys.executable, "-m", "services.runtime.cli", "up"],
+            env=env,
+            stdout=self.log,
+            stderr=subprocess.STDOUT,
+        )
+        self.client = httpx.Client(
+            base_url=self.base, headers={"X-API-KEY": self.api_key}, timeout=10
+        )
+
+    def output(self) -> str:
+        """Everything `up` printed so far."""
+        return self.log_path.read_text(errors="replace")
+
+    def wait_ready(self, timeout: float = 120.0) -> None:
+        """Wait until the gateway's /readyz answers 200."""
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            if self.process.poll() is not None:
+                raise RuntimeError(f"up exited {self.process.returncode}:\n{self.output()}")
+            try:
+                if self.client.get("/readyz").status_code == 200:
+                    return
+            except httpx.HTTPError:
+                pass
+            time.sleep(0.2)
+        raise TimeoutError(f"not ready:\n{self.output()[-3000:]}")
+
+    def readyz(self) -> tuple[int, dict[str, object]]:
+        """Status and body of /readyz."""
+        response = self.client.get("/readyz")
+        return response.status_code, response.json()
+
+    def pid(self, component: str) -> int:
+        """The pid the launcher wrote for a component (a service, nats-server, seaweedfs)."""
+        return int((self.data_dir / "run" / f"{component}.pid").read_text())
+
+    def tree(self) -> list[psutil.Process]:
+        """Every process the launcher started, and theirs (none once it is gone)."""
+        try:
+            return psutil.Process(self.process.pid).children(recursive=True)
+        except psutil.NoSuchProcess:
+            return []
+
+    def wait_exit(self, timeout: float) -> int:
+        """The launcher's exit code, waiting at most `timeout` seconds."""
+        return self.process.wait(timeout)
+
+    def close(self) -> None:
+        """Stop `up` if it still runs, and make sure nothing it started survives the test."""
+        self.client.close()
+        leftovers = []
+        if self.process.poll() is None:
+            leftovers = self.tree()
+            self.process.send_signal(signal.SIGINT)
+            try:
+                self.process.wait(30)
+            except subprocess.TimeoutExpired:
+                self.process.kill()
+                self.process.wait()
+        for proc in leftovers:
+            with contextlib.suppress(psutil.NoSuchProcess):
+                proc.kill()
+        self.log.close()
