@@ -3,9 +3,12 @@
 from __future__ import annotations
 
 import asyncio
+import json
 import os
 import signal
 import socket
+import subprocess
+import sys
 import threading
 import time
 from collections.abc import Iterator
@@ -218,3 +221,38 @@ def test_nats_and_storage_are_supervised_and_named_while_down(up: EmbeddedUp) ->
     assert "launcher.component_restarted" in up.output()
     created = up.client.post("/api/v1/rooms", json={"roomName": "after both crashes"})
     assert created.status_code == 201, created.text
+
+
+def _tail(env: dict[str, str], *args: str) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [sys.executable, "-m", "services.runtime.cli", "events", "tail", *args],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=30,
+    )
+
+
+def test_events_tail_joins_the_up_running_on_the_data_dir(up: EmbeddedUp) -> None:
+    up.wait_ready()
+    room = up.client.post("/api/v1/rooms", json={"roomName": "tailed"}).json()
+    # Only the data dir: the NATS port `up` was given is not repeated here.
+    env = {k: v for k, v in os.environ.items() if not k.startswith("MEETPLANE_")}
+    env["MEETPLANE_DATA_DIR"] = str(up.data_dir)
+    tailed = _tail(env, "--from-start", "--count", "1", "--idle-timeout", "10")
+    assert tailed.returncode == 0, tailed.stderr
+    event = json.loads(tailed.stdout.splitlines()[0])
+    assert event["type"] == "RoomCreated" and event["subject_id"] == room["roomId"]
+
+
+def test_events_tail_without_nats_says_so_in_one_line() -> None:
+    port = free_port()
+    env = {k: v for k, v in os.environ.items() if not k.startswith("MEETPLANE_")}
+    env["MEETPLANE_NATS_PORT"] = str(port)
+    started = time.monotonic()
+    tailed = _tail(env)
+    assert tailed.returncode == 1
+    assert time.monotonic() - started < 20
+    lines = tailed.stderr.strip().splitlines()
+    assert len(lines) == 1 and "Traceback" not in tailed.stderr, tailed.stderr
+    assert f"cannot reach NATS at nats://127.0.0.1:{port}" in lines[0]
