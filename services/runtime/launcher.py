@@ -201,7 +201,7 @@ class Platform:
         except (ServerExited, TimeoutError) as exc:
             raise LaunchRefused(
                 f"nats-server did not start on port {self.nats.port} ({exc}); "
-                f"see {self.nats.store_dir / 'nats-server.log'}"
+                f"see {self.nats.store_dir / 'nats-server.log'} (MEETPLANE_NATS_PORT moves it)"
             ) from None
         log.info("nats_server.started", url=self.nats.url)
 
@@ -240,7 +240,7 @@ class Platform:
         except (RuntimeError, TimeoutError) as exc:
             raise LaunchRefused(
                 f"the S3 server did not start on port {self.storage_port} ({exc}); "
-                f"see {server.data_dir / 'weed.out'}"
+                f"see {server.data_dir / 'weed.out'} (MEETPLANE_STORAGE_PORT moves it)"
             ) from None
         self.s3 = server
         os.environ["MEETPLANE_STORAGE_ENDPOINT"] = server.endpoint
@@ -282,7 +282,8 @@ class Platform:
                 assert gateway.process is not None
                 raise LaunchRefused(
                     f"the gateway exited at start (code {gateway.process.returncode}): "
-                    f"{_last_line(self.logs_dir / 'gateway.log')}"
+                    f"{_last_line(self.logs_dir / 'gateway.log')} "
+                    f"(MEETPLANE_HTTP_PORT={self.http_port}; see {self.logs_dir / 'gateway.log'})"
                 )
             self.supervisor.check()
             try:

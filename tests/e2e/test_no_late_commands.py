@@ -203,8 +203,10 @@ def test_requests_failed_while_nats_was_down_never_run_after_it_returns(
         platform.nats[0].kill()
         # Down for longer than the command timeout, with requests failing meanwhile.
         wait_until(
-            lambda: time.monotonic() - killed_at > COMMAND_TIMEOUT + 1
-            and load.count(lambda a: a.started > killed_at and a.status != 201) >= 2 * WORKERS,
+            lambda: (
+                time.monotonic() - killed_at > COMMAND_TIMEOUT + 1
+                and load.count(lambda a: a.started > killed_at and a.status != 201) >= 2 * WORKERS
+            ),
             60,
             "requests to fail while NATS is down",
             lambda: Counter(a.status for a in load.attempts if a.started > killed_at),

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 import os
 import signal
@@ -35,10 +36,8 @@ def up(tmp_path: Path) -> Iterator[EmbeddedUp]:
 def names(processes: list[psutil.Process]) -> set[str]:
     found = set()
     for proc in processes:
-        try:
+        with contextlib.suppress(psutil.NoSuchProcess):
             found.add(proc.name())
-        except psutil.NoSuchProcess:
-            pass
     return found
 
 
@@ -53,9 +52,7 @@ def assert_one_line_refusal(platform: EmbeddedUp, *fragments: str) -> str:
     return output
 
 
-def test_a_second_up_on_the_same_data_dir_refuses_at_once(
-    up: EmbeddedUp, tmp_path: Path
-) -> None:
+def test_a_second_up_on_the_same_data_dir_refuses_at_once(up: EmbeddedUp, tmp_path: Path) -> None:
     up.wait_ready()
     nats_pid = up.pid("nats-server")
     started = time.monotonic()
