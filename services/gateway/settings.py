@@ -19,7 +19,7 @@ class GatewaySettings(RuntimeSettings):
     public_url: str | None = None
     max_body_bytes: int = 1_048_576
     ready_ping_timeout: float = 1.0
-    ready_services: str = "rooms,meetings,recordings,janitor"
+    ready_services: str = "rooms,meetings,recordings,janitor,identity"
 
     def readiness_services(self) -> list[str]:
         """Services that must answer a ping before the gateway reports ready."""
