@@ -131,9 +131,7 @@ class IdentityApplication(ServiceApplication):
     def _member(self, room_id: str, member_id: str) -> RoomMember:
         member = self._find_member(room_id, member_id)
         if member is None or member.removed:
-            raise MemberNotFound(
-                f'Room member "{member_id}" does not exist in room "{room_id}"'
-            )
+            raise MemberNotFound(f'Room member "{member_id}" does not exist in room "{room_id}"')
         return member
 
     # ---- users ----------------------------------------------------------------------------

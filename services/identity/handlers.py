@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import uuid
 from typing import Any
 
@@ -75,18 +76,19 @@ class IdentityHandlers:
     async def list_users(self, request: cmd.ListUsers) -> Page:
         items, token = await asyncio.to_thread(self.view.list_users, request)
         return Page(
-            items=items, nextPageToken=token, isTruncated=token is not None, maxItems=request.maxItems
+            items=items,
+            nextPageToken=token,
+            isTruncated=token is not None,
+            maxItems=request.maxItems,
         )
 
     async def delete_user(self, request: cmd.UserRef) -> dict[str, Any]:
         await asyncio.to_thread(self.app.delete_user, request.userId, request.actorUserId)
         for room_id in await asyncio.to_thread(self.view.rooms_of_user, request.userId):
-            try:
+            with contextlib.suppress(MemberNotFound):  # removed concurrently
                 await asyncio.to_thread(
                     self.app.remove_member, room_id, request.userId, "user_deleted"
                 )
-            except MemberNotFound:
-                pass  # removed concurrently
         log.info("user.deleted", user_id=request.userId)
         return {"userId": request.userId}
 
@@ -182,7 +184,9 @@ class IdentityHandlers:
 
     async def add_member(self, request: cmd.AddMember) -> RoomMemberRecord:
         owner = await self._room_owner(request.roomId)
-        member = await asyncio.to_thread(self.app.add_member, request.roomId, request.request, owner)
+        member = await asyncio.to_thread(
+            self.app.add_member, request.roomId, request.request, owner
+        )
         log.info("room_member.added", room_id=request.roomId, member_id=member.memberId)
         return member
 
@@ -219,7 +223,10 @@ class IdentityHandlers:
         await self._room_owner(request.roomId)  # 404 for a room that does not exist
         items, token = await asyncio.to_thread(self.view.list_members, request)
         return Page(
-            items=items, nextPageToken=token, isTruncated=token is not None, maxItems=request.maxItems
+            items=items,
+            nextPageToken=token,
+            isTruncated=token is not None,
+            maxItems=request.maxItems,
         )
 
     async def member_by_secret(self, request: cmd.MemberBySecret) -> dict[str, Any]:

@@ -29,14 +29,18 @@ from services.runtime.outbox import integration_event_id
 
 def _user_event(kind: str, domain_event: Any, user: User) -> BaseModel | None:
     if kind == "Created":
-        return UserCreated(
-            userId=user.user_id,
-            name=user.name,
-            role=user.role,
-            registrationDate=user.registration_date,
+        return UserCreated.model_validate(
+            {
+                "userId": user.user_id,
+                "name": user.name,
+                "role": user.role,
+                "registrationDate": user.registration_date,
+            }
         )
     if kind == "RoleChanged":
-        return RoleChanged(userId=user.user_id, role=user.role, roleUpdatedAt=domain_event.at)
+        return RoleChanged.model_validate(
+            {"userId": user.user_id, "role": user.role, "roleUpdatedAt": domain_event.at}
+        )
     if kind == "SessionsClosed":
         return SessionsRevoked(
             userId=user.user_id,
@@ -51,22 +55,26 @@ def _user_event(kind: str, domain_event: Any, user: User) -> BaseModel | None:
 
 def _member_event(kind: str, domain_event: Any, member: RoomMember) -> BaseModel | None:
     if kind in ("Added", "Readded"):
-        return RoomMemberAdded(
-            roomId=member.room_id,
-            memberId=member.member_id,
-            type=member.member_type,
-            userId=member.user_id,
-            name=member.name,
-            baseRole=member.base_role,
-            customPermissions=member.custom_permissions,
+        return RoomMemberAdded.model_validate(
+            {
+                "roomId": member.room_id,
+                "memberId": member.member_id,
+                "type": member.member_type,
+                "userId": member.user_id,
+                "name": member.name,
+                "baseRole": member.base_role,
+                "customPermissions": member.custom_permissions,
+            }
         )
     if kind == "Updated":
-        return RoomMemberUpdated(
-            roomId=member.room_id,
-            memberId=member.member_id,
-            baseRole=member.base_role,
-            customPermissions=member.custom_permissions,
-            permissionsUpdatedAt=member.permissions_updated_at,
+        return RoomMemberUpdated.model_validate(
+            {
+                "roomId": member.room_id,
+                "memberId": member.member_id,
+                "baseRole": member.base_role,
+                "customPermissions": member.custom_permissions,
+                "permissionsUpdatedAt": member.permissions_updated_at,
+            }
         )
     if kind == "Removed":
         return RoomMemberRemoved(

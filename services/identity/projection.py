@@ -104,7 +104,9 @@ def _name_filter(
         try:
             re.compile(name)
         except re.error as exc:
-            raise InvalidIdentityRequest(f"name is not a valid regex: {exc}", field="name") from None
+            raise InvalidIdentityRequest(
+                f"name is not a valid regex: {exc}", field="name"
+            ) from None
         return stmt.where(plain.regexp_match(name, flags="i" if insensitive else None))
     escaped = needle.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_")
     pattern = f"{escaped}%" if mode == "prefix" else f"%{escaped}%"
@@ -143,7 +145,14 @@ class IdentityView:
                     table, values, keys = row
                     conn.execute(self._upsert(table, values, keys))
             if position is not None:
-                conn.execute(self._upsert(view_position, {"view": VIEW_NAME, "position": position}, ["view"], "position"))
+                conn.execute(
+                    self._upsert(
+                        view_position,
+                        {"view": VIEW_NAME, "position": position},
+                        ["view"],
+                        "position",
+                    )
+                )
 
     def _row(self, aggregate: Any) -> tuple[sa.Table, dict[str, Any], list[str]] | None:
         if isinstance(aggregate, User):
@@ -308,7 +317,9 @@ class IdentityView:
         """Live API keys, newest first."""
         with self.engine.connect() as conn:
             rows = conn.execute(
-                sa.select(api_keys_view.c.key_id, api_keys_view.c.prefix, api_keys_view.c.creation_date)
+                sa.select(
+                    api_keys_view.c.key_id, api_keys_view.c.prefix, api_keys_view.c.creation_date
+                )
                 .where(api_keys_view.c.revoked.is_(False))
                 .order_by(api_keys_view.c.creation_date.desc(), api_keys_view.c.key_id)
             ).all()
