@@ -56,6 +56,8 @@ class Policy:
     refresh: the route takes `X-Refresh-Token` (checked by the route; 400 if absent).
     share_link: a `secret` query parameter (a signed share link the route checks)
         stands in for a credential.
+    signed: the request's own signature is the credential (LiveKit webhooks; the
+        route answers 401 without a valid one).
     """
 
     api_key: bool = False
@@ -68,6 +70,7 @@ class Policy:
     optional: bool = False
     refresh: bool = False
     share_link: bool = False
+    signed: bool = False
 
     @property
     def accepts_users(self) -> bool:
@@ -76,6 +79,8 @@ class Policy:
 
     def describe(self) -> str:
         """One README table cell."""
+        if self.signed:
+            return "LiveKit's signature"
         if self.public:
             return "anyone (no credential)"
         if self.refresh:
@@ -155,7 +160,9 @@ POLICIES: dict[Key, Policy] = {
     ("public", "GET", "/rooms/{roomId}/members/{memberId}"): MEMBER_READ,
     ("public", "PUT", "/rooms/{roomId}/members/{memberId}"): ROOM_MANAGE,
     ("public", "DELETE", "/rooms/{roomId}/members/{memberId}"): ROOM_MANAGE,
-    ("internal", "POST", "/rooms/{roomId}/members/token"): Policy(optional=True, room="path"),
+    ("internal", "POST", "/rooms/{roomId}/members/token"): Policy(
+        optional=True, roles=ADMIN_ROLE, owner=True, room_user=True, member="*", room="path"
+    ),
     ("internal", "POST", "/rooms/{roomId}/members/token/refresh"): Policy(member="*", room="path"),
     # ---- meetings ----
     ("public", "GET", "/meetings/{roomId}"): _meeting("*"),
@@ -189,7 +196,7 @@ POLICIES: dict[Key, Policy] = {
     ("public", "GET", "/config/webhooks"): ADMIN,
     ("public", "PUT", "/config/webhooks"): ADMIN,
     ("public", "POST", "/config/webhooks/test"): ADMIN,
-    ("public", "POST", "/livekit/webhook"): PUBLIC,
+    ("public", "POST", "/livekit/webhook"): Policy(public=True, signed=True),
     # ---- auth, API keys, own account (internal API) ----
     ("internal", "POST", "/auth/login"): PUBLIC,
     ("internal", "POST", "/auth/logout"): PUBLIC,
@@ -316,11 +323,11 @@ async def _authenticate(request: Request, policy: Policy) -> Principal | None:
     key = headers.get("X-API-KEY")
     bearer = headers.get("Authorization")
     token = headers.get("X-Room-Member-Token")
-    if key is not None and (policy.api_key or policy.optional):
+    if key is not None and policy.api_key:
         return await auth.api_key(request, key)
-    if bearer is not None and (policy.accepts_users or policy.optional):
+    if bearer is not None and policy.accepts_users:
         return auth.access_token(bearer)
-    if token is not None and (policy.member is not None or policy.optional):
+    if token is not None and policy.member is not None:
         return auth.member_token(token)
     if key is not None or bearer is not None or token is not None:
         # A credential this route does not take: refused as not accepted here.
@@ -359,8 +366,6 @@ async def authorize(
         return
     if who.kind == "member" and await _member_allowed(request, policy, who):
         return
-    if policy.optional:
-        return  # the route decides what this credential may have
     raise forbidden()
 
 

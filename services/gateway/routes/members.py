@@ -12,7 +12,7 @@ from pydantic import BaseModel, ConfigDict, Field
 from contracts.commands import identity as cmd
 from contracts.identity import AddMemberRequest, MemberRole, UpdateMemberRequest
 from services.gateway.api import PUBLIC_API
-from services.gateway.auth import Principal, forbidden, principal, unauthorized
+from services.gateway.auth import Principal, forbidden, principal
 from services.gateway.errors import ApiError
 from services.gateway.permissions import member_permissions, role_permissions
 from services.gateway.rooms_view import parse_field_list
@@ -305,7 +305,7 @@ async def member_token(
             raise forbidden()
         kind, role, permissions, member = previous.kind, previous.role, previous.permissions, None
     else:
-        raise unauthorized("A secret or a credential is required")
+        raise ApiError(400, "Room Error", f'A secret is required to join room "{roomId}"')
     name = (
         body.participantName
         or (member["name"] if member else None)
