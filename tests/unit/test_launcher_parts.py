@@ -84,7 +84,7 @@ def test_a_busy_port_names_its_variable() -> None:
 
 
 def test_one_port_for_two_components_is_refused() -> None:
-    with pytest.raises(PortUnavailable, match="MEETPLANE_HTTP_PORT.*MEETPLANE_NATS_PORT"):
+    with pytest.raises(PortUnavailable, match=r"MEETPLANE_HTTP_PORT.*MEETPLANE_NATS_PORT"):
         check_ports(
             [
                 PortNeed("the gateway", "127.0.0.1", 40999, "MEETPLANE_HTTP_PORT"),
