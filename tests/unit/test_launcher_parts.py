@@ -38,14 +38,14 @@ def test_a_crashed_component_is_restarted_after_its_backoff() -> None:
     assert (component.crashes, component.restarts) == (1, 0)
     supervisor.check(now=t0 + 0.4)
     assert component.restarts == 0  # still backing off
-    supervisor.check(now=t0 + 0.5)
+    supervisor.check(now=t0 + 0.51)
     assert component.restarts == 1
     component.process.wait()
     t1 = component.started_at + 0.1
     supervisor.check(now=t1)
     supervisor.check(now=t1 + 0.9)
     assert (component.crashes, component.restarts) == (2, 1)  # the delay doubled
-    supervisor.check(now=t1 + 1.0)
+    supervisor.check(now=t1 + 1.01)
     assert component.restarts == 2
     component.process.wait()
 
