@@ -19,5 +19,5 @@ def serve() -> None:
         port=settings.http_port,
         log_config=None,
         access_log=False,
-        timeout_graceful_shutdown=2,
+        timeout_graceful_shutdown=1,  # `up` stops everything within 5 s; SSE streams end here
     )

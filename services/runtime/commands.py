@@ -141,6 +141,22 @@ class CommandRouter:
             checks=dict(zip(checks, results, strict=True)),
         )
 
+    async def _dependency_down(self, verb: str) -> CommandError | None:
+        """An unexpected failure while a dependency is down is named after it.
+
+        "storage_unavailable: storage is unreachable" tells an operator what to
+        fix; "internal_error" sends them to the logs.
+        """
+        checks: Mapping[str, DependencyCheck] = self.broker.context.get(CHECKS_CONTEXT_KEY) or {}
+        for name, check in checks.items():
+            if not await _probe(check):
+                return CommandError(
+                    kind=ErrorCode.UNAVAILABLE,
+                    error=f"{name}_unavailable",
+                    message=f"{name} is unreachable; {self.service}.{verb} could not complete",
+                )
+        return None
+
     def register(
         self,
         verb: str,
@@ -187,7 +203,7 @@ class CommandRouter:
             error = to_command_error(exc, self.errors)
             if error is None:
                 log.exception("command.failed", service=self.service, verb=verb)
-                error = CommandError(
+                error = await self._dependency_down(verb) or CommandError(
                     kind=ErrorCode.UNAVAILABLE,
                     error="internal_error",
                     message=f"{self.service}.{verb} failed; see the service log",

@@ -47,6 +47,10 @@ class Probe:
 
     def __init__(self) -> None:
         self.ran: Counter[str] = Counter()
+        self.storage = True
+
+    async def storage_up(self) -> bool:
+        return self.storage
 
     async def count(self, request: Key) -> dict[str, Any]:
         self.ran[request.key] += 1
@@ -55,6 +59,10 @@ class Probe:
     async def media(self, request: Key) -> None:
         self.ran[request.key] += 1
         raise MediaDown("the media server failed")
+
+    async def store(self, request: Key) -> None:
+        self.ran[request.key] += 1
+        raise ConnectionRefusedError("connection refused")  # what a client library raises
 
     async def slow_once(self, request: Key) -> dict[str, Any]:
         self.ran[request.key] += 1
@@ -79,7 +87,10 @@ async def probe(nats_binary: NatsHandle) -> AsyncIterator[Probe]:
     router.register("count", Key, probe.count)
     router.register("media", Key, probe.media)
     router.register("slow_once", Key, probe.slow_once)
-    service = RunningService(ServiceParts(name="probe", broker=broker), settings)
+    router.register("store", Key, probe.store)
+    parts = ServiceParts(name="probe", broker=broker)
+    parts.checks["storage"] = probe.storage_up
+    service = RunningService(parts, settings)
     await service.start()
     yield probe
     await service.stop()
@@ -191,3 +202,19 @@ async def test_no_responders_names_the_missing_service(caller: NatsBroker) -> No
         await rpc("ghost", "count", {"key": "x"})
     assert (error.value.status, error.value.error) == (503, "ghost_unavailable")
     assert "not running" in error.value.message
+
+
+async def test_a_failure_while_a_dependency_is_down_names_it(
+    probe: Probe, caller: NatsBroker
+) -> None:
+    pong = await send(caller, "probe", "ping", timeout=2)
+    assert pong.result["checks"] == {"storage": True}
+    unexplained = await send(caller, "probe", "store", {"key": "up"}, timeout=2)
+    assert unexplained.error is not None and unexplained.error.error == "internal_error"
+    probe.storage = False
+    pong = await send(caller, "probe", "ping", timeout=2)
+    assert pong.result["checks"] == {"storage": False}
+    named = await send(caller, "probe", "store", {"key": "down"}, timeout=2)
+    assert named.error is not None
+    assert (named.error.kind, named.error.error) == ("unavailable", "storage_unavailable")
+    assert "storage is unreachable" in named.error.message
