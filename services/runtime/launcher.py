@@ -303,10 +303,20 @@ class Platform:
         self.supervisor.check()
 
     def stop(self) -> None:
-        """Gateway first, then the services, then S3 and NATS (which they need while stopping)."""
+        """Gateway first, then the services; S3 once recordings is gone; NATS last.
+
+        Services still publish and acknowledge while they stop, so NATS waits for
+        all of them; S3 only for the recordings service, which alone uses it (its
+        shutdown is the slowest, so it starts as early as it may).
+        """
         started = time.monotonic()
         services = [s for s in self.services if s != "gateway"]
-        self.supervisor.stop([["gateway"], services, [STORAGE, NATS]], STOP_BUDGET)
+        after = {
+            **{service: ["gateway"] for service in services},
+            STORAGE: ["gateway", "recordings"],
+            NATS: ["gateway", *services],
+        }
+        self.supervisor.stop(after, STOP_BUDGET)
         log.info("launcher.stopped", seconds=round(time.monotonic() - started, 2))
         run_info_path(self.data_dir).unlink(missing_ok=True)
         self.lock.release()

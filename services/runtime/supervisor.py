@@ -3,9 +3,9 @@
 The launcher supervises nats-server, SeaweedFS and every service alike.  A
 component that exits is restarted after a delay that doubles with each crash
 in a row (0.5 s, 1 s, 2 s ... 30 s) and starts over once a run lasted
-`STABLE_AFTER` seconds.  Stopping goes group by group (the gateway, then the
-services, then the infrastructure they need while they stop); each group gets
-SIGTERM at once and a share of the budget, and whatever is left then is killed.
+`STABLE_AFTER` seconds.  Stopping follows dependencies: a component gets
+SIGTERM as soon as everything that needs it has exited (the gateway first, NATS
+last), all within one time budget; whatever is left then is killed.
 """
 
 from __future__ import annotations
@@ -13,7 +13,7 @@ from __future__ import annotations
 import signal
 import subprocess
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Collection, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -104,27 +104,35 @@ class Supervisor:
                 pid=component.process.pid if component.process else None,
             )
 
-    def stop(self, groups: Sequence[Sequence[str]], budget: float) -> None:
-        """Stop group after group; the whole stop takes at most about `budget` seconds."""
+    def stop(self, after: Mapping[str, Collection[str]], budget: float) -> None:
+        """Stop every component, each once those it waits for have exited.
+
+        `after` maps a component to the components that must be gone before it
+        gets SIGTERM (the services wait for the gateway, S3 for the recordings
+        service, NATS for every service).  Everything still running when
+        `budget` seconds have passed is killed.
+        """
         self.stopping = True
         deadline = time.monotonic() + budget
-        for index, group in enumerate(groups):
-            members = [self.components[n] for n in group if n in self.components]
-            alive = [c for c in members if c.running]
-            for component in alive:
+        signalled: set[str] = set()
+        while True:
+            gone = {name for name, c in self.components.items() if not c.running}
+            for name, component in self.components.items():
+                if name in signalled or name in gone:
+                    continue
+                if set(after.get(name, ())) & set(self.components) <= gone:
+                    assert component.process is not None
+                    component.process.send_signal(signal.SIGTERM)
+                    signalled.add(name)
+            if len(gone) == len(self.components) or time.monotonic() >= deadline:
+                break
+            time.sleep(0.02)
+        for component in self.components.values():
+            if component.running:
                 assert component.process is not None
-                component.process.send_signal(signal.SIGTERM)
-            # Each group may use its share of what is left of the budget.
-            share = (deadline - time.monotonic()) / (len(groups) - index)
-            group_deadline = time.monotonic() + max(share, 0.0)
-            for component in alive:
-                assert component.process is not None
-                try:
-                    component.process.wait(max(group_deadline - time.monotonic(), 0.0))
-                except subprocess.TimeoutExpired:
-                    log.warning("launcher.component_killed", component=component.name)
-                    component.process.kill()
-                    component.process.wait()
-            for component in members:
-                if component.pid_path is not None:
-                    component.pid_path.unlink(missing_ok=True)
+                log.warning("launcher.component_killed", component=component.name)
+                component.process.kill()
+            if component.process is not None:
+                component.process.wait()
+            if component.pid_path is not None:
+                component.pid_path.unlink(missing_ok=True)

@@ -65,7 +65,7 @@ def test_a_stopping_supervisor_restarts_nothing(tmp_path: Path) -> None:
     supervisor = Supervisor()
     component = supervisor.add(Supervised("quiet", exits_at_once, tmp_path / "quiet.pid"))
     component.start()
-    supervisor.stop([["quiet"]], budget=2.0)
+    supervisor.stop({}, budget=2.0)
     supervisor.check(now=component.started_at + 100)
     assert component.restarts == 0
     assert not (tmp_path / "quiet.pid").exists()
@@ -113,3 +113,31 @@ def test_a_deadline_passes_with_time() -> None:
     assert expired(header, now_ms=1_002_001)
     assert not expired({}, now_ms=10**15)  # no deadline: an older caller
     assert not expired({DEADLINE_HEADER: "soon"}, now_ms=0)
+
+
+def test_stopping_follows_dependencies(tmp_path: Path) -> None:
+    journal = tmp_path / "stopped"
+    script = (
+        "import signal, sys, time\n"
+        "def stop(*_):\n"
+        "    open(sys.argv[1], 'a').write(sys.argv[2] + '\\n')\n"
+        "    sys.exit(0)\n"
+        "signal.signal(signal.SIGTERM, stop)\n"
+        "print('ready', flush=True)\n"
+        "time.sleep(60)\n"
+    )
+    supervisor = Supervisor()
+    for name in ("infra", "back", "front"):
+
+        def start(name: str = name) -> subprocess.Popen[bytes]:
+            return subprocess.Popen(
+                [sys.executable, "-c", script, str(journal), name], stdout=subprocess.PIPE
+            )
+
+        supervisor.add(Supervised(name, start)).start()
+    for component in supervisor.components.values():
+        assert component.process is not None and component.process.stdout is not None
+        assert component.process.stdout.readline() == b"ready\n"  # its handler is set
+    supervisor.stop({"back": ["front"], "infra": ["front", "back"]}, budget=10.0)
+    assert journal.read_text().split() == ["front", "back", "infra"]
+    assert all(not c.running for c in supervisor.components.values())
