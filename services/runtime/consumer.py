@@ -277,6 +277,8 @@ class DurableConsumer:
                     await msg.in_progress()
 
     async def _apply(self, items: list[_Item]) -> None:
+        if self._held_dirty:
+            await self._refresh_held()
         last = Tracking(self.name, items[-1].seq)
         ready: list[_Item] = []
         for item in items:
@@ -451,6 +453,7 @@ class DurableConsumer:
                 subject_id=parked.subject_id,
             )
         await self.dead.announce(self.name)
+        await self._refresh_held()
         return {"retried": retried, "failed": failed}
 
     async def drop_parked(self, seq: int | None = None) -> dict[str, Any]:
@@ -468,4 +471,5 @@ class DurableConsumer:
                 dropped += 1
                 log.warning("consumer.dropped", consumer=self.name, seq=target)
         await self.dead.announce(self.name)
+        await self._refresh_held()
         return {"dropped": dropped}
