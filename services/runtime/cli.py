@@ -12,6 +12,7 @@ from collections.abc import Coroutine, Sequence
 from pathlib import Path
 from typing import Any, NoReturn
 
+from services.runtime import cli_ops
 from services.runtime.datadir import running_nats_url
 from services.runtime.launcher import ENTRYPOINTS, SERVICES, run_up
 from services.runtime.settings import RuntimeSettings
@@ -145,6 +146,7 @@ def parser() -> argparse.ArgumentParser:
     contracts_sub = contracts.add_subparsers(dest="contracts_command", required=True)
     export = contracts_sub.add_parser("export", help="write JSON schemas and AsyncAPI")
     export.add_argument("--out", type=Path, default=Path("contracts/schemas"))
+    cli_ops.add_parsers(sub)
     return p
 
 
@@ -181,6 +183,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         )
     if args.command == "contracts":
         return _export(args.out)
+    if args.command in ("dlq", "views"):
+        return _nats_tool(args.command, cli_ops.run(tool_settings(), args))
     return 2
 
 
