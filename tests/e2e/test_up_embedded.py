@@ -45,6 +45,15 @@ def wait_ready(base: str, proc: subprocess.Popen[bytes], log: Path, timeout: flo
     raise AssertionError(f"not ready\n{log.read_text()[-3000:]}")
 
 
+def wait_printed(log: Path, text: str, proc: subprocess.Popen[bytes], timeout: float = 30) -> str:
+    """`up` prints its banner once it saw the gateway ready itself (it polls too)."""
+    deadline = time.monotonic() + timeout
+    while text not in (printed := log.read_text()):
+        assert proc.poll() is None and time.monotonic() < deadline, printed
+        time.sleep(0.1)
+    return printed
+
+
 def children_alive(data_dir: Path) -> list[int]:
     alive = []
     for pid_file in (data_dir / "run").glob("*.pid"):
@@ -65,7 +74,7 @@ def test_up_runs_embedded_stops_cleanly_and_continues_with_same_data(tmp_path: P
     proc = start_up(data_dir, http_port, nats_port, log)
     try:
         wait_ready(base, proc, log)
-        printed = log.read_text()
+        printed = wait_printed(log, "meetplane is up", proc)
         assert f"{base}/api/v1" in printed and f"{base}/docs" in printed
         assert f"nats://127.0.0.1:{nats_port}" in printed
         key = (data_dir / "api-key").read_text().strip()
