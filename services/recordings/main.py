@@ -15,6 +15,7 @@ from services.recordings.egress import Egress, LiveKitEgress, LocalEgress
 from services.recordings.handlers import RecordingsHandlers
 from services.recordings.integration import recording_integration_mapper
 from services.recordings.projection import RecordingsView
+from services.recordings.reconcile import StuckRecordings
 from services.recordings.settings import RecordingsSettings
 from services.recordings.storage import ObjectStorage, StorageSettings
 from services.runtime.clock import Clock
@@ -82,7 +83,14 @@ def build(
 ) -> ServiceParts:
     """Wire application, views, storage, egress, outbox and followers."""
     env = eventsourcing_env(settings, SERVICE)
-    app = construct_application(lambda: RecordingsApplication(env=env, clock=clock))
+    app = construct_application(
+        lambda: RecordingsApplication(
+            env=env,
+            clock=clock,
+            start_timeout_ms=int(settings.recording_start_timeout * 1000),
+            end_timeout_ms=int(settings.recording_end_timeout * 1000),
+        )
+    )
     broker = make_broker(settings, f"meetplane-{SERVICE}")
     view = RecordingsView(view_engine(settings, SERVICE))
 
@@ -94,8 +102,10 @@ def build(
     app.add_save_listener(write_through)
     storage = storage or ObjectStorage(StorageSettings())
 
-    def finished(recording_id: str, size: int | None, duration: float, error: str | None) -> None:
-        app.finish(recording_id, size, duration, error)
+    def finished(
+        recording_id: str, size: int | None, duration: float, error: str | None, limit: bool
+    ) -> None:
+        app.finish(recording_id, size, duration, error, limit)
         log.info("recording.finished", recording_id=recording_id, size=size, error=error)
 
     if egress is None:
@@ -118,6 +128,12 @@ def build(
     app.add_commit_listener(signal.committed)
     app.add_commit_listener(deleter.poke)
     RecordingsHandlers(app, view, storage, egress, broker).register()
+    reconciler = StuckRecordings(
+        app,
+        view,
+        make_lease(settings, SERVICE, "reconcile"),
+        settings.recording_reconcile_interval,
+    )
     document_publishers(broker, ("recording",))
 
     async def ensure_bucket() -> None:
@@ -125,8 +141,8 @@ def build(
 
     parts = ServiceParts(name=SERVICE, broker=broker)
     parts.on_started += [ensure_bucket, signal.bind]
-    parts.background += [outbox.run, deleter.run]
-    parts.stoppers += [outbox.follower.stop, deleter.stop]
+    parts.background += [outbox.run, deleter.run, reconciler.run]
+    parts.stoppers += [outbox.follower.stop, deleter.stop, reconciler.stop]
     parts.on_stop += [app.close, view.engine.dispose]
     return parts
 

@@ -35,6 +35,9 @@ class SizedEgress:
     def __init__(self, storage: ObjectStorage, size: int, broker: Any) -> None:
         self.storage, self.size, self.broker = storage, size, broker
 
+    def effective_encoding(self, encoding: Any) -> Any:
+        return encoding
+
     async def start(
         self, recording_id: str, room_id: str, object_key: str, layout: str, encoding: Any
     ) -> str:
@@ -47,7 +50,7 @@ class SizedEgress:
         self.object_key = object_key
         return "sized"
 
-    async def stop(self, recording_id: str) -> None:
+    async def stop(self, recording_id: str, egress_id: str | None) -> None:
         webhook = {
             "event": "egress_ended",
             "id": f"EV_{recording_id}",
@@ -190,7 +193,6 @@ RANGE_CASES = [
     ("bytes=10-19", 206, "bytes 10-19/{n}", slice(10, 20)),
     ("bytes=5000000000-5000000099", 416, "bytes */{n}", None),
     ("bytes=50-10", 416, "bytes */{n}", None),
-    ("bytes=abc", 416, "bytes */{n}", None),
     ("bytes=-0", 416, "bytes */{n}", None),
 ]
 
@@ -213,41 +215,80 @@ async def test_media_ranges(http: Any) -> None:
         assert response.headers["content-range"] == content_range.format(**fmt), header
         if body is not None:
             assert response.content == whole.content[body], header
+            assert response.headers["cache-control"] == "public, max-age=3600"
+    for malformed in ("bytes=abc", "bytes=" + "9" * 5000, "items=0-1"):
+        response = await client.get(
+            f"/api/v1/recordings/{recording['recordingId']}/media", headers={"Range": malformed}
+        )
+        assert response.status_code == 422, malformed
 
 
-async def test_share_link_download_zip_and_deletion(http: Any) -> None:
+async def test_share_links_download_zip_and_deletion(http: Any) -> None:
     client, storage = http
     room = await room_in_meeting(client)
     recording = await record(client, room["roomId"], seconds=1.0)
     rid = recording["recordingId"]
-    link = (await client.get(f"/api/v1/recordings/{rid}/url")).json()["url"]
-    path = link.split("/api/v1", 1)[1]
-    anonymous = httpx.AsyncClient(base_url=str(client.base_url))
-    shared = await anonymous.get(f"/api/v1{path}")
+    public = (await client.get(f"/api/v1/recordings/{rid}/url")).json()["url"]
+    private = (
+        await client.get(f"/api/v1/recordings/{rid}/url", params={"privateAccess": "true"})
+    ).json()["url"]
+    base = str(client.base_url)
+    # v3.8.0's URL shape: the public base URL, the recording page, `recordingSecret`.
+    assert public.startswith(f"http://127.0.0.1:8080/recording/{rid}?recordingSecret=")
+    public_secret = public.split("recordingSecret=")[1]
+    private_secret = private.split("recordingSecret=")[1]
+    assert public_secret != private_secret
+    anonymous = httpx.AsyncClient(base_url=base)
+    media = f"/api/v1/recordings/{rid}/media"
+    shared = await anonymous.get(media, params={"recordingSecret": public_secret})
     assert shared.status_code == 200 and len(shared.content) == recording["size"]
-    assert (await anonymous.get(f"/api/v1/recordings/{rid}/media")).status_code == 401
-    expiring = (await client.get(f"/api/v1/recordings/{rid}/url", params={"expiresIn": 1})).json()[
-        "url"
-    ]
-    await asyncio.sleep(2.1)
-    expired = await anonymous.get("/api/v1" + expiring.split("/api/v1", 1)[1])
-    assert expired.status_code == 401 and expired.json()["error"] == "link_expired"
+    assert shared.headers["cache-control"] == "public, max-age=3600"
+    info = await anonymous.get(
+        f"/api/v1/recordings/{rid}", params={"recordingSecret": public_secret}
+    )
+    assert info.status_code == 200 and info.json()["recordingId"] == rid
+    assert (await anonymous.get(media)).status_code == 401
+    # A private link needs the reader's own credentials.
+    assert (
+        await anonymous.get(media, params={"recordingSecret": private_secret})
+    ).status_code == 401
+    with_key = await client.get(media, params={"recordingSecret": private_secret})
+    assert with_key.status_code == 200
+    wrong = await anonymous.get(media, params={"recordingSecret": "nope"})
+    assert wrong.status_code == 400
+    assert wrong.json()["message"] == f"Secret 'nope' is not recognized for recording '{rid}'"
 
     download = await client.get(f"/api/v1/recordings/{rid}/download")
     assert download.headers["content-disposition"].startswith("attachment")
     archive = await client.get("/api/v1/recordings/download", params={"recordingIds": rid})
     with zipfile.ZipFile(io.BytesIO(archive.content)) as zipped:
         assert zipped.read(recording["filename"]) == download.content
+    too_long = "r" * 300 + "--EG_1--1"
+    assert (
+        await client.get("/api/v1/recordings/download", params={"recordingIds": too_long})
+    ).status_code == 422
+    missing = f"{room['roomId']}--EG_nothing--x"
+    empty = await client.get("/api/v1/recordings/download", params={"recordingIds": missing})
+    assert empty.status_code == 400
 
     assert (await client.delete(f"/api/v1/recordings/{rid}")).status_code == 200
-    assert (await anonymous.get(f"/api/v1{path}")).status_code == 404
+    assert (
+        await anonymous.get(media, params={"recordingSecret": public_secret})
+    ).status_code == 404
     key = f"recordings/{room['roomId']}/{recording['filename']}"
     await wait_for(lambda: storage.stat(key) is None)
-    bulk = await client.delete("/api/v1/recordings", params={"recordingIds": f"{rid},nope"})
-    assert bulk.status_code == 400 and {f["recordingId"] for f in bulk.json()["failed"]} == {
-        rid,
-        "nope",
+    bulk = await client.delete("/api/v1/recordings", params={"recordingIds": f"{rid},{missing}"})
+    assert bulk.status_code == 400
+    assert bulk.json() == {
+        "message": "2 recording(s) could not be deleted",
+        "deleted": [],
+        "failed": [
+            {"recordingId": rid, "error": f"Recording '{rid}' not found"},
+            {"recordingId": missing, "error": f"Recording '{missing}' not found"},
+        ],
     }
+    malformed = await client.delete("/api/v1/recordings", params={"recordingIds": "nope"})
+    assert malformed.status_code == 422
     await anonymous.aclose()
 
 
