@@ -57,7 +57,7 @@ class SweepOrphansResult(BaseModel):
 class RecordingOverride(BaseModel):
     """Per-recording override of the room's recording layout and encoding."""
 
-    model_config = ConfigDict(extra="forbid")
+    model_config = ConfigDict(extra="forbid", strict=True)
 
     layout: RecordingLayout | None = None
     encoding: EncodingPreset | AdvancedEncoding | None = None

@@ -13,11 +13,9 @@ from services.gateway.middleware import GatewayMiddleware
 from services.gateway.routes import livekit, meetings, ops, recordings, rooms, webhooks
 from services.gateway.rpc import Rpc
 from services.gateway.settings import GatewaySettings
-from services.gateway.webhooks import (
-    WebhookConfigStore,
-    WebhookSender,
-    register_webhook_delivery,
-)
+from services.gateway.webhooks.delivery import Dispatcher, Sender
+from services.gateway.webhooks.payloads import PayloadBuilder
+from services.gateway.webhooks.store import WebhookStore
 from services.runtime.nats import make_broker, start_broker
 
 # Routers without a base path; `mount_api` puts them under OpenVidu's prefixes.
@@ -29,7 +27,7 @@ PUBLIC_ROUTERS = [
     livekit.router,
     webhooks.router,
 ]
-INTERNAL_ROUTERS: list[APIRouter] = []
+INTERNAL_ROUTERS: list[APIRouter] = [webhooks.config_router]
 ROOT_ROUTERS = [ops.router]
 
 
@@ -39,17 +37,30 @@ def create_app(settings: GatewaySettings) -> FastAPI:
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         broker = make_broker(settings, "meetplane-gateway")
-        store = WebhookConfigStore(broker)
-        sender = WebhookSender(settings.api_key)
-        register_webhook_delivery(broker, store, sender, settings.stream_name)
         await start_broker(broker)
+        connection = broker._connection
+        assert connection is not None
+        rpc = Rpc(broker, settings.command_timeout)
+        store = WebhookStore(connection, settings.stream_replicas)
+        sender = Sender(settings.api_key)
+        dispatcher = Dispatcher(
+            connection,
+            store,
+            PayloadBuilder(store, rpc, settings.base_url()),
+            sender,
+            settings.stream_name,
+            settings.webhook_max_attempts,
+        )
+        await dispatcher.start()
         app.state.broker = broker
-        app.state.rpc = Rpc(broker, settings.command_timeout)
+        app.state.rpc = rpc
         app.state.webhook_store = store
         app.state.webhook_sender = sender
+        app.state.webhook_dispatcher = dispatcher
         try:
             yield
         finally:
+            await dispatcher.stop()
             await broker.stop()
             await sender.close()
 
@@ -63,5 +74,7 @@ def create_app(settings: GatewaySettings) -> FastAPI:
     app.state.settings = settings
     install_error_handlers(app)
     mount_api(app, PUBLIC_ROUTERS, INTERNAL_ROUTERS, ROOT_ROUTERS)
+    # meetplane's earlier address of the global webhook config (before the internal API).
+    app.include_router(webhooks.config_router, prefix="/api/v1", include_in_schema=False)
     app.add_middleware(GatewayMiddleware, max_body_bytes=settings.max_body_bytes)
     return app

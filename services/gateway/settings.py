@@ -20,6 +20,7 @@ class GatewaySettings(RuntimeSettings):
     max_body_bytes: int = 1_048_576
     ready_ping_timeout: float = 1.0
     ready_services: str = "rooms,meetings,recordings,janitor"
+    webhook_max_attempts: int = Field(default=10, ge=1, le=100)
 
     def readiness_services(self) -> list[str]:
         """Services that must answer a ping before the gateway reports ready."""

@@ -57,7 +57,7 @@ StrictQueryBool = Annotated[bool, BeforeValidator(_strict_bool)]
 class StartBody(BaseModel):
     """POST /recordings body: the room, and optionally this recording's layout/encoding."""
 
-    model_config = ConfigDict(extra="forbid")
+    model_config = ConfigDict(extra="forbid", strict=True)
 
     roomId: Annotated[str, Field(min_length=1, max_length=100)]
     config: cmd.RecordingOverride | None = None
