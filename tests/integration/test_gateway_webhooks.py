@@ -14,7 +14,6 @@ from typing import Any
 
 import httpx
 import pytest
-from fastapi import FastAPI, Request, Response
 
 from contracts.events import RecordingReady, RecordingStarted, make_envelope, subject_of
 from services.gateway.app import create_app
@@ -22,31 +21,11 @@ from services.gateway.settings import GatewaySettings
 from tests.support import reference
 from tests.support.http import serve_app
 from tests.support.services import wait_for
-from tests.support.webhook_receivers import accepted_by_all
+from tests.support.webhook_receivers import Receiver, accepted_by_all
 
 API_KEY = "webhook-test-key"
 INTERNAL = "/meet/internal-api/v1"
 PUBLIC = "/meet/api/v1"
-
-
-class Receiver:
-    """An HTTP endpoint that records what it gets; `failing` makes it answer 500."""
-
-    def __init__(self, delay: float = 0.0) -> None:
-        self.received: list[dict[str, Any]] = []
-        self.failing = False
-        self.app = FastAPI()
-
-        @self.app.post("/hook")
-        async def hook(request: Request) -> Response:
-            self.received.append({"headers": dict(request.headers), "body": await request.body()})
-            await asyncio.sleep(delay)
-            return Response(status_code=500 if self.failing else 200)
-
-    def events(self) -> list[dict[str, Any]]:
-        import json
-
-        return [json.loads(r["body"]) for r in self.received]
 
 
 @pytest.fixture

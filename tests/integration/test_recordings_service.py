@@ -6,26 +6,15 @@ import asyncio
 import io
 import zipfile
 from collections.abc import AsyncIterator, Iterator
-from contextlib import AsyncExitStack
 from typing import Any
 
 import httpx
 import pytest
 
-from services.gateway.app import create_app
-from services.gateway.settings import GatewaySettings
-from services.meetings.main import build as build_meetings
-from services.meetings.settings import MeetingsSettings
-from services.recordings.main import build as build_recordings
-from services.recordings.settings import RecordingsSettings
 from services.recordings.storage import ObjectStorage, StorageSettings
-from services.rooms.main import build as build_rooms
-from services.rooms.settings import RoomsSettings
 from services.runtime.rpc import request
-from tests.support.http import serve_app
-from tests.support.services import running, wait_for
-
-KEY = "recordings-key"
+from tests.support.recording_platform import record, recordings_platform, room_in_meeting
+from tests.support.services import wait_for
 
 
 class SizedEgress:
@@ -66,65 +55,10 @@ class SizedEgress:
         )
 
 
-async def _platform(
-    settings_factory: Any, storage_settings: StorageSettings, egress: Any = None
-) -> AsyncIterator[tuple[httpx.AsyncClient, ObjectStorage]]:
-    storage = ObjectStorage(storage_settings)
-    async with AsyncExitStack() as stack:
-        for build, cls in ((build_rooms, RoomsSettings), (build_meetings, MeetingsSettings)):
-            settings = settings_factory(cls)
-            await stack.enter_async_context(running(build(settings), settings))
-        rec_settings = settings_factory(RecordingsSettings)
-        parts = build_recordings(rec_settings, storage=storage, egress=egress)
-        await stack.enter_async_context(running(parts, rec_settings))
-        base = await stack.enter_async_context(
-            serve_app(create_app(settings_factory(GatewaySettings, api_key=KEY)))
-        )
-        client = await stack.enter_async_context(
-            httpx.AsyncClient(base_url=base, headers={"X-API-KEY": KEY}, timeout=30)
-        )
-        yield client, storage
-
-
 @pytest.fixture
 async def http(settings_factory: Any, storage_settings: StorageSettings) -> AsyncIterator[Any]:
-    async for pair in _platform(settings_factory, storage_settings):
+    async for pair in recordings_platform(settings_factory, storage_settings):
         yield pair
-
-
-async def room_in_meeting(http: httpx.AsyncClient, **room: Any) -> dict[str, Any]:
-    created = (await http.post("/api/v1/rooms", json={"roomName": "rec", **room})).json()
-    secret = created["moderatorUrl"].split("secret=")[1]
-    joined = await http.post(
-        f"/api/v1/rooms/{created['roomId']}/join",
-        json={"secret": secret, "participantName": "Alice"},
-    )
-    assert joined.status_code == 200, joined.text
-
-    async def started() -> bool:
-        probe = await http.post("/api/v1/recordings", json={"roomId": "no-such-room-x"})
-        return probe.status_code == 404
-
-    await wait_for(started)
-    return created  # type: ignore[no-any-return]
-
-
-async def record(http: httpx.AsyncClient, room_id: str, seconds: float = 1.5) -> dict[str, Any]:
-    async def start() -> httpx.Response | None:
-        response = await http.post("/api/v1/recordings", json={"roomId": room_id})
-        return response if response.status_code == 201 else None
-
-    started = await wait_for(start)  # the meeting event may still be on its way
-    recording_id = started.json()["recordingId"]
-    await asyncio.sleep(seconds)
-    stopped = await http.post(f"/api/v1/recordings/{recording_id}/stop")
-    assert stopped.status_code == 202 and stopped.json()["status"] == "ending"
-
-    async def complete() -> dict[str, Any] | None:
-        got = (await http.get(f"/api/v1/recordings/{recording_id}")).json()
-        return got if got["status"] == "complete" else None
-
-    return await wait_for(complete, timeout=20)  # type: ignore[no-any-return]
 
 
 async def test_start_rules_and_lifecycle(http: Any) -> None:
@@ -338,7 +272,7 @@ async def test_200_mb_recording_streams_with_flat_memory(
 ) -> None:
     size = 200 * 1024 * 1024
     egress = SizedEgress(ObjectStorage(storage_settings), size, client_broker)
-    async for client, _ in _platform(settings_factory, storage_settings, egress):
+    async for client, _ in recordings_platform(settings_factory, storage_settings, egress):
         room = await room_in_meeting(client)
         recording = await record(client, room["roomId"], seconds=0)
         assert recording["size"] == size

@@ -9,6 +9,7 @@ function below is one of them; `node_receiver` can also run the real Node code.
 
 from __future__ import annotations
 
+import asyncio
 import hashlib
 import hmac
 import json
@@ -17,6 +18,8 @@ import subprocess
 import time
 from collections.abc import Callable
 from typing import Any
+
+from fastapi import FastAPI, Request, Response
 
 MAX_WEBHOOK_AGE_MS = 120 * 1000
 
@@ -150,3 +153,21 @@ def accepted_by_all(key: str, raw: bytes, headers: dict[str, str]) -> dict[str, 
     if shutil.which("node"):
         verdicts["node (real)"] = node_receiver(key, raw, headers)
     return verdicts
+
+
+class Receiver:
+    """An HTTP endpoint that records what it gets; `failing` makes it answer 500."""
+
+    def __init__(self, delay: float = 0.0) -> None:
+        self.received: list[dict[str, Any]] = []
+        self.failing = False
+        self.app = FastAPI()
+
+        @self.app.post("/hook")
+        async def hook(request: Request) -> Response:
+            self.received.append({"headers": dict(request.headers), "body": await request.body()})
+            await asyncio.sleep(delay)
+            return Response(status_code=500 if self.failing else 200)
+
+    def events(self) -> list[dict[str, Any]]:
+        return [json.loads(r["body"]) for r in self.received]
