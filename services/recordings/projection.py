@@ -127,11 +127,13 @@ class RecordingsView:
             return sa.func.coalesce(value.as_string(), "")
         return sa.func.coalesce(value.as_float(), -1.0)
 
-    @staticmethod
     def _name_filter(
-        column: Any, value: str, mode: str, case_insensitive: bool
+        self, column: Any, value: str, mode: str, case_insensitive: bool
     ) -> sa.ColumnElement[bool]:
         if mode == "regex":
+            if case_insensitive and self.engine.dialect.name == "sqlite":
+                # SQLite's REGEXP is Python's re.search, which ignores SQL flags.
+                return cast(sa.ColumnElement[bool], column.regexp_match(f"(?i){value}"))
             return cast(
                 sa.ColumnElement[bool],
                 column.regexp_match(value, flags="i" if case_insensitive else None),
@@ -188,8 +190,16 @@ class RecordingsView:
             stmt = stmt.where(pair < bound if sort_order == "desc" else pair > bound)
         order = (key, table.c.recording_id)
         stmt = stmt.order_by(*(c.desc() if sort_order == "desc" else c.asc() for c in order))
-        with self.engine.connect() as conn:
-            rows = conn.execute(stmt.limit(max_items + 1)).all()
+        try:
+            with self.engine.connect() as conn:
+                rows = conn.execute(stmt.limit(max_items + 1)).all()
+        except sa.exc.DBAPIError:
+            if room_name_match_mode != "regex":
+                raise
+            # A pattern the database's regular expressions do not accept.
+            raise RecordingError(
+                "Invalid regular expression pattern", error="invalid_request", field="roomName"
+            ) from None
         page = rows[:max_items]
         next_token = None
         if len(rows) > max_items:

@@ -35,11 +35,18 @@ class SizedEgress:
             for offset in range(0, self.size, len(block)):
                 yield block[: min(len(block), self.size - offset)]
 
-        await asyncio.to_thread(self.storage.put_stream, object_key, chunks(), "video/mp4")
+        # Like a real egress, the file is written while the recording runs, not in `start`.
+        self.upload = asyncio.create_task(
+            asyncio.to_thread(self.storage.put_stream, object_key, chunks(), "video/mp4")
+        )
         self.object_key = object_key
         return "sized"
 
     async def stop(self, recording_id: str, egress_id: str | None) -> None:
+        asyncio.get_running_loop().create_task(self._ended(recording_id))
+
+    async def _ended(self, recording_id: str) -> None:
+        await self.upload
         webhook = {
             "event": "egress_ended",
             "id": f"EV_{recording_id}",
@@ -50,9 +57,7 @@ class SizedEgress:
                 ],
             },
         }
-        asyncio.get_running_loop().create_task(
-            request(self.broker, "recordings", "livekit_webhook", webhook, timeout=10)
-        )
+        await request(self.broker, "recordings", "livekit_webhook", webhook, timeout=10)
 
 
 @pytest.fixture
@@ -274,7 +279,7 @@ async def test_200_mb_recording_streams_with_flat_memory(
     egress = SizedEgress(ObjectStorage(storage_settings), size, client_broker)
     async for client, _ in recordings_platform(settings_factory, storage_settings, egress):
         room = await room_in_meeting(client)
-        recording = await record(client, room["roomId"], seconds=0)
+        recording = await record(client, room["roomId"], seconds=0, timeout=120)
         assert recording["size"] == size
         before, peak, received = rss_mb(), 0.0, 0
         async with client.stream(

@@ -70,7 +70,9 @@ async def room_in_meeting(http: httpx.AsyncClient, **room: Any) -> dict[str, Any
     return created  # type: ignore[no-any-return]
 
 
-async def record(http: httpx.AsyncClient, room_id: str, seconds: float = 1.5) -> dict[str, Any]:
+async def record(
+    http: httpx.AsyncClient, room_id: str, seconds: float = 1.5, timeout: float = 20
+) -> dict[str, Any]:
     async def start() -> httpx.Response | None:
         response = await http.post("/api/v1/recordings", json={"roomId": room_id})
         return response if response.status_code == 201 else None
@@ -85,7 +87,7 @@ async def record(http: httpx.AsyncClient, room_id: str, seconds: float = 1.5) ->
         got = (await http.get(f"/api/v1/recordings/{recording_id}")).json()
         return got if got["status"] == "complete" else None
 
-    return await wait_for(complete, timeout=20)  # type: ignore[no-any-return]
+    return await wait_for(complete, timeout=timeout)  # type: ignore[no-any-return]
 
 
 # The platform as an async context manager: `async with platform(...) as (client, storage)`.

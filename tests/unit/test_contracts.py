@@ -16,7 +16,8 @@ ARCHITECTURE_EVENTS = {
     "RoomCreated", "RoomUpdated", "RoomStatusChanged", "RoomDeleted",
     "MeetingStarted", "ParticipantJoined", "ParticipantLeft", "ParticipantRoleChanged",
     "ParticipantEvicted", "MeetingEnded",
-    "RecordingStarted", "RecordingStopped", "RecordingReady", "RecordingFailed", "RecordingDeleted",
+    "RecordingStarted", "RecordingActivated", "RecordingStopped", "RecordingReady", "RecordingFailed",
+    "RecordingDeleted",
     "RoomAutoDeletionDue",
 }  # fmt: skip
 SCHEMAS = Path(__file__).resolve().parents[2] / "contracts" / "schemas"
