@@ -5,21 +5,40 @@ from __future__ import annotations
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 
-from fastapi import APIRouter, FastAPI
+from fastapi import FastAPI
 
 from services.gateway.api import mount_api
+from services.gateway.auth import Authenticator
 from services.gateway.errors import install_error_handlers
 from services.gateway.middleware import GatewayMiddleware
-from services.gateway.routes import livekit, meetings, ops, recordings, rooms, webhooks
+from services.gateway.policy import AuthorizeDep, check_policies
+from services.gateway.ratelimits import LoginLimits
+from services.gateway.revocations import RevocationFollower
+from services.gateway.routes import (
+    api_keys,
+    auth,
+    livekit,
+    meetings,
+    members,
+    ops,
+    recordings,
+    rooms,
+    users,
+    webhooks,
+)
 from services.gateway.rpc import Rpc
 from services.gateway.settings import GatewaySettings
+from services.gateway.tokens import TokenService, load_signing_key
 from services.gateway.webhooks.delivery import Dispatcher, Sender
 from services.gateway.webhooks.payloads import PayloadBuilder
 from services.gateway.webhooks.store import WebhookStore
+from services.runtime.kv_limits import NatsKVStorage, rate_limit_bucket
 from services.runtime.nats import make_broker, start_broker
 
 # Routers without a base path; `mount_api` puts them under OpenVidu's prefixes.
 PUBLIC_ROUTERS = [
+    users.router,
+    members.router,
     rooms.router,
     meetings.join_router,
     meetings.router,
@@ -27,12 +46,25 @@ PUBLIC_ROUTERS = [
     livekit.router,
     webhooks.router,
 ]
-INTERNAL_ROUTERS: list[APIRouter] = [webhooks.config_router]
+INTERNAL_ROUTERS = [
+    auth.router,
+    api_keys.router,
+    users.me_router,
+    members.token_router,
+    webhooks.config_router,
+]
 ROOT_ROUTERS = [ops.router]
 
 
 def create_app(settings: GatewaySettings) -> FastAPI:
     """Build the gateway app; its lifespan connects to NATS."""
+    tokens = TokenService(
+        load_signing_key(settings.auth_signing_key, settings.data_dir),
+        settings.auth_previous_signing_key,
+        access_ttl=settings.access_token_ttl_seconds,
+        member_ttl=settings.token_ttl_seconds,
+    )
+    revocations = RevocationFollower(settings.stream_name)
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
@@ -40,6 +72,12 @@ def create_app(settings: GatewaySettings) -> FastAPI:
         await start_broker(broker)
         connection = broker._connection
         assert connection is not None
+        await revocations.start(connection)
+        app.state.login_limits = LoginLimits(
+            NatsKVStorage(await rate_limit_bucket(connection)),
+            settings.login_failures_per_user,
+            settings.login_failures_per_address,
+        )
         rpc = Rpc(broker, settings.command_timeout)
         store = WebhookStore(connection, settings.stream_replicas)
         sender = Sender(settings.api_key)
@@ -61,6 +99,7 @@ def create_app(settings: GatewaySettings) -> FastAPI:
             yield
         finally:
             await dispatcher.stop()
+            await revocations.stop()
             await broker.stop()
             await sender.close()
 
@@ -70,11 +109,16 @@ def create_app(settings: GatewaySettings) -> FastAPI:
         description="Event-sourced control plane for video meetings "
         "(OpenVidu Meet REST API v1 compatible).",
         lifespan=lifespan,
+        dependencies=[AuthorizeDep],
     )
     app.state.settings = settings
+    app.state.tokens = tokens
+    app.state.revocations = revocations
+    app.state.authenticator = Authenticator(tokens, revocations, settings.api_key)
     install_error_handlers(app)
     mount_api(app, PUBLIC_ROUTERS, INTERNAL_ROUTERS, ROOT_ROUTERS)
     # meetplane's earlier address of the global webhook config (before the internal API).
     app.include_router(webhooks.config_router, prefix="/api/v1", include_in_schema=False)
+    check_policies(app)
     app.add_middleware(GatewayMiddleware, max_body_bytes=settings.max_body_bytes)
     return app

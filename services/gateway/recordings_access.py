@@ -17,7 +17,7 @@ from typing import Any
 from fastapi import Request
 
 from contracts.commands import recordings as cmd
-from services.gateway.auth import require_api_key
+from services.gateway.auth import unauthorized
 from services.gateway.errors import ApiError
 from services.gateway.rpc import Rpc
 
@@ -86,9 +86,12 @@ def shape(record: dict[str, Any], fields: set[str] | None = None) -> dict[str, A
 
 
 async def authorize_read(request: Request, rpc: Rpc, recording_id: str, secret: str | None) -> None:
-    """Let a request read a recording: by its share-link secret or by credentials."""
+    """Let a request with a share-link secret read a recording.
+
+    Without a secret the policy table (services/gateway/policy.py) has checked the
+    caller's credentials already; with one it only identified the caller.
+    """
     if not secret:
-        await require_api_key(request, request.headers.get("X-API-KEY"))
         return
     secrets = cmd.AccessSecrets.model_validate(
         await rpc.retrying(
@@ -100,11 +103,13 @@ async def authorize_read(request: Request, rpc: Rpc, recording_id: str, secret: 
             raise anonymous_disabled(secrets.roomId)
         return
     if hmac.compare_digest(secret.encode(), secrets.privateSecret.encode()):
-        await require_api_key(request, request.headers.get("X-API-KEY"))
+        principal = getattr(request.state, "principal", None)
+        if principal is None or principal.kind not in ("api_key", "user"):
+            raise unauthorized()
         return
     raise ApiError(
         400,
-        "invalid_recording_secret",
+        "Recording Error",
         f"Secret '{secret}' is not recognized for recording '{recording_id}'",
     )
 
@@ -113,6 +118,6 @@ def anonymous_disabled(room_id: str) -> ApiError:
     """403: the room's anonymous recording access is off."""
     return ApiError(
         403,
-        "anonymous_recording_access_disabled",
+        "Room Error",
         f"Anonymous access in room '{room_id}' is disabled for recordings",
     )

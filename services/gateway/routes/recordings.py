@@ -19,7 +19,6 @@ from pydantic import AfterValidator, BaseModel, BeforeValidator, ConfigDict, Fie
 
 from contracts.commands import recordings as cmd
 from services.gateway.api import PUBLIC_API
-from services.gateway.auth import AdminDep
 from services.gateway.errors import ApiError
 from services.gateway.recordings_access import (
     anonymous_disabled,
@@ -67,7 +66,7 @@ def _location(request: Request, recording_id: str) -> str:
     return f"{request.app.state.settings.base_url()}{PUBLIC_API}/recordings/{recording_id}"
 
 
-@router.post("", status_code=201, dependencies=[AdminDep], summary="Start recording a room")
+@router.post("", status_code=201, summary="Start recording a room")
 async def start_recording(
     body: StartBody, request: Request, response: Response, rpc: RpcDep, x_fields: XFields = None
 ) -> dict[str, Any]:
@@ -81,7 +80,6 @@ async def start_recording(
 @router.post(
     "/{recordingId}/stop",
     status_code=202,
-    dependencies=[AdminDep],
     summary="Stop a recording (202: the file is being finalised)",
 )
 async def stop_recording(
@@ -97,7 +95,7 @@ async def stop_recording(
     return shape(record, selected_fields(fields, x_fields))
 
 
-@router.get("", dependencies=[AdminDep], summary="List recordings")
+@router.get("", summary="List recordings")
 async def list_recordings(
     rpc: RpcDep,
     roomId: Annotated[str | None, Query(max_length=100)] = None,
@@ -146,7 +144,7 @@ async def list_recordings(
 RecordingIdsQuery = Annotated[str, Query(max_length=20_000)]
 
 
-@router.delete("", dependencies=[AdminDep], summary="Delete several recordings")
+@router.delete("", summary="Delete several recordings")
 async def bulk_delete(
     rpc: RpcDep, response: Response, recordingIds: RecordingIdsQuery
 ) -> dict[str, Any]:
@@ -170,7 +168,7 @@ async def bulk_delete(
     }
 
 
-@router.get("/download", dependencies=[AdminDep], summary="Download several recordings as a ZIP")
+@router.get("/download", summary="Download several recordings as a ZIP")
 async def download_zip(rpc: RpcDep, recordingIds: RecordingIdsQuery) -> StreamingResponse:
     from zipstream import ZipStream
 
@@ -222,13 +220,13 @@ async def get_recording(
     return shape(record, selected_fields(fields, x_fields))
 
 
-@router.delete("/{recordingId}", dependencies=[AdminDep], summary="Delete a recording")
+@router.delete("/{recordingId}", summary="Delete a recording")
 async def delete_recording(recordingId: RecordingIdPath, rpc: RpcDep) -> dict[str, Any]:
     await rpc("recordings", "delete", cmd.RecordingRef(recordingId=recordingId))
     return {"message": f"Recording '{recordingId}' deleted successfully"}
 
 
-@router.get("/{recordingId}/url", dependencies=[AdminDep], summary="A shareable recording link")
+@router.get("/{recordingId}/url", summary="A shareable recording link")
 async def share_url(
     recordingId: RecordingIdPath,
     request: Request,
