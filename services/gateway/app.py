@@ -117,8 +117,6 @@ def create_app(settings: GatewaySettings) -> FastAPI:
     app.state.authenticator = Authenticator(tokens, revocations, settings.api_key)
     install_error_handlers(app)
     mount_api(app, PUBLIC_ROUTERS, INTERNAL_ROUTERS, ROOT_ROUTERS)
-    # meetplane's earlier address of the global webhook config (before the internal API).
-    app.include_router(webhooks.config_router, prefix="/api/v1", include_in_schema=False)
     check_policies(app)
     app.add_middleware(GatewayMiddleware, max_body_bytes=settings.max_body_bytes)
     return app

@@ -198,11 +198,10 @@ POLICIES: dict[Key, Policy] = {
     ("public", "GET", "/recordings/{recordingId}/url"): _recording("canRetrieveRecordings"),
     ("public", "GET", "/recordings/{recordingId}/download"): SHARED_RECORDING,
     ("public", "GET", "/recordings/{recordingId}/media"): SHARED_RECORDING,
-    # ---- webhooks: v3.8.0's global config (internal API; /api/v1 keeps the old address),
-    # the 3.9 line's webhook resources, and their delivery logs (meetplane) ----
+    # ---- webhooks: v3.8.0's global config (internal API), the 3.9 line's webhook
+    # resources, and their delivery logs (meetplane) ----
     **{
-        (api, method, f"/config/webhooks{path}"): ADMIN
-        for api in ("internal", "public")
+        ("internal", method, f"/config/webhooks{path}"): ADMIN
         for method, path in (
             ("GET", ""),
             ("PUT", ""),

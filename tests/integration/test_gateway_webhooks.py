@@ -97,7 +97,7 @@ async def test_v380_config_routes(gateway: Any) -> None:
     assert off.json() == {"enabled": False, "url": "http://127.0.0.1:9/hook"}
     got = await http.get(url)
     reference.check_response(reference.INTERNAL_V380, "GET", "/config/webhooks", 200, got.json())
-    assert (await http.get("/api/v1/config/webhooks")).json() == got.json()  # the old address
+    assert (await http.get("/internal-api/v1/config/webhooks")).json() == got.json()  # alias
     assert (await http.get(url, headers={"X-API-KEY": "wrong"})).status_code == 401
 
 
