@@ -7,8 +7,8 @@ recording is uploaded while it is being "recorded".
 The file is what the recording's `encoding` says: the preset's (or the custom
 options') resolution, frame rate, H.264 profile, key-frame interval, bitrate
 ceiling and audio codec.  The pattern is colour bars with one moving block, so
-the encoder has little to do: 1280x720 at 30 fps costs about an eighth of a
-core (measured with `bench/media.py`).  What MP4 cannot carry (VP8) or what is
+the encoder has little to do: 1280x720 at 30 fps costs about 15% of one
+core (`bench/local_recording.py`).  What MP4 cannot carry (VP8) or what is
 too costly for a test pattern is replaced, and `MediaSpec.encoding()` then
 labels what is actually produced.
 """

@@ -186,7 +186,7 @@ async def download_zip(rpc: RpcDep, recordingIds: RecordingIdsQuery) -> Streamin
     if not locations:
         raise ApiError(
             400,
-            "recordings_zip_empty",
+            "Recording Error",
             "None of the provided recordings are available for ZIP download",
         )
     archive = ZipStream(sized=False)
@@ -256,7 +256,7 @@ def parse_range(header: str, size: int, recording_id: str) -> tuple[int, int]:
         raise ApiError.invalid("range", "Invalid range header format. Expected: bytes=start-end")
     unsatisfiable = ApiError(
         416,
-        "range_not_satisfiable",
+        "Recording Error",
         f"Recording '{recording_id}' range not satisfiable. File size: {size}",
         headers={"Content-Range": f"bytes */{size}"},
     )

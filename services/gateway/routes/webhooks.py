@@ -98,7 +98,7 @@ def _config(config: GlobalWebhook) -> dict[str, Any]:
 
 
 def _unreachable(url: str, reason: str) -> ApiError:
-    return ApiError(400, "webhook_url_invalid", f"Webhook URL '{url}' is invalid: {reason}")
+    return ApiError(400, "Webhook Error", f"Webhook URL '{url}' is invalid: {reason}")
 
 
 async def _send_test(request: Request, url: str) -> None:
@@ -146,7 +146,7 @@ async def global_deliveries(request: Request, maxItems: MaxItems = 20) -> dict[s
 async def _one_delivery(request: Request, subscriber: str, delivery_id: str) -> Delivery:
     record = await _store(request).delivery(subscriber, delivery_id)
     if record is None:
-        raise ApiError(404, "delivery_not_found", f"Delivery '{delivery_id}' does not exist")
+        raise ApiError(404, "Webhook Error", f"Delivery '{delivery_id}' does not exist")
     return record
 
 
@@ -159,7 +159,7 @@ async def global_delivery(deliveryId: DeliveryIdPath, request: Request) -> dict[
 async def global_resend(deliveryId: DeliveryIdPath, request: Request) -> dict[str, Any]:
     config = await _store(request).global_config()
     if not config.url:
-        raise ApiError(409, "webhook_not_configured", "No webhook URL is configured")
+        raise ApiError(409, "Webhook Error", "No webhook URL is configured")
     record = await _dispatcher(request).resend(GLOBAL, deliveryId, config.url)
     if record is None:
         await _one_delivery(request, GLOBAL, deliveryId)  # raises 404
@@ -177,7 +177,7 @@ def _webhook(webhook: Webhook) -> dict[str, Any]:
 async def _existing(request: Request, webhook_id: str) -> Webhook:
     webhook = await _store(request).webhook(webhook_id)
     if webhook is None:
-        raise ApiError(404, "webhook_not_found", f"Webhook '{webhook_id}' does not exist")
+        raise ApiError(404, "Webhook Error", f"Webhook '{webhook_id}' does not exist")
     return webhook
 
 
@@ -189,7 +189,7 @@ async def create_webhook(
     if len(await store.webhooks()) >= MAX_WEBHOOKS:
         raise ApiError(
             409,
-            "max_webhooks_reached",
+            "Webhook Error",
             f"The maximum number of registered webhooks ({MAX_WEBHOOKS}) has been reached",
         )
     webhook = Webhook(
