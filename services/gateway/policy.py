@@ -189,7 +189,10 @@ POLICIES: dict[Key, Policy] = {
     ),
     # ---- recordings ----
     ("public", "POST", "/recordings"): _recording("canRecord", room="body"),
-    ("public", "GET", "/recordings"): Policy(api_key=True, roles=ADMIN_ROLE, member="*"),
+    # A member token lists its own room's recordings (the route scopes the list).
+    ("public", "GET", "/recordings"): Policy(
+        api_key=True, roles=ADMIN_ROLE, member="canRetrieveRecordings"
+    ),
     ("public", "DELETE", "/recordings"): ADMIN,
     ("public", "GET", "/recordings/download"): ADMIN,
     ("public", "GET", "/recordings/{recordingId}"): SHARED_RECORDING,
@@ -377,8 +380,13 @@ async def authorize(
     if policy.public or policy.refresh:
         return
     if policy.share_link and request.query_params.get("recordingSecret"):
-        # The route checks the secret; a private one needs the caller known here.
-        request.state.principal = await _authenticate(request, PRIVATE_LINK) or NOBODY
+        # The route checks the secret; a private one needs the caller known here (a
+        # public one ignores credentials, as OpenVidu Meet's anonymous access does).
+        try:
+            request.state.principal = await _authenticate(request, PRIVATE_LINK) or NOBODY
+        except ApiError as exc:
+            if exc.status != 401:
+                raise
         return
     who = await _authenticate(request, policy)
     if who is None:

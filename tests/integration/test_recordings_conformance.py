@@ -17,6 +17,7 @@ from typing import Any
 import httpx
 import pytest
 
+from services.gateway.tokens import MemberClaims, TokenService
 from services.recordings.storage import ObjectStorage, StorageSettings
 from services.runtime.rpc import request
 from tests.support import reference
@@ -24,6 +25,7 @@ from tests.support.recording_platform import platform, room_in_meeting
 from tests.support.services import wait_for
 
 API = "/meet/api/v1"
+SIGNING_KEY = "conformance-signing-key-0123456789abcdef"
 SPEC = reference.PUBLIC_V380
 
 
@@ -78,8 +80,17 @@ async def quick(
     settings_factory: Any, storage_settings: StorageSettings, client_broker: Any
 ) -> AsyncIterator[tuple[httpx.AsyncClient, QuickEgress]]:
     egress = QuickEgress(ObjectStorage(storage_settings), client_broker)
-    async with platform(settings_factory, storage_settings, egress) as (client, _):
+    gateway = {"auth_signing_key": SIGNING_KEY}
+    async with platform(settings_factory, storage_settings, egress, gateway) as (client, _):
         yield client, egress
+
+
+def member_token(room_id: str, **permissions: bool) -> dict[str, str]:
+    """A room member token as the gateway signs them (same signing key)."""
+    claims = MemberClaims(
+        room_id=room_id, identity="m1", kind="anonymous", role="speaker", permissions=permissions
+    )
+    return {"X-Room-Member-Token": TokenService(SIGNING_KEY).member_token(claims)}
 
 
 @pytest.fixture
@@ -264,6 +275,13 @@ async def test_media_links_and_deletion_conform(quick: Any) -> None:
         reference.check_response(SPEC, "GET", "/recordings/{recordingId}", 400, bad.json())
         unauthorized = await anonymous.get(f"{API}/recordings/{rid}")
         reference.check_response(SPEC, "GET", "/recordings/{recordingId}", 401, unauthorized.json())
+        # A public secret ignores whatever credential comes along (anonymous access).
+        with_token = await anonymous.get(
+            f"{API}/recordings/{rid}",
+            params={"recordingSecret": secret},
+            headers=member_token("another-room", canRetrieveRecordings=True),
+        )
+        assert with_token.status_code == 200
     finally:
         await anonymous.aclose()
 
@@ -282,6 +300,23 @@ async def test_media_links_and_deletion_conform(quick: Any) -> None:
     await call(
         client, "GET", f"/recordings/{closed_rid}/url", expect=422, params={"privateAccess": "yes"}
     )
+
+    # A room member token lists its own room's recordings only, and needs the permission.
+    anonymous = httpx.AsyncClient(base_url=str(client.base_url))
+    try:
+        mine = await anonymous.get(
+            f"{API}/recordings",
+            params={"roomId": room["roomId"]},
+            headers=member_token(closed["roomId"], canRetrieveRecordings=True),
+        )
+        assert [r["recordingId"] for r in mine.json()["recordings"]] == [closed_rid]
+        denied = await anonymous.get(
+            f"{API}/recordings", headers=member_token(closed["roomId"], canRecord=True)
+        )
+        assert denied.status_code == 403
+        reference.check_response(SPEC, "GET", "/recordings", 403, denied.json())
+    finally:
+        await anonymous.aclose()
 
     archive = await client.get(
         f"{API}/recordings/download", params={"recordingIds": f"{rid},{closed_rid}"}

@@ -97,6 +97,7 @@ async def stop_recording(
 
 @router.get("", summary="List recordings")
 async def list_recordings(
+    request: Request,
     rpc: RpcDep,
     roomId: Annotated[str | None, Query(max_length=100)] = None,
     roomName: Annotated[str | None, Query(max_length=200)] = None,
@@ -110,6 +111,9 @@ async def list_recordings(
     sortOrder: Literal["asc", "desc"] = "desc",
     x_fields: XFields = None,
 ) -> dict[str, Any]:
+    principal = getattr(request.state, "principal", None)
+    if principal is not None and principal.member is not None:
+        roomId = principal.member.room_id  # a room member token sees its own room only
     if roomName is not None and roomNameMatchMode == "regex":
         try:
             re.compile(roomName)
