@@ -153,12 +153,12 @@ class RecordingsApplication(ServiceApplication):
             self.save(recording)
 
     @retries_on_conflict
-    def stop(self, recording_id: str, reason: str = "api") -> tuple[dict[str, Any], str | None]:
-        """Ask a recording to stop; returns it and the egress id to stop."""
+    def stop(self, recording_id: str, reason: str = "api") -> dict[str, Any]:
+        """Ask a recording to stop (its egress is stopped from the log)."""
         recording = self.recording(recording_id)
         recording.request_stop(self.clock.now_ms(), reason)
         self.save(recording)
-        return recording_record(recording), recording.egress_id
+        return recording_record(recording)
 
     @retries_on_conflict
     def finish(

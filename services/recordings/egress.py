@@ -18,6 +18,7 @@ from collections.abc import Callable
 from typing import Any, Protocol
 
 from livekit import api
+from livekit.api.twirp_client import ServerError
 
 from services.recordings.media_local import MediaSpec, generate_test_recording
 from services.recordings.storage import ObjectStorage
@@ -44,7 +45,7 @@ class Egress(Protocol):
         ...
 
     async def stop(self, recording_id: str, egress_id: str | None) -> None:
-        """Ask the egress to finish the file."""
+        """Ask the egress to finish the file (idempotent: an ended egress is stopped)."""
         ...
 
 
@@ -189,5 +190,10 @@ class LiveKitEgress:
         client = self._client()
         try:
             await client.egress.stop_egress(api.StopEgressRequest(egress_id=egress_id))
+        except ServerError as exc:
+            # An egress that already ended (or is unknown) is stopped: done.
+            if exc.code not in ("not_found", "failed_precondition"):
+                raise
+            log.info("egress.already_stopped", recording_id=recording_id, code=exc.code)
         finally:
             await client.aclose()

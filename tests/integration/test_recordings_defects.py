@@ -86,8 +86,13 @@ async def test_livekit_egress_is_stopped_after_a_restart(
         async with running(build_recordings(second, storage=storage), second):
             stopped = await client.post(f"/api/v1/recordings/{recording['recordingId']}/stop")
             assert stopped.status_code == 202, stopped.text
-    stops = [m for method, m, _ in fake.received if method.endswith("StopEgress")]
-    assert [s.egress_id for s in stops] == ["EG_123"]
+
+            def stops() -> list[str]:
+                return [
+                    m.egress_id for method, m, _ in fake.received if method.endswith("StopEgress")
+                ]
+
+            assert await wait_for(stops, timeout=10) == ["EG_123"]
 
 
 class HangingEgress:
