@@ -257,7 +257,12 @@ class Dispatcher:
         try:
             payload = await self.builder.payload(envelope)
         except Exception as exc:
-            bound.warning("webhook.payload_failed", error=repr(exc))
+            # The room could not be described (its service is down): like a failed attempt.
+            if attempt_number >= self.max_attempts:
+                bound.error("webhook.payload_given_up", error=repr(exc))
+                await message.term()
+                return
+            bound.warning("webhook.payload_failed", error=repr(exc), attempt=attempt_number)
             await message.nak(delay=self._backoff(attempt_number))
             return
         if payload is None:
