@@ -118,7 +118,16 @@ async def retry_async(
         before_sleep=before_sleep,
         reraise=True,
     )
-    return await retrying(action)
+    return await retrying(_awaited(action))
+
+
+def _awaited(action: Callable[[], Awaitable[T]]) -> Callable[[], Awaitable[T]]:
+    # tenacity awaits only coroutine *functions*; a lambda returning a coroutine would
+    # be taken for a synchronous call and its coroutine never awaited.
+    async def call() -> T:
+        return await action()
+
+    return call
 
 
 async def retry_forever(
@@ -143,4 +152,4 @@ async def retry_forever(
         before_sleep=before_sleep,
         reraise=True,
     )
-    return await retrying(action)
+    return await retrying(_awaited(action))

@@ -11,6 +11,7 @@ from __future__ import annotations
 import json
 import subprocess
 import sys
+import time
 from typing import Any
 
 from tests.e2e.test_meetings_e2e import join
@@ -88,3 +89,64 @@ def test_read_models_rebuild_from_the_log(platform: Platform) -> None:
     assert _all_rooms(platform) == before
     for service in ("meetings", "recordings", "identity"):
         assert _cli(platform, "views", "rebuild", service)["rebuilt"]
+
+
+def test_a_poison_event_is_parked_and_the_operator_sees_and_drops_it(platform: Platform) -> None:
+    import asyncio
+    import uuid
+
+    import nats
+
+    async def publish_poison() -> None:
+        nc = await nats.connect(platform.nats.url)
+        # A RoomUpdated whose room has no state: every consumer of room events fails on it.
+        envelope = {
+            "id": str(uuid.uuid4()),
+            "type": "RoomUpdated",
+            "version": 1,
+            "occurred_at": "2026-01-01T00:00:00Z",
+            "source": "rooms",
+            "subject_id": "poisoned_room-000000",
+            "data": {"changed": ["roomName"]},
+        }
+        await nc.jetstream().publish(
+            "meetplane.evt.room.RoomUpdated", json.dumps(envelope).encode()
+        )
+        await nc.close()
+
+    asyncio.run(publish_poison())
+    deadline = time.monotonic() + 60
+    while True:
+        parked = [
+            json.loads(line)
+            for line in _cli_text(platform, "dlq", "list", "--json").splitlines()
+            if line.strip()
+        ]
+        mine = [p for p in parked if p["subjectId"] == "poisoned_room-000000"]
+        if {p["consumer"] for p in mine} >= {"meetings-events", "janitor-events"}:
+            break
+        assert time.monotonic() < deadline, parked
+        time.sleep(0.2)
+    # The consumers went on: a room created after the poison is joinable at once.
+    room = create(platform, "after the poison")
+    assert join(platform, room, "speaker", "Carol").status_code == 200
+    shown = _cli(platform, "dlq", "show", str(mine[0]["seq"]))
+    assert shown["body"]["type"] == "RoomUpdated" and shown["attempts"] >= 1
+    assert "KeyError" in shown["error"] or "room" in shown["error"]
+    for entry in mine:
+        assert _cli(platform, "dlq", "drop", str(entry["seq"]))["dropped"] == 1
+    remaining = _cli_text(platform, "dlq", "list", "--json")
+    assert "poisoned_room-000000" not in remaining
+
+
+def _cli_text(platform: Platform, *args: str) -> str:
+    done = subprocess.run(
+        [sys.executable, "-m", "services.runtime.cli", *args],
+        env=platform.env,
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=False,
+    )
+    assert done.returncode == 0, done.stderr
+    return done.stdout
