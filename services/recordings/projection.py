@@ -62,9 +62,6 @@ live_meetings = sa.Table(
 )
 
 
-SORT_FIELDS = ("startDate", "roomName", "duration", "size")
-
-
 def recording_record(recording: Recording) -> dict[str, Any]:
     """OpenVidu Meet's recording shape (`None` = absent; the gateway drops them)."""
     return {
