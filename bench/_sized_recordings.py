@@ -29,6 +29,9 @@ class SizedEgress:
         self.broker: Any = None
         self.keys: dict[str, str] = {}
 
+    def effective_encoding(self, encoding: Any) -> Any:
+        return encoding
+
     async def start(
         self, recording_id: str, room_id: str, object_key: str, layout: str, encoding: Any
     ) -> str:
@@ -41,7 +44,7 @@ class SizedEgress:
         self.keys[recording_id] = object_key
         return "sized"
 
-    async def stop(self, recording_id: str) -> None:
+    async def stop(self, recording_id: str, egress_id: str | None) -> None:
         webhook = {
             "event": "egress_ended",
             "egress": {

@@ -147,38 +147,55 @@ class MeetingEnded(BaseModel):
 
 
 class RecordingStarted(BaseModel):
-    """A recording started (egress requested)."""
+    """A recording started (egress requested); status `starting`.
+
+    Every recording event carries `recording`: the recording as the API shows it
+    at that moment (OpenVidu Meet's MeetRecording, absent values left out), so a
+    consumer (the webhooks) needs nothing else.
+    """
 
     recordingId: str
     roomId: str
     meetingId: str | None = None
     startDate: int
+    recording: dict[str, Any] | None = None
+
+
+class RecordingActivated(BaseModel):
+    """The media backend runs the recording; status `active`."""
+
+    recordingId: str
+    roomId: str
+    recording: dict[str, Any] | None = None
 
 
 class RecordingStopped(BaseModel):
-    """A recording was asked to stop; media is being finalised."""
+    """A recording was asked to stop; media is being finalised (status `ending`)."""
 
     recordingId: str
     roomId: str
     endDate: int
+    recording: dict[str, Any] | None = None
 
 
 class RecordingReady(BaseModel):
-    """The recording's media is complete in object storage."""
+    """The recording's media is complete in object storage (`complete` or `limit_reached`)."""
 
     recordingId: str
     roomId: str
     size: int
     duration: float
     objectKey: str
+    recording: dict[str, Any] | None = None
 
 
 class RecordingFailed(BaseModel):
-    """The recording failed; `error` says why."""
+    """The recording failed (`failed` or `aborted`); `error` says why."""
 
     recordingId: str
     roomId: str
     error: str
+    recording: dict[str, Any] | None = None
 
 
 class RecordingDeleted(BaseModel):
@@ -315,6 +332,7 @@ EVENT_TYPES: dict[str, EventType] = {
     **_registry(
         "recording",
         RecordingStarted,
+        RecordingActivated,
         RecordingStopped,
         RecordingReady,
         RecordingFailed,

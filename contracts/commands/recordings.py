@@ -8,9 +8,18 @@ from __future__ import annotations
 
 from typing import Literal
 
-from pydantic import BaseModel, Field
+from pydantic import BaseModel, ConfigDict, Field
+
+from contracts.rooms import AdvancedEncoding, EncodingPreset, RecordingLayout
 
 SERVICE = "recordings"
+
+RECORDING_ID_MAX = 200
+RecordingStatus = Literal[
+    "starting", "active", "ending", "complete", "failed", "aborted", "limit_reached"
+]
+SortField = Literal["startDate", "roomName", "duration", "size"]
+MatchMode = Literal["exact", "prefix", "partial", "regex"]
 
 
 class RoomHasRecordings(BaseModel):
@@ -45,26 +54,54 @@ class SweepOrphansResult(BaseModel):
     failedRecords: int = 0
 
 
+class RecordingOverride(BaseModel):
+    """Per-recording override of the room's recording layout and encoding."""
+
+    model_config = ConfigDict(extra="forbid", strict=True)
+
+    layout: RecordingLayout | None = None
+    encoding: EncodingPreset | AdvancedEncoding | None = None
+
+
 class StartRecording(BaseModel):
-    """Start recording a room's live meeting (verb `start`)."""
+    """Start recording a room's live meeting (verb `start`); `config` overrides the room's."""
 
     roomId: str = Field(min_length=1, max_length=100)
+    config: RecordingOverride | None = None
 
 
 class RecordingRef(BaseModel):
-    """Address one recording (verbs `get`, `stop`, `delete`, `media`)."""
+    """Address one recording (verbs `get`, `stop`, `delete`, `media`, `access_secrets`)."""
 
-    recordingId: str = Field(min_length=1, max_length=200)
+    recordingId: str = Field(min_length=1, max_length=RECORDING_ID_MAX)
 
 
 class ListRecordings(BaseModel):
-    """List recordings (verb `list`)."""
+    """List recordings (verb `list`): OpenVidu Meet's filters and sorts."""
 
     roomId: str | None = None
-    status: Literal["starting", "active", "ending", "complete", "failed", "aborted"] | None = None
+    roomName: str | None = None
+    roomNameMatchMode: MatchMode = "exact"
+    roomNameCaseInsensitive: bool = False
+    status: RecordingStatus | None = None
     maxItems: int = Field(default=10, ge=1, le=100)
     nextPageToken: str | None = None
+    sortField: SortField = "startDate"
     sortOrder: Literal["asc", "desc"] = "desc"
+
+
+class AccessSecrets(BaseModel):
+    """A recording's share-link secrets (verb `access_secrets`; the gateway checks links).
+
+    `anonymousAccess` is the room's `access.anonymous.recording.enabled`: public
+    links work only while it is on.
+    """
+
+    recordingId: str
+    roomId: str
+    publicSecret: str
+    privateSecret: str
+    anonymousAccess: bool
 
 
 class BulkDeleteRecordings(BaseModel):

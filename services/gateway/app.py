@@ -29,11 +29,9 @@ from services.gateway.routes import (
 from services.gateway.rpc import Rpc
 from services.gateway.settings import GatewaySettings
 from services.gateway.tokens import TokenService, load_signing_key
-from services.gateway.webhooks import (
-    WebhookConfigStore,
-    WebhookSender,
-    register_webhook_delivery,
-)
+from services.gateway.webhooks.delivery import Dispatcher, Sender
+from services.gateway.webhooks.payloads import PayloadBuilder
+from services.gateway.webhooks.store import WebhookStore
 from services.runtime.kv_limits import NatsKVStorage, rate_limit_bucket
 from services.runtime.nats import make_broker, start_broker
 
@@ -53,6 +51,7 @@ INTERNAL_ROUTERS = [
     api_keys.router,
     users.me_router,
     members.token_router,
+    webhooks.config_router,
 ]
 ROOT_ROUTERS = [ops.router]
 
@@ -70,9 +69,6 @@ def create_app(settings: GatewaySettings) -> FastAPI:
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         broker = make_broker(settings, "meetplane-gateway")
-        store = WebhookConfigStore(broker)
-        sender = WebhookSender(settings.api_key)
-        register_webhook_delivery(broker, store, sender, settings.stream_name)
         await start_broker(broker)
         connection = broker._connection
         assert connection is not None
@@ -82,13 +78,27 @@ def create_app(settings: GatewaySettings) -> FastAPI:
             settings.login_failures_per_user,
             settings.login_failures_per_address,
         )
+        rpc = Rpc(broker, settings.command_timeout)
+        store = WebhookStore(connection, settings.stream_replicas)
+        sender = Sender(settings.api_key)
+        dispatcher = Dispatcher(
+            connection,
+            store,
+            PayloadBuilder(store, rpc, settings.base_url()),
+            sender,
+            settings.stream_name,
+            settings.webhook_max_attempts,
+        )
+        await dispatcher.start()
         app.state.broker = broker
-        app.state.rpc = Rpc(broker, settings.command_timeout)
+        app.state.rpc = rpc
         app.state.webhook_store = store
         app.state.webhook_sender = sender
+        app.state.webhook_dispatcher = dispatcher
         try:
             yield
         finally:
+            await dispatcher.stop()
             await revocations.stop()
             await broker.stop()
             await sender.close()

@@ -54,8 +54,9 @@ class Policy:
         with their own signatures).
     optional: credentials are checked when present, but none is needed.
     refresh: the route takes `X-Refresh-Token` (checked by the route; 400 if absent).
-    share_link: a `secret` query parameter (a signed share link the route checks)
-        stands in for a credential.
+    share_link: a `recordingSecret` query parameter (a recording's share-link secret,
+        which the route checks) stands in for the route's rule: a public secret needs
+        no credential, a private one any API key or signed-in user.
     signed: the request's own signature is the credential (LiveKit webhooks; the
         route answers 401 without a valid one).
     """
@@ -128,6 +129,18 @@ def _recording(permission: str, room: RoomSource = "recording") -> Policy:
     return Policy(api_key=True, roles=ADMIN_ROLE, owner=True, member=permission, room=room)
 
 
+# Reading a recording: by credentials, or with its share-link secret (`recordingSecret`).
+SHARED_RECORDING = Policy(
+    api_key=True,
+    roles=ADMIN_ROLE,
+    owner=True,
+    member="canRetrieveRecordings",
+    room="recording",
+    share_link=True,
+)
+# Who may open a private share link: any API key or signed-in user.
+PRIVATE_LINK = Policy(api_key=True, roles=ALL_ROLES)
+
 Key = tuple[str, str, str]  # (api, method, path template)
 
 POLICIES: dict[Key, Policy] = {
@@ -176,26 +189,40 @@ POLICIES: dict[Key, Policy] = {
     ),
     # ---- recordings ----
     ("public", "POST", "/recordings"): _recording("canRecord", room="body"),
-    ("public", "GET", "/recordings"): Policy(api_key=True, roles=ADMIN_ROLE, member="*"),
+    # A member token lists its own room's recordings (the route scopes the list).
+    ("public", "GET", "/recordings"): Policy(
+        api_key=True, roles=ADMIN_ROLE, member="canRetrieveRecordings"
+    ),
     ("public", "DELETE", "/recordings"): ADMIN,
     ("public", "GET", "/recordings/download"): ADMIN,
-    ("public", "GET", "/recordings/{recordingId}"): _recording("canRetrieveRecordings"),
+    ("public", "GET", "/recordings/{recordingId}"): SHARED_RECORDING,
     ("public", "DELETE", "/recordings/{recordingId}"): _recording("canDeleteRecordings"),
     ("public", "POST", "/recordings/{recordingId}/stop"): _recording("canRecord"),
     ("public", "GET", "/recordings/{recordingId}/url"): _recording("canRetrieveRecordings"),
-    ("public", "GET", "/recordings/{recordingId}/download"): _recording("canRetrieveRecordings"),
-    ("public", "GET", "/recordings/{recordingId}/media"): Policy(
-        api_key=True,
-        roles=ADMIN_ROLE,
-        owner=True,
-        member="canRetrieveRecordings",
-        room="recording",
-        share_link=True,
-    ),
-    # ---- webhooks, LiveKit ----
-    ("public", "GET", "/config/webhooks"): ADMIN,
-    ("public", "PUT", "/config/webhooks"): ADMIN,
-    ("public", "POST", "/config/webhooks/test"): ADMIN,
+    ("public", "GET", "/recordings/{recordingId}/download"): SHARED_RECORDING,
+    ("public", "GET", "/recordings/{recordingId}/media"): SHARED_RECORDING,
+    # ---- webhooks: v3.8.0's global config (internal API), the 3.9 line's webhook
+    # resources, and their delivery logs (meetplane) ----
+    **{
+        ("internal", method, f"/config/webhooks{path}"): ADMIN
+        for method, path in (
+            ("GET", ""),
+            ("PUT", ""),
+            ("POST", "/test"),
+            ("GET", "/deliveries"),
+            ("GET", "/deliveries/{deliveryId}"),
+            ("POST", "/deliveries/{deliveryId}/resend"),
+        )
+    },
+    ("public", "POST", "/webhooks"): ADMIN,
+    ("public", "GET", "/webhooks"): ADMIN,
+    ("public", "GET", "/webhooks/{webhookId}"): ADMIN,
+    ("public", "PUT", "/webhooks/{webhookId}"): ADMIN,
+    ("public", "DELETE", "/webhooks/{webhookId}"): ADMIN,
+    ("public", "POST", "/webhooks/{webhookId}/test"): ADMIN,
+    ("public", "GET", "/webhooks/{webhookId}/deliveries"): ADMIN,
+    ("public", "GET", "/webhooks/{webhookId}/deliveries/{deliveryId}"): ADMIN,
+    ("public", "POST", "/webhooks/{webhookId}/deliveries/{deliveryId}/resend"): ADMIN,
     ("public", "POST", "/livekit/webhook"): Policy(public=True, signed=True),
     # ---- auth, API keys, own account (internal API) ----
     ("internal", "POST", "/auth/login"): PUBLIC,
@@ -352,8 +379,15 @@ async def authorize(
     request.state.principal = NOBODY
     if policy.public or policy.refresh:
         return
-    if policy.share_link and "secret" in request.query_params:
-        return  # the route checks the share link's signature
+    if policy.share_link and request.query_params.get("recordingSecret"):
+        # The route checks the secret; a private one needs the caller known here (a
+        # public one ignores credentials, as OpenVidu Meet's anonymous access does).
+        try:
+            request.state.principal = await _authenticate(request, PRIVATE_LINK) or NOBODY
+        except ApiError as exc:
+            if exc.status != 401:
+                raise
+        return
     who = await _authenticate(request, policy)
     if who is None:
         if policy.optional:

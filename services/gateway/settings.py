@@ -29,6 +29,7 @@ class GatewaySettings(RuntimeSettings):
     # Failed sign-ins allowed (the `limits` notation) per user id and per client address.
     login_failures_per_user: str = "5/minute"
     login_failures_per_address: str = "20/minute"
+    webhook_max_attempts: int = Field(default=10, ge=1, le=100)
 
     def readiness_services(self) -> list[str]:
         """Services that must answer a ping before the gateway reports ready."""

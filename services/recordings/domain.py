@@ -15,7 +15,8 @@ from services.runtime.errors import DomainError
 
 RECORDER_NAMESPACE = uuid.UUID("5b2e8f0a-9c1d-4e7b-8a6f-2d3c4b5a6e7f")
 RECORDING_NAMESPACE = uuid.UUID("c4d5e6f7-1a2b-4c3d-9e8f-7a6b5c4d3e2f")
-FINAL = ("complete", "failed", "aborted")
+FINAL = ("complete", "limit_reached", "failed", "aborted")
+STREAMABLE = ("complete", "limit_reached")
 
 
 class RecordingError(DomainError):
@@ -69,7 +70,8 @@ class RoomRecorder(Aggregate):
         """Claim the room for a recording."""
         if self.active_recording_id is not None:
             raise RecordingConflict(
-                "a recording is already running in this room", error="recording_already_started"
+                f"Room '{self.room_id}' is already being recorded",
+                error="recording_already_started",
             )
         self._begun(recording_id=recording_id)
 
@@ -89,8 +91,20 @@ class RoomRecorder(Aggregate):
         self.active_recording_id = None
 
 
+STOP_DETAILS = {
+    "api": "Stopped using API",
+    "meeting_ended": "Stopped because the meeting ended",
+    "room_deleted": "Stopped because the room was deleted",
+}
+
+
 class Recording(Aggregate):
-    """One recording: starting → active → ending → complete | failed | aborted."""
+    """One recording: starting → active → ending → complete | limit_reached | failed | aborted.
+
+    `details` says how it ended (OpenVidu Meet's `details`); the access secrets
+    back the shareable links (public: anyone with the link, when the room allows
+    anonymous recording access; private: signed-in users only).
+    """
 
     @event("Started")
     def __init__(
@@ -103,6 +117,8 @@ class Recording(Aggregate):
         encoding: Any,
         object_key: str,
         start_date: int,
+        public_secret: str = "",
+        private_secret: str = "",
     ) -> None:
         self.recording_id = recording_id
         self.room_id = room_id
@@ -117,8 +133,11 @@ class Recording(Aggregate):
         self.duration: float | None = None
         self.size: int | None = None
         self.error: str | None = None
+        self.details: str | None = None
         self.status = "starting"
         self.egress_id: str | None = None
+        self.public_secret = public_secret
+        self.private_secret = private_secret
         self.deleted = False
 
     @classmethod
@@ -128,49 +147,76 @@ class Recording(Aggregate):
 
     @property
     def final(self) -> bool:
-        """Complete, failed or aborted."""
+        """Complete, limit_reached, failed or aborted."""
         return self.status in FINAL
 
-    def activate(self, egress_id: str | None = None) -> None:
-        """The media backend reports the recording running (idempotent)."""
-        if self.status == "starting":
-            self._activated(egress_id=egress_id)
+    def activate(self, egress_id: str | None = None) -> bool:
+        """The media backend reports the recording running; False when nothing changed."""
+        if self.status != "starting":
+            return False
+        self._activated(egress_id=egress_id)
+        return True
 
     @event("Activated")
     def _activated(self, egress_id: str | None) -> None:
         self.status = "active"
         self.egress_id = egress_id
 
-    def request_stop(self, at: int) -> None:
-        """Stop an active (or starting) recording; media is being finalised."""
+    def request_stop(self, at: int, reason: str = "api") -> None:
+        """Stop an active recording; media is being finalised.
+
+        Only `api` stops follow OpenVidu's rule that a recording still starting
+        cannot be stopped; the service's own stops (meeting ended, room deleted)
+        also stop a starting one.
+        """
+        if self.status == "starting" and reason == "api":
+            raise RecordingConflict(
+                f"Recording '{self.recording_id}' cannot be stopped while starting",
+                error="recording_starting",
+            )
         if self.status not in ("starting", "active"):
-            raise RecordingConflict("the recording is not active", error="recording_not_active")
-        self._stop_requested(at=at)
+            raise RecordingConflict(
+                f"Recording '{self.recording_id}' is already stopped",
+                error="recording_not_active",
+            )
+        self._stop_requested(at=at, reason=reason)
 
     @event("StopRequested")
-    def _stop_requested(self, at: int) -> None:
+    def _stop_requested(self, at: int, reason: str = "api") -> None:
         self.status = "ending"
         self.end_date = at
+        self.duration = round(max(0, at - self.start_date) / 1000, 3)
+        self.details = STOP_DETAILS.get(reason, reason)
 
-    def complete(self, size: int, duration: float, at: int) -> bool:
+    def complete(self, size: int, duration: float, at: int, limit_reached: bool = False) -> bool:
         """The media file is complete in storage; False when already final (replay)."""
         if self.final:
             return False
-        self._completed(size=size, duration=duration, at=at)
+        self._completed(size=size, duration=duration, at=at, limit_reached=limit_reached)
         return True
 
     @event("Completed")
-    def _completed(self, size: int, duration: float, at: int) -> None:
-        self.status = "complete"
+    def _completed(self, size: int, duration: float, at: int, limit_reached: bool = False) -> None:
+        self.status = "limit_reached" if limit_reached else "complete"
         self.size = size
         self.duration = duration
         self.end_date = self.end_date or at
+        if limit_reached:
+            self.details = "Stopped because the maximum recording duration was reached"
+        elif self.details is None:
+            self.details = "Recording ended"
 
-    def fail(self, error: str, at: int) -> bool:
-        """The recording failed (aborted if it never became active); False when final."""
+    def fail(self, error: str, at: int, status: str | None = None) -> bool:
+        """The recording failed; False when already final.
+
+        Without an explicit `status` it is `aborted` if it never became active
+        and `failed` otherwise.
+        """
         if self.final:
             return False
-        self._failed(error=error, at=at, aborted=self.status == "starting")
+        if status is None:
+            status = "aborted" if self.status == "starting" else "failed"
+        self._failed(error=error, at=at, aborted=status == "aborted")
         return True
 
     @event("Failed")
@@ -178,14 +224,18 @@ class Recording(Aggregate):
         self.status = "aborted" if aborted else "failed"
         self.error = error
         self.end_date = self.end_date or at
+        self.size = self.size or 0
+        self.duration = self.duration or 0
+        self.details = f"Recording {self.status}: {error}"
 
     def delete(self) -> None:
         """Delete a finished recording's metadata; its object is removed after commit."""
         if self.deleted:
-            raise RecordingNotFound(f"recording '{self.recording_id}' does not exist")
+            raise RecordingNotFound(f"Recording '{self.recording_id}' not found")
         if not self.final:
             raise RecordingConflict(
-                "stop the recording before deleting it", error="recording_not_stopped"
+                f"Recording '{self.recording_id}' is not stopped yet",
+                error="recording_not_stopped",
             )
         self._deleted()
 

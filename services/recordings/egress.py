@@ -5,6 +5,9 @@ pattern in real time and streams it into object storage as it is produced,
 until stopped; it routes no media.  `LiveKitEgress` asks LiveKit for a
 room-composite egress uploading to the same bucket; LiveKit's egress webhooks
 then drive the state machine.
+
+A stop names the egress id stored on the recording, so any replica (or the
+same one after a restart) can stop what another started.
 """
 
 from __future__ import annotations
@@ -15,20 +18,25 @@ from collections.abc import Callable
 from typing import Any, Protocol
 
 from livekit import api
+from livekit.api.twirp_client import ServerError
 
-from services.recordings.media_local import generate_test_recording
+from services.recordings.media_local import MediaSpec, generate_test_recording
 from services.recordings.storage import ObjectStorage
 from services.runtime.logging import get_logger
 from services.runtime.settings import RuntimeSettings
 
 log = get_logger("meetplane.egress")
 
-# (recording_id, size or None, duration seconds, error or None)
-Finished = Callable[[str, int | None, float, str | None], None]
+# (recording_id, size or None, duration seconds, error or None, limit reached)
+Finished = Callable[[str, int | None, float, str | None, bool], None]
 
 
 class Egress(Protocol):
     """Start/stop recording a room."""
+
+    def effective_encoding(self, encoding: Any) -> Any:
+        """The encoding the produced file will have (the recording's label)."""
+        ...
 
     async def start(
         self, recording_id: str, room_id: str, object_key: str, layout: str, encoding: Any
@@ -36,13 +44,18 @@ class Egress(Protocol):
         """Begin; returns an egress id."""
         ...
 
-    async def stop(self, recording_id: str) -> None:
-        """Ask the egress to finish the file."""
+    async def stop(self, recording_id: str, egress_id: str | None) -> None:
+        """Ask the egress to finish the file (idempotent: an ended egress is stopped)."""
         ...
 
 
 class LocalEgress:
-    """Real-time test-pattern recorder streaming into S3 (no media routing)."""
+    """Real-time test-pattern recorder streaming into S3 (no media routing).
+
+    A recording runs in a thread of the process that started it; a stop that
+    reaches another replica finds no thread and does nothing, and the
+    recordings service's reconciler fails a recording whose process is gone.
+    """
 
     def __init__(
         self, storage: ObjectStorage, finished: Finished, max_seconds: float = 3600.0
@@ -52,6 +65,10 @@ class LocalEgress:
         self.max_seconds = max_seconds
         self._stops: dict[str, threading.Event] = {}
 
+    def effective_encoding(self, encoding: Any) -> Any:
+        """What the test pattern is encoded as (see `MediaSpec`)."""
+        return MediaSpec.from_encoding(encoding).encoding()
+
     async def start(
         self, recording_id: str, room_id: str, object_key: str, layout: str, encoding: Any
     ) -> str:
@@ -60,42 +77,66 @@ class LocalEgress:
         self._stops[recording_id] = stop
         threading.Thread(
             target=self._record,
-            args=(recording_id, object_key, stop),
+            args=(recording_id, object_key, MediaSpec.from_encoding(encoding), stop),
             daemon=True,
             name=f"egress-{recording_id}",
         ).start()
         return f"local-{recording_id}"
 
-    def _record(self, recording_id: str, object_key: str, stop: threading.Event) -> None:
+    def _record(
+        self, recording_id: str, object_key: str, spec: MediaSpec, stop: threading.Event
+    ) -> None:
         started = time.monotonic()
-        fps = 15
-        frame = {"n": 0}
+        frames = {"due": 0, "encoded": 0}
 
         def should_stop() -> bool:
             # Real time: frame n is due at n / fps seconds.
-            due = started + frame["n"] / fps
-            frame["n"] += 1
+            due = started + frames["due"] / spec.framerate
+            frames["due"] += 1
             delay = due - time.monotonic()
-            if delay > 0 and stop.wait(delay):
+            if (delay > 0 and stop.wait(delay)) or stop.is_set():
                 return True
-            return stop.is_set()
+            frames["encoded"] += 1
+            return False
 
         try:
-            chunks = generate_test_recording(self.max_seconds, fps=fps, should_stop=should_stop)
+            chunks = generate_test_recording(self.max_seconds, spec, should_stop=should_stop)
             size = self.storage.put_stream(object_key, chunks, "video/mp4")
-            duration = round(time.monotonic() - started, 3)
-            self.finished(recording_id, size, duration, None)
+            # The file's duration: every frame is in it, so a starved encoder makes less
+            # media than wall-clock time, and the metadata says what the file holds.
+            duration = round(frames["encoded"] / spec.framerate, 3)
+            limit = not stop.is_set()  # it ran to the maximum length
+            self.finished(recording_id, size, duration, None, limit)
         except Exception as exc:
             log.exception("egress.local_failed", recording_id=recording_id)
-            self.finished(recording_id, None, 0.0, f"local egress failed: {exc}")
+            self.finished(recording_id, None, 0.0, f"local egress failed: {exc}", False)
         finally:
             self._stops.pop(recording_id, None)
 
-    async def stop(self, recording_id: str) -> None:
+    async def stop(self, recording_id: str, egress_id: str | None) -> None:
         """Finish the file (a no-op for a recording this process does not run)."""
         stop = self._stops.get(recording_id)
         if stop is not None:
             stop.set()
+
+
+def livekit_encoding(encoding: Any) -> tuple[str, Any]:
+    """OpenVidu's encoding as LiveKit's: ("preset", enum value) or ("advanced", options)."""
+    if encoding is None or isinstance(encoding, str):
+        return "preset", api.EncodingOptionsPreset.Value(encoding or "H264_720P_30")
+    video, audio = encoding.get("video") or {}, encoding.get("audio") or {}
+    return "advanced", api.EncodingOptions(
+        width=int(video.get("width", 0)),
+        height=int(video.get("height", 0)),
+        depth=int(video.get("depth", 24)),
+        framerate=int(video.get("framerate", 0)),
+        video_codec=str(video.get("codec", "DEFAULT_VC")),
+        video_bitrate=int(video.get("bitrate", 0)),
+        key_frame_interval=float(video.get("keyFrameInterval", 0)),
+        audio_codec=str(audio.get("codec", "DEFAULT_AC")),
+        audio_bitrate=int(audio.get("bitrate", 0)),
+        audio_frequency=int(audio.get("frequency", 0)),
+    )
 
 
 class LiveKitEgress:
@@ -104,7 +145,10 @@ class LiveKitEgress:
     def __init__(self, settings: RuntimeSettings, storage: ObjectStorage) -> None:
         self.settings = settings
         self.storage = storage
-        self._egress_ids: dict[str, str] = {}
+
+    def effective_encoding(self, encoding: Any) -> Any:
+        """LiveKit produces what it is asked for."""
+        return encoding
 
     def _client(self) -> api.LiveKitAPI:
         url = self.settings.livekit_url.replace("wss://", "https://").replace("ws://", "http://")
@@ -115,6 +159,7 @@ class LiveKitEgress:
     ) -> str:
         """StartRoomCompositeEgress uploading to the recordings bucket."""
         s3 = self.storage.settings
+        kind, options = livekit_encoding(encoding)
         request = api.RoomCompositeEgressRequest(
             room_name=room_id,
             layout=layout,
@@ -131,24 +176,27 @@ class LiveKitEgress:
                     ),
                 )
             ],
+            **{kind: options},
         )
-        if isinstance(encoding, str):
-            request.preset = api.EncodingOptionsPreset.Value(encoding)  # type: ignore[assignment]
         client = self._client()
         try:
             info = await client.egress.start_room_composite_egress(request)
         finally:
             await client.aclose()
-        self._egress_ids[recording_id] = info.egress_id
         return str(info.egress_id)
 
-    async def stop(self, recording_id: str) -> None:
-        """StopEgress (the egress_ended webhook completes the recording)."""
-        egress_id = self._egress_ids.get(recording_id)
-        if egress_id is None:
+    async def stop(self, recording_id: str, egress_id: str | None) -> None:
+        """StopEgress of the recording's stored egress (egress_ended then completes it)."""
+        if not egress_id:
+            log.warning("egress.stop_without_id", recording_id=recording_id)
             return
         client = self._client()
         try:
             await client.egress.stop_egress(api.StopEgressRequest(egress_id=egress_id))
+        except ServerError as exc:
+            # An egress that already ended (or is unknown) is stopped: done.
+            if exc.code not in ("not_found", "failed_precondition"):
+                raise
+            log.info("egress.already_stopped", recording_id=recording_id, code=exc.code)
         finally:
             await client.aclose()

@@ -17,6 +17,7 @@ from contracts.commands import recordings as cmd
 from contracts.events import aggregate_subjects, subject_of
 from services.recordings.application import RecordingsApplication
 from services.recordings.domain import (
+    STREAMABLE,
     RecordingConflict,
     RecordingError,
     RecordingForbidden,
@@ -82,57 +83,79 @@ class RecordingsHandlers:
         room = await asyncio.to_thread(self.view.room, request.roomId)
         if room is None or room["deleted"]:
             raise RecordingNotFound(
-                f"room '{request.roomId}' does not exist", error="room_not_found"
+                f"Room '{request.roomId}' does not exist", error="room_not_found"
             )
         config = room["config"]
         if config.get("e2ee", {}).get("enabled"):
             raise RecordingForbidden(
-                "recording is not possible with e2ee", error="recording_e2ee_enabled"
+                f"Recording is disabled for room '{request.roomId}' (e2ee is enabled)",
+                error="recording_e2ee_enabled",
             )
         if not config.get("recording", {}).get("enabled", True):
             raise RecordingForbidden(
-                "recording is disabled in this room", error="recording_disabled"
+                f"Recording is disabled for room '{request.roomId}'", error="recording_disabled"
             )
         meeting_id = await asyncio.to_thread(self.view.live_meeting, request.roomId)
         if meeting_id is None:
             raise RecordingConflict(
-                "the room has no active meeting", error="room_has_no_active_meeting"
+                f"Room '{request.roomId}' has no participants",
+                error="room_has_no_active_meeting",
             )
+        room_recording = config.get("recording", {})
+        override = request.config or cmd.RecordingOverride()
+        layout = override.layout or room_recording.get("layout", "grid")
+        encoding = (
+            override.model_dump(mode="json")["encoding"]
+            if override.encoding is not None
+            else room_recording.get("encoding")
+        )
         recording = await asyncio.to_thread(
             self.app.start,
             request.roomId,
             room["room_name"],
             meeting_id,
-            config["recording"].get("layout", "grid"),
-            config["recording"].get("encoding"),
+            layout,
+            self.egress.effective_encoding(encoding),
         )
+        recording_id = recording["recordingId"]
         try:
             egress_id = await self.egress.start(
-                recording["recordingId"],
+                recording_id,
                 request.roomId,
                 recording.pop("objectKey"),
                 recording["layout"],
                 recording["encoding"],
             )
         except Exception as exc:
-            await asyncio.to_thread(
-                self.app.finish, recording["recordingId"], None, 0.0, f"egress: {exc}"
-            )
+            await asyncio.to_thread(self.app.finish, recording_id, None, 0.0, f"egress: {exc}")
             raise RecordingConflict(
                 f"the media backend refused: {exc}", error="egress_failed"
             ) from exc
-        await asyncio.to_thread(self.app.activate, recording["recordingId"], egress_id)
-        log.info("recording.started", room_id=request.roomId, recording_id=recording["recordingId"])
-        return await asyncio.to_thread(self.app.get, recording["recordingId"])
+        await asyncio.to_thread(self.app.activate, recording_id, egress_id)
+        log.info("recording.started", room_id=request.roomId, recording_id=recording_id)
+        return await asyncio.to_thread(self.app.get, recording_id)
 
-    async def stop(self, request: cmd.RecordingRef) -> dict[str, Any]:
-        record = await asyncio.to_thread(self.app.stop, request.recordingId)
-        await self.egress.stop(request.recordingId)
-        log.info("recording.stopping", recording_id=request.recordingId)
+    async def stop(self, request: cmd.RecordingRef, reason: str = "api") -> dict[str, Any]:
+        """Mark the recording `ending`; the egress is stopped from the log (`egress_stopping`)."""
+        record = await asyncio.to_thread(self.app.stop, request.recordingId, reason)
+        log.info("recording.stopping", recording_id=request.recordingId, reason=reason)
         return record
 
     async def get(self, request: cmd.RecordingRef) -> dict[str, Any]:
         return await asyncio.to_thread(self.app.get, request.recordingId)
+
+    async def access_secrets(self, request: cmd.RecordingRef) -> cmd.AccessSecrets:
+        recording = await asyncio.to_thread(self.app.recording, request.recordingId)
+        anonymous = await asyncio.to_thread(
+            self.view.anonymous_recording_enabled, recording.room_id
+        )
+        return cmd.AccessSecrets(
+            recordingId=recording.recording_id,
+            roomId=recording.room_id,
+            publicSecret=recording.public_secret,
+            privateSecret=recording.private_secret,
+            anonymousAccess=anonymous,
+        )
 
     async def list_recordings(self, request: cmd.ListRecordings) -> dict[str, Any]:
         await self._view_caught_up()
@@ -143,6 +166,10 @@ class RecordingsHandlers:
             request.maxItems,
             request.nextPageToken,
             request.sortOrder,
+            request.sortField,
+            request.roomName,
+            request.roomNameMatchMode,
+            request.roomNameCaseInsensitive,
         )
         return {
             "items": items,
@@ -168,9 +195,10 @@ class RecordingsHandlers:
 
     async def media(self, request: cmd.RecordingRef) -> cmd.MediaLocation:
         record = await asyncio.to_thread(self.app.recording, request.recordingId)
-        if record.status != "complete":
+        if record.status not in STREAMABLE:
             raise RecordingConflict(
-                "the recording's media is not ready", error="recording_not_ready"
+                f"Recording '{request.recordingId}' is not streamable",
+                error="recording_not_ready",
             )
         url = await asyncio.to_thread(
             self.storage.presigned_get, record.object_key, timedelta(minutes=10)
@@ -191,17 +219,25 @@ class RecordingsHandlers:
         return cmd.RoomHasRecordingsResult(hasRecordings=bool(ids), count=len(ids))
 
     async def sweep_orphans(self, request: cmd.SweepOrphans) -> cmd.SweepOrphansResult:
-        """Objects without a live record are deleted; records without an object are reported."""
+        """Objects without a live record are deleted; records without an object are reported.
+
+        Only objects older than `minAgeMs` count: a recording's object can land a
+        moment before its record reaches the view, and must not be swept then.
+        """
         await self._view_caught_up()
         known = await asyncio.to_thread(self.view.all_object_keys)
-        objects = dict(
-            await asyncio.to_thread(lambda: list(self.storage.list_prefix("recordings/")))
-        )
-        orphans = [k for k in objects if k not in known or known[k][1]]
+        listed = await asyncio.to_thread(lambda: list(self.storage.list_objects("recordings/")))
+        cutoff = self.app.clock.now_ms() - request.minAgeMs
+        objects = {o.key for o in listed}
+        orphans = [
+            o.key
+            for o in listed
+            if (o.key not in known or known[o.key][1]) and o.last_modified_ms <= cutoff
+        ]
         missing = [
             known[k][0]
             for k in known
-            if k not in objects and not known[k][1] and known[k][2] == "complete"
+            if k not in objects and not known[k][1] and known[k][2] in STREAMABLE
         ]
         deleted = 0
         if not request.dryRun:
@@ -220,15 +256,26 @@ class RecordingsHandlers:
         if recording_id is None:
             return {"applied": False}
         status = str(egress.get("status", ""))
-        if request.get("event") == "egress_started":
-            await asyncio.to_thread(self.app.activate, recording_id, request.get("egress_id"))
+        event = request.get("event")
+        egress_id = egress.get("egress_id") or request.get("egress_id")
+        if event == "egress_started" or (event == "egress_updated" and status == "EGRESS_ACTIVE"):
+            await asyncio.to_thread(self.app.activate, recording_id, egress_id)
             return {"applied": True}
-        if request.get("event") == "egress_ended":
+        if event == "egress_ended":
             files = egress.get("file_results") or [egress.get("file") or {}]
             size = int(files[0].get("size", 0)) if files else 0
             duration = int(files[0].get("duration", 0)) / 1e9 if files else 0.0
-            error = egress.get("error") or (None if status == "EGRESS_COMPLETE" else status)
-            changed = await asyncio.to_thread(self.app.finish, recording_id, size, duration, error)
+            ended_ok = status in ("EGRESS_COMPLETE", "EGRESS_LIMIT_REACHED")
+            error = None if ended_ok else (egress.get("error") or status or "egress failed")
+            changed = await asyncio.to_thread(
+                self.app.finish,
+                recording_id,
+                size,
+                duration,
+                error,
+                status == "EGRESS_LIMIT_REACHED",
+                "aborted" if status == "EGRESS_ABORTED" else None,
+            )
             return {"applied": changed}
         return {"applied": False}
 
@@ -255,7 +302,8 @@ class RecordingsHandlers:
         await self._view_caught_up()
         active = await asyncio.to_thread(self.app.active_in_room, room_id)
         if active is not None:
-            await self.egress.stop(active)
+            with contextlib.suppress(RecordingConflict):  # already ending
+                await self.stop(cmd.RecordingRef(recordingId=active), reason="room_deleted")
             await asyncio.to_thread(self.app.finish, active, None, 0.0, "room deleted")
         for recording_id in await asyncio.to_thread(self.view.room_recording_ids, room_id):
             try:
@@ -273,7 +321,7 @@ class RecordingsHandlers:
             active = await asyncio.to_thread(self.app.active_in_room, data["roomId"])
             if active is not None:
                 with contextlib.suppress(RecordingConflict):  # already ending
-                    await self.stop(cmd.RecordingRef(recordingId=active))
+                    await self.stop(cmd.RecordingRef(recordingId=active), reason="meeting_ended")
                 log.info(
                     "recording.stopped_by_meeting_end", room_id=data["roomId"], recording_id=active
                 )
@@ -296,6 +344,7 @@ class RecordingsHandlers:
         router.register("start", cmd.StartRecording, self.start)
         router.register("stop", cmd.RecordingRef, self.stop)
         router.register("get", cmd.RecordingRef, self.get)
+        router.register("access_secrets", cmd.RecordingRef, self.access_secrets)
         router.register("list", cmd.ListRecordings, self.list_recordings)
         router.register("delete", cmd.RecordingRef, self.delete)
         router.register("bulk_delete", cmd.BulkDeleteRecordings, self.bulk_delete)

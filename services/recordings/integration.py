@@ -9,6 +9,7 @@ from pydantic import BaseModel
 
 from contracts.events import (
     EventEnvelope,
+    RecordingActivated,
     RecordingDeleted,
     RecordingFailed,
     RecordingReady,
@@ -17,29 +18,39 @@ from contracts.events import (
     make_envelope,
 )
 from services.recordings.domain import Recording
+from services.recordings.projection import recording_record
 from services.runtime.outbox import integration_event_id
 
 
 def recording_integration_event(domain_event: Any, state: Any) -> Sequence[EventEnvelope]:
-    """The integration events of one domain event, given its aggregate right after it."""
+    """The integration events of one domain event, given its aggregate right after it.
+
+    Each recording event carries the recording as it is then (the webhooks' payload).
+    """
     if not isinstance(state, Recording):
         return []  # RoomRecorder bookkeeping stays inside the service
     kind = type(domain_event).__name__
     ids = {"recordingId": state.recording_id, "roomId": state.room_id}
+    snapshot = {k: v for k, v in recording_record(state).items() if v is not None}
     data: BaseModel
     if kind == "Started":
-        data = RecordingStarted(**ids, meetingId=state.meeting_id, startDate=state.start_date)
+        data = RecordingStarted(
+            **ids, meetingId=state.meeting_id, startDate=state.start_date, recording=snapshot
+        )
+    elif kind == "Activated":
+        data = RecordingActivated(**ids, recording=snapshot)
     elif kind == "StopRequested":
-        data = RecordingStopped(**ids, endDate=domain_event.at)
+        data = RecordingStopped(**ids, endDate=domain_event.at, recording=snapshot)
     elif kind == "Completed":
         data = RecordingReady(
             **ids,
             size=domain_event.size,
             duration=domain_event.duration,
             objectKey=state.object_key,
+            recording=snapshot,
         )
     elif kind == "Failed":
-        data = RecordingFailed(**ids, error=domain_event.error)
+        data = RecordingFailed(**ids, error=domain_event.error, recording=snapshot)
     elif kind == "Deleted":
         data = RecordingDeleted(**ids)
     else:

@@ -12,6 +12,7 @@ from services.recordings.egress import Egress, LiveKitEgress, LocalEgress
 from services.recordings.handlers import CONSUMED_SUBJECTS, ERRORS, RecordingsHandlers
 from services.recordings.integration import recording_integration_event
 from services.recordings.projection import RecordingsView
+from services.recordings.reconcile import StuckRecordings
 from services.recordings.settings import RecordingsSettings
 from services.recordings.storage import ObjectStorage, StorageSettings
 from services.runtime.clock import Clock
@@ -66,6 +67,27 @@ def media_deletion(storage: ObjectStorage, settings: RecordingsSettings) -> Plan
     return plan
 
 
+def egress_stopping(egress: Egress) -> Planner:
+    """Stop the egress of every recording asked to stop, by the egress id stored on it.
+
+    Driven from the log, so any replica (or this one after a restart) stops what
+    another started, and a failed call to the media backend is retried.
+    """
+
+    def plan(event: Any, state: Any) -> Action | None:
+        if not isinstance(state, Recording) or type(event).__name__ != "StopRequested":
+            return None
+        recording_id, egress_id = state.recording_id, state.egress_id
+
+        async def stop() -> None:
+            await egress.stop(recording_id, egress_id)
+            log.info("recording.egress_stopped", recording_id=recording_id, egress_id=egress_id)
+
+        return stop
+
+    return plan
+
+
 def build(
     settings: RecordingsSettings,
     clock: Clock | None = None,
@@ -74,7 +96,14 @@ def build(
 ) -> ServiceParts:
     """Wire application, views, storage, egress, outbox, consumer and followers."""
     env = eventsourcing_env(settings, SERVICE)
-    app = construct_application(lambda: RecordingsApplication(env=env, clock=clock))
+    app = construct_application(
+        lambda: RecordingsApplication(
+            env=env,
+            clock=clock,
+            start_timeout_ms=int(settings.recording_start_timeout * 1000),
+            end_timeout_ms=int(settings.recording_end_timeout * 1000),
+        )
+    )
     broker = make_broker(settings, f"meetplane-{SERVICE}")
     view = RecordingsView(view_engine(settings, SERVICE))
     projection = Projection(
@@ -82,8 +111,10 @@ def build(
     )
     storage = storage or ObjectStorage(StorageSettings())
 
-    def finished(recording_id: str, size: int | None, duration: float, error: str | None) -> None:
-        app.finish(recording_id, size, duration, error)
+    def finished(
+        recording_id: str, size: int | None, duration: float, error: str | None, limit: bool
+    ) -> None:
+        app.finish(recording_id, size, duration, error, limit)
         log.info("recording.finished", recording_id=recording_id, size=size, error=error)
 
     if egress is None:
@@ -106,8 +137,14 @@ def build(
         media_deletion(storage, settings),
         lease=make_lease(settings, SERVICE, "media_delete"),
     )
+    stopper = SideEffects(
+        app,
+        "egress_stop",
+        egress_stopping(egress),
+        lease=make_lease(settings, SERVICE, "egress_stop"),
+    )
     signal = CommitSignal(broker, SERVICE)
-    signal.follow(projection.follower, outbox.follower, deleter.follower)
+    signal.follow(projection.follower, outbox.follower, deleter.follower, stopper.follower)
     app.add_commit_listener(signal.committed)
     handlers = RecordingsHandlers(app, view, storage, egress, broker)
     router = CommandRouter(
@@ -127,6 +164,12 @@ def build(
     handlers.consumer = consumer
     handlers.projection = projection
     register_operations(router, [consumer], [projection])
+    reconciler = StuckRecordings(
+        app,
+        view,
+        make_lease(settings, SERVICE, "reconcile"),
+        settings.recording_reconcile_interval,
+    )
     document_publishers(broker, ("recording",))
 
     async def ensure_bucket() -> None:
@@ -139,12 +182,21 @@ def build(
     parts = ServiceParts(name=SERVICE, broker=broker)
     parts.checks["storage"] = storage_up
     parts.on_started += [ensure_bucket, signal.bind]
-    parts.background += [projection.run, outbox.run, deleter.run, consumer.run]
+    parts.background += [
+        projection.run,
+        outbox.run,
+        deleter.run,
+        stopper.run,
+        consumer.run,
+        reconciler.run,
+    ]
     parts.stoppers += [
         projection.follower.stop,
         outbox.follower.stop,
         deleter.follower.stop,
+        stopper.follower.stop,
         consumer.stop,
+        reconciler.stop,
     ]
     parts.on_stop += [app.close, view.engine.dispose]
     return parts

@@ -11,7 +11,7 @@ from __future__ import annotations
 import base64
 import json
 from collections.abc import Sequence
-from typing import Any
+from typing import Any, cast
 
 import sqlalchemy as sa
 from sqlalchemy.dialects.postgresql import insert as pg_insert
@@ -46,6 +46,14 @@ room_config = sa.Table(
     sa.Column("deleted", sa.Boolean, nullable=False),
 )
 
+# Whether the room's anonymous recording link is enabled (public share links need it).
+room_recording_access = sa.Table(
+    "room_recording_access",
+    mirror_metadata,
+    sa.Column("room_id", sa.String(80), primary_key=True),
+    sa.Column("anonymous_enabled", sa.Boolean, nullable=False),
+)
+
 live_meetings = sa.Table(
     "live_meetings",
     mirror_metadata,
@@ -55,7 +63,7 @@ live_meetings = sa.Table(
 
 
 def recording_record(recording: Recording) -> dict[str, Any]:
-    """OpenVidu Meet's recording shape."""
+    """OpenVidu Meet's recording shape (`None` = absent; the gateway drops them)."""
     return {
         "recordingId": recording.recording_id,
         "roomId": recording.room_id,
@@ -69,6 +77,7 @@ def recording_record(recording: Recording) -> dict[str, Any]:
         "duration": recording.duration,
         "size": recording.size,
         "error": recording.error,
+        "details": getattr(recording, "details", None),
     }
 
 
@@ -112,6 +121,40 @@ class RecordingsView(TableView):
             where=(table.c.version < stmt.excluded.version) if newer_only else None,
         )
 
+    def _sort_key(self, field: str) -> Any:
+        """The sort expression: a column, or a JSON field of the stored record.
+
+        Missing values sort as the lowest (-1 or the empty string) so keyset
+        pagination compares plain values.
+        """
+        table = recordings_view
+        if field == "startDate":
+            return table.c.start_date
+        value = table.c.record[field]
+        if field == "roomName":
+            return sa.func.coalesce(value.as_string(), "")
+        return sa.func.coalesce(value.as_float(), -1.0)
+
+    def _name_filter(
+        self, column: Any, value: str, mode: str, case_insensitive: bool
+    ) -> sa.ColumnElement[bool]:
+        if mode == "regex":
+            if case_insensitive and self.engine.dialect.name == "sqlite":
+                # SQLite's REGEXP is Python's re.search, which ignores SQL flags.
+                return cast(sa.ColumnElement[bool], column.regexp_match(f"(?i){value}"))
+            return cast(
+                sa.ColumnElement[bool],
+                column.regexp_match(value, flags="i" if case_insensitive else None),
+            )
+        if case_insensitive:
+            column, value = sa.func.lower(column), value.lower()
+        escaped = value.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_")
+        if mode == "prefix":
+            return cast(sa.ColumnElement[bool], column.like(f"{escaped}%", escape="\\"))
+        if mode == "partial":
+            return cast(sa.ColumnElement[bool], column.like(f"%{escaped}%", escape="\\"))
+        return cast(sa.ColumnElement[bool], column == value)
+
     def list_page(
         self,
         room_id: str | None,
@@ -119,32 +162,52 @@ class RecordingsView(TableView):
         max_items: int,
         token: str | None,
         sort_order: str = "desc",
+        sort_field: str = "startDate",
+        room_name: str | None = None,
+        room_name_match_mode: str = "exact",
+        room_name_case_insensitive: bool = False,
     ) -> tuple[list[dict[str, Any]], str | None]:
-        """A page of recordings, newest first by default, keyset-paginated."""
+        """A page of recordings, newest first by default, keyset-paginated on (sort key, id)."""
         table = recordings_view
-        stmt = sa.select(table.c.record, table.c.start_date, table.c.recording_id).where(
+        key = self._sort_key(sort_field)
+        stmt = sa.select(table.c.record, key, table.c.recording_id).where(
             table.c.deleted.is_(False)
         )
         if room_id:
             stmt = stmt.where(table.c.room_id == room_id)
         if status:
             stmt = stmt.where(table.c.status == status)
-        key = sa.tuple_(table.c.start_date, table.c.recording_id)
+        if room_name is not None:
+            name = table.c.record["roomName"].as_string()
+            stmt = stmt.where(
+                self._name_filter(name, room_name, room_name_match_mode, room_name_case_insensitive)
+            )
         if token:
             try:
-                last_date, last_id = json.loads(
+                last_key, last_id = json.loads(
                     base64.urlsafe_b64decode(token + "=" * (-len(token) % 4))
                 )
+                if not isinstance(last_id, str) or not isinstance(last_key, (int, float, str)):
+                    raise TypeError("token")
             except (ValueError, TypeError):
                 raise RecordingError(
                     "nextPageToken is not valid", error="invalid_request", field="nextPageToken"
                 ) from None
-            bound = sa.tuple_(sa.literal(last_date), sa.literal(last_id))
-            stmt = stmt.where(key < bound if sort_order == "desc" else key > bound)
-        order = (table.c.start_date, table.c.recording_id)
+            bound = sa.tuple_(sa.literal(last_key), sa.literal(last_id))
+            pair = sa.tuple_(key, table.c.recording_id)
+            stmt = stmt.where(pair < bound if sort_order == "desc" else pair > bound)
+        order = (key, table.c.recording_id)
         stmt = stmt.order_by(*(c.desc() if sort_order == "desc" else c.asc() for c in order))
-        with self.engine.connect() as conn:
-            rows = conn.execute(stmt.limit(max_items + 1)).all()
+        try:
+            with self.engine.connect() as conn:
+                rows = conn.execute(stmt.limit(max_items + 1)).all()
+        except sa.exc.DBAPIError:
+            if room_name_match_mode != "regex":
+                raise
+            # A pattern the database's regular expressions do not accept.
+            raise RecordingError(
+                "Invalid regular expression pattern", error="invalid_request", field="roomName"
+            ) from None
         page = rows[:max_items]
         next_token = None
         if len(rows) > max_items:
@@ -155,6 +218,18 @@ class RecordingsView(TableView):
                 .rstrip("=")
             )
         return [r[0] for r in page], next_token
+
+    def stuck_candidates(self, started_before: int, statuses: tuple[str, ...]) -> list[str]:
+        """Recordings still in `statuses` that started before a time (the aggregate decides)."""
+        with self.engine.connect() as conn:
+            rows = conn.execute(
+                sa.select(recordings_view.c.recording_id).where(
+                    recordings_view.c.status.in_(statuses),
+                    recordings_view.c.start_date < started_before,
+                    recordings_view.c.deleted.is_(False),
+                )
+            ).all()
+        return [r[0] for r in rows]
 
     def room_recording_ids(self, room_id: str) -> list[str]:
         """Ids of the room's (not deleted) recordings."""
@@ -189,8 +264,11 @@ class RecordingsView(TableView):
             "config": state["config"],
             "deleted": False,
         }
+        anonymous = (state.get("anonymous") or {}).get("recording") or {}
+        access = {"room_id": state["roomId"], "anonymous_enabled": bool(anonymous.get("enabled"))}
         with self.engine.begin() as conn:
             conn.execute(self._upsert(room_config, values, "room_id"))
+            conn.execute(self._upsert(room_recording_access, access, "room_id"))
 
     def mark_room_deleted(self, room_id: str) -> None:
         """RoomDeleted (a tombstone)."""
@@ -208,6 +286,16 @@ class RecordingsView(TableView):
                 .first()
             )
         return dict(row) if row else None
+
+    def anonymous_recording_enabled(self, room_id: str) -> bool:
+        """Whether the room allows anonymous (public-link) access to its recordings."""
+        with self.engine.connect() as conn:
+            value = conn.execute(
+                sa.select(room_recording_access.c.anonymous_enabled).where(
+                    room_recording_access.c.room_id == room_id
+                )
+            ).scalar_one_or_none()
+        return bool(value)
 
     def set_live_meeting(self, room_id: str, meeting_id: str | None) -> None:
         """MeetingStarted / MeetingEnded."""

@@ -17,6 +17,10 @@ class RecordingsSettings(RuntimeSettings):
 
     media_backend: Literal["local", "livekit"] = "local"
     recording_max_seconds: float = Field(default=3600.0, gt=0)
+    # A recording still starting (ending) after this long is failed and its room freed.
+    recording_start_timeout: float = Field(default=30.0, gt=0)
+    recording_end_timeout: float = Field(default=600.0, gt=0)
+    recording_reconcile_interval: float = Field(default=10.0, gt=0)
     # Fault injection for crash tests: while this file exists, objects of deleted
     # recordings are not removed yet (kill the service between metadata and media delete).
     recordings_hold_media_delete_file: str | None = None

@@ -45,6 +45,15 @@ class ObjectInfo:
     content_type: str
 
 
+@dataclass(frozen=True)
+class ListedObject:
+    """One object of a listing; `last_modified_ms` is when its upload completed."""
+
+    key: str
+    size: int
+    last_modified_ms: int
+
+
 class ObjectNotFound(Exception):
     """No such object."""
 
@@ -136,8 +145,18 @@ class ObjectStorage:
 
     def list_prefix(self, prefix: str) -> Iterator[tuple[str, int]]:
         """(key, size) of every object under `prefix`."""
+        for listed in self.list_objects(prefix):
+            yield listed.key, listed.size
+
+    def list_objects(self, prefix: str) -> Iterator[ListedObject]:
+        """Key, size and last-modified time of every object under `prefix`."""
         for obj in self.client.list_objects(self.bucket, prefix=prefix, recursive=True):
-            yield str(obj.object_name), int(obj.size or 0)
+            modified = obj.last_modified
+            yield ListedObject(
+                str(obj.object_name),
+                int(obj.size or 0),
+                int(modified.timestamp() * 1000) if modified else 0,
+            )
 
     def delete(self, key: str) -> None:
         """Delete an object; a missing one is fine."""

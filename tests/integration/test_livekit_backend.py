@@ -175,7 +175,7 @@ async def test_room_composite_egress_uploads_to_the_bucket(livekit: Any) -> None
     egress_id = await egress.start(
         "standup--1", "standup", "recordings/standup/standup--1.mp4", "grid", "H264_720P_30"
     )
-    await egress.stop("standup--1")
+    await egress.stop("standup--1", egress_id)
     assert egress_id == "EG_123"
     (start_method, start, claims), (stop_method, stop, _) = fake.received
     assert start_method.endswith("StartRoomCompositeEgress") and claims.video.room_record

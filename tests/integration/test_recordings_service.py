@@ -6,26 +6,15 @@ import asyncio
 import io
 import zipfile
 from collections.abc import AsyncIterator, Iterator
-from contextlib import AsyncExitStack
 from typing import Any
 
 import httpx
 import pytest
 
-from services.gateway.app import create_app
-from services.gateway.settings import GatewaySettings
-from services.meetings.main import build as build_meetings
-from services.meetings.settings import MeetingsSettings
-from services.recordings.main import build as build_recordings
-from services.recordings.settings import RecordingsSettings
 from services.recordings.storage import ObjectStorage, StorageSettings
-from services.rooms.main import build as build_rooms
-from services.rooms.settings import RoomsSettings
 from services.runtime.rpc import request
-from tests.support.http import serve_app
-from tests.support.services import running, wait_for
-
-KEY = "recordings-key"
+from tests.support.recording_platform import record, recordings_platform, room_in_meeting
+from tests.support.services import wait_for
 
 
 class SizedEgress:
@@ -35,6 +24,9 @@ class SizedEgress:
     def __init__(self, storage: ObjectStorage, size: int, broker: Any) -> None:
         self.storage, self.size, self.broker = storage, size, broker
 
+    def effective_encoding(self, encoding: Any) -> Any:
+        return encoding
+
     async def start(
         self, recording_id: str, room_id: str, object_key: str, layout: str, encoding: Any
     ) -> str:
@@ -43,11 +35,18 @@ class SizedEgress:
             for offset in range(0, self.size, len(block)):
                 yield block[: min(len(block), self.size - offset)]
 
-        await asyncio.to_thread(self.storage.put_stream, object_key, chunks(), "video/mp4")
+        # Like a real egress, the file is written while the recording runs, not in `start`.
+        self.upload = asyncio.create_task(
+            asyncio.to_thread(self.storage.put_stream, object_key, chunks(), "video/mp4")
+        )
         self.object_key = object_key
         return "sized"
 
-    async def stop(self, recording_id: str) -> None:
+    async def stop(self, recording_id: str, egress_id: str | None) -> None:
+        asyncio.get_running_loop().create_task(self._ended(recording_id))
+
+    async def _ended(self, recording_id: str) -> None:
+        await self.upload
         webhook = {
             "event": "egress_ended",
             "id": f"EV_{recording_id}",
@@ -58,70 +57,13 @@ class SizedEgress:
                 ],
             },
         }
-        asyncio.get_running_loop().create_task(
-            request(self.broker, "recordings", "livekit_webhook", webhook, timeout=10)
-        )
-
-
-async def _platform(
-    settings_factory: Any, storage_settings: StorageSettings, egress: Any = None
-) -> AsyncIterator[tuple[httpx.AsyncClient, ObjectStorage]]:
-    storage = ObjectStorage(storage_settings)
-    async with AsyncExitStack() as stack:
-        for build, cls in ((build_rooms, RoomsSettings), (build_meetings, MeetingsSettings)):
-            settings = settings_factory(cls)
-            await stack.enter_async_context(running(build(settings), settings))
-        rec_settings = settings_factory(RecordingsSettings)
-        parts = build_recordings(rec_settings, storage=storage, egress=egress)
-        await stack.enter_async_context(running(parts, rec_settings))
-        base = await stack.enter_async_context(
-            serve_app(create_app(settings_factory(GatewaySettings, api_key=KEY)))
-        )
-        client = await stack.enter_async_context(
-            httpx.AsyncClient(base_url=base, headers={"X-API-KEY": KEY}, timeout=30)
-        )
-        yield client, storage
+        await request(self.broker, "recordings", "livekit_webhook", webhook, timeout=10)
 
 
 @pytest.fixture
 async def http(settings_factory: Any, storage_settings: StorageSettings) -> AsyncIterator[Any]:
-    async for pair in _platform(settings_factory, storage_settings):
+    async for pair in recordings_platform(settings_factory, storage_settings):
         yield pair
-
-
-async def room_in_meeting(http: httpx.AsyncClient, **room: Any) -> dict[str, Any]:
-    created = (await http.post("/api/v1/rooms", json={"roomName": "rec", **room})).json()
-    secret = created["moderatorUrl"].split("secret=")[1]
-    joined = await http.post(
-        f"/api/v1/rooms/{created['roomId']}/join",
-        json={"secret": secret, "participantName": "Alice"},
-    )
-    assert joined.status_code == 200, joined.text
-
-    async def started() -> bool:
-        probe = await http.post("/api/v1/recordings", json={"roomId": "no-such-room-x"})
-        return probe.status_code == 404
-
-    await wait_for(started)
-    return created  # type: ignore[no-any-return]
-
-
-async def record(http: httpx.AsyncClient, room_id: str, seconds: float = 1.5) -> dict[str, Any]:
-    async def start() -> httpx.Response | None:
-        response = await http.post("/api/v1/recordings", json={"roomId": room_id})
-        return response if response.status_code == 201 else None
-
-    started = await wait_for(start)  # the meeting event may still be on its way
-    recording_id = started.json()["recordingId"]
-    await asyncio.sleep(seconds)
-    stopped = await http.post(f"/api/v1/recordings/{recording_id}/stop")
-    assert stopped.status_code == 202 and stopped.json()["status"] == "ending"
-
-    async def complete() -> dict[str, Any] | None:
-        got = (await http.get(f"/api/v1/recordings/{recording_id}")).json()
-        return got if got["status"] == "complete" else None
-
-    return await wait_for(complete, timeout=20)  # type: ignore[no-any-return]
 
 
 async def test_start_rules_and_lifecycle(http: Any) -> None:
@@ -190,7 +132,6 @@ RANGE_CASES = [
     ("bytes=10-19", 206, "bytes 10-19/{n}", slice(10, 20)),
     ("bytes=5000000000-5000000099", 416, "bytes */{n}", None),
     ("bytes=50-10", 416, "bytes */{n}", None),
-    ("bytes=abc", 416, "bytes */{n}", None),
     ("bytes=-0", 416, "bytes */{n}", None),
 ]
 
@@ -213,41 +154,80 @@ async def test_media_ranges(http: Any) -> None:
         assert response.headers["content-range"] == content_range.format(**fmt), header
         if body is not None:
             assert response.content == whole.content[body], header
+            assert response.headers["cache-control"] == "public, max-age=3600"
+    for malformed in ("bytes=abc", "bytes=" + "9" * 5000, "items=0-1"):
+        response = await client.get(
+            f"/api/v1/recordings/{recording['recordingId']}/media", headers={"Range": malformed}
+        )
+        assert response.status_code == 422, malformed
 
 
-async def test_share_link_download_zip_and_deletion(http: Any) -> None:
+async def test_share_links_download_zip_and_deletion(http: Any) -> None:
     client, storage = http
     room = await room_in_meeting(client)
     recording = await record(client, room["roomId"], seconds=1.0)
     rid = recording["recordingId"]
-    link = (await client.get(f"/api/v1/recordings/{rid}/url")).json()["url"]
-    path = link.split("/api/v1", 1)[1]
-    anonymous = httpx.AsyncClient(base_url=str(client.base_url))
-    shared = await anonymous.get(f"/api/v1{path}")
+    public = (await client.get(f"/api/v1/recordings/{rid}/url")).json()["url"]
+    private = (
+        await client.get(f"/api/v1/recordings/{rid}/url", params={"privateAccess": "true"})
+    ).json()["url"]
+    base = str(client.base_url)
+    # v3.8.0's URL shape: the public base URL, the recording page, `recordingSecret`.
+    assert public.startswith(f"http://127.0.0.1:8080/recording/{rid}?recordingSecret=")
+    public_secret = public.split("recordingSecret=")[1]
+    private_secret = private.split("recordingSecret=")[1]
+    assert public_secret != private_secret
+    anonymous = httpx.AsyncClient(base_url=base)
+    media = f"/api/v1/recordings/{rid}/media"
+    shared = await anonymous.get(media, params={"recordingSecret": public_secret})
     assert shared.status_code == 200 and len(shared.content) == recording["size"]
-    assert (await anonymous.get(f"/api/v1/recordings/{rid}/media")).status_code == 401
-    expiring = (await client.get(f"/api/v1/recordings/{rid}/url", params={"expiresIn": 1})).json()[
-        "url"
-    ]
-    await asyncio.sleep(2.1)
-    expired = await anonymous.get("/api/v1" + expiring.split("/api/v1", 1)[1])
-    assert expired.status_code == 401 and expired.json()["error"] == "link_expired"
+    assert shared.headers["cache-control"] == "public, max-age=3600"
+    info = await anonymous.get(
+        f"/api/v1/recordings/{rid}", params={"recordingSecret": public_secret}
+    )
+    assert info.status_code == 200 and info.json()["recordingId"] == rid
+    assert (await anonymous.get(media)).status_code == 401
+    # A private link needs the reader's own credentials.
+    assert (
+        await anonymous.get(media, params={"recordingSecret": private_secret})
+    ).status_code == 401
+    with_key = await client.get(media, params={"recordingSecret": private_secret})
+    assert with_key.status_code == 200
+    wrong = await anonymous.get(media, params={"recordingSecret": "nope"})
+    assert wrong.status_code == 400
+    assert wrong.json()["message"] == f"Secret 'nope' is not recognized for recording '{rid}'"
 
     download = await client.get(f"/api/v1/recordings/{rid}/download")
     assert download.headers["content-disposition"].startswith("attachment")
     archive = await client.get("/api/v1/recordings/download", params={"recordingIds": rid})
     with zipfile.ZipFile(io.BytesIO(archive.content)) as zipped:
         assert zipped.read(recording["filename"]) == download.content
+    too_long = "r" * 300 + "--EG_1--1"
+    assert (
+        await client.get("/api/v1/recordings/download", params={"recordingIds": too_long})
+    ).status_code == 422
+    missing = f"{room['roomId']}--EG_nothing--x"
+    empty = await client.get("/api/v1/recordings/download", params={"recordingIds": missing})
+    assert empty.status_code == 400
 
     assert (await client.delete(f"/api/v1/recordings/{rid}")).status_code == 200
-    assert (await anonymous.get(f"/api/v1{path}")).status_code == 404
+    assert (
+        await anonymous.get(media, params={"recordingSecret": public_secret})
+    ).status_code == 404
     key = f"recordings/{room['roomId']}/{recording['filename']}"
     await wait_for(lambda: storage.stat(key) is None)
-    bulk = await client.delete("/api/v1/recordings", params={"recordingIds": f"{rid},nope"})
-    assert bulk.status_code == 400 and {f["recordingId"] for f in bulk.json()["failed"]} == {
-        rid,
-        "nope",
+    bulk = await client.delete("/api/v1/recordings", params={"recordingIds": f"{rid},{missing}"})
+    assert bulk.status_code == 400
+    assert bulk.json() == {
+        "message": "2 recording(s) could not be deleted",
+        "deleted": [],
+        "failed": [
+            {"recordingId": rid, "error": f"Recording '{rid}' not found"},
+            {"recordingId": missing, "error": f"Recording '{missing}' not found"},
+        ],
     }
+    malformed = await client.delete("/api/v1/recordings", params={"recordingIds": "nope"})
+    assert malformed.status_code == 422
     await anonymous.aclose()
 
 
@@ -297,9 +277,9 @@ async def test_200_mb_recording_streams_with_flat_memory(
 ) -> None:
     size = 200 * 1024 * 1024
     egress = SizedEgress(ObjectStorage(storage_settings), size, client_broker)
-    async for client, _ in _platform(settings_factory, storage_settings, egress):
+    async for client, _ in recordings_platform(settings_factory, storage_settings, egress):
         room = await room_in_meeting(client)
-        recording = await record(client, room["roomId"], seconds=0)
+        recording = await record(client, room["roomId"], seconds=0, timeout=120)
         assert recording["size"] == size
         before, peak, received = rss_mb(), 0.0, 0
         async with client.stream(

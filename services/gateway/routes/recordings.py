@@ -1,113 +1,198 @@
-"""`/api/v1/recordings…`: recordings through the recordings service, media straight from S3.
+"""`/recordings…`: OpenVidu Meet v3.8.0's recording routes; media straight from S3.
 
 The gateway never imports the recordings service: it asks over NATS where a
 recording's media is (a short-lived presigned S3 URL, size, type) and streams it
 from S3 itself, forwarding the byte range, so memory stays flat whatever the size.
+`GET /recordings/{id}/download` is the 3.9 line's download route, kept as an extension.
 """
 
 from __future__ import annotations
 
-import hashlib
-import hmac
 import re
-import time
 from collections.abc import AsyncIterator, Iterator
 from typing import Annotated, Any, Literal
 
 import httpx
 from fastapi import APIRouter, Header, Path, Query, Request, Response
 from fastapi.responses import StreamingResponse
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import AfterValidator, BaseModel, BeforeValidator, ConfigDict, Field
 
 from contracts.commands import recordings as cmd
 from services.gateway.api import PUBLIC_API
 from services.gateway.errors import ApiError
+from services.gateway.recordings_access import (
+    anonymous_disabled,
+    authorize_read,
+    recording_ids,
+    selected_fields,
+    shape,
+    valid_recording_id,
+)
 from services.gateway.rpc import Rpc, RpcDep
 
 router = APIRouter(prefix="/recordings", tags=["recordings"])
-RecordingIdPath = Annotated[str, Path(min_length=1, max_length=200, pattern=r"^[A-Za-z0-9_\-]+$")]
-RANGE = re.compile(r"^bytes=(\d*)-(\d*)$")
+RecordingIdPath = Annotated[
+    str,
+    Path(min_length=1, max_length=cmd.RECORDING_ID_MAX),
+    AfterValidator(valid_recording_id),
+]
+XFields = Annotated[str | None, Header(alias="X-Fields", max_length=1000)]
+FieldsQuery = Annotated[str | None, Query(max_length=1000)]
+SecretQuery = Annotated[str | None, Query(alias="recordingSecret", max_length=200)]
+RANGE = re.compile(r"^bytes=(\d{0,18})-(\d{0,18})$")  # bounded: no 4000-digit ints
+CACHE_CONTROL = "public, max-age=3600"
+
+
+def _strict_bool(value: Any) -> Any:
+    # Query strings carry booleans as `true` / `false`; `1`, `yes`, `on` are not booleans.
+    if isinstance(value, str) and value not in ("true", "false"):
+        raise ValueError("Input should be 'true' or 'false'")
+    return value
+
+
+StrictQueryBool = Annotated[bool, BeforeValidator(_strict_bool)]
 
 
 class StartBody(BaseModel):
-    """POST /recordings body."""
+    """POST /recordings body: the room, and optionally this recording's layout/encoding."""
 
-    model_config = ConfigDict(extra="forbid")
+    model_config = ConfigDict(extra="forbid", strict=True)
 
     roomId: Annotated[str, Field(min_length=1, max_length=100)]
+    config: cmd.RecordingOverride | None = None
 
 
-def _shape(record: dict[str, Any]) -> dict[str, Any]:
-    return {k: v for k, v in record.items() if v is not None}
+def _location(request: Request, recording_id: str) -> str:
+    return f"{request.app.state.settings.base_url()}{PUBLIC_API}/recordings/{recording_id}"
 
 
 @router.post("", status_code=201, summary="Start recording a room")
-async def start_recording(body: StartBody, response: Response, rpc: RpcDep) -> dict[str, Any]:
-    record = await rpc("recordings", "start", cmd.StartRecording(roomId=body.roomId))
-    response.headers["Location"] = f"{PUBLIC_API}/recordings/{record['recordingId']}"
-    return _shape(record)
+async def start_recording(
+    body: StartBody, request: Request, response: Response, rpc: RpcDep, x_fields: XFields = None
+) -> dict[str, Any]:
+    record = await rpc(
+        "recordings", "start", cmd.StartRecording(roomId=body.roomId, config=body.config)
+    )
+    response.headers["Location"] = _location(request, record["recordingId"])
+    return shape(record, selected_fields(x_fields))
 
 
-@router.post("/{recordingId}/stop", status_code=202, summary="Stop")
-async def stop_recording(recordingId: RecordingIdPath, rpc: RpcDep) -> dict[str, Any]:
-    return _shape(await rpc("recordings", "stop", cmd.RecordingRef(recordingId=recordingId)))
+@router.post(
+    "/{recordingId}/stop",
+    status_code=202,
+    summary="Stop a recording (202: the file is being finalised)",
+)
+async def stop_recording(
+    recordingId: RecordingIdPath,
+    request: Request,
+    response: Response,
+    rpc: RpcDep,
+    fields: FieldsQuery = None,
+    x_fields: XFields = None,
+) -> dict[str, Any]:
+    record = await rpc("recordings", "stop", cmd.RecordingRef(recordingId=recordingId))
+    response.headers["Location"] = _location(request, recordingId)
+    return shape(record, selected_fields(fields, x_fields))
 
 
 @router.get("", summary="List recordings")
 async def list_recordings(
+    request: Request,
     rpc: RpcDep,
     roomId: Annotated[str | None, Query(max_length=100)] = None,
-    status: Literal["starting", "active", "ending", "complete", "failed", "aborted"] | None = None,
+    roomName: Annotated[str | None, Query(max_length=200)] = None,
+    roomNameMatchMode: cmd.MatchMode = "exact",
+    roomNameCaseInsensitive: StrictQueryBool = False,
+    status: cmd.RecordingStatus | None = None,
+    fields: FieldsQuery = None,
     maxItems: Annotated[int, Query(ge=1, le=100)] = 10,
     nextPageToken: Annotated[str | None, Query(max_length=500)] = None,
+    sortField: cmd.SortField = "startDate",
     sortOrder: Literal["asc", "desc"] = "desc",
+    x_fields: XFields = None,
 ) -> dict[str, Any]:
+    principal = getattr(request.state, "principal", None)
+    if principal is not None and principal.member is not None:
+        roomId = principal.member.room_id  # a room member token sees its own room only
+    if roomName is not None and roomNameMatchMode == "regex":
+        try:
+            re.compile(roomName)
+        except re.error:
+            raise ApiError.invalid("roomName", "Invalid regular expression pattern") from None
     page = await rpc.retrying(
         "recordings",
         "list",
         cmd.ListRecordings(
             roomId=roomId,
+            roomName=roomName,
+            roomNameMatchMode=roomNameMatchMode,
+            roomNameCaseInsensitive=roomNameCaseInsensitive,
             status=status,
             maxItems=maxItems,
             nextPageToken=nextPageToken,
+            sortField=sortField,
             sortOrder=sortOrder,
         ),
     )
+    selected = selected_fields(fields, x_fields)
+    pagination: dict[str, Any] = {"isTruncated": page["isTruncated"]}
+    if page["nextPageToken"] is not None:
+        pagination["nextPageToken"] = page["nextPageToken"]
+    pagination["maxItems"] = page["maxItems"]
     return {
-        "recordings": [_shape(r) for r in page["items"]],
-        "pagination": {k: page[k] for k in ("isTruncated", "nextPageToken", "maxItems")},
+        "recordings": [shape(r, selected) for r in page["items"]],
+        "pagination": pagination,
     }
 
 
-def _ids(raw: str) -> list[str]:
-    ids = [i.strip() for i in raw.split(",") if i.strip()]
-    if not ids or len(ids) > 100:
-        raise ApiError.invalid("recordingIds", "between 1 and 100 recording ids")
-    return ids
+RecordingIdsQuery = Annotated[str, Query(max_length=20_000)]
 
 
 @router.delete("", summary="Delete several recordings")
 async def bulk_delete(
-    rpc: RpcDep, response: Response, recordingIds: Annotated[str, Query(max_length=20_000)]
+    rpc: RpcDep, response: Response, recordingIds: RecordingIdsQuery
 ) -> dict[str, Any]:
     result = await rpc(
-        "recordings", "bulk_delete", cmd.BulkDeleteRecordings(recordingIds=_ids(recordingIds))
+        "recordings",
+        "bulk_delete",
+        cmd.BulkDeleteRecordings(recordingIds=recording_ids(recordingIds)),
     )
-    if result["failed"]:
-        response.status_code = 400
-    return result
+    failed = [{"recordingId": f["recordingId"], "error": f["message"]} for f in result["failed"]]
+    if not failed:
+        return {
+            "message": "All recordings deleted successfully",
+            "deleted": result["deleted"],
+            "failed": [],
+        }
+    response.status_code = 400
+    return {
+        "message": f"{len(failed)} recording(s) could not be deleted",
+        "deleted": result["deleted"],
+        "failed": failed,
+    }
 
 
 @router.get("/download", summary="Download several recordings as a ZIP")
-async def download_zip(
-    rpc: RpcDep, recordingIds: Annotated[str, Query(max_length=20_000)]
-) -> StreamingResponse:
+async def download_zip(rpc: RpcDep, recordingIds: RecordingIdsQuery) -> StreamingResponse:
     from zipstream import ZipStream
 
-    locations = [
-        await rpc("recordings", "media", cmd.RecordingRef(recordingId=i))
-        for i in _ids(recordingIds)
-    ]
+    locations = []
+    for recording_id in recording_ids(recordingIds):
+        try:
+            locations.append(
+                await rpc.retrying(
+                    "recordings", "media", cmd.RecordingRef(recordingId=recording_id)
+                )
+            )
+        except ApiError as exc:
+            if exc.status not in (404, 409):
+                raise
+    if not locations:
+        raise ApiError(
+            400,
+            "Recording Error",
+            "None of the provided recordings are available for ZIP download",
+        )
     archive = ZipStream(sized=False)
     for location in locations:
         archive.add(_s3_chunks(location["url"]), arcname=location["filename"])
@@ -125,65 +210,60 @@ def _s3_chunks(url: str) -> Iterator[bytes]:
         yield from upstream.iter_bytes(256 * 1024)
 
 
-@router.get("/{recordingId}", summary="Get a recording")
-async def get_recording(recordingId: RecordingIdPath, rpc: RpcDep) -> dict[str, Any]:
-    return _shape(
-        await rpc.retrying("recordings", "get", cmd.RecordingRef(recordingId=recordingId))
-    )
+@router.get("/{recordingId}", summary="Get a recording (credentials or a share-link secret)")
+async def get_recording(
+    recordingId: RecordingIdPath,
+    request: Request,
+    rpc: RpcDep,
+    recordingSecret: SecretQuery = None,
+    fields: FieldsQuery = None,
+    x_fields: XFields = None,
+) -> dict[str, Any]:
+    await authorize_read(request, rpc, recordingId, recordingSecret)
+    record = await rpc.retrying("recordings", "get", cmd.RecordingRef(recordingId=recordingId))
+    return shape(record, selected_fields(fields, x_fields))
 
 
 @router.delete("/{recordingId}", summary="Delete a recording")
 async def delete_recording(recordingId: RecordingIdPath, rpc: RpcDep) -> dict[str, Any]:
     await rpc("recordings", "delete", cmd.RecordingRef(recordingId=recordingId))
-    return {"message": f"Recording '{recordingId}' deleted"}
+    return {"message": f"Recording '{recordingId}' deleted successfully"}
 
 
-def share_signature(api_key: str, recording_id: str, expires: int) -> str:
-    """HMAC of the recording id and expiry with the API key."""
-    return hmac.new(
-        api_key.encode(), f"{recording_id}:{expires}".encode(), hashlib.sha256
-    ).hexdigest()
-
-
-@router.get("/{recordingId}/url", summary="A shareable media link")
+@router.get("/{recordingId}/url", summary="A shareable recording link")
 async def share_url(
     recordingId: RecordingIdPath,
     request: Request,
     rpc: RpcDep,
-    expiresIn: Annotated[int | None, Query(ge=1, le=365 * 24 * 3600)] = None,
+    privateAccess: StrictQueryBool = False,
 ) -> dict[str, Any]:
-    await rpc.retrying("recordings", "get", cmd.RecordingRef(recordingId=recordingId))
-    settings = request.app.state.settings
-    expires = int(time.time()) + expiresIn if expiresIn else 0
-    secret = share_signature(settings.api_key, recordingId, expires)
-    path = f"{PUBLIC_API}/recordings/{recordingId}/media?secret={secret}&expires={expires}"
-    url = f"{settings.base_url()}{path}"
-    return {"url": url, "expiresAt": expires * 1000 if expires else None}
+    secrets = cmd.AccessSecrets.model_validate(
+        await rpc.retrying(
+            "recordings", "access_secrets", cmd.RecordingRef(recordingId=recordingId)
+        )
+    )
+    if not privateAccess and not secrets.anonymousAccess:
+        raise anonymous_disabled(secrets.roomId)
+    secret = secrets.privateSecret if privateAccess else secrets.publicSecret
+    base = request.app.state.settings.base_url()
+    return {"url": f"{base}/recording/{recordingId}?recordingSecret={secret}"}
 
 
-async def _authorise_media(
-    request: Request, recording_id: str, secret: str | None, expires: int
-) -> None:
-    if secret is None:
-        return  # a credential was checked by the policy table
-    expected = share_signature(request.app.state.settings.api_key, recording_id, expires)
-    if not hmac.compare_digest(secret.encode(), expected.encode()):
-        raise ApiError(401, "invalid_secret", "the share link is not valid")
-    if expires and time.time() > expires:
-        raise ApiError(401, "link_expired", "the share link has expired")
+def parse_range(header: str, size: int, recording_id: str) -> tuple[int, int]:
+    """One byte range → (start, end inclusive).
 
-
-def parse_range(header: str, size: int) -> tuple[int, int]:
-    """One byte range → (start, end inclusive); ApiError 416 when malformed or unsatisfiable."""
+    422 when it is not `bytes=start-end` (or a suffix `bytes=-n`); 416 when it
+    does not fit the file.
+    """
     match = RANGE.match(header.strip())
+    if not match or match.groups() == ("", ""):
+        raise ApiError.invalid("range", "Invalid range header format. Expected: bytes=start-end")
     unsatisfiable = ApiError(
         416,
-        "range_not_satisfiable",
-        f"cannot serve {header!r} of {size} bytes",
+        "Recording Error",
+        f"Recording '{recording_id}' range not satisfiable. File size: {size}",
         headers={"Content-Range": f"bytes */{size}"},
     )
-    if not match or match.groups() == ("", ""):
-        raise unsatisfiable
     first, last = match.groups()
     if first == "":
         length = int(last)
@@ -210,17 +290,21 @@ async def _stream(url: str, start: int, end: int) -> AsyncIterator[bytes]:
 
 
 async def _media(
-    recording_id: str, request: Request, rpc: Rpc, range_header: str | None, attachment: bool
+    recording_id: str, rpc: Rpc, range_header: str | None, attachment: bool
 ) -> Response:
     location = await rpc.retrying("recordings", "media", cmd.RecordingRef(recordingId=recording_id))
     size = int(location["size"])
-    headers = {"Accept-Ranges": "bytes", "Content-Type": location["contentType"]}
+    headers = {
+        "Accept-Ranges": "bytes",
+        "Content-Type": location["contentType"],
+        "Cache-Control": CACHE_CONTROL,
+    }
     if attachment:
         headers["Content-Disposition"] = f'attachment; filename="{location["filename"]}"'
     if size == 0:
         return Response(status_code=200, headers=headers)
     if range_header:
-        start, end = parse_range(range_header, size)
+        start, end = parse_range(range_header, size, recording_id)
         headers["Content-Range"] = f"bytes {start}-{end}/{size}"
         status = 206
     else:
@@ -231,24 +315,28 @@ async def _media(
     )
 
 
-@router.get("/{recordingId}/media", summary="Stream the media (HTTP Range); API key or share link")
+RangeHeader = Annotated[str | None, Header(alias="Range", max_length=100)]
+
+
+@router.get("/{recordingId}/media", summary="Stream the media (HTTP Range)")
 async def media(
     recordingId: RecordingIdPath,
     request: Request,
     rpc: RpcDep,
-    range_header: Annotated[str | None, Header(alias="Range")] = None,
-    secret: Annotated[str | None, Query(max_length=128)] = None,
-    expires: Annotated[int, Query(ge=0)] = 0,
+    range_header: RangeHeader = None,
+    recordingSecret: SecretQuery = None,
 ) -> Response:
-    await _authorise_media(request, recordingId, secret, expires)
-    return await _media(recordingId, request, rpc, range_header, attachment=False)
+    await authorize_read(request, rpc, recordingId, recordingSecret)
+    return await _media(recordingId, rpc, range_header, attachment=False)
 
 
-@router.get("/{recordingId}/download", summary="Download the file")
+@router.get("/{recordingId}/download", summary="Download the file (3.9 line)")
 async def download(
     recordingId: RecordingIdPath,
     request: Request,
     rpc: RpcDep,
-    range_header: Annotated[str | None, Header(alias="Range")] = None,
+    range_header: RangeHeader = None,
+    recordingSecret: SecretQuery = None,
 ) -> Response:
-    return await _media(recordingId, request, rpc, range_header, attachment=True)
+    await authorize_read(request, rpc, recordingId, recordingSecret)
+    return await _media(recordingId, rpc, range_header, attachment=True)
