@@ -22,6 +22,11 @@ CONSUMER_ACK_WAIT_SECONDS = 5.0
 CONSUMER_HEARTBEAT_SECONDS = 2.0
 CONSUMER_MAX_DELIVER = -1
 
+# The key-value bucket of platform configuration (webhook subscribers): declared with
+# the stream and with as many replicas, so it survives what the stream survives.
+CONFIG_BUCKET = "meetplane_config"
+CONFIG_BUCKET_HISTORY = 5
+
 
 def stream_config(replicas: int = 1, name: str = STREAM_NAME) -> StreamConfig:
     """The MEETPLANE stream: file storage, 2 min duplicate window, retention by age."""

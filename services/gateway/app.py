@@ -42,7 +42,7 @@ def create_app(settings: GatewaySettings) -> FastAPI:
         store = WebhookConfigStore(broker)
         sender = WebhookSender(settings.api_key)
         register_webhook_delivery(broker, store, sender, settings.stream_name)
-        await start_broker(broker)
+        await start_broker(broker, stream=settings.stream_name)
         app.state.broker = broker
         app.state.rpc = Rpc(broker, settings.command_timeout)
         app.state.webhook_store = store

@@ -48,7 +48,7 @@ class RunningService:
 
     async def start(self) -> None:
         """Connect, start subscribers and background tasks."""
-        await start_broker(self.parts.broker)
+        await start_broker(self.parts.broker, stream=self.settings.stream_name)
         await self._wait_reachable()
         for hook in self.parts.on_started:
             await hook()
