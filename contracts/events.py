@@ -13,9 +13,11 @@ from uuid import UUID
 
 from pydantic import BaseModel, ConfigDict, Field
 
+from contracts.identity import MemberRole, UserRole
 from contracts.rooms import RoomState, WithMeeting, WithRecordings
 
 SUBJECT_PREFIX = "meetplane.evt"
+Source = Literal["rooms", "meetings", "recordings", "janitor", "gateway", "identity"]
 
 
 class EventEnvelope(BaseModel):
@@ -32,7 +34,7 @@ class EventEnvelope(BaseModel):
     type: str
     version: int = 1
     occurred_at: datetime
-    source: Literal["rooms", "meetings", "recordings", "janitor", "gateway"]
+    source: Source
     subject_id: str
     data: dict[str, Any]
 
@@ -190,6 +192,89 @@ class RoomAutoDeletionDue(BaseModel):
     autoDeletionDate: int
 
 
+# ---- identity ----------------------------------------------------------------
+# No password hash, API key, key hash or guest secret ever appears in these events.
+
+
+class UserCreated(BaseModel):
+    """A user account was created."""
+
+    userId: str
+    name: str
+    role: UserRole
+    registrationDate: int
+
+
+class UserDeleted(BaseModel):
+    """A user account was deleted; every token of the user is void from now on."""
+
+    userId: str
+    deletedAt: int
+
+
+class RoleChanged(BaseModel):
+    """A user's role changed; it applies to their tokens from now on."""
+
+    userId: str
+    role: UserRole
+    roleUpdatedAt: int
+
+
+class SessionsRevoked(BaseModel):
+    """Sessions of a user ended (logout, password change or reset): their tokens are void."""
+
+    userId: str
+    sessionIds: list[str]
+    reason: Literal["logout", "password_changed", "password_reset"]
+    revokedAt: int
+
+
+class RoomMemberAdded(BaseModel):
+    """A user or an identified guest became a member of a room."""
+
+    roomId: str
+    memberId: str
+    type: Literal["user", "identified_guest"]
+    userId: str | None = None
+    name: str
+    baseRole: MemberRole
+    customPermissions: dict[str, bool] = Field(default_factory=dict)
+
+
+class RoomMemberUpdated(BaseModel):
+    """A member's base role or permission overrides changed."""
+
+    roomId: str
+    memberId: str
+    baseRole: MemberRole
+    customPermissions: dict[str, bool] = Field(default_factory=dict)
+    permissionsUpdatedAt: int
+
+
+class RoomMemberRemoved(BaseModel):
+    """A member left a room's member list; their member tokens are void from now on."""
+
+    roomId: str
+    memberId: str
+    removedAt: int
+    reason: Literal["removed", "room_deleted", "user_deleted"] = "removed"
+
+
+class ApiKeyCreated(BaseModel):
+    """An API key was created (only its id and non-secret prefix travel)."""
+
+    keyId: str
+    prefix: str
+    creationDate: int
+
+
+class ApiKeyRevoked(BaseModel):
+    """An API key was deleted; requests carrying it are refused from now on."""
+
+    keyId: str
+    revokedAt: int
+
+
 class EventType(BaseModel):
     """Registry entry: the data model and subject of one event type."""
 
@@ -230,6 +315,9 @@ EVENT_TYPES: dict[str, EventType] = {
         RecordingDeleted,
     ),
     **_registry("janitor", RoomAutoDeletionDue),
+    **_registry("user", UserCreated, UserDeleted, RoleChanged, SessionsRevoked),
+    **_registry("member", RoomMemberAdded, RoomMemberUpdated, RoomMemberRemoved),
+    **_registry("apikey", ApiKeyCreated, ApiKeyRevoked),
 }
 
 
@@ -247,7 +335,7 @@ def make_envelope(
     event_id: UUID,
     data: BaseModel,
     *,
-    source: Literal["rooms", "meetings", "recordings", "janitor", "gateway"],
+    source: Source,
     subject_id: str,
     occurred_at: datetime | None = None,
 ) -> EventEnvelope:

@@ -219,16 +219,22 @@ class AnonymousAccessRequest(Strict):
     recording: AnonymousAccessToggle = Field(default_factory=AnonymousAccessToggle)
 
 
+def _user_access_off() -> AnonymousAccessToggle:
+    return AnonymousAccessToggle(enabled=False)
+
+
 class AccessRequest(Strict):
-    """Room access settings in a create request."""
+    """Room access settings in a create request (user access is off by default)."""
 
     anonymous: AnonymousAccessRequest = Field(default_factory=AnonymousAccessRequest)
+    user: AnonymousAccessToggle = Field(default_factory=_user_access_off)
 
 
 class AccessUpdate(Strict):
     """Update of the anonymous links; `regenerate` names links whose secret is replaced."""
 
     anonymous: AnonymousAccessRequest | None = None
+    user: AnonymousAccessToggle | None = None
     regenerate: list[Literal["moderator", "speaker", "recording"]] = Field(default_factory=list)
 
 
@@ -295,6 +301,8 @@ class RoomRecord(BaseModel):
     status: RoomStatus
     meetingEndAction: MeetingEndAction
     pendingDeletion: bool = False
+    owner: str | None = None
+    userAccess: bool = False
 
 
 class LinkHash(BaseModel):
@@ -322,3 +330,5 @@ class RoomState(BaseModel):
     status: RoomStatus
     meetingEndAction: MeetingEndAction
     pendingDeletion: bool = False
+    owner: str | None = None
+    userAccess: bool = False

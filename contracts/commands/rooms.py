@@ -31,12 +31,21 @@ class CreateRoom(BaseModel):
 
     request: CreateRoomRequest
     commandId: CommandId | None = None
+    # The signed-in user who creates the room; None for API-key calls.
+    owner: str | None = None
 
 
 class GetRoom(BaseModel):
     """Get one room."""
 
     roomId: str
+
+
+class AccessibleTo(BaseModel):
+    """The rooms a non-admin user may see: owned, member of, or open to users."""
+
+    userId: str
+    memberRoomIds: list[str] = []
 
 
 class ListRooms(BaseModel):
@@ -48,6 +57,14 @@ class ListRooms(BaseModel):
     nextPageToken: str | None = None
     sortField: Literal["creationDate", "roomName"] = "creationDate"
     sortOrder: Literal["asc", "desc"] = "desc"
+    # Rooms matching ANY of these (v3.8.0 `owner`, `member`, `userAccess` filters; the
+    # gateway turns `member` into the room ids the identity service reports).
+    owner: str | None = None
+    memberRoomIds: list[str] | None = None
+    userAccess: bool | None = None
+    # For a signed-in user who is not an admin: only rooms they own, are a member of,
+    # or that have user access enabled.
+    accessibleTo: AccessibleTo | None = None
 
 
 class UpdateRoomConfig(BaseModel):

@@ -5,23 +5,42 @@ from __future__ import annotations
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 
-from fastapi import APIRouter, FastAPI
+from fastapi import FastAPI
 
 from services.gateway.api import mount_api
+from services.gateway.auth import Authenticator
 from services.gateway.errors import install_error_handlers
 from services.gateway.middleware import GatewayMiddleware
-from services.gateway.routes import livekit, meetings, ops, recordings, rooms, webhooks
+from services.gateway.policy import AuthorizeDep, check_policies
+from services.gateway.ratelimits import LoginLimits
+from services.gateway.revocations import RevocationFollower
+from services.gateway.routes import (
+    api_keys,
+    auth,
+    livekit,
+    meetings,
+    members,
+    ops,
+    recordings,
+    rooms,
+    users,
+    webhooks,
+)
 from services.gateway.rpc import Rpc
 from services.gateway.settings import GatewaySettings
+from services.gateway.tokens import TokenService, load_signing_key
 from services.gateway.webhooks import (
     WebhookConfigStore,
     WebhookSender,
     register_webhook_delivery,
 )
+from services.runtime.kv_limits import NatsKVStorage, rate_limit_bucket
 from services.runtime.nats import make_broker, start_broker
 
 # Routers without a base path; `mount_api` puts them under OpenVidu's prefixes.
 PUBLIC_ROUTERS = [
+    users.router,
+    members.router,
     rooms.router,
     meetings.join_router,
     meetings.router,
@@ -29,12 +48,24 @@ PUBLIC_ROUTERS = [
     livekit.router,
     webhooks.router,
 ]
-INTERNAL_ROUTERS: list[APIRouter] = []
+INTERNAL_ROUTERS = [
+    auth.router,
+    api_keys.router,
+    users.me_router,
+    members.token_router,
+]
 ROOT_ROUTERS = [ops.router]
 
 
 def create_app(settings: GatewaySettings) -> FastAPI:
     """Build the gateway app; its lifespan connects to NATS."""
+    tokens = TokenService(
+        load_signing_key(settings.auth_signing_key, settings.data_dir),
+        settings.auth_previous_signing_key,
+        access_ttl=settings.access_token_ttl_seconds,
+        member_ttl=settings.token_ttl_seconds,
+    )
+    revocations = RevocationFollower(settings.stream_name)
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
@@ -43,6 +74,14 @@ def create_app(settings: GatewaySettings) -> FastAPI:
         sender = WebhookSender(settings.api_key)
         register_webhook_delivery(broker, store, sender, settings.stream_name)
         await start_broker(broker, stream=settings.stream_name)
+        connection = broker._connection
+        assert connection is not None
+        await revocations.start(connection)
+        app.state.login_limits = LoginLimits(
+            NatsKVStorage(await rate_limit_bucket(connection)),
+            settings.login_failures_per_user,
+            settings.login_failures_per_address,
+        )
         app.state.broker = broker
         app.state.rpc = Rpc(broker, settings.command_timeout)
         app.state.webhook_store = store
@@ -50,6 +89,7 @@ def create_app(settings: GatewaySettings) -> FastAPI:
         try:
             yield
         finally:
+            await revocations.stop()
             await broker.stop()
             await sender.close()
 
@@ -59,9 +99,14 @@ def create_app(settings: GatewaySettings) -> FastAPI:
         description="Event-sourced control plane for video meetings "
         "(OpenVidu Meet REST API v1 compatible).",
         lifespan=lifespan,
+        dependencies=[AuthorizeDep],
     )
     app.state.settings = settings
+    app.state.tokens = tokens
+    app.state.revocations = revocations
+    app.state.authenticator = Authenticator(tokens, revocations, settings.api_key)
     install_error_handlers(app)
     mount_api(app, PUBLIC_ROUTERS, INTERNAL_ROUTERS, ROOT_ROUTERS)
+    check_policies(app)
     app.add_middleware(GatewayMiddleware, max_body_bytes=settings.max_body_bytes)
     return app

@@ -20,6 +20,7 @@ ROOM_FIELDS = {
     "moderatorUrl",
     "speakerUrl",
     "pendingDeletion",
+    "owner",
 }
 EXTRA_FIELDS = {"config", "roles"}
 
@@ -62,13 +63,21 @@ def shape_room(
         "creationDate": record["creationDate"],
         "status": record["status"],
         "meetingEndAction": record["meetingEndAction"],
-        "access": {"anonymous": links},
+        "access": {
+            "anonymous": links,
+            "user": {
+                "enabled": bool(record.get("userAccess")),
+                "url": f"{base_url}/room/{record['roomId']}",
+            },
+        },
         "moderatorUrl": links["moderator"]["url"],
         "speakerUrl": links["speaker"]["url"],
     }
     if record.get("autoDeletionDate") is not None:
         room["autoDeletionDate"] = record["autoDeletionDate"]
         room["autoDeletionPolicy"] = record.get("autoDeletionPolicy")
+    if record.get("owner"):
+        room["owner"] = record["owner"]
     if record.get("pendingDeletion"):
         room["pendingDeletion"] = True
     wanted_extra = (extra or set()) | ((fields or set()) & EXTRA_FIELDS)

@@ -19,7 +19,16 @@ class GatewaySettings(RuntimeSettings):
     public_url: str | None = None
     max_body_bytes: int = 1_048_576
     ready_ping_timeout: float = 1.0
-    ready_services: str = "rooms,meetings,recordings,janitor"
+    ready_services: str = "rooms,meetings,recordings,janitor,identity"
+    # Sign-in tokens (see services/gateway/tokens.py): the signing key (generated into the
+    # data dir when unset), the previous key during a rotation, the access token lifetime.
+    auth_signing_key: str | None = None
+    auth_previous_signing_key: str | None = None
+    access_token_ttl_seconds: int = Field(default=900, gt=0)
+    token_ttl_seconds: int = Field(default=21600, gt=0)
+    # Failed sign-ins allowed (the `limits` notation) per user id and per client address.
+    login_failures_per_user: str = "5/minute"
+    login_failures_per_address: str = "20/minute"
 
     def readiness_services(self) -> list[str]:
         """Services that must answer a ping before the gateway reports ready."""

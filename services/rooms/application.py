@@ -72,6 +72,8 @@ def to_record(room: Room) -> RoomRecord:
             "status": room.status,
             "meetingEndAction": room.meeting_end_action,
             "pendingDeletion": room.pending_deletion is not None,
+            "owner": room.owner,
+            "userAccess": room.user_access,
         }
     )
 
@@ -110,7 +112,9 @@ class RoomsApplication(ServiceApplication):
 
     # ---- commands --------------------------------------------------------------
 
-    def create_room(self, request: CreateRoomRequest, command_id: str | None = None) -> RoomRecord:
+    def create_room(
+        self, request: CreateRoomRequest, command_id: str | None = None, owner: str | None = None
+    ) -> RoomRecord:
         """Create a room with a fresh id and fresh link secrets.
 
         With a `command_id` the room id is derived from it, so a retried command
@@ -153,6 +157,8 @@ class RoomsApplication(ServiceApplication):
             anonymous=anonymous,
             meeting_end_action=request.meetingEndAction.value,
             command_id=command_id,
+            owner=owner,
+            user_access=request.access.user.enabled,
         )
         try:
             self.save(room)
@@ -247,6 +253,8 @@ class RoomsApplication(ServiceApplication):
         for role in update.regenerate:
             anonymous[role]["secret"] = new_secret()
         room.update_access(anonymous)
+        if update.user is not None:
+            room.set_user_access(update.user.enabled)
         self.save(room)
         return to_record(room)
 

@@ -70,6 +70,10 @@ class DeletionPlan:
 class Room(Aggregate):
     """A persistent meeting space."""
 
+    # Defaults for rooms stored (or snapshotted) before owners and user access existed.
+    owner: str | None = None
+    user_access: bool = False
+
     class Event(Aggregate.Event):
         """Base of room domain events."""
 
@@ -86,8 +90,12 @@ class Room(Aggregate):
         anonymous: dict[str, dict[str, Any]],
         meeting_end_action: str,
         command_id: str | None = None,
+        owner: str | None = None,
+        user_access: bool = False,
     ) -> None:
         self.command_id = command_id
+        self.owner = owner
+        self.user_access = user_access
         self.room_id = room_id
         self.room_name = room_name
         self.creation_date = creation_date
@@ -162,6 +170,16 @@ class Room(Aggregate):
     @event("AccessUpdated")
     def _access_updated(self, anonymous: dict[str, dict[str, Any]]) -> None:
         self.anonymous = anonymous
+
+    def set_user_access(self, enabled: bool) -> None:
+        """Open the room to every signed-in user (owner, admins, members always may)."""
+        self._require_live()
+        if enabled != self.user_access:
+            self._user_access_set(enabled=enabled)
+
+    @event("UserAccessSet")
+    def _user_access_set(self, enabled: bool) -> None:
+        self.user_access = enabled
 
     def set_auto_deletion(self, date: int, policy: dict[str, str], now_ms: int) -> None:
         """Set or move the auto-deletion date (at least one hour ahead)."""

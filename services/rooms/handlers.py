@@ -57,7 +57,9 @@ class RoomsHandlers:
     # ---- commands ----------------------------------------------------------------
 
     async def create(self, request: cmd.CreateRoom) -> RoomRecord:
-        record = await asyncio.to_thread(self.app.create_room, request.request, request.commandId)
+        record = await asyncio.to_thread(
+            self.app.create_room, request.request, request.commandId, request.owner
+        )
         log.info("room.created", room_id=record.roomId)
         return record
 

@@ -31,6 +31,7 @@ UPDATE_LABELS = {
     "AutoDeletionCleared": "autoDeletionDate",
     "MeetingEndActionSet": "meetingEndAction",
     "DeletionScheduled": "pendingDeletion",
+    "UserAccessSet": "access",
 }
 
 
@@ -57,6 +58,8 @@ def room_state(room: Room) -> RoomState:
             "status": room.status,
             "meetingEndAction": room.meeting_end_action,
             "pendingDeletion": room.pending_deletion is not None,
+            "owner": room.owner,
+            "userAccess": room.user_access,
         }
     )
 

@@ -24,8 +24,9 @@ from services.runtime.store import create_tables
 
 metadata = sa.MetaData()
 
+# v2: owner and user access columns (a new table, so existing data dirs rebuild it).
 rooms_view = sa.Table(
-    "rooms_view",
+    "rooms_view_v2",
     metadata,
     sa.Column("room_id", sa.String(80), primary_key=True),
     sa.Column("room_name", sa.String(100), nullable=False),
@@ -34,6 +35,8 @@ rooms_view = sa.Table(
     sa.Column("status", sa.String(20), nullable=False, index=True),
     sa.Column("version", sa.BigInteger, nullable=False),
     sa.Column("deleted", sa.Boolean, nullable=False, default=False, index=True),
+    sa.Column("owner", sa.String(100), nullable=True, index=True),
+    sa.Column("user_access", sa.Boolean, nullable=False, default=False),
     sa.Column("record", sa.JSON, nullable=False),
 )
 
@@ -44,7 +47,7 @@ view_position = sa.Table(
     sa.Column("position", sa.BigInteger, nullable=False),
 )
 
-VIEW_NAME = "rooms_view"
+VIEW_NAME = "rooms_view_v2"
 
 
 def _encode_token(values: list[Any]) -> str:
@@ -101,6 +104,8 @@ class RoomsView:
                     "status": record["status"],
                     "version": room.version,
                     "deleted": room.deleted,
+                    "owner": room.owner,
+                    "user_access": room.user_access,
                     "record": record,
                 }
                 conn.execute(self._upsert(rooms_view, values, ["room_id"], newer_only=True))
@@ -151,6 +156,7 @@ class RoomsView:
             stmt = stmt.where(rooms_view.c.room_name_lower.like(f"%{needle}%", escape="\\"))
         if query.status:
             stmt = stmt.where(rooms_view.c.status == query.status)
+        stmt = _access_filters(stmt, query)
         if query.nextPageToken:
             field, order, last_value, last_id = _decode_token(query.nextPageToken)
             if (field, order) != (query.sortField, query.sortOrder):
@@ -174,6 +180,28 @@ class RoomsView:
             last = page[-1]
             token = _encode_token([query.sortField, query.sortOrder, last[1], last[2]])
         return [row[0] for row in page], token
+
+
+def _any_of(owner: str | None, room_ids: list[str] | None, user_access: bool | None) -> list[Any]:
+    conditions: list[Any] = []
+    if owner is not None:
+        conditions.append(rooms_view.c.owner == owner)
+    if room_ids is not None:
+        conditions.append(rooms_view.c.room_id.in_(room_ids))
+    if user_access is not None:
+        conditions.append(rooms_view.c.user_access.is_(user_access))
+    return conditions
+
+
+def _access_filters(stmt: Any, query: ListRooms) -> Any:
+    """v3.8.0's owner/member/userAccess filters (any of them), and a user's visibility."""
+    wanted = _any_of(query.owner, query.memberRoomIds, query.userAccess)
+    if wanted:
+        stmt = stmt.where(sa.or_(*wanted))
+    if query.accessibleTo is not None:
+        visible = _any_of(query.accessibleTo.userId, query.accessibleTo.memberRoomIds, True)
+        stmt = stmt.where(sa.or_(*visible))
+    return stmt
 
 
 def _record(room: Room) -> dict[str, Any]:

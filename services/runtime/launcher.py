@@ -25,7 +25,7 @@ from services.runtime.settings import RuntimeSettings
 
 log = get_logger("meetplane.launcher")
 
-SERVICES = ("rooms", "meetings", "recordings", "janitor", "gateway")
+SERVICES = ("rooms", "meetings", "recordings", "janitor", "identity", "gateway")
 
 # Entry points by name: the runtime must not import service packages.
 ENTRYPOINTS = {name: f"services.{name}.main:serve" for name in SERVICES}
@@ -196,6 +196,14 @@ class Platform:
             self.nats.stop()
 
 
+def _admin_line(data_dir: Path) -> str:
+    """Where the root admin's password is (never the password itself)."""
+    user = os.environ.get("MEETPLANE_ADMIN_USERNAME", "admin")
+    if os.environ.get("MEETPLANE_ADMIN_PASSWORD"):
+        return f"\n  admin:    {user} (password from MEETPLANE_ADMIN_PASSWORD)"
+    return f"\n  admin:    {user} (first password in {data_dir / 'admin-password'})"
+
+
 def run_up(
     settings: RuntimeSettings, http_host: str, http_port: int, services: tuple[str, ...] = SERVICES
 ) -> int:
@@ -217,7 +225,8 @@ def run_up(
         print(
             f"meetplane is up\n  gateway:  {base}/api/v1\n  docs:     {base}/docs\n"
             f"  NATS:     {settings.effective_nats_url()}\n  API key:  {key}\n"
-            f"  data dir: {platform.data_dir}\n  logs:     {platform.data_dir / 'logs'}",
+            f"  data dir: {platform.data_dir}\n  logs:     {platform.data_dir / 'logs'}"
+            + _admin_line(platform.data_dir),
             flush=True,
         )
         while not stop:

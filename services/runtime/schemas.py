@@ -16,7 +16,10 @@ from contracts.streams import STREAM_NAME
 
 # Services whose own broker (commands they answer, events they consume and publish) is
 # documented; by name, because the runtime imports no service.
-SERVICE_ASYNCAPI = {"rooms": "services.rooms.main:asyncapi"}
+SERVICE_ASYNCAPI = {
+    "rooms": "services.rooms.main:asyncapi",
+    "identity": "services.identity.main:asyncapi",
+}
 
 
 def event_schemas() -> dict[str, dict[str, Any]]:

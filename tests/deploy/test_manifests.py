@@ -26,7 +26,7 @@ def of_kind(docs: list[dict[str, Any]], kind: str) -> list[dict[str, Any]]:
     return [d for d in docs if d["kind"] == kind]
 
 
-SERVICES = {"rooms", "meetings", "recordings", "janitor", "gateway"}
+SERVICES = {"rooms", "meetings", "recordings", "janitor", "identity", "gateway"}
 
 
 @pytest.mark.parametrize("overlay", ["dev", "prod"])

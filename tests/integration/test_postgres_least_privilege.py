@@ -19,6 +19,8 @@ from psycopg import sql
 
 from contracts.commands import rooms as cmd
 from contracts.rooms import CreateRoomRequest
+from services.identity.main import build as build_identity
+from services.identity.settings import IdentitySettings
 from services.janitor.main import build as build_janitor
 from services.janitor.settings import JanitorSettings
 from services.meetings.main import build as build_meetings
@@ -38,6 +40,7 @@ SERVICES = {
     "meetings": (MeetingsSettings, build_meetings),
     "recordings": (RecordingsSettings, build_recordings),
     "janitor": (JanitorSettings, build_janitor),
+    "identity": (IdentitySettings, build_identity),
 }
 
 

@@ -18,6 +18,9 @@ ARCHITECTURE_EVENTS = {
     "ParticipantEvicted", "MeetingEnded",
     "RecordingStarted", "RecordingStopped", "RecordingReady", "RecordingFailed", "RecordingDeleted",
     "RoomAutoDeletionDue",
+    "UserCreated", "UserDeleted", "RoleChanged", "SessionsRevoked",
+    "RoomMemberAdded", "RoomMemberUpdated", "RoomMemberRemoved",
+    "ApiKeyCreated", "ApiKeyRevoked",
 }  # fmt: skip
 SCHEMAS = Path(__file__).resolve().parents[2] / "contracts" / "schemas"
 
@@ -43,6 +46,18 @@ def test_asyncapi_documents_every_event_and_the_rooms_commands() -> None:
     rooms = json.loads((SCHEMAS / "asyncapi-rooms.json").read_text())
     assert "meetplane.cmd.rooms.create" in rooms["channels"]
     assert {"RoomCreated", "RoomDeleted"} <= set(rooms["channels"])
+    identity = json.loads((SCHEMAS / "asyncapi-identity.json").read_text())
+    assert "meetplane.cmd.identity.login" in identity["channels"]
+    assert {"UserDeleted", "SessionsRevoked", "ApiKeyRevoked"} <= set(identity["channels"])
+
+
+def test_identity_events_carry_no_secret() -> None:
+    words = ("password", "hash", "secret", "sha256")
+    identity = [n for n, t in EVENT_TYPES.items() if t.aggregate in ("user", "member", "apikey")]
+    assert len(identity) == 9
+    for name in identity:
+        fields = " ".join(EVENT_TYPES[name].model.model_fields).lower()
+        assert not any(word in fields for word in words), name
 
 
 def test_envelope_roundtrip_and_strictness() -> None:

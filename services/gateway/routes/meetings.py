@@ -9,14 +9,13 @@ from fastapi import APIRouter, Header, Path
 from pydantic import BaseModel, ConfigDict, Field
 
 from contracts.commands import meetings as cmd
-from services.gateway.auth import AdminDep
 from services.gateway.rpc import RpcDep
 
 RoomIdPath = Annotated[str, Path(min_length=1, max_length=100, pattern=r"^[A-Za-z0-9_\-]+$")]
 IdentityPath = Annotated[str, Path(min_length=1, max_length=100, pattern=r"^[A-Za-z0-9_\-.]+$")]
 
 join_router = APIRouter(prefix="/rooms", tags=["meetings"])
-router = APIRouter(prefix="/meetings", tags=["meetings"], dependencies=[AdminDep])
+router = APIRouter(prefix="/meetings", tags=["meetings"])
 
 
 class JoinBody(BaseModel):

@@ -12,6 +12,7 @@ from contracts.commands import rooms as cmd
 from contracts.rooms import (
     AccessUpdate,
     AnonymousAccessRequest,
+    AnonymousAccessToggle,
     CreateRoomRequest,
     RolesPatch,
     RoomConfigPatch,
@@ -21,12 +22,12 @@ from contracts.rooms import (
     WithRecordings,
 )
 from services.gateway.api import PUBLIC_API
-from services.gateway.auth import AdminDep
+from services.gateway.auth import principal
 from services.gateway.errors import ApiError
 from services.gateway.rooms_view import EXTRA_FIELDS, ROOM_FIELDS, parse_field_list, shape_room
 from services.gateway.rpc import RpcDep
 
-router = APIRouter(prefix="/rooms", tags=["rooms"], dependencies=[AdminDep])
+router = APIRouter(prefix="/rooms", tags=["rooms"])
 
 RoomIdPath = Annotated[str, Path(min_length=1, max_length=100, pattern=r"^[A-Za-z0-9_\-]+$")]
 
@@ -52,6 +53,7 @@ class UpdateRolesBody(_Strict):
 
 class AccessBody(_Strict):
     anonymous: AnonymousAccessRequest | None = None
+    user: AnonymousAccessToggle | None = None
 
 
 class UpdateAccessBody(_Strict):
@@ -115,8 +117,15 @@ async def create_room(
     x_extra: XExtra = None,
 ) -> dict[str, Any]:
     selected, extra = _selection(fields, extraFields, x_fields, x_extra)
+    who = principal(request)
     record = await rpc.retrying(
-        "rooms", "create", cmd.CreateRoom(request=body, commandId=command_id(idempotency_key))
+        "rooms",
+        "create",
+        cmd.CreateRoom(
+            request=body,
+            commandId=command_id(idempotency_key),
+            owner=who.user_id if who.kind == "user" else None,
+        ),
     )
     response.headers["Location"] = f"{PUBLIC_API}/rooms/{record['roomId']}"
     return shape_room(record, _base(request), selected, extra)
@@ -132,12 +141,24 @@ async def list_rooms(
     nextPageToken: Annotated[str | None, Query(max_length=1000)] = None,
     sortField: Literal["creationDate", "roomName"] = "creationDate",
     sortOrder: Literal["asc", "desc"] = "desc",
+    owner: Annotated[str | None, Query(max_length=100)] = None,
+    member: Annotated[str | None, Query(max_length=100)] = None,
+    userAccess: bool | None = None,
     fields: FieldsQuery = None,
     extraFields: ExtraQuery = None,
     x_fields: XFields = None,
     x_extra: XExtra = None,
 ) -> dict[str, Any]:
     selected, extra = _selection(fields, extraFields, x_fields, x_extra)
+    who = principal(request)
+    member_rooms = (
+        await rpc.retrying("identity", "rooms_of_user", {"userId": member}) if member else None
+    )
+    visible = None
+    if who.kind == "user" and not who.is_admin:
+        # A user sees the rooms they own, are a member of, or that are open to users.
+        own = await rpc.retrying("identity", "rooms_of_user", {"userId": who.user_id})
+        visible = cmd.AccessibleTo(userId=who.user_id or "", memberRoomIds=own)
     page = await rpc.retrying(
         "rooms",
         "list",
@@ -148,6 +169,10 @@ async def list_rooms(
             nextPageToken=nextPageToken,
             sortField=sortField,
             sortOrder=sortOrder,
+            owner=owner,
+            memberRoomIds=member_rooms,
+            userAccess=userAccess,
+            accessibleTo=visible,
         ),
     )
     return {
@@ -162,6 +187,7 @@ async def list_rooms(
 
 @router.delete("", summary="Delete several rooms")
 async def bulk_delete_rooms(
+    request: Request,
     rpc: RpcDep,
     response: Response,
     roomIds: Annotated[str, Query(min_length=1, max_length=10_000)],
@@ -174,25 +200,46 @@ async def bulk_delete_rooms(
         raise ApiError.invalid("roomIds", "at least one room id is required")
     if len(ids) > 100:
         raise ApiError.invalid("roomIds", "at most 100 room ids per request")
-    outcomes = await rpc.retrying(
-        "rooms",
-        "bulk_delete",
-        cmd.BulkDeleteRooms(
-            roomIds=ids,
-            withMeeting=withMeeting,
-            withRecordings=withRecordings,
-            commandId=command_id(idempotency_key),
-        ),
+    who = principal(request)
+    refused: list[dict[str, Any]] = []
+    if not who.is_admin:
+        # A room manager deletes only the rooms they own.
+        owned = []
+        for room_id in ids:
+            try:
+                room = await rpc.retrying("rooms", "get", {"roomId": room_id})
+            except ApiError:
+                room = {}
+            if room.get("owner") == who.user_id:
+                owned.append(room_id)
+            else:
+                refused.append(
+                    {"roomId": room_id, "error": "forbidden", "message": "not your room"}
+                )
+        ids = owned
+    outcomes = (
+        []
+        if not ids
+        else await rpc.retrying(
+            "rooms",
+            "bulk_delete",
+            cmd.BulkDeleteRooms(
+                roomIds=ids,
+                withMeeting=withMeeting,
+                withRecordings=withRecordings,
+                commandId=command_id(idempotency_key),
+            ),
+        )
     )
     successful = [o for o in outcomes if o["error"] is None]
-    failed = [
+    failed = refused + [
         {"roomId": o["roomId"], "error": o["error"], "message": o["message"]}
         for o in outcomes
         if o["error"] is not None
     ]
     if failed:
         response.status_code = 400
-        message = f"{len(failed)} of {len(outcomes)} room(s) could not be deleted"
+        message = f"{len(failed)} of {len(outcomes) + len(refused)} room(s) could not be deleted"
     else:
         message = "All rooms successfully processed for deletion"
     return {
@@ -308,7 +355,9 @@ async def update_room_roles(
 async def update_room_access(
     roomId: RoomIdPath, body: UpdateAccessBody, request: Request, rpc: RpcDep
 ) -> dict[str, Any]:
-    update = AccessUpdate(anonymous=body.access.anonymous, regenerate=body.regenerate)
+    update = AccessUpdate(
+        anonymous=body.access.anonymous, user=body.access.user, regenerate=body.regenerate
+    )
     record = await rpc.retrying(
         "rooms", "update_access", cmd.UpdateRoomAccess(roomId=roomId, access=update)
     )

@@ -9,11 +9,10 @@ from typing import Any
 from fastapi import APIRouter, Request
 from pydantic import BaseModel, ConfigDict, HttpUrl
 
-from services.gateway.auth import AdminDep
 from services.gateway.errors import ApiError
 from services.gateway.webhooks import WebhookConfig, WebhookConfigStore, WebhookSender
 
-router = APIRouter(prefix="/config/webhooks", tags=["webhooks"], dependencies=[AdminDep])
+router = APIRouter(prefix="/config/webhooks", tags=["webhooks"])
 
 
 class WebhookTest(BaseModel):

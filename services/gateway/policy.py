@@ -1,0 +1,373 @@
+"""Authorization in one place: the policy table (route, credential kind, permission).
+
+Every route of the gateway has exactly one entry in `POLICIES`, keyed by API
+(public, internal, root), method and path template.  `authorize` — a
+dependency of the whole app — finds the entry of the matched route,
+authenticates the caller and applies the entry; a route without an entry
+refuses every request (and `check_policies` refuses to start the app).  The
+table is also the documentation of who may do what (README, "Authorization").
+
+Outcomes: no credential, or a credential the route does not accept at all, or a
+wrong/expired/revoked one → 401; an accepted kind of credential without the
+right (role, ownership, membership, permission, other room) → 403.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass, field
+from typing import Annotated, Any, Literal
+
+from fastapi import Depends, FastAPI, Request
+from fastapi.routing import APIRoute
+
+from services.gateway.api import INTERNAL_API_PREFIXES, PUBLIC_API_PREFIXES
+from services.gateway.auth import (
+    NOBODY,
+    Principal,
+    access_token_header,
+    api_key_header,
+    authenticator,
+    forbidden,
+    member_token_header,
+    unauthorized,
+)
+from services.gateway.errors import ApiError
+
+ALL_ROLES = frozenset({"admin", "room_manager", "room_member"})
+ADMIN_ROLE = frozenset({"admin"})
+RoomSource = Literal["path", "recording", "body"]
+
+
+@dataclass(frozen=True)
+class Policy:
+    """Who may call one route.
+
+    api_key: `X-API-KEY` is accepted (and grants everything the route does).
+    roles: user roles (access token) allowed on any resource of the route.
+    owner: the owner of the route's room (access token) is allowed.
+    room_user: a user who may enter the room (member, or user access on) is allowed.
+    member: `X-Room-Member-Token` of the route's room is accepted if it grants this
+        permission ("*": any member token of the room).
+    room: where the route's room id comes from (for owner/room_user/member checks).
+    public: no credential is looked at (login, health, link-secret joins, webhooks
+        with their own signatures).
+    optional: credentials are checked when present, but none is needed.
+    refresh: the route takes `X-Refresh-Token` (checked by the route; 400 if absent).
+    share_link: a `secret` query parameter (a signed share link the route checks)
+        stands in for a credential.
+    signed: the request's own signature is the credential (LiveKit webhooks; the
+        route answers 401 without a valid one).
+    """
+
+    api_key: bool = False
+    roles: frozenset[str] = field(default_factory=frozenset)
+    owner: bool = False
+    room_user: bool = False
+    member: str | None = None
+    room: RoomSource | None = None
+    public: bool = False
+    optional: bool = False
+    refresh: bool = False
+    share_link: bool = False
+    signed: bool = False
+
+    @property
+    def accepts_users(self) -> bool:
+        """Whether an access token is a credential this route knows."""
+        return bool(self.roles) or self.owner or self.room_user
+
+    def describe(self) -> str:
+        """One README table cell."""
+        if self.signed:
+            return "LiveKit's signature"
+        if self.public:
+            return "anyone (no credential)"
+        if self.refresh:
+            return "`X-Refresh-Token`"
+        parts = []
+        if self.api_key:
+            parts.append("API key")
+        if self.roles == ALL_ROLES:
+            parts.append("any user")
+        elif self.roles:
+            parts.append(" / ".join(sorted(self.roles)))
+        if self.owner:
+            parts.append("room owner")
+        if self.room_user:
+            parts.append("users with room access")
+        if self.member == "*":
+            parts.append("member token of the room")
+        elif self.member:
+            parts.append(f"member token with `{self.member}`")
+        if self.optional:
+            parts.append("or none")
+        if self.share_link:
+            parts.append("or a share link")
+        return ", ".join(parts)
+
+
+PUBLIC = Policy(public=True)
+ADMIN = Policy(api_key=True, roles=ADMIN_ROLE)
+ADMIN_USER = Policy(roles=ADMIN_ROLE)
+SIGNED_IN = Policy(roles=ALL_ROLES)
+ROOM_CREATE = Policy(api_key=True, roles=frozenset({"admin", "room_manager"}))
+ROOM_LIST = Policy(api_key=True, roles=ALL_ROLES)
+ROOM_MANAGE = Policy(api_key=True, roles=ADMIN_ROLE, owner=True, room="path")
+ROOM_READ = Policy(
+    api_key=True, roles=ADMIN_ROLE, owner=True, room_user=True, member="*", room="path"
+)
+MEMBER_READ = Policy(api_key=True, roles=ADMIN_ROLE, owner=True, member="*", room="path")
+
+
+def _meeting(permission: str) -> Policy:
+    return Policy(api_key=True, roles=ADMIN_ROLE, owner=True, member=permission, room="path")
+
+
+def _recording(permission: str, room: RoomSource = "recording") -> Policy:
+    return Policy(api_key=True, roles=ADMIN_ROLE, owner=True, member=permission, room=room)
+
+
+Key = tuple[str, str, str]  # (api, method, path template)
+
+POLICIES: dict[Key, Policy] = {
+    # ---- users (public API) ----
+    ("public", "POST", "/users"): ADMIN,
+    ("public", "GET", "/users"): ADMIN,
+    ("public", "DELETE", "/users"): ADMIN,
+    ("public", "GET", "/users/{userId}"): ADMIN,
+    ("public", "DELETE", "/users/{userId}"): ADMIN,
+    ("public", "PUT", "/users/{userId}/password"): ADMIN,
+    ("public", "PUT", "/users/{userId}/role"): ADMIN,
+    # ---- rooms ----
+    ("public", "POST", "/rooms"): ROOM_CREATE,
+    ("public", "GET", "/rooms"): ROOM_LIST,
+    ("public", "DELETE", "/rooms"): ROOM_CREATE,
+    ("public", "GET", "/rooms/{roomId}"): ROOM_READ,
+    ("public", "PUT", "/rooms/{roomId}"): ROOM_MANAGE,
+    ("public", "DELETE", "/rooms/{roomId}"): ROOM_MANAGE,
+    ("public", "GET", "/rooms/{roomId}/config"): ROOM_READ,
+    ("public", "PUT", "/rooms/{roomId}/config"): ROOM_MANAGE,
+    ("public", "PUT", "/rooms/{roomId}/status"): ROOM_MANAGE,
+    ("public", "PUT", "/rooms/{roomId}/roles"): ROOM_MANAGE,
+    ("public", "PUT", "/rooms/{roomId}/access"): ROOM_MANAGE,
+    ("public", "GET", "/rooms/{roomId}/history"): ROOM_MANAGE,
+    ("public", "POST", "/rooms/{roomId}/join"): PUBLIC,
+    # ---- room members ----
+    ("public", "POST", "/rooms/{roomId}/members"): ROOM_MANAGE,
+    ("public", "GET", "/rooms/{roomId}/members"): ROOM_MANAGE,
+    ("public", "DELETE", "/rooms/{roomId}/members"): ROOM_MANAGE,
+    ("public", "GET", "/rooms/{roomId}/members/{memberId}"): MEMBER_READ,
+    ("public", "PUT", "/rooms/{roomId}/members/{memberId}"): ROOM_MANAGE,
+    ("public", "DELETE", "/rooms/{roomId}/members/{memberId}"): ROOM_MANAGE,
+    ("internal", "POST", "/rooms/{roomId}/members/token"): Policy(
+        optional=True, roles=ADMIN_ROLE, owner=True, room_user=True, member="*", room="path"
+    ),
+    ("internal", "POST", "/rooms/{roomId}/members/token/refresh"): Policy(member="*", room="path"),
+    # ---- meetings ----
+    ("public", "GET", "/meetings/{roomId}"): _meeting("*"),
+    ("public", "DELETE", "/meetings/{roomId}"): _meeting("canEndMeeting"),
+    ("public", "DELETE", "/meetings/{roomId}/participants/{identity}"): _meeting(
+        "canKickParticipants"
+    ),
+    ("public", "POST", "/meetings/{roomId}/participants/{identity}/leave"): _meeting("*"),
+    ("public", "PUT", "/meetings/{roomId}/participants/{identity}/role"): _meeting(
+        "canMakeModerator"
+    ),
+    # ---- recordings ----
+    ("public", "POST", "/recordings"): _recording("canRecord", room="body"),
+    ("public", "GET", "/recordings"): Policy(api_key=True, roles=ADMIN_ROLE, member="*"),
+    ("public", "DELETE", "/recordings"): ADMIN,
+    ("public", "GET", "/recordings/download"): ADMIN,
+    ("public", "GET", "/recordings/{recordingId}"): _recording("canRetrieveRecordings"),
+    ("public", "DELETE", "/recordings/{recordingId}"): _recording("canDeleteRecordings"),
+    ("public", "POST", "/recordings/{recordingId}/stop"): _recording("canRecord"),
+    ("public", "GET", "/recordings/{recordingId}/url"): _recording("canRetrieveRecordings"),
+    ("public", "GET", "/recordings/{recordingId}/download"): _recording("canRetrieveRecordings"),
+    ("public", "GET", "/recordings/{recordingId}/media"): Policy(
+        api_key=True,
+        roles=ADMIN_ROLE,
+        owner=True,
+        member="canRetrieveRecordings",
+        room="recording",
+        share_link=True,
+    ),
+    # ---- webhooks, LiveKit ----
+    ("public", "GET", "/config/webhooks"): ADMIN,
+    ("public", "PUT", "/config/webhooks"): ADMIN,
+    ("public", "POST", "/config/webhooks/test"): ADMIN,
+    ("public", "POST", "/livekit/webhook"): Policy(public=True, signed=True),
+    # ---- auth, API keys, own account (internal API) ----
+    ("internal", "POST", "/auth/login"): PUBLIC,
+    ("internal", "POST", "/auth/logout"): PUBLIC,
+    ("internal", "POST", "/auth/refresh"): Policy(refresh=True),
+    ("internal", "POST", "/api-keys"): ADMIN_USER,
+    ("internal", "GET", "/api-keys"): ADMIN_USER,
+    ("internal", "DELETE", "/api-keys"): ADMIN_USER,
+    ("internal", "DELETE", "/api-keys/{keyId}"): ADMIN_USER,
+    ("internal", "GET", "/users/me"): SIGNED_IN,
+    ("internal", "POST", "/users/change-password"): SIGNED_IN,
+    # ---- operations ----
+    ("root", "GET", "/healthz"): PUBLIC,
+    ("root", "GET", "/readyz"): PUBLIC,
+    ("root", "GET", "/metrics"): PUBLIC,
+    ("root", "GET", "/asyncapi"): PUBLIC,
+}
+
+
+def api_of(path: str) -> tuple[str, str]:
+    """Which API a request path is under, and the path below its prefix."""
+    for api, prefixes in (("public", PUBLIC_API_PREFIXES), ("internal", INTERNAL_API_PREFIXES)):
+        for prefix in prefixes:
+            if path == prefix or path.startswith(prefix + "/"):
+                return api, path[len(prefix) :] or "/"
+    return "root", path
+
+
+def route_key(path: str, method: str) -> Key:
+    """The policy key of a mounted route path (`/meet/api/v1/rooms` → public, /rooms)."""
+    api, rest = api_of(path)
+    return api, method.upper(), rest
+
+
+def documented_routes(app: FastAPI) -> list[Key]:
+    """Every route of the OpenAPI document as a policy key."""
+    methods = {"get", "put", "post", "delete", "patch", "head", "options"}
+    return [
+        route_key(path, method)
+        for path, item in app.openapi()["paths"].items()
+        for method in item
+        if method in methods
+    ]
+
+
+def check_policies(app: FastAPI) -> None:
+    """Refuse to build an app with a documented route the table does not cover."""
+    missing = [" ".join(key) for key in documented_routes(app) if key not in POLICIES]
+    if missing:
+        raise RuntimeError(f"routes without an authorization policy: {', '.join(missing)}")
+
+
+# ---- the check ------------------------------------------------------------------------------
+
+
+async def _room_id(request: Request, source: RoomSource | None) -> str | None:
+    if source == "path":
+        return request.path_params.get("roomId")
+    if source == "body":
+        try:
+            body = json.loads(await request.body() or b"{}")
+        except ValueError:
+            return None
+        value = body.get("roomId") if isinstance(body, dict) else None
+        return value if isinstance(value, str) else None
+    if source == "recording":
+        recording_id = request.path_params.get("recordingId")
+        if not recording_id:
+            return None
+        record = await request.app.state.rpc.retrying(
+            "recordings", "get", {"recordingId": recording_id}
+        )
+        return str(record["roomId"])
+    return None
+
+
+async def _room(request: Request, room_id: str) -> dict[str, Any]:
+    cached: dict[str, Any] | None = getattr(request.state, "room_record", None)
+    if cached is None or cached.get("roomId") != room_id:
+        cached = await request.app.state.rpc.retrying("rooms", "get", {"roomId": room_id})
+        request.state.room_record = cached
+    assert cached is not None
+    return cached
+
+
+async def _user_allowed(request: Request, policy: Policy, who: Principal) -> bool:
+    if who.role in policy.roles:
+        return True
+    if not (policy.owner or policy.room_user):
+        return False
+    room_id = await _room_id(request, policy.room)
+    if room_id is None:
+        return False
+    room = await _room(request, room_id)
+    if policy.owner and room.get("owner") == who.user_id:
+        return True
+    if policy.room_user:
+        if room.get("userAccess"):
+            return True
+        try:
+            await request.app.state.rpc.retrying(
+                "identity", "member_of", {"roomId": room_id, "userId": who.user_id}
+            )
+        except ApiError as exc:
+            if exc.status == 404:
+                return False
+            raise
+        return True
+    return False
+
+
+async def _member_allowed(request: Request, policy: Policy, who: Principal) -> bool:
+    assert who.member is not None and policy.member is not None
+    if policy.room is not None:
+        room_id = await _room_id(request, policy.room)
+        if room_id != who.member.room_id:
+            return False
+    return policy.member == "*" or bool(who.member.permissions.get(policy.member))
+
+
+async def _authenticate(request: Request, policy: Policy) -> Principal | None:
+    """The caller by the first credential present that this route accepts (None: none)."""
+    auth = authenticator(request)
+    headers = request.headers
+    key = headers.get("X-API-KEY")
+    bearer = headers.get("Authorization")
+    token = headers.get("X-Room-Member-Token")
+    if key is not None and policy.api_key:
+        return await auth.api_key(request, key)
+    if bearer is not None and policy.accepts_users:
+        return auth.access_token(bearer)
+    if token is not None and policy.member is not None:
+        return auth.member_token(token)
+    if key is not None or bearer is not None or token is not None:
+        # A credential this route does not take: refused as not accepted here.
+        raise unauthorized("This credential is not accepted here")
+    return None
+
+
+async def authorize(
+    request: Request,
+    _key: Annotated[str | None, Depends(api_key_header)] = None,
+    _bearer: Annotated[str | None, Depends(access_token_header)] = None,
+    _member: Annotated[str | None, Depends(member_token_header)] = None,
+) -> None:
+    """Apply the route's policy; the principal goes to `request.state.principal`."""
+    route = request.scope.get("route")
+    if not isinstance(route, APIRoute):
+        return
+    api, _ = api_of(request.url.path)
+    policy = POLICIES.get((api, request.method, route.path_format))
+    if policy is None:
+        raise forbidden("This route has no authorization policy")
+    request.state.principal = NOBODY
+    if policy.public or policy.refresh:
+        return
+    if policy.share_link and "secret" in request.query_params:
+        return  # the route checks the share link's signature
+    who = await _authenticate(request, policy)
+    if who is None:
+        if policy.optional:
+            return
+        raise unauthorized()
+    request.state.principal = who
+    if who.kind == "api_key":
+        return
+    if who.kind == "user" and await _user_allowed(request, policy, who):
+        return
+    if who.kind == "member" and await _member_allowed(request, policy, who):
+        return
+    raise forbidden()
+
+
+AuthorizeDep = Depends(authorize)
+__all__ = ["POLICIES", "ApiError", "AuthorizeDep", "Policy", "check_policies"]

@@ -1,0 +1,128 @@
+"""Composition root of the identity service: `meetplane serve identity` runs `serve()`."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import secrets
+import tempfile
+from pathlib import Path
+from typing import Any
+
+from services.identity.application import IdentityApplication
+from services.identity.handlers import IdentityHandlers
+from services.identity.integration import identity_integration_mapper
+from services.identity.projection import IdentityProjector, IdentityView
+from services.identity.settings import IdentitySettings
+from services.runtime.clock import Clock
+from services.runtime.follower import LogFollower
+from services.runtime.logging import configure_logging, get_logger
+from services.runtime.nats import make_broker
+from services.runtime.outbox import Outbox
+from services.runtime.schemas import asyncapi_document, document_publishers
+from services.runtime.service import ServiceParts, run_until_signalled
+from services.runtime.store import (
+    construct_application,
+    eventsourcing_env,
+    make_lease,
+    view_engine,
+)
+from services.runtime.wakeup import CommitSignal
+
+SERVICE = "identity"
+log = get_logger("meetplane.identity")
+
+
+def admin_password(settings: IdentitySettings) -> str:
+    """The root admin's first password: configured, or generated once into the data dir.
+
+    The generated file is created exclusively (replicas starting together agree on
+    one value) with mode 0600; only its path is ever logged.
+    """
+    if settings.admin_password:
+        return settings.admin_password
+    path = Path(settings.data_dir) / "admin-password"
+    path.parent.mkdir(parents=True, exist_ok=True)
+    try:
+        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+    except FileExistsError:
+        return path.read_text().strip()
+    with os.fdopen(fd, "w") as file:
+        file.write(secrets.token_urlsafe(18))
+    log.warning("identity.admin_password_generated", path=str(path))
+    return path.read_text().strip()
+
+
+def build(settings: IdentitySettings, clock: Clock | None = None) -> ServiceParts:
+    """Wire application, projection, outbox and handlers; nothing runs until started."""
+    env = eventsourcing_env(settings, SERVICE)
+    app = construct_application(
+        lambda: IdentityApplication(
+            env=env, clock=clock, session_ttl_ms=settings.session_ttl_seconds * 1000
+        )
+    )
+    broker = make_broker(settings, f"meetplane-{SERVICE}")
+    view = IdentityView(view_engine(settings, SERVICE))
+    projector = IdentityProjector(view, app.load)
+
+    async def project(batch: object) -> None:
+        await asyncio.to_thread(projector.project, batch)  # type: ignore[arg-type]
+
+    projection = LogFollower(
+        "identity.view",
+        app.process_recorder,
+        view.position,
+        project,
+        lease=make_lease(settings, SERVICE, "view"),
+    )
+    app.add_commit_listener(projection.poke)
+    app.add_save_listener(lambda aggregates: view.apply(list(aggregates), None))
+    outbox = Outbox(
+        app,
+        broker,
+        identity_integration_mapper(lambda aggregate, version: app.load(aggregate, version)),
+        stream=settings.stream_name,
+        hold_file=settings.outbox_hold_file,
+        lease=make_lease(settings, SERVICE, "outbox"),
+    )
+    signal = CommitSignal(broker, SERVICE)
+    signal.pokes += [projection.poke, outbox.follower.poke]
+    app.add_commit_listener(signal.committed)
+    handlers = IdentityHandlers(app, view, broker, settings.command_timeout)
+    handlers.register()
+    document_publishers(broker, ("user", "member", "apikey"))
+
+    async def bootstrap_admin() -> None:
+        password = admin_password(settings)
+        if await asyncio.to_thread(app.ensure_root_admin, settings.admin_username, password):
+            log.info("identity.root_admin_created", user_id=settings.admin_username)
+
+    parts = ServiceParts(name=SERVICE, broker=broker)
+    parts.on_started += [signal.bind, bootstrap_admin]
+    parts.background += [projection.run, outbox.run]
+    parts.stoppers += [projection.stop, outbox.follower.stop]
+    parts.on_stop.append(app.close)
+    parts.on_stop.append(view.engine.dispose)
+    return parts
+
+
+def asyncapi() -> dict[str, Any]:
+    """The identity service's AsyncAPI document, from its own (unstarted) broker."""
+    with tempfile.TemporaryDirectory() as data_dir:
+        parts = build(IdentitySettings(data_dir=Path(data_dir), store="sqlite"))
+        try:
+            return asyncapi_document(parts.broker, title="meetplane identity service")
+        finally:
+            for close in parts.on_stop:
+                close()
+
+
+def serve() -> None:
+    """Run the identity service until SIGINT/SIGTERM."""
+    settings = IdentitySettings()
+    configure_logging(settings.log_format, settings.log_level, SERVICE)
+
+    async def _build() -> ServiceParts:
+        return build(settings)
+
+    asyncio.run(run_until_signalled(_build, settings))
