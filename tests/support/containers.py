@@ -83,8 +83,8 @@ def use_containers(name: str) -> str | None:
 
 
 def labelled(container: Any) -> Any:
-    """Mark a testcontainers container as ours."""
-    return container.with_kwargs(labels={LABEL: "1"})
+    """Mark a testcontainers container as this checkout's (`scripts/test` removes leftovers)."""
+    return container.with_kwargs(labels={LABEL: os.environ.get("MEETPLANE_TEST_OWNER", "1")})
 
 
 class PostgresContainerHandle:
