@@ -30,15 +30,20 @@ def engine_available() -> bool:
     """Whether a Docker-compatible engine answers (testcontainers needs one)."""
     if os.environ.get("MEETPLANE_TEST_NO_DOCKER"):
         return False
-    try:
-        import docker
+    import docker
 
-        docker.from_env(timeout=5).ping()
-    except Exception as exc:
+    last: Exception | None = None
+    for _ in range(3):  # podman's API can be slow to answer on a busy machine
+        try:
+            docker.from_env(timeout=30).ping()
+            last = None
+            break
+        except Exception as exc:
+            last = exc
+            time.sleep(1)
+    if last is not None:
         if _required():
-            raise RuntimeError(
-                f"MEETPLANE_TEST_CONTAINERS=required; no engine answers: {exc}"
-            ) from exc
+            raise RuntimeError(f"MEETPLANE_TEST_CONTAINERS=required; no engine answers: {last}")
         return False
     # Ryuk (the reaper container) cannot be pulled here; fixtures stop their containers.
     os.environ.setdefault("TESTCONTAINERS_RYUK_DISABLED", "true")
@@ -68,7 +73,7 @@ def image(name: str) -> str | None:
         import docker
 
         try:
-            docker.from_env(timeout=10).images.get(tag)
+            docker.from_env(timeout=60).images.get(tag)
             return tag
         except docker.errors.ImageNotFound:
             pass
