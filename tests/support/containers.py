@@ -47,7 +47,10 @@ def engine_available() -> bool:
         return False
     # Ryuk (the reaper container) cannot be pulled here; fixtures stop their containers.
     os.environ.setdefault("TESTCONTAINERS_RYUK_DISABLED", "true")
-    # Published ports listen on IPv4; "localhost" might try ::1 first.
+    # The engine runs on this host: reach containers by their published ports on
+    # IPv4 loopback (testcontainers would guess "inside a container" in a sandbox, and
+    # "localhost" may try ::1 first).
+    os.environ.setdefault("TESTCONTAINERS_CONNECTION_MODE", "docker_host")
     os.environ.setdefault("TESTCONTAINERS_HOST_OVERRIDE", "127.0.0.1")
     return True
 
