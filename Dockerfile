@@ -10,15 +10,19 @@ WORKDIR /src
 # Dependencies first, from pyproject.toml alone: this layer is rebuilt only when the
 # dependencies change, not on every source change. The host's CA bundle (build secret
 # `ca-bundle`, optional) reaches the package index through a TLS-inspecting proxy.
-COPY pyproject.toml README.md ./
+# (README.md is the package's long description: a placeholder here, so editing the
+# README does not invalidate this layer.)
+COPY pyproject.toml ./
 RUN --mount=type=secret,id=ca-bundle \
     --mount=type=cache,target=/root/.cache/pip \
     if [ -s /run/secrets/ca-bundle ]; then export PIP_CERT=/run/secrets/ca-bundle; fi \
+    && touch README.md \
     && python -m venv /opt/meetplane \
     && /opt/meetplane/bin/pip install --no-compile "setuptools>=68" wheel \
     && /opt/meetplane/bin/pip install --no-compile . \
     && /opt/meetplane/bin/pip uninstall --yes meetplane \
     && rm -f /opt/meetplane/bin/weed /opt/meetplane/bin/nats-server
+COPY README.md ./
 COPY contracts ./contracts
 COPY services ./services
 # The project itself; then the installers leave, and everything is compiled to bytecode:
