@@ -10,7 +10,12 @@ import nats
 from faststream.nats import NatsBroker
 from nats.js.errors import NotFoundError
 
-from contracts.streams import CONFIG_BUCKET, CONFIG_BUCKET_HISTORY, stream_config
+from contracts.streams import (
+    CONFIG_BUCKET,
+    CONFIG_BUCKET_HISTORY,
+    dlq_stream_config,
+    stream_config,
+)
 from services.runtime.settings import RuntimeSettings
 
 
@@ -64,19 +69,28 @@ async def connect(settings: RuntimeSettings, name: str) -> nats.NATS:
     return await nats.connect(**connection_options(settings, name))
 
 
-async def ensure_stream(nc: nats.NATS, replicas: int = 1, name: str = "MEETPLANE") -> None:
-    """Declare the MEETPLANE stream and the config bucket, or bring their settings up to date.
+def dlq_stream_name(stream: str) -> str:
+    """The dead-letter stream that belongs to an event stream (`MEETPLANE` -> `MEETPLANE_DLQ`)."""
+    return f"{stream}_DLQ"
 
-    Both get `replicas` replicas: a bucket left at one replica on a three-node
-    cluster would lose the webhook configuration with a single node.
+
+async def ensure_stream(nc: nats.NATS, replicas: int = 1, name: str = "MEETPLANE") -> None:
+    """Declare the event stream, its dead-letter stream and the config bucket, or bring
+    their settings up to date.
+
+    All get `replicas` replicas: a bucket left at one replica on a three-node cluster
+    would lose the webhook configuration with a single node.
     """
     js = nc.jetstream()
-    config = stream_config(replicas=replicas, name=name)
-    try:
-        await js.stream_info(name)
-    except NotFoundError:
-        await js.add_stream(config)
-    else:
+    for stream, config in (
+        (name, stream_config(replicas=replicas, name=name)),
+        (dlq_stream_name(name), dlq_stream_config(replicas=replicas, name=dlq_stream_name(name))),
+    ):
+        try:
+            await js.stream_info(stream)
+        except NotFoundError:
+            await js.add_stream(config)
+            continue
         await js.update_stream(config)
     await ensure_config_bucket(nc, replicas)
 
