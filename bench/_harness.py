@@ -170,8 +170,8 @@ class Platform:
         self.processes.append(spawn(args, self.env, self.root / log))
 
     def wait_ready(self, timeout: float = 60.0) -> None:
-        """Until the gateway's /readyz answers 200."""
-        wait_http(f"{self.base}/readyz", timeout)
+        """Until the gateway's /readyz/platform answers 200 (every service up)."""
+        wait_http(f"{self.base}/readyz/platform", timeout)
 
     def stop(self) -> None:
         """Terminate every process, then NATS."""

@@ -23,6 +23,11 @@ CONSUMER_ACK_WAIT_SECONDS = 30.0
 CONSUMER_HEARTBEAT_SECONDS = 5.0
 CONSUMER_MAX_DELIVER = -1
 
+# The key-value bucket of platform configuration (webhook subscribers): declared with
+# the stream and with as many replicas, so it survives what the stream survives.
+CONFIG_BUCKET = "meetplane_config"
+CONFIG_BUCKET_HISTORY = 5
+
 # Messages a consumer could not handle are parked here, one subject per consumer and
 # aggregate: `meetplane.dlq.<consumer>.<aggregate token>` (see services/runtime/dlq.py).
 DLQ_STREAM_NAME = "MEETPLANE_DLQ"

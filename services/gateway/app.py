@@ -69,7 +69,7 @@ def create_app(settings: GatewaySettings) -> FastAPI:
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         broker = make_broker(settings, "meetplane-gateway")
-        await start_broker(broker)
+        await start_broker(broker, stream=settings.stream_name)
         connection = broker._connection
         assert connection is not None
         await revocations.start(connection)

@@ -237,6 +237,7 @@ POLICIES: dict[Key, Policy] = {
     # ---- operations ----
     ("root", "GET", "/healthz"): PUBLIC,
     ("root", "GET", "/readyz"): PUBLIC,
+    ("root", "GET", "/readyz/platform"): PUBLIC,
     ("root", "GET", "/metrics"): PUBLIC,
     ("root", "GET", "/asyncapi"): PUBLIC,
 }

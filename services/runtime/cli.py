@@ -117,9 +117,20 @@ def _export(out: Path) -> int:
     return 0
 
 
+def package_version() -> str:
+    """The installed meetplane distribution's version (pyproject.toml's)."""
+    from importlib.metadata import PackageNotFoundError, version
+
+    try:
+        return version("meetplane")
+    except PackageNotFoundError:  # pragma: no cover - running from a bare source tree
+        return "unknown"
+
+
 def parser() -> argparse.ArgumentParser:
     """The CLI's argument parser."""
     p = argparse.ArgumentParser(prog="meetplane", description=__doc__)
+    p.add_argument("--version", action="version", version=f"meetplane {package_version()}")
     sub = p.add_subparsers(dest="command", required=True)
     up = sub.add_parser("up", help="run the whole platform on this machine (embedded default)")
     up.add_argument("--host", default=None, help="gateway host (MEETPLANE_HTTP_HOST)")

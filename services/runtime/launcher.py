@@ -273,7 +273,7 @@ class Platform:
         if "gateway" not in self.services:
             return None
         host = "127.0.0.1" if self.http_host in ("0.0.0.0", "::") else self.http_host
-        url = f"http://{host}:{self.http_port}/readyz"
+        url = f"http://{host}:{self.http_port}/readyz/platform"
         deadline = time.monotonic() + timeout
         last = "no answer"
         gateway = self.supervisor.components["gateway"]
@@ -368,7 +368,7 @@ def run_up(
                 flush=True,
             )
             if not_ready:
-                print(f"  not ready yet: {not_ready} (see {base}/readyz)", flush=True)
+                print(f"  not ready yet: {not_ready} (see {base}/readyz/platform)", flush=True)
         while not stopping[0]:
             platform.supervise_once()
             time.sleep(0.2)

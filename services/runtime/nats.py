@@ -11,7 +11,12 @@ import nats
 from faststream.nats import NatsBroker
 from nats.js.errors import NotFoundError
 
-from contracts.streams import dlq_stream_config, stream_config
+from contracts.streams import (
+    CONFIG_BUCKET,
+    CONFIG_BUCKET_HISTORY,
+    dlq_stream_config,
+    stream_config,
+)
 from services.runtime.settings import RuntimeSettings
 
 
@@ -99,7 +104,12 @@ def dlq_stream_name(stream: str) -> str:
 
 
 async def ensure_stream(nc: nats.NATS, replicas: int = 1, name: str = "MEETPLANE") -> None:
-    """Declare the event stream and its dead-letter stream, or bring their settings up to date."""
+    """Declare the event stream, its dead-letter stream and the config bucket, or bring
+    their settings up to date.
+
+    All get `replicas` replicas: a bucket left at one replica on a three-node cluster
+    would lose the webhook configuration with a single node.
+    """
     js = nc.jetstream()
     for stream, config in (
         (name, stream_config(replicas=replicas, name=name)),
@@ -111,14 +121,33 @@ async def ensure_stream(nc: nats.NATS, replicas: int = 1, name: str = "MEETPLANE
             await js.add_stream(config)
             continue
         await js.update_stream(config)
+    await ensure_config_bucket(nc, replicas)
 
 
-async def start_broker(broker: NatsBroker, timeout: float = 120.0) -> None:
-    """Start a broker, waiting out a JetStream that is electing leaders or catching up.
+async def ensure_config_bucket(nc: nats.NATS, replicas: int) -> None:
+    """Create the configuration KV bucket, or set its replicas to `replicas`."""
+    from dataclasses import replace
 
-    Binding durable consumers asks JetStream for consumer info; while a cluster
-    recovers a node those calls time out.  Subscribers already started are kept
-    (faststream skips them on the next try), so retrying is safe.
+    from nats.js.errors import BucketNotFoundError
+
+    js = nc.jetstream()
+    try:
+        await js.key_value(CONFIG_BUCKET)
+    except BucketNotFoundError:
+        await js.create_key_value(
+            bucket=CONFIG_BUCKET, history=CONFIG_BUCKET_HISTORY, replicas=replicas
+        )
+        return
+    info = await js.stream_info(f"KV_{CONFIG_BUCKET}")
+    if info.config.num_replicas != replicas:
+        await js.update_stream(replace(info.config, num_replicas=replicas))
+
+
+async def wait_for_stream(nc: nats.NATS, stream: str, log_every: float = 10.0) -> None:
+    """Return once `stream` exists, however long that takes.
+
+    The stream is declared by someone else (the launcher, the Kubernetes Job, an
+    operator); a service that starts first waits for it instead of crash-looping.
     """
     import asyncio
 
@@ -129,6 +158,54 @@ async def start_broker(broker: NatsBroker, timeout: float = 120.0) -> None:
     from services.runtime.logging import get_logger
 
     log = get_logger("meetplane.nats")
+    js = nc.jetstream()
+    loop = asyncio.get_running_loop()
+    waited_since = loop.time()
+    logged_at = -log_every
+    delay = 0.2
+    while True:
+        try:
+            await js.stream_info(stream)
+            waited = loop.time() - waited_since
+            if waited > 1:
+                log.info("nats.stream_found", stream=stream, waited=round(waited))
+            return
+        except (
+            NotFoundError,
+            NatsTimeoutError,
+            TimeoutError,
+            NoRespondersError,
+            ServiceUnavailableError,
+        ) as exc:
+            if loop.time() - logged_at >= log_every:
+                logged_at = loop.time()
+                log.warning("nats.waiting_for_stream", stream=stream, error=type(exc).__name__)
+        await asyncio.sleep(delay)
+        delay = min(delay * 2, 2.0)
+
+
+async def start_broker(
+    broker: NatsBroker, timeout: float = 120.0, stream: str | None = None
+) -> None:
+    """Start a broker, waiting out a JetStream that is electing leaders or catching up.
+
+    With `stream`, first wait (without limit) until that stream exists: its
+    subscribers bind to it and would fail.  Binding durable consumers asks
+    JetStream for consumer info; while a cluster recovers a node those calls time
+    out.  Subscribers already started are kept (faststream skips them on the next
+    try), so retrying is safe.
+    """
+    import asyncio
+
+    from nats.errors import NoRespondersError
+    from nats.errors import TimeoutError as NatsTimeoutError
+    from nats.js.errors import ServiceUnavailableError
+
+    from services.runtime.logging import get_logger
+
+    log = get_logger("meetplane.nats")
+    if stream is not None:
+        await wait_for_stream(await broker.connect(), stream)
     deadline = asyncio.get_running_loop().time() + timeout
     delay = 0.5
     while True:

@@ -52,7 +52,7 @@ class RunningService:
     async def start(self) -> None:
         """Connect, start subscribers and background tasks."""
         self.parts.broker.context.set_global(CHECKS_CONTEXT_KEY, self.parts.checks)
-        await start_broker(self.parts.broker)
+        await start_broker(self.parts.broker, stream=self.settings.stream_name)
         await self._wait_reachable()
         for hook in self.parts.on_started:
             await hook()

@@ -31,6 +31,11 @@ class RuntimeSettings(BaseSettings):
     store: Literal["sqlite", "postgres"] = "sqlite"
     postgres_dsn: str | None = None
     postgres_schema_prefix: str = ""
+    # Each of a replica's two pools (event store, read models) keeps `pool_size`
+    # connections open and opens up to `pool_overflow` more under load; see the
+    # connection budget in deploy/k8s/README.md.
+    postgres_pool_size: int = Field(default=2, ge=1)
+    postgres_pool_overflow: int = Field(default=8, ge=0)
     log_format: Literal["console", "json"] = "console"
     log_level: str = "INFO"
     command_timeout: float = Field(default=5.0, gt=0)

@@ -91,8 +91,8 @@ def eventsourcing_env(
             "POSTGRES_USER": unquote(url.username or "postgres"),
             "POSTGRES_PASSWORD": unquote(url.password or ""),
             "POSTGRES_SCHEMA": postgres_schema(settings, service, env),
-            "POSTGRES_POOL_SIZE": "10",
-            "POSTGRES_MAX_OVERFLOW": "20",
+            "POSTGRES_POOL_SIZE": str(settings.postgres_pool_size),
+            "POSTGRES_MAX_OVERFLOW": str(settings.postgres_pool_overflow),
             "SINGLE_ROW_TRACKING": "f",
             "CREATE_TABLE": "y",
             **AGGREGATE_CACHE,
@@ -111,10 +111,17 @@ def eventsourcing_env(
 
 
 def ensure_postgres_schema(dsn: str, schema: str) -> None:
-    """Create the service's schema if missing (eventsourcing creates tables, not schemas)."""
+    """Create the service's schema if missing (eventsourcing creates tables, not schemas).
+
+    Look before creating: PostgreSQL checks CREATE on the database before it looks
+    for the schema, so `CREATE SCHEMA IF NOT EXISTS` fails for a least-privilege
+    user whose schema an administrator created for it (deploy/postgres/README.md).
+    """
     import psycopg
 
     with psycopg.connect(dsn) as conn:
+        if conn.execute("SELECT 1 FROM pg_namespace WHERE nspname = %s", (schema,)).fetchone():
+            return
         # Replicas starting together would race in the catalog: take turns.
         conn.execute("SELECT pg_advisory_xact_lock(7343219)")
         conn.execute(f'CREATE SCHEMA IF NOT EXISTS "{schema}"')
@@ -135,8 +142,8 @@ def view_engine(
         url = sa.make_url(dsn).set(drivername="postgresql+psycopg")
         return sa.create_engine(
             url,
-            pool_size=5,
-            max_overflow=10,
+            pool_size=settings.postgres_pool_size,
+            max_overflow=settings.postgres_pool_overflow,
             pool_pre_ping=True,
             connect_args={"options": f"-csearch_path={schema}"},
         )

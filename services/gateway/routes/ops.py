@@ -20,12 +20,35 @@ async def healthz() -> dict[str, str]:
     return {"status": "ok"}
 
 
-@router.get(
-    "/readyz",
-    summary="Readiness: NATS connected, every service answers a ping, their dependencies answer",
-)
+@router.get("/readyz", summary="Readiness of this gateway: its NATS connection is up")
 async def readyz(request: Request) -> JSONResponse:
-    """200 when everything is up; 503 naming what is down (`down`: `nats`, a service, `storage`)."""
+    """Whether THIS gateway can serve: a load balancer's question.
+
+    A slow or stopped service (say, the janitor) must not take every gateway out of
+    rotation: requests for that service get their own 503, the rest are served.
+    The whole platform's state is `/readyz/platform`.
+    """
+    ready = broker_connected(request.app.state.broker)
+    return JSONResponse(
+        {
+            "status": "ready" if ready else "not_ready",
+            "checks": {"nats": ready},
+            "down": [] if ready else ["nats"],
+        },
+        status_code=200 if ready else 503,
+    )
+
+
+@router.get(
+    "/readyz/platform",
+    summary="Readiness of the platform: NATS, every service and their dependencies answer",
+)
+async def platform_ready(request: Request) -> JSONResponse:
+    """Every service in `MEETPLANE_READY_SERVICES` answers (what `meetplane up` waits for).
+
+    503 names what is down (`down`: `nats`, a service, a service's dependency such as
+    `storage`).
+    """
     broker = request.app.state.broker
     settings = request.app.state.settings
     services = settings.readiness_services()
