@@ -61,6 +61,8 @@ class ListRecordings(BaseModel):
     """List recordings (verb `list`)."""
 
     roomId: str | None = None
+    # Only these rooms' recordings (what the caller may see; None: every room).
+    roomIds: list[str] | None = None
     status: Literal["starting", "active", "ending", "complete", "failed", "aborted"] | None = None
     maxItems: int = Field(default=10, ge=1, le=100)
     nextPageToken: str | None = None

@@ -135,6 +135,7 @@ class RecordingsHandlers:
             request.maxItems,
             request.nextPageToken,
             request.sortOrder,
+            room_ids=request.roomIds,
         )
         return {
             "items": items,

@@ -108,14 +108,20 @@ class RecordingsView:
         max_items: int,
         token: str | None,
         sort_order: str = "desc",
+        room_ids: list[str] | None = None,
     ) -> tuple[list[dict[str, Any]], str | None]:
-        """A page of recordings, newest first by default, keyset-paginated."""
+        """A page of recordings, newest first by default, keyset-paginated.
+
+        `room_ids` (None: any room) narrows the page to the rooms the caller may see.
+        """
         table = recordings_view
         stmt = sa.select(table.c.record, table.c.start_date, table.c.recording_id).where(
             table.c.deleted.is_(False)
         )
         if room_id:
             stmt = stmt.where(table.c.room_id == room_id)
+        if room_ids is not None:
+            stmt = stmt.where(table.c.room_id.in_(room_ids))
         if status:
             stmt = stmt.where(table.c.status == status)
         key = sa.tuple_(table.c.start_date, table.c.recording_id)

@@ -15,6 +15,7 @@ from services.gateway.api import PUBLIC_API
 from services.gateway.auth import Principal, forbidden, principal
 from services.gateway.errors import ApiError
 from services.gateway.permissions import member_permissions, role_permissions
+from services.gateway.policy import user_room_access
 from services.gateway.rooms_view import parse_field_list
 from services.gateway.rpc import Rpc, RpcDep
 from services.gateway.tokens import MemberClaims, TokenService
@@ -271,21 +272,15 @@ async def _claims_from_secret(
 
 
 async def _claims_for_user(
-    room: dict[str, Any], who: Principal, rpc: Rpc
+    request: Request, room: dict[str, Any], who: Principal
 ) -> tuple[str, str, dict[str, bool], dict[str, Any] | None]:
     if who.is_admin or room.get("owner") == who.user_id:
         return "user", "moderator", role_permissions(room, "moderator"), None
-    try:
-        member = await rpc.retrying(
-            "identity", "member_of", {"roomId": room["roomId"], "userId": who.user_id}
-        )
-        return "member", member["baseRole"], member_permissions(room, member), member
-    except ApiError as exc:
-        if exc.status != 404:
-            raise
-    if room.get("userAccess"):
-        return "user", "speaker", role_permissions(room, "speaker"), None
-    raise forbidden()
+    access = await user_room_access(request, room, who.user_id)
+    if access is None:
+        raise forbidden()
+    kind = "member" if access.member else "user"
+    return kind, access.role, access.permissions, access.member
 
 
 @token_router.post("", summary="A room member token (link secret, member secret or user)")
@@ -299,7 +294,7 @@ async def member_token(
     if body.secret is not None:
         kind, role, permissions, member = await _claims_from_secret(room, body.secret, rpc)
     elif who.kind in ("user", "api_key"):
-        kind, role, permissions, member = await _claims_for_user(room, who, rpc)
+        kind, role, permissions, member = await _claims_for_user(request, room, who)
     elif previous is not None:
         if previous.room_id != roomId:
             raise forbidden()

@@ -21,8 +21,10 @@ from pydantic import BaseModel, ConfigDict, Field
 
 from contracts.commands import recordings as cmd
 from services.gateway.api import PUBLIC_API
+from services.gateway.auth import principal
 from services.gateway.errors import ApiError
 from services.gateway.rpc import Rpc, RpcDep
+from services.gateway.scopes import recording_rooms, split_recordings
 
 router = APIRouter(prefix="/recordings", tags=["recordings"])
 RecordingIdPath = Annotated[str, Path(min_length=1, max_length=200, pattern=r"^[A-Za-z0-9_\-]+$")]
@@ -55,6 +57,7 @@ async def stop_recording(recordingId: RecordingIdPath, rpc: RpcDep) -> dict[str,
 
 @router.get("", summary="List recordings")
 async def list_recordings(
+    request: Request,
     rpc: RpcDep,
     roomId: Annotated[str | None, Query(max_length=100)] = None,
     status: Literal["starting", "active", "ending", "complete", "failed", "aborted"] | None = None,
@@ -62,11 +65,15 @@ async def list_recordings(
     nextPageToken: Annotated[str | None, Query(max_length=500)] = None,
     sortOrder: Literal["asc", "desc"] = "desc",
 ) -> dict[str, Any]:
+    rooms = await recording_rooms(request, "canRetrieveRecordings")
+    if rooms is not None and principal(request).kind == "member":
+        roomId = None  # v3.8.0: a member token's own room, whatever the filter says
     page = await rpc.retrying(
         "recordings",
         "list",
         cmd.ListRecordings(
             roomId=roomId,
+            roomIds=sorted(rooms) if rooms is not None else None,
             status=status,
             maxItems=maxItems,
             nextPageToken=nextPageToken,
@@ -88,11 +95,20 @@ def _ids(raw: str) -> list[str]:
 
 @router.delete("", summary="Delete several recordings")
 async def bulk_delete(
-    rpc: RpcDep, response: Response, recordingIds: Annotated[str, Query(max_length=20_000)]
+    request: Request,
+    rpc: RpcDep,
+    response: Response,
+    recordingIds: Annotated[str, Query(max_length=20_000)],
 ) -> dict[str, Any]:
-    result = await rpc(
-        "recordings", "bulk_delete", cmd.BulkDeleteRecordings(recordingIds=_ids(recordingIds))
-    )
+    allowed, refused = await split_recordings(request, _ids(recordingIds), "canDeleteRecordings")
+    result: dict[str, Any] = {"deleted": [], "failed": []}
+    if allowed:
+        result = await rpc(
+            "recordings", "bulk_delete", cmd.BulkDeleteRecordings(recordingIds=allowed)
+        )
+    result["failed"] += [
+        {"recordingId": i, "error": "forbidden", "message": "not permitted"} for i in refused
+    ]
     if result["failed"]:
         response.status_code = 400
     return result
@@ -100,14 +116,16 @@ async def bulk_delete(
 
 @router.get("/download", summary="Download several recordings as a ZIP")
 async def download_zip(
-    rpc: RpcDep, recordingIds: Annotated[str, Query(max_length=20_000)]
+    request: Request, rpc: RpcDep, recordingIds: Annotated[str, Query(max_length=20_000)]
 ) -> StreamingResponse:
     from zipstream import ZipStream
 
-    locations = [
-        await rpc("recordings", "media", cmd.RecordingRef(recordingId=i))
-        for i in _ids(recordingIds)
-    ]
+    allowed, _ = await split_recordings(request, _ids(recordingIds), "canRetrieveRecordings")
+    if not allowed:
+        raise ApiError(
+            400, "Recording Error", "None of the provided recordings are available for ZIP download"
+        )
+    locations = [await rpc("recordings", "media", cmd.RecordingRef(recordingId=i)) for i in allowed]
     archive = ZipStream(sized=False)
     for location in locations:
         archive.add(_s3_chunks(location["url"]), arcname=location["filename"])
