@@ -16,6 +16,7 @@ from services.identity.settings import IdentitySettings
 from services.rooms.main import build as build_rooms
 from services.rooms.settings import RoomsSettings
 from tests.support.http import serve_app
+from tests.support.identity_spec import SpecRecorder, validating_client
 from tests.support.services import running, stream_events, wait_for
 
 KEY = "identity-bootstrap-key"
@@ -41,15 +42,14 @@ async def platform(
         await stack.enter_async_context(running(build_rooms(rooms), rooms))
         await stack.enter_async_context(running(build_identity(identity), identity))
         gateways = []
+        recorder = SpecRecorder()  # every identity response is checked against v3.8.0
         for _ in range(2):  # two replicas: revocations must reach both
             settings = settings_factory(
                 GatewaySettings, api_key=KEY, login_failures_per_user="3/minute"
             )
             base = await stack.enter_async_context(serve_app(create_app(settings)))
-            gateways.append(
-                await stack.enter_async_context(httpx.AsyncClient(base_url=base, timeout=15))
-            )
-        yield {"gw": gateways, "nats": nats_server}
+            gateways.append(await stack.enter_async_context(validating_client(base, recorder)))
+        yield {"gw": gateways, "nats": nats_server, "spec": recorder}
 
 
 def bearer(token: str) -> dict[str, str]:

@@ -54,7 +54,7 @@ class Platform:
             base_url=self.base, headers={"X-API-KEY": self.api_key}, timeout=15
         )
 
-    def wait_ready(self, timeout: float = 60.0, path: str = "/readyz") -> None:
+    def wait_ready(self, timeout: float = 180.0, path: str = "/readyz") -> None:
         """Wait until the gateway answers 200 on `path`."""
         deadline = time.monotonic() + timeout
         last: object = None
