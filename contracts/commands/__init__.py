@@ -90,3 +90,20 @@ class Pong(BaseModel):
 
     service: str
     instance: str
+
+
+class DeadLetterCommand(BaseModel):
+    """`meetplane.cmd.<service>.dlq_retry` / `dlq_drop`: parked messages of one consumer.
+
+    `seq` (a dead-letter stream sequence) picks one message (retry: with the earlier
+    parked messages of its aggregate); without it, every parked message of the consumer.
+    """
+
+    consumer: str = Field(min_length=1, max_length=100)
+    seq: int | None = Field(default=None, ge=1, le=2**63 - 1)
+
+
+class RebuildViews(BaseModel):
+    """`meetplane.cmd.<service>.rebuild_views`: replay the log into the service's read models."""
+
+    view: str | None = Field(default=None, max_length=100)

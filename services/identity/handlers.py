@@ -5,13 +5,15 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import uuid
-from typing import Any
+from collections.abc import Callable, Sequence
+from typing import Any, TypeVar
 
+from eventsourcing.persistence import Tracking
 from faststream.nats import NatsBroker
 
 from contracts.commands import ErrorCode, Page
 from contracts.commands import identity as cmd
-from contracts.events import aggregate_subjects
+from contracts.events import subject_of
 from contracts.identity import ApiKeyRecord, CreatedApiKey, RoomMemberRecord, UserRecord
 from services.identity.application import IdentityApplication
 from services.identity.domain import (
@@ -28,11 +30,16 @@ from services.identity.domain import (
 )
 from services.identity.projection import IdentityView
 from services.runtime.commands import CommandRouter
-from services.runtime.consumer import Consumed, durable_consumer
+from services.runtime.consumer import Consumed
 from services.runtime.logging import get_logger
+from services.runtime.projection import Projection
 from services.runtime.rpc import call
 
 log = get_logger("meetplane.identity")
+T = TypeVar("T")
+
+# What the identity service consumes: deleted rooms (their members go with them).
+CONSUMED_SUBJECTS = [subject_of("RoomDeleted")]
 
 ERRORS: dict[type[Exception], ErrorCode] = {
     UserNotFound: ErrorCode.NOT_FOUND,
@@ -55,13 +62,20 @@ class IdentityHandlers:
         self,
         app: IdentityApplication,
         view: IdentityView,
+        projection: Projection,
         broker: NatsBroker,
         command_timeout: float = 5.0,
     ) -> None:
         self.app = app
         self.view = view
+        self.projection = projection
         self.broker = broker
         self.timeout = command_timeout
+
+    async def _read(self, query: Callable[..., T], *args: Any) -> T:
+        """A view query that sees every commit made before it (read-your-writes)."""
+        await self.projection.wait_caught_up()
+        return await asyncio.to_thread(query, *args)
 
     # ---- users -------------------------------------------------------------------------
 
@@ -74,7 +88,7 @@ class IdentityHandlers:
         return await asyncio.to_thread(self.app.get_user, request.userId)
 
     async def list_users(self, request: cmd.ListUsers) -> Page:
-        items, token = await asyncio.to_thread(self.view.list_users, request)
+        items, token = await self._read(self.view.list_users, request)
         return Page(
             items=items,
             nextPageToken=token,
@@ -84,7 +98,7 @@ class IdentityHandlers:
 
     async def delete_user(self, request: cmd.UserRef) -> dict[str, Any]:
         await asyncio.to_thread(self.app.delete_user, request.userId, request.actorUserId)
-        for room_id in await asyncio.to_thread(self.view.rooms_of_user, request.userId):
+        for room_id in await self._read(self.view.rooms_of_user, request.userId):
             with contextlib.suppress(MemberNotFound):  # removed concurrently
                 await asyncio.to_thread(
                     self.app.remove_member, room_id, request.userId, "user_deleted"
@@ -152,11 +166,11 @@ class IdentityHandlers:
         return created
 
     async def list_api_keys(self, _: cmd.CreateApiKey) -> list[dict[str, Any]]:
-        keys = await asyncio.to_thread(self.view.api_keys)
+        keys = await self._read(self.view.api_keys)
         return [k.model_dump() for k in keys]
 
     async def revoke_api_key(self, request: cmd.ApiKeyRef) -> ApiKeyRecord:
-        aggregate = await asyncio.to_thread(self.view.api_key_aggregate, request.keyId)
+        aggregate = await self._read(self.view.api_key_aggregate, request.keyId)
         if aggregate is None:
             raise ApiKeyNotFound(f'API key "{request.keyId}" not found')
         record = await asyncio.to_thread(self.app.revoke_api_key, uuid.UUID(aggregate))
@@ -165,7 +179,7 @@ class IdentityHandlers:
 
     async def revoke_all_api_keys(self, _: cmd.CreateApiKey) -> list[str]:
         revoked = []
-        for key in await asyncio.to_thread(self.view.api_keys):
+        for key in await self._read(self.view.api_keys):
             await self.revoke_api_key(cmd.ApiKeyRef(keyId=key.keyId))
             revoked.append(key.keyId)
         return revoked
@@ -221,7 +235,7 @@ class IdentityHandlers:
 
     async def list_members(self, request: cmd.ListMembers) -> Page:
         await self._room_owner(request.roomId)  # 404 for a room that does not exist
-        items, token = await asyncio.to_thread(self.view.list_members, request)
+        items, token = await self._read(self.view.list_members, request)
         return Page(
             items=items,
             nextPageToken=token,
@@ -230,7 +244,7 @@ class IdentityHandlers:
         )
 
     async def member_by_secret(self, request: cmd.MemberBySecret) -> dict[str, Any]:
-        member = await asyncio.to_thread(self.view.member_by_secret, request.roomId, request.secret)
+        member = await self._read(self.view.member_by_secret, request.roomId, request.secret)
         if member is None:
             raise MemberNotFound("no identified guest of this room has that secret")
         return member
@@ -239,28 +253,24 @@ class IdentityHandlers:
         return await asyncio.to_thread(self.app.get_member, request.roomId, request.userId)
 
     async def rooms_of_user(self, request: cmd.RoomsOfUser) -> list[str]:
-        return await asyncio.to_thread(self.view.rooms_of_user, request.userId)
+        return await self._read(self.view.rooms_of_user, request.userId)
 
     # ---- consumed room events ----------------------------------------------------------------
 
-    async def on_room_event(self, consumed: Consumed) -> None:
-        """A deleted room takes its member list with it."""
-        if consumed.envelope.type != "RoomDeleted":
-            return
-        room_id = consumed.envelope.data["roomId"]
-        members = await asyncio.to_thread(self.view.members_of_room, room_id)
-        await asyncio.to_thread(
-            self.app.remove_members,
-            [(room_id, m) for m in members],
-            "room_deleted",
-            consumed.tracking,
-        )
+    async def process_events(self, batch: Sequence[Consumed], position: Tracking) -> None:
+        """The `identity-events` consumer: a deleted room takes its member list with it."""
+        members: list[tuple[str, str]] = []
+        for consumed in batch:
+            room_id = consumed.envelope.data["roomId"]
+            members += [(room_id, m) for m in await self._read(self.view.members_of_room, room_id)]
+        await asyncio.to_thread(self.app.remove_members, members, "room_deleted", position)
 
     # ---- wiring ---------------------------------------------------------------------------------
 
-    def register(self) -> None:
-        self.router = CommandRouter(self.broker, cmd.SERVICE, ERRORS)
-        r = self.router
+    def register(self, router: CommandRouter) -> None:
+        """Answer the identity commands on `router`."""
+        self.router = router
+        r = router
         r.register("create_user", cmd.CreateUser, self.create_user)
         r.register("get_user", cmd.UserRef, self.get_user)
         r.register("list_users", cmd.ListUsers, self.list_users)
@@ -286,10 +296,3 @@ class IdentityHandlers:
         r.register("member_by_secret", cmd.MemberBySecret, self.member_by_secret)
         r.register("member_of", cmd.MemberOf, self.member_of)
         r.register("rooms_of_user", cmd.RoomsOfUser, self.rooms_of_user)
-        durable_consumer(
-            self.broker,
-            name="identity-room-events",
-            subject=aggregate_subjects("room"),
-            handler=self.on_room_event,
-            processed=self.app,
-        )

@@ -5,7 +5,7 @@ Nothing secret crosses: no password hash, no API key or key hash, no guest secre
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from typing import Any
 
 from pydantic import BaseModel
@@ -97,35 +97,27 @@ def _api_key_event(kind: str, domain_event: Any, api_key: ApiKey) -> BaseModel |
     return None
 
 
-def identity_integration_mapper(
-    load: Callable[[Any, int], Any],
-) -> Callable[[Any], Sequence[EventEnvelope]]:
-    """Build the outbox mapper; `load(aggregate_id, version)` rebuilds an aggregate."""
-
-    def to_integration(domain_event: Any) -> Sequence[EventEnvelope]:
-        kind = type(domain_event).__name__
-        version = domain_event.originator_version
-        aggregate = load(domain_event.originator_id, version)
-        data: BaseModel | None
-        if isinstance(aggregate, User):
-            data, subject_id = _user_event(kind, domain_event, aggregate), aggregate.user_id
-        elif isinstance(aggregate, RoomMember):
-            data = _member_event(kind, domain_event, aggregate)
-            subject_id = f"{aggregate.room_id}/{aggregate.member_id}"
-        elif isinstance(aggregate, ApiKey):
-            data, subject_id = _api_key_event(kind, domain_event, aggregate), aggregate.key_id
-        else:
-            return []
-        if data is None:
-            return []
-        return [
-            make_envelope(
-                integration_event_id(domain_event.originator_id, version),
-                data,
-                source="identity",
-                subject_id=subject_id,
-                occurred_at=domain_event.timestamp,
-            )
-        ]
-
-    return to_integration
+def identity_integration_event(domain_event: Any, aggregate: Any) -> Sequence[EventEnvelope]:
+    """The integration events of one domain event, given its aggregate right after it."""
+    kind = type(domain_event).__name__
+    data: BaseModel | None
+    if isinstance(aggregate, User):
+        data, subject_id = _user_event(kind, domain_event, aggregate), aggregate.user_id
+    elif isinstance(aggregate, RoomMember):
+        data = _member_event(kind, domain_event, aggregate)
+        subject_id = f"{aggregate.room_id}/{aggregate.member_id}"
+    elif isinstance(aggregate, ApiKey):
+        data, subject_id = _api_key_event(kind, domain_event, aggregate), aggregate.key_id
+    else:
+        return []
+    if data is None:
+        return []
+    return [
+        make_envelope(
+            integration_event_id(domain_event.originator_id, domain_event.originator_version),
+            data,
+            source="identity",
+            subject_id=subject_id,
+            occurred_at=domain_event.timestamp,
+        )
+    ]

@@ -12,15 +12,18 @@ from typing import Any
 from argon2 import PasswordHasher
 
 from services.identity.application import IdentityApplication
-from services.identity.handlers import IdentityHandlers
-from services.identity.integration import identity_integration_mapper
-from services.identity.projection import IdentityProjector, IdentityView
+from services.identity.handlers import CONSUMED_SUBJECTS, ERRORS, IdentityHandlers
+from services.identity.integration import identity_integration_event
+from services.identity.projection import IdentityView
 from services.identity.settings import IdentitySettings
 from services.runtime.clock import Clock
-from services.runtime.follower import LogFollower
+from services.runtime.commands import CommandRouter
+from services.runtime.consumer import DurableConsumer
 from services.runtime.logging import configure_logging, get_logger
 from services.runtime.nats import make_broker
+from services.runtime.operations import register_operations
 from services.runtime.outbox import Outbox
+from services.runtime.projection import Projection
 from services.runtime.schemas import asyncapi_document, document_publishers
 from services.runtime.service import ServiceParts, run_until_signalled
 from services.runtime.store import (
@@ -71,33 +74,34 @@ def build(settings: IdentitySettings, clock: Clock | None = None) -> ServicePart
     )
     broker = make_broker(settings, f"meetplane-{SERVICE}")
     view = IdentityView(view_engine(settings, SERVICE))
-    projector = IdentityProjector(view, app.load)
-
-    async def project(batch: object) -> None:
-        await asyncio.to_thread(projector.project, batch)  # type: ignore[arg-type]
-
-    projection = LogFollower(
-        "identity.view",
-        app.process_recorder,
-        view.position,
-        project,
-        lease=make_lease(settings, SERVICE, "view"),
-    )
-    app.add_commit_listener(projection.poke)
-    app.add_save_listener(lambda aggregates: view.apply(list(aggregates), None))
+    projection = Projection(app, view, lease=make_lease(settings, SERVICE, "view"))
     outbox = Outbox(
         app,
         broker,
-        identity_integration_mapper(lambda aggregate, version: app.load(aggregate, version)),
+        identity_integration_event,
         stream=settings.stream_name,
         hold_file=settings.outbox_hold_file,
         lease=make_lease(settings, SERVICE, "outbox"),
     )
     signal = CommitSignal(broker, SERVICE)
-    signal.pokes += [projection.poke, outbox.follower.poke]
+    signal.follow(projection.follower, outbox.follower)
     app.add_commit_listener(signal.committed)
-    handlers = IdentityHandlers(app, view, broker, settings.command_timeout)
-    handlers.register()
+    handlers = IdentityHandlers(app, view, projection, broker, settings.command_timeout)
+    router = CommandRouter(
+        broker, SERVICE, ERRORS, published=lambda p: outbox.wait_published(p, timeout=2.0)
+    )
+    handlers.register(router)
+    consumer = DurableConsumer(
+        broker,
+        service=SERVICE,
+        name="identity-events",
+        subjects=CONSUMED_SUBJECTS,
+        process=handlers.process_events,
+        position=lambda: app.position_of("identity-events"),
+        lease=make_lease(settings, SERVICE, "consumer-identity-events"),
+        stream=settings.stream_name,
+    )
+    register_operations(router, [consumer], [projection])
     document_publishers(broker, ("user", "member", "apikey"))
 
     async def bootstrap_admin() -> None:
@@ -107,8 +111,8 @@ def build(settings: IdentitySettings, clock: Clock | None = None) -> ServicePart
 
     parts = ServiceParts(name=SERVICE, broker=broker)
     parts.on_started += [signal.bind, bootstrap_admin]
-    parts.background += [projection.run, outbox.run]
-    parts.stoppers += [projection.stop, outbox.follower.stop]
+    parts.background += [projection.run, outbox.run, consumer.run]
+    parts.stoppers += [projection.follower.stop, outbox.follower.stop, consumer.stop]
     parts.on_stop.append(app.close)
     parts.on_stop.append(view.engine.dispose)
     return parts

@@ -1,8 +1,8 @@
 """Identity read models: users, room members and API keys, projected from the identity log.
 
-Like the rooms view: rows only move to a higher aggregate version, deletions
-stay as tombstones, and the projected position is stored with the rows, so the
-write-through of the saving replica, the log follower and a rebuild agree.
+A `TableView` (services/runtime/projection.py): rows only move to a higher
+aggregate version, deletions stay as tombstones, and the projected position is
+stored with the rows; `meetplane views rebuild identity` replays the log.
 """
 
 from __future__ import annotations
@@ -10,19 +10,16 @@ from __future__ import annotations
 import base64
 import json
 import re
-from collections.abc import Iterable, Sequence
+from collections.abc import Sequence
 from typing import Any
 
 import sqlalchemy as sa
-from eventsourcing.persistence import Notification
-from sqlalchemy.dialects.postgresql import insert as pg_insert
-from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 
 from contracts.commands.identity import ListMembers, ListUsers
 from contracts.identity import ApiKeyRecord
 from services.identity.application import member_record, user_record
 from services.identity.domain import ApiKey, InvalidIdentityRequest, RoomMember, User
-from services.runtime.store import create_tables
+from services.runtime.projection import TableView
 
 metadata = sa.MetaData()
 
@@ -67,13 +64,6 @@ api_keys_view = sa.Table(
     sa.Column("revoked", sa.Boolean, nullable=False),
 )
 
-view_position = sa.Table(
-    "identity_view_position",
-    metadata,
-    sa.Column("view", sa.String(80), primary_key=True),
-    sa.Column("position", sa.BigInteger, nullable=False),
-)
-
 VIEW_NAME = "identity_views"
 
 
@@ -113,46 +103,22 @@ def _name_filter(
     return stmt.where(column.like(pattern, escape="\\"))
 
 
-class IdentityView:
+class IdentityView(TableView):
     """Lists of users, a room's members and API keys, from the projected tables."""
 
-    def __init__(self, engine: sa.Engine) -> None:
-        self.engine = engine
-        create_tables(metadata, engine)
+    name = VIEW_NAME
+    metadata = metadata
+    versioned = ("users_view", "members_view", "api_keys_view")
 
-    def reset(self) -> None:
-        """Drop the projection; the next catch-up rebuilds it from the event log."""
-        with self.engine.begin() as conn:
-            for table in (users_view, members_view, api_keys_view):
-                conn.execute(table.delete())
-            conn.execute(view_position.delete().where(view_position.c.view == VIEW_NAME))
-
-    def position(self) -> int | None:
-        """Last notification id reflected in the tables."""
-        with self.engine.connect() as conn:
-            return conn.execute(
-                sa.select(view_position.c.position).where(view_position.c.view == VIEW_NAME)
-            ).scalar_one_or_none()
-
-    # ---- writing ------------------------------------------------------------------------
-
-    def apply(self, aggregates: Iterable[Any], position: int | None) -> None:
-        """Upsert the given aggregates' latest state, and move the position (if given)."""
-        with self.engine.begin() as conn:
-            for aggregate in aggregates:
-                row = self._row(aggregate)
-                if row is not None:
-                    table, values, keys = row
-                    conn.execute(self._upsert(table, values, keys))
-            if position is not None:
-                conn.execute(
-                    self._upsert(
-                        view_position,
-                        {"view": VIEW_NAME, "position": position},
-                        ["view"],
-                        "position",
-                    )
-                )
+    def rows(self, states: Sequence[Any]) -> dict[str, list[dict[str, Any]]]:
+        """Rows per table for the latest state of each aggregate of a batch."""
+        rows: dict[str, list[dict[str, Any]]] = {}
+        for state in states:
+            row = self._row(state)
+            if row is not None:
+                table, values, _ = row
+                rows.setdefault(table.name, []).append(values)
+        return rows
 
     def _row(self, aggregate: Any) -> tuple[sa.Table, dict[str, Any], list[str]] | None:
         if isinstance(aggregate, User):
@@ -203,17 +169,6 @@ class IdentityView:
                 ["key_id"],
             )
         return None
-
-    def _upsert(
-        self, table: sa.Table, values: dict[str, Any], keys: list[str], newer: str = "version"
-    ) -> Any:
-        insert = pg_insert if self.engine.dialect.name == "postgresql" else sqlite_insert
-        stmt = insert(table).values(**values)
-        return stmt.on_conflict_do_update(
-            index_elements=keys,
-            set_={k: getattr(stmt.excluded, k) for k in values if k not in keys},
-            where=table.c[newer] < getattr(stmt.excluded, newer),
-        )
 
     # ---- queries -------------------------------------------------------------------------
 
@@ -333,16 +288,3 @@ class IdentityView:
                     api_keys_view.c.key_id == key_id, api_keys_view.c.revoked.is_(False)
                 )
             ).scalar_one_or_none()
-
-
-class IdentityProjector:
-    """Feeds notification batches into the view: the latest state of each touched aggregate."""
-
-    def __init__(self, view: IdentityView, load: Any) -> None:
-        self.view = view
-        self.load = load
-
-    def project(self, notifications: Sequence[Notification]) -> None:
-        """Project one batch (called from a worker thread)."""
-        touched = {n.originator_id for n in notifications}
-        self.view.apply([self.load(aggregate) for aggregate in touched], notifications[-1].id)

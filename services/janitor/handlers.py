@@ -3,17 +3,18 @@
 from __future__ import annotations
 
 import asyncio
+from collections.abc import Sequence
 from typing import Any
 
+from eventsourcing.persistence import Tracking
 from faststream.nats import NatsBroker
 from pydantic import BaseModel
 
-from contracts.commands import ErrorCode
-from contracts.events import aggregate_subjects
+from contracts.events import EventEnvelope, aggregate_subjects
 from services.janitor.scheduler import Scheduler
 from services.janitor.timers import TimerStore
 from services.runtime.commands import CommandRouter
-from services.runtime.consumer import Consumed, durable_consumer
+from services.runtime.consumer import Consumed
 from services.runtime.logging import get_logger
 
 log = get_logger("meetplane.janitor")
@@ -21,6 +22,22 @@ log = get_logger("meetplane.janitor")
 
 class Status(BaseModel):
     """`meetplane.cmd.janitor.status` request."""
+
+
+# What the janitor consumes: every room event (a date set, moved or cleared; a deletion).
+CONSUMED_SUBJECTS = [aggregate_subjects("room")]
+
+
+def timer_change(envelope: EventEnvelope) -> tuple[str, int | None] | None:
+    """What a room event does to the room's timer: (room id, due ms or None to clear)."""
+    data = envelope.data
+    if envelope.type in ("RoomCreated", "RoomUpdated"):
+        room = data["room"]
+        date = room.get("autoDeletionDate")
+        return room["roomId"], None if date is None else int(date)
+    if envelope.type == "RoomDeleted":
+        return data["roomId"], None
+    return None
 
 
 class JanitorHandlers:
@@ -31,21 +48,16 @@ class JanitorHandlers:
         self.scheduler = scheduler
         self.broker = broker
 
-    async def on_room_event(self, consumed: Consumed) -> None:
-        envelope, data = consumed.envelope, consumed.envelope.data
-        if envelope.type in ("RoomCreated", "RoomUpdated"):
-            room = data["room"]
-            date = room.get("autoDeletionDate")
-            if date is None:
-                await asyncio.to_thread(self.store.clear, room["roomId"])
-            else:
-                await asyncio.to_thread(self.store.set, room["roomId"], int(date))
-                self.scheduler.poke()
-            log.info(
-                "janitor.timer", room_id=room["roomId"], due_ms=date, event_id=str(envelope.id)
-            )
-        elif envelope.type == "RoomDeleted":
-            await asyncio.to_thread(self.store.clear, data["roomId"])
+    async def process_events(self, batch: Sequence[Consumed], position: Tracking) -> None:
+        """The `janitor-events` consumer: a batch of timer changes and the position, at once."""
+        changes = [c for c in (timer_change(item.envelope) for item in batch) if c is not None]
+        await asyncio.to_thread(
+            self.store.apply, changes, position.application_name, position.notification_id
+        )
+        if any(due is not None for _, due in changes):
+            self.scheduler.poke()
+        if changes:
+            log.debug("janitor.timers", changed=len(changes), position=position.notification_id)
 
     async def status(self, _: Status) -> dict[str, Any]:
         return {
@@ -54,13 +66,6 @@ class JanitorHandlers:
             "firedByThisReplica": self.scheduler.fired_total,
         }
 
-    def register(self) -> None:
-        router = CommandRouter(self.broker, "janitor", {ValueError: ErrorCode.INVALID})
+    def register(self, router: CommandRouter) -> None:
+        """Answer the janitor's commands on `router`."""
         router.register("status", Status, self.status)
-        durable_consumer(
-            self.broker,
-            name="janitor-room-events",
-            subject=aggregate_subjects("room"),
-            handler=self.on_room_event,
-            processed=self.store,
-        )

@@ -4,17 +4,21 @@ from __future__ import annotations
 
 import asyncio
 
-from services.janitor.handlers import JanitorHandlers
+from contracts.commands import ErrorCode
+from services.janitor.handlers import CONSUMED_SUBJECTS, JanitorHandlers
 from services.janitor.housekeeping import Housekeeping
 from services.janitor.scheduler import Scheduler
 from services.janitor.settings import JanitorSettings
 from services.janitor.timers import TimerStore
 from services.runtime.clock import Clock, SystemClock
+from services.runtime.commands import CommandRouter
+from services.runtime.consumer import DurableConsumer
 from services.runtime.logging import configure_logging
 from services.runtime.nats import make_broker
+from services.runtime.operations import register_operations
 from services.runtime.schemas import document_publishers
 from services.runtime.service import ServiceParts, run_until_signalled
-from services.runtime.store import view_engine
+from services.runtime.store import make_lease, view_engine
 
 SERVICE = "janitor"
 
@@ -43,11 +47,24 @@ def build(settings: JanitorSettings, clock: Clock | None = None) -> ServiceParts
         orphan_interval_s=settings.orphan_sweep_interval,
         orphan_min_age_s=settings.orphan_min_age,
     )
-    JanitorHandlers(store, scheduler, broker).register()
+    handlers = JanitorHandlers(store, scheduler, broker)
+    router = CommandRouter(broker, SERVICE, {ValueError: ErrorCode.INVALID})
+    handlers.register(router)
+    consumer = DurableConsumer(
+        broker,
+        service=SERVICE,
+        name="janitor-events",
+        subjects=CONSUMED_SUBJECTS,
+        process=handlers.process_events,
+        position=lambda: store.position("janitor-events"),
+        lease=make_lease(settings, SERVICE, "consumer-janitor-events"),
+        stream=settings.stream_name,
+    )
+    register_operations(router, [consumer])
     document_publishers(broker, ("janitor",))
     parts = ServiceParts(name=SERVICE, broker=broker)
-    parts.background += [scheduler.run, housekeeping.run]
-    parts.stoppers += [scheduler.stop, housekeeping.stop]
+    parts.background += [scheduler.run, housekeeping.run, consumer.run]
+    parts.stoppers += [scheduler.stop, housekeeping.stop, consumer.stop]
     parts.on_stop.append(store.engine.dispose)
     return parts
 

@@ -14,12 +14,24 @@ import contextlib
 import uuid
 
 from faststream.nats import NatsBroker
+from prometheus_client import Counter, Histogram
 
 from contracts.events import EventEnvelope, RoomAutoDeletionDue, make_envelope
 from services.janitor.timers import Timer, TimerStore
 from services.runtime.clock import Clock
 from services.runtime.logging import get_logger
 from services.runtime.nats import publish_events
+
+FIRED = Counter(
+    "meetplane_janitor_timers_fired_total",
+    "RoomAutoDeletionDue events published (duplicate: that timer had fired already)",
+    ["duplicate"],
+)
+LATENESS = Histogram(
+    "meetplane_janitor_firing_lateness_seconds",
+    "How late a timer fired after its due time",
+    buckets=(0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30),
+)
 
 log = get_logger("meetplane.janitor")
 FIRING_NAMESPACE = uuid.UUID("2a7f1c3e-5d6b-4e8f-9a0b-1c2d3e4f5a6b")
@@ -99,8 +111,16 @@ class Scheduler:
                 wait_ms = due - self.clock.now_ms()
                 if wait_ms > 0:
                     await asyncio.sleep(wait_ms / 1000)
-                await publish_events(self.broker, envelopes, self.stream)
-                log.info("janitor.published", count=len(group), late_ms=self.clock.now_ms() - due)
+                acks = await publish_events(self.broker, envelopes, self.stream)
+                late_ms = self.clock.now_ms() - due
+                duplicates = sum(1 for ack in acks if getattr(ack, "duplicate", False))
+                FIRED.labels("false").inc(len(group) - duplicates)
+                if duplicates:
+                    # The same (room, date) fired before: another replica, or a crash
+                    # between publishing and deleting the timer.
+                    FIRED.labels("true").inc(duplicates)
+                LATENESS.observe(max(late_ms, 0) / 1000)
+                log.info("janitor.published", count=len(group), late_ms=late_ms)
             await asyncio.to_thread(self.store.fired, claimed)
             fired += len(claimed)
             log.info("janitor.fired", count=len(claimed))

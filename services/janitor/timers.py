@@ -11,6 +11,7 @@ from __future__ import annotations
 import uuid
 from collections.abc import Iterable
 from dataclasses import dataclass
+from typing import Any
 
 import sqlalchemy as sa
 from sqlalchemy.dialects.postgresql import insert as pg_insert
@@ -63,7 +64,8 @@ class TimerStore:
         self.postgres = engine.dialect.name == "postgresql"
         create_tables(metadata, engine)
 
-    def _insert(self, table: sa.Table) -> sa.Insert:
+    def _insert(self, table: sa.Table) -> Any:
+        """The dialect's INSERT (with ON CONFLICT support)."""
         return (pg_insert if self.postgres else sqlite_insert)(table)
 
     # ---- timers --------------------------------------------------------------------
@@ -71,7 +73,7 @@ class TimerStore:
     def set(self, room_id: str, due_ms: int) -> None:
         """Create or move a room's timer (a moved timer loses any lease)."""
         stmt = self._insert(timers).values(room_id=room_id, due_ms=due_ms)
-        stmt = stmt.on_conflict_do_update(  # type: ignore[attr-defined]
+        stmt = stmt.on_conflict_do_update(
             index_elements=["room_id"],
             set_={"due_ms": due_ms, "lease_token": None, "lease_until": None},
         )
@@ -165,32 +167,41 @@ class TimerStore:
             inserted = conn.execute(
                 self._insert(leases)
                 .values(name=name, owner=owner, until_ms=until_ms)
-                .on_conflict_do_nothing(index_elements=["name"])  # type: ignore[attr-defined]
+                .on_conflict_do_nothing(index_elements=["name"])
             ).rowcount
             return bool(inserted)
 
-    # ---- consumer positions (ProcessedLog) -------------------------------------------
+    # ---- room events, with the consumer's position ------------------------------------
 
-    def has_processed(self, tracking: object) -> bool:
-        """Whether this stream position was processed (positions are a high-water mark)."""
-        consumer, seq = tracking.application_name, tracking.notification_id  # type: ignore[attr-defined]
+    def position(self, consumer: str) -> int | None:
+        """The last stream sequence `consumer` processed."""
         with self.engine.connect() as conn:
-            current = conn.execute(
+            return conn.execute(
                 sa.select(positions.c.position).where(positions.c.consumer == consumer)
             ).scalar_one_or_none()
-        return current is not None and current >= seq
 
-    def record_processed(self, tracking: object) -> None:
-        """Move the consumer's position forward."""
-        consumer, seq = tracking.application_name, tracking.notification_id  # type: ignore[attr-defined]
-        stmt = self._insert(positions).values(consumer=consumer, position=seq)
-        stmt = stmt.on_conflict_do_update(  # type: ignore[attr-defined]
+    def apply(self, changes: Iterable[tuple[str, int | None]], consumer: str, seq: int) -> None:
+        """Set (due ms) or clear (None) room timers and record `consumer` at `seq`, atomically."""
+        latest = dict(changes)  # the last change of a room in the batch wins
+        upsert = self._insert(timers)
+        upsert = upsert.on_conflict_do_update(
+            index_elements=["room_id"],
+            set_={"due_ms": upsert.excluded.due_ms, "lease_token": None, "lease_until": None},
+        )
+        moved = self._insert(positions)
+        moved = moved.on_conflict_do_update(
             index_elements=["consumer"],
             set_={
-                "position": sa.func.max(positions.c.position, seq)
-                if not self.postgres
-                else sa.func.greatest(positions.c.position, seq)
+                "position": sa.func.greatest(positions.c.position, moved.excluded.position)
+                if self.postgres
+                else sa.func.max(positions.c.position, moved.excluded.position)
             },
         )
         with self.engine.begin() as conn:
-            conn.execute(stmt)
+            due = [{"room_id": r, "due_ms": d} for r, d in latest.items() if d is not None]
+            if due:
+                conn.execute(upsert, due)
+            gone = [r for r, d in latest.items() if d is None]
+            if gone:
+                conn.execute(timers.delete().where(timers.c.room_id.in_(gone)))
+            conn.execute(moved, [{"consumer": consumer, "position": seq}])

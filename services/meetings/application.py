@@ -12,21 +12,33 @@ import re
 import unicodedata
 import uuid
 from collections.abc import Callable
-from typing import Any, TypeVar, cast
+from typing import TYPE_CHECKING, Any, TypeVar, cast
 
 from eventsourcing.application import AggregateNotFoundError
 from eventsourcing.persistence import Tracking
 
 from services.meetings.domain import (
+    InvalidSecret,
+    JoinRefused,
+    KnownRoom,
     Meeting,
     MeetingConflict,
     MeetingNotFound,
+    RoomClosed,
+    RoomNotFound,
     RoomOccupancy,
+    known_room_id,
     meeting_aggregate_id,
     occupancy_id,
 )
 from services.runtime.clock import Clock, SystemClock
-from services.runtime.store import ServiceApplication
+from services.runtime.logging import get_logger
+from services.runtime.store import ServiceApplication, UnitOfWork
+
+if TYPE_CHECKING:
+    from services.runtime.consumer import Consumed
+
+log = get_logger("meetplane.meetings")
 
 T = TypeVar("T")
 
@@ -62,7 +74,7 @@ class MeetingsApplication(ServiceApplication):
     """Meeting commands and queries over the meetings event store."""
 
     name = "meetings"
-    snapshotting_intervals = {Meeting: 100}
+    snapshotting_intervals = {Meeting: 100, KnownRoom: 100}
 
     def __init__(self, env: dict[str, str] | None = None, clock: Clock | None = None) -> None:
         super().__init__(env)
@@ -95,7 +107,33 @@ class MeetingsApplication(ServiceApplication):
     def _retrying(self, action: Callable[[], T]) -> T:
         return self.retry_on_conflict(action, attempts=20)
 
+    def known_room(self, room_id: str) -> KnownRoom:
+        """What the room events said of this room; RoomNotFound if none or deleted."""
+        try:
+            room = cast(KnownRoom, self.repository.get(known_room_id(room_id)))
+        except AggregateNotFoundError:
+            raise RoomNotFound(f"room '{room_id}' does not exist") from None
+        if room.deleted:
+            raise RoomNotFound(f"room '{room_id}' does not exist")
+        return room
+
     # ---- commands -----------------------------------------------------------------
+
+    def admit(
+        self, room_id: str, secret: str, name: str, command_id: str | None = None
+    ) -> dict[str, Any]:
+        """Check a room link and join with its role: the join command, in one call."""
+        room = self.known_room(room_id)
+        role = room.role_for(secret)
+        if role is None:
+            raise InvalidSecret("invalid room link")
+        if not room.accepts_participants:
+            raise RoomClosed(f"room '{room_id}' is closed")
+        permissions = room.permissions(role)
+        if not permissions.get("canJoinMeeting", True):
+            raise JoinRefused("this role may not join meetings", error="join_not_permitted")
+        joined = self.join(room_id, name.strip(), role, command_id)
+        return {**joined, "role": role, "permissions": permissions}
 
     def join(
         self, room_id: str, name: str, role: str, command_id: str | None = None
@@ -134,11 +172,11 @@ class MeetingsApplication(ServiceApplication):
         return self._retrying(attempt)
 
     def change_role(self, room_id: str, identity: str, role: str) -> dict[str, Any]:
-        """Make a participant moderator or speaker."""
+        """Make a participant moderator or speaker (LiveKit follows, see `media_effect`)."""
 
         def attempt() -> dict[str, Any]:
             meeting = self._require_live(room_id)
-            meeting.change_role(identity, role)
+            meeting.change_role(identity, role, self.known_room(room_id).permissions(role))
             self.save(meeting)
             return cast(dict[str, Any], meeting.participants[identity])
 
@@ -185,6 +223,44 @@ class MeetingsApplication(ServiceApplication):
         if self.clock.now_ms() - meeting.empty_since < idle_ms:
             return False
         return self.end(room_id, "empty_timeout", meeting_id=meeting_id) is not None
+
+    # ---- room events (one consumed batch at a time) --------------------------------
+
+    def react(self, uow: UnitOfWork, consumed: Consumed) -> None:
+        """Record a room event; a room closed with `endMeeting`, or deleted, ends its meeting."""
+        envelope, data = consumed.envelope, consumed.envelope.data
+        if envelope.type in ("RoomCreated", "RoomUpdated"):
+            state = data["room"]
+            room = uow.get(known_room_id(state["roomId"]))
+            if room is None:
+                uow.add(KnownRoom(room_id=state["roomId"], state=state))
+            else:
+                room.record(state)
+            return
+        room_id = str(data["roomId"])
+        room = uow.get(known_room_id(room_id))
+        if envelope.type == "RoomStatusChanged":
+            if room is not None:
+                room.set_closed(data["status"] == "closed")
+            if data.get("endMeeting"):
+                automatic = str(data.get("reason", "")).startswith("auto_deletion")
+                self._end_in(uow, room_id, "auto_deleted" if automatic else "room_closed")
+        elif envelope.type == "RoomDeleted":
+            if room is not None:
+                room.delete()
+            # when_meeting_ends: the room was deleted because its meeting already ended.
+            reason = "auto_deleted" if data.get("reason") == "auto_deletion" else "room_deleted"
+            self._end_in(uow, room_id, reason)
+
+    def _end_in(self, uow: UnitOfWork, room_id: str, reason: str) -> None:
+        occupancy = uow.get(occupancy_id(room_id))
+        live = occupancy.active_meeting_id if occupancy is not None else None
+        if occupancy is None or live is None:
+            return
+        meeting = uow.get(meeting_aggregate_id(live))
+        if meeting is not None and meeting.end(reason, self.clock.now_ms()):
+            log.info("meeting.ended", room_id=room_id, meeting_id=live, reason=reason)
+        occupancy.finish(live)
 
     def _save(self, meeting: Meeting | None, tracking: Tracking | None) -> None:
         self._save_all([meeting] if meeting else [], tracking)

@@ -3,11 +3,16 @@
 `RoomOccupancy` (one per room) records which meeting is live; starting a
 meeting changes it, so two concurrent first joins conflict on its version in
 the event store and only one meeting can start.  `Meeting` (one per room
-occupancy) holds participants, roles, evictions and the end.
+occupancy) holds participants, roles, evictions and the end.  `KnownRoom` is
+what this service knows of a room, recorded from the rooms service's events
+into this service's own log (so every read model here is a projection of it).
 """
 
 from __future__ import annotations
 
+import copy
+import hashlib
+import hmac
 import uuid
 from typing import Any
 
@@ -16,6 +21,7 @@ from eventsourcing.domain import Aggregate, event
 from services.runtime.errors import DomainError
 
 OCCUPANCY_NAMESPACE = uuid.UUID("3f0c6a9d-6a5e-4cf1-9c7f-0f3bdb1a2c55")
+KNOWN_ROOM_NAMESPACE = uuid.UUID("b1d6f0a2-93c4-4e0b-8f57-2a6c1e9d4b70")
 MEETING_NAMESPACE = uuid.UUID("8d7b1e64-2f1a-47a3-b8a0-5d8f6a3e9c10")
 ROLES = ("moderator", "speaker")
 
@@ -44,6 +50,29 @@ class JoinRefused(MeetingError):
     error = "join_refused"
 
 
+class RoomNotFound(MeetingError):
+    """No such room (as far as the room events this service consumed say)."""
+
+    error = "room_not_found"
+
+
+class InvalidSecret(MeetingError):
+    """The link secret matches no enabled link of the room (no hint which part is wrong)."""
+
+    error = "invalid_secret"
+
+
+class RoomClosed(MeetingError):
+    """The room takes no new participants."""
+
+    error = "room_closed"
+
+
+def known_room_id(room_id: str) -> uuid.UUID:
+    """Aggregate id of what this service knows of a room."""
+    return uuid.uuid5(KNOWN_ROOM_NAMESPACE, room_id)
+
+
 def occupancy_id(room_id: str) -> uuid.UUID:
     """Aggregate id of a room's occupancy."""
     return uuid.uuid5(OCCUPANCY_NAMESPACE, room_id)
@@ -52,6 +81,79 @@ def occupancy_id(room_id: str) -> uuid.UUID:
 def meeting_aggregate_id(meeting_id: str) -> uuid.UUID:
     """Aggregate id of a meeting."""
     return uuid.uuid5(MEETING_NAMESPACE, meeting_id)
+
+
+def secret_matches(secret: str, expected_sha256: str) -> bool:
+    """Constant-time comparison of a link secret with the hash room events carry."""
+    digest = hashlib.sha256(secret.encode()).hexdigest()
+    return hmac.compare_digest(digest, expected_sha256)
+
+
+class KnownRoom(Aggregate):
+    """A room as the rooms service's events describe it: links, roles, open or closed."""
+
+    @event("Recorded")
+    def __init__(self, room_id: str, state: dict[str, Any]) -> None:
+        self.room_id = room_id
+        self.state = state
+        self.closed = False
+        self.deleted = False
+
+    @classmethod
+    def create_id(cls, room_id: str, **_: Any) -> uuid.UUID:
+        """One per room."""
+        return known_room_id(room_id)
+
+    def record(self, state: dict[str, Any]) -> None:
+        """RoomCreated / RoomUpdated: the room's whole state (secrets only as hashes)."""
+        if not self.deleted and state != self.state:
+            self._recorded(state=state)
+
+    @event("Updated")
+    def _recorded(self, state: dict[str, Any]) -> None:
+        self.state = state
+
+    def set_closed(self, closed: bool) -> None:
+        """RoomStatusChanged."""
+        if not self.deleted and closed != self.closed:
+            self._status_changed(closed=closed)
+
+    @event("StatusChanged")
+    def _status_changed(self, closed: bool) -> None:
+        self.closed = closed
+
+    def delete(self) -> None:
+        """RoomDeleted: a tombstone, so a late update cannot bring the room back."""
+        if not self.deleted:
+            self._deleted()
+
+    @event("Deleted")
+    def _deleted(self) -> None:
+        self.deleted = True
+
+    @property
+    def accepts_participants(self) -> bool:
+        """Open: not closed, not waiting to be deleted."""
+        return not (
+            self.closed
+            or self.state.get("status") == "closed"
+            or bool(self.state.get("pendingDeletion"))
+        )
+
+    def role_for(self, secret: str) -> str | None:
+        """The role whose enabled link has this secret (every link is compared)."""
+        anonymous = self.state["anonymous"]
+        matches = [
+            role
+            for role in ROLES
+            if anonymous[role]["enabled"]
+            and secret_matches(secret, anonymous[role]["secretSha256"])
+        ]
+        return matches[0] if matches else None
+
+    def permissions(self, role: str) -> dict[str, bool]:
+        """A role's permissions in this room."""
+        return dict(self.state["roles"][role]["permissions"])
 
 
 class RoomOccupancy(Aggregate):
@@ -107,6 +209,20 @@ class Meeting(Aggregate):
     def create_id(cls, meeting_id: str, **_: Any) -> uuid.UUID:
         """Aggregate ids are derived from meeting ids."""
         return meeting_aggregate_id(meeting_id)
+
+    def __deepcopy__(self, memo: dict[int, Any]) -> Meeting:
+        """A copy in time independent of the number of participants.
+
+        The aggregate cache hands out copies on every load; a deep copy would
+        cost O(participants) per join.  Participant records are never mutated
+        in place (every event replaces a participant's dict), so the copy
+        shares them and copies only the containers that events change.
+        """
+        clone = object.__new__(type(self))
+        clone.__dict__.update(self.__dict__)
+        clone.participants = dict(self.participants)
+        clone._pending_events = copy.deepcopy(self._pending_events, memo)
+        return clone
 
     @property
     def active(self) -> bool:
@@ -192,17 +308,21 @@ class Meeting(Aggregate):
         if not self.present():
             self.empty_since = at
 
-    def change_role(self, identity: str, role: str) -> None:
-        """Make a participant moderator or speaker."""
+    def change_role(
+        self, identity: str, role: str, permissions: dict[str, bool] | None = None
+    ) -> None:
+        """Make a participant moderator or speaker (with that role's permissions in the room)."""
         self._require_active()
         if role not in ROLES:
             raise MeetingError(f"unknown role '{role}'", error="invalid_role", field="role")
         participant = self._require_participant(identity)
         if participant["role"] != role:
-            self._role_changed(identity=identity, role=role)
+            self._role_changed(identity=identity, role=role, permissions=permissions)
 
     @event("ParticipantRoleChanged")
-    def _role_changed(self, identity: str, role: str) -> None:
+    def _role_changed(
+        self, identity: str, role: str, permissions: dict[str, bool] | None = None
+    ) -> None:
         self.participants[identity] = {**self.participants[identity], "role": role}
 
     def evict(self, identity: str, at: int) -> None:

@@ -1,46 +1,41 @@
-"""Thin entrypoints of the meetings service: NATS commands and consumed room events."""
+"""Thin entrypoints of the meetings service: NATS commands and consumed room events.
+
+External side effects (LiveKit) are not made here: they follow from the
+service's log (`media_effect`, run by `services.runtime.effects.SideEffects`).
+"""
 
 from __future__ import annotations
 
 import asyncio
-import hashlib
-import hmac
+from collections.abc import Sequence
 from typing import Any
 
+from eventsourcing.persistence import Tracking
 from faststream.nats import NatsBroker
 
 from contracts.commands import ErrorCode
 from contracts.commands import meetings as cmd
 from contracts.events import aggregate_subjects
 from services.meetings.application import MeetingsApplication
-from services.meetings.domain import JoinRefused, MeetingConflict, MeetingError, MeetingNotFound
+from services.meetings.domain import (
+    InvalidSecret,
+    JoinRefused,
+    Meeting,
+    MeetingConflict,
+    MeetingError,
+    MeetingNotFound,
+    RoomClosed,
+    RoomNotFound,
+)
 from services.meetings.media import LocalMediaBackend, MediaBackend, MediaBackendUnavailable
 from services.meetings.projection import MeetingsView
 from services.runtime.commands import CommandRouter
-from services.runtime.consumer import Consumed, durable_consumer
+from services.runtime.consumer import Consumed, DurableConsumer
+from services.runtime.effects import Action
 from services.runtime.logging import get_logger
-from services.runtime.rpc import CommandFailed, request
+from services.runtime.projection import Projection
 
 log = get_logger("meetplane.meetings")
-
-
-class RoomNotFound(MeetingError):
-    """No such room (as far as the room events this service consumed say)."""
-
-    error = "room_not_found"
-
-
-class InvalidSecret(MeetingError):
-    """The link secret matches no enabled link of the room (no hint which part is wrong)."""
-
-    error = "invalid_secret"
-
-
-class RoomClosed(MeetingError):
-    """The room takes no new participants."""
-
-    error = "room_closed"
-
 
 ERRORS: dict[type[Exception], ErrorCode] = {
     RoomNotFound: ErrorCode.NOT_FOUND,
@@ -55,11 +50,28 @@ ERRORS: dict[type[Exception], ErrorCode] = {
 
 END_REASON_BY_WEBHOOK = "empty_timeout"  # LiveKit closes a room that stayed empty
 
+# What the meetings service consumes: every room event.
+CONSUMED_SUBJECTS = [aggregate_subjects("room")]
 
-def secret_matches(secret: str, expected_sha256: str) -> bool:
-    """Constant-time comparison of a secret with a stored hash."""
-    digest = hashlib.sha256(secret.encode()).hexdigest()
-    return hmac.compare_digest(digest, expected_sha256)
+
+def media_effect(media: MediaBackend) -> Any:
+    """The planner of LiveKit side effects: what each meeting event requires of the media server."""
+
+    def plan(event: Any, state: Any) -> Action | None:
+        if not isinstance(state, Meeting):
+            return None
+        kind, room = type(event).__name__, state.room_id
+        if kind == "Ended":
+            return lambda: media.delete_room(room)
+        if kind == "ParticipantEvicted":
+            identity = event.identity
+            return lambda: media.remove_participant(room, identity)
+        if kind == "ParticipantRoleChanged" and getattr(event, "permissions", None):
+            identity, permissions = event.identity, dict(event.permissions)
+            return lambda: media.update_participant_permissions(room, identity, permissions)
+        return None
+
+    return plan
 
 
 class MeetingsHandlers:
@@ -69,77 +81,34 @@ class MeetingsHandlers:
         self,
         app: MeetingsApplication,
         view: MeetingsView,
+        projection: Projection,
         media: MediaBackend,
         broker: NatsBroker,
-        room_wait: float = 0.5,
     ) -> None:
         self.app = app
         self.view = view
+        self.projection = projection
         self.media = media
         self.broker = broker
-        self.room_wait = room_wait
+        self.consumer: DurableConsumer | None = None
 
-    async def _room(self, room_id: str) -> dict[str, Any]:
-        # A join can arrive right after the room was created, before its event
-        # reached our read model (or while our consumer fails over): wait a little,
-        # then ask the rooms service, which owns the room.
-        deadline = asyncio.get_running_loop().time() + self.room_wait
-        while True:
-            room = await asyncio.to_thread(self.view.room, room_id)
-            if room is not None or asyncio.get_running_loop().time() >= deadline:
-                break
-            await asyncio.sleep(0.05)
-        if room is None:
-            room = await self._room_from_owner(room_id)
-        if room is None or room["deleted"]:
-            raise RoomNotFound(f"room '{room_id}' does not exist")
-        return room
-
-    async def _room_from_owner(self, room_id: str) -> dict[str, Any] | None:
-        reply = await request(self.broker, "rooms", "get", {"roomId": room_id})
-        if not reply.ok:
-            assert reply.error is not None
-            if reply.error.kind == ErrorCode.NOT_FOUND:
-                return None
-            raise CommandFailed(reply.error)  # passed through unchanged (e.g. 503)
-        record = reply.result
-        return {
-            "room_id": room_id,
-            "deleted": False,
-            "closed": record["status"] == "closed" or record.get("pendingDeletion", False),
-            "roles": record["roles"],
-            "anonymous": {
-                role: {
-                    "enabled": link["enabled"],
-                    "secretSha256": hashlib.sha256(link["secret"].encode()).hexdigest(),
-                }
-                for role, link in record["anonymous"].items()
-            },
-        }
+    async def _rooms_caught_up(self) -> None:
+        """Read-your-writes: every room event already on the stream is applied here."""
+        if self.consumer is not None:
+            await self.consumer.caught_up(timeout=3.0)
 
     # ---- commands -------------------------------------------------------------------------
 
     async def join(self, request: cmd.JoinMeeting) -> cmd.JoinResult:
-        room = await self._room(request.roomId)
-        role = next(
-            (
-                r
-                for r in ("moderator", "speaker")
-                if room["anonymous"][r]["enabled"]
-                and secret_matches(request.secret, room["anonymous"][r]["secretSha256"])
-            ),
-            None,
-        )
-        if role is None:
-            raise InvalidSecret("invalid room link")
-        if room["closed"]:
-            raise RoomClosed(f"room '{request.roomId}' is closed")
-        permissions: dict[str, bool] = room["roles"][role]["permissions"]
-        if not permissions.get("canJoinMeeting", True):
-            raise JoinRefused("this role may not join meetings", error="join_not_permitted")
+        await self._rooms_caught_up()
         joined = await asyncio.to_thread(
-            self.app.join, request.roomId, request.participantName.strip(), role, request.commandId
+            self.app.admit,
+            request.roomId,
+            request.secret,
+            request.participantName,
+            request.commandId,
         )
+        role, permissions = joined["role"], joined["permissions"]
         token = await self.media.issue_token(
             request.roomId,
             joined["identity"],
@@ -174,7 +143,6 @@ class MeetingsHandlers:
         meeting_id = await asyncio.to_thread(self.app.end, request.roomId, "ended_by_admin")
         if meeting_id is None:
             raise MeetingNotFound(f"room '{request.roomId}' has no live meeting")
-        await self.media.delete_room(request.roomId)
         log.info(
             "meeting.ended", room_id=request.roomId, meeting_id=meeting_id, reason="ended_by_admin"
         )
@@ -182,7 +150,6 @@ class MeetingsHandlers:
 
     async def evict(self, request: cmd.ParticipantRef) -> dict[str, Any]:
         await asyncio.to_thread(self.app.evict, request.roomId, request.identity)
-        await self.media.remove_participant(request.roomId, request.identity)
         log.info("meeting.participant_evicted", room_id=request.roomId, identity=request.identity)
         return {"identity": request.identity, "evicted": True}
 
@@ -197,22 +164,17 @@ class MeetingsHandlers:
         return {"identity": request.identity, "left": True}
 
     async def change_role(self, request: cmd.ChangeRole) -> dict[str, Any]:
-        participant = await asyncio.to_thread(
+        return await asyncio.to_thread(
             self.app.change_role, request.roomId, request.identity, request.role
         )
-        room = await self._room(request.roomId)
-        await self.media.update_participant_permissions(
-            request.roomId, request.identity, room["roles"][request.role]["permissions"]
-        )
-        return participant
 
     async def end_empty(self, request: cmd.EndEmptyMeetings) -> cmd.EndEmptyMeetingsResult:
         empty_before = self.app.clock.now_ms() - request.idleMs
+        await self.projection.wait_caught_up()
         idle = await asyncio.to_thread(self.view.idle_meetings, empty_before)
         ended = []
         for room_id, meeting_id in idle:
             if await asyncio.to_thread(self.app.end_if_idle, room_id, meeting_id, request.idleMs):
-                await self.media.delete_room(room_id)
                 ended.append(meeting_id)
                 log.info(
                     "meeting.ended", room_id=room_id, meeting_id=meeting_id, reason="empty_timeout"
@@ -242,41 +204,14 @@ class MeetingsHandlers:
 
     # ---- consumed room events -----------------------------------------------------------
 
-    async def on_room_event(self, consumed: Consumed) -> None:
-        envelope = consumed.envelope
-        data: dict[str, Any] = envelope.data
-        if envelope.type in ("RoomCreated", "RoomUpdated"):
-            await asyncio.to_thread(self.view.put_room, data["room"])
-        elif envelope.type == "RoomStatusChanged":
-            await asyncio.to_thread(
-                self.view.set_room_closed, data["roomId"], data["status"] == "closed"
-            )
-            if data.get("endMeeting"):
-                automatic = data["reason"].startswith("auto_deletion")
-                reason = "auto_deleted" if automatic else "room_closed"
-                await self._end_for_room(data["roomId"], reason, consumed)
-        elif envelope.type == "RoomDeleted":
-            await asyncio.to_thread(self.view.mark_room_deleted, data["roomId"])
-            # when_meeting_ends: the room was deleted because its meeting already ended.
-            reason = "auto_deleted" if data["reason"] == "auto_deletion" else "room_deleted"
-            await self._end_for_room(data["roomId"], reason, consumed)
-
-    async def _end_for_room(self, room_id: str, reason: str, consumed: Consumed) -> None:
-        meeting_id = await asyncio.to_thread(self.app.end, room_id, reason, consumed.tracking)
-        if meeting_id is not None:
-            await self.media.delete_room(room_id)
-            log.info(
-                "meeting.ended",
-                room_id=room_id,
-                meeting_id=meeting_id,
-                reason=reason,
-                event_id=str(consumed.envelope.id),
-            )
+    async def process_events(self, batch: Sequence[Consumed], position: Tracking) -> None:
+        """The `meetings-events` consumer: what rooms become, and the meetings they end."""
+        await asyncio.to_thread(self.app.process_batch, batch, position, self.app.react)
 
     # ---- wiring -----------------------------------------------------------------------------
 
-    def register(self) -> None:
-        router = CommandRouter(self.broker, cmd.SERVICE, ERRORS)
+    def register(self, router: CommandRouter) -> None:
+        """Answer the meetings commands on `router`."""
         router.register("join", cmd.JoinMeeting, self.join)
         router.register("get", cmd.RoomMeeting, self.get)
         router.register("end", cmd.RoomMeeting, self.end)
@@ -285,10 +220,3 @@ class MeetingsHandlers:
         router.register("change_role", cmd.ChangeRole, self.change_role)
         router.register("end_empty", cmd.EndEmptyMeetings, self.end_empty)
         router.register("livekit_webhook", cmd.LiveKitWebhook, self.livekit_webhook)
-        durable_consumer(
-            self.broker,
-            name="meetings-room-events",
-            subject=aggregate_subjects("room"),
-            handler=self.on_room_event,
-            processed=self.app,
-        )

@@ -3,19 +3,28 @@
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Sequence
 
 from services.meetings.application import MeetingsApplication
 from services.meetings.domain import Meeting
-from services.meetings.handlers import MeetingsHandlers
-from services.meetings.integration import meeting_integration_mapper
+from services.meetings.handlers import (
+    CONSUMED_SUBJECTS,
+    ERRORS,
+    MeetingsHandlers,
+    media_effect,
+)
+from services.meetings.integration import meeting_integration_event
 from services.meetings.media import MediaBackend, MediaSettings, media_backend
 from services.meetings.projection import MeetingsView
 from services.meetings.settings import MeetingsSettings
 from services.runtime.clock import Clock
+from services.runtime.commands import CommandRouter
+from services.runtime.consumer import DurableConsumer
+from services.runtime.effects import SideEffects
 from services.runtime.logging import configure_logging
 from services.runtime.nats import make_broker
+from services.runtime.operations import register_operations
 from services.runtime.outbox import Outbox
+from services.runtime.projection import Projection
 from services.runtime.schemas import document_publishers
 from services.runtime.service import ServiceParts, run_until_signalled
 from services.runtime.store import (
@@ -32,36 +41,56 @@ SERVICE = "meetings"
 def build(
     settings: MeetingsSettings, clock: Clock | None = None, media: MediaBackend | None = None
 ) -> ServiceParts:
-    """Wire application, views, outbox, media backend and handlers."""
+    """Wire application, view, outbox, media effects, consumer and handlers."""
     env = eventsourcing_env(settings, SERVICE)
     app = construct_application(lambda: MeetingsApplication(env=env, clock=clock))
     broker = make_broker(settings, f"meetplane-{SERVICE}")
     view = MeetingsView(view_engine(settings, SERVICE))
-
-    def write_through(aggregates: Sequence[object]) -> None:
-        for aggregate in aggregates:
-            if isinstance(aggregate, Meeting):
-                view.put_meeting(aggregate)
-
-    app.add_save_listener(write_through)
+    projection = Projection(
+        app, view, kinds=(Meeting,), lease=make_lease(settings, SERVICE, "view")
+    )
     media = media or media_backend(MediaSettings())
+    effects = SideEffects(
+        app, "media", media_effect(media), lease=make_lease(settings, SERVICE, "effects-media")
+    )
     outbox = Outbox(
         app,
         broker,
-        meeting_integration_mapper(app.load),
+        meeting_integration_event,
         stream=settings.stream_name,
         hold_file=settings.outbox_hold_file,
         lease=make_lease(settings, SERVICE, "outbox"),
     )
     signal = CommitSignal(broker, SERVICE)
-    signal.pokes.append(outbox.follower.poke)
+    signal.follow(projection.follower, effects.follower, outbox.follower)
     app.add_commit_listener(signal.committed)
-    MeetingsHandlers(app, view, media, broker, settings.join_room_wait_seconds).register()
+    handlers = MeetingsHandlers(app, view, projection, media, broker)
+    router = CommandRouter(
+        broker, SERVICE, ERRORS, published=lambda p: outbox.wait_published(p, timeout=2.0)
+    )
+    handlers.register(router)
+    consumer = DurableConsumer(
+        broker,
+        service=SERVICE,
+        name="meetings-events",
+        subjects=CONSUMED_SUBJECTS,
+        process=handlers.process_events,
+        position=lambda: app.position_of("meetings-events"),
+        lease=make_lease(settings, SERVICE, "consumer-meetings-events"),
+        stream=settings.stream_name,
+    )
+    handlers.consumer = consumer
+    register_operations(router, [consumer], [projection])
     document_publishers(broker, ("meeting",))
     parts = ServiceParts(name=SERVICE, broker=broker)
     parts.on_started.append(signal.bind)
-    parts.background.append(outbox.run)
-    parts.stoppers.append(outbox.follower.stop)
+    parts.background += [projection.run, effects.run, outbox.run, consumer.run]
+    parts.stoppers += [
+        projection.follower.stop,
+        effects.follower.stop,
+        outbox.follower.stop,
+        consumer.stop,
+    ]
     parts.on_stop += [app.close, view.engine.dispose]
     return parts
 

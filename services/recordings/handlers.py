@@ -4,15 +4,17 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+from collections.abc import Sequence
 from datetime import timedelta
 from typing import Any
 
+from eventsourcing.persistence import Tracking
 from faststream.nats import NatsBroker
 from pydantic import BaseModel, ConfigDict
 
 from contracts.commands import ErrorCode
 from contracts.commands import recordings as cmd
-from contracts.events import aggregate_subjects
+from contracts.events import aggregate_subjects, subject_of
 from services.recordings.application import RecordingsApplication
 from services.recordings.domain import (
     RecordingConflict,
@@ -24,8 +26,9 @@ from services.recordings.egress import Egress
 from services.recordings.projection import RecordingsView
 from services.recordings.storage import ObjectStorage
 from services.runtime.commands import CommandRouter
-from services.runtime.consumer import Consumed, durable_consumer
+from services.runtime.consumer import Consumed, DurableConsumer
 from services.runtime.logging import get_logger
+from services.runtime.projection import Projection
 
 log = get_logger("meetplane.recordings")
 
@@ -59,20 +62,24 @@ class RecordingsHandlers:
         self.storage = storage
         self.egress = egress
         self.broker = broker
+        self.consumer: DurableConsumer | None = None
+        self.projection: Projection | None = None
+
+    async def _caught_up(self) -> None:
+        """Read-your-writes: room/meeting events on the stream, and our own commits, applied."""
+        if self.consumer is not None:
+            await self.consumer.caught_up(timeout=3.0)
+        await self._view_caught_up()
+
+    async def _view_caught_up(self) -> None:
+        if self.projection is not None:
+            await self.projection.wait_caught_up()
 
     # ---- commands -----------------------------------------------------------------------
 
-    async def _room(self, room_id: str, wait: float = 2.0) -> dict[str, Any] | None:
-        # A start can arrive right after the room was created, before its event.
-        deadline = asyncio.get_running_loop().time() + wait
-        while True:
-            room = await asyncio.to_thread(self.view.room, room_id)
-            if room is not None or asyncio.get_running_loop().time() >= deadline:
-                return room
-            await asyncio.sleep(0.05)
-
     async def start(self, request: cmd.StartRecording) -> dict[str, Any]:
-        room = await self._room(request.roomId)
+        await self._caught_up()
+        room = await asyncio.to_thread(self.view.room, request.roomId)
         if room is None or room["deleted"]:
             raise RecordingNotFound(
                 f"room '{request.roomId}' does not exist", error="room_not_found"
@@ -128,6 +135,7 @@ class RecordingsHandlers:
         return await asyncio.to_thread(self.app.get, request.recordingId)
 
     async def list_recordings(self, request: cmd.ListRecordings) -> dict[str, Any]:
+        await self._view_caught_up()
         items, token = await asyncio.to_thread(
             self.view.list_page,
             request.roomId,
@@ -179,11 +187,13 @@ class RecordingsHandlers:
     async def room_has_recordings(
         self, request: cmd.RoomHasRecordings
     ) -> cmd.RoomHasRecordingsResult:
+        await self._view_caught_up()
         ids = await asyncio.to_thread(self.view.room_recording_ids, request.roomId)
         return cmd.RoomHasRecordingsResult(hasRecordings=bool(ids), count=len(ids))
 
     async def sweep_orphans(self, request: cmd.SweepOrphans) -> cmd.SweepOrphansResult:
         """Objects without a live record are deleted; records without an object are reported."""
+        await self._view_caught_up()
         known = await asyncio.to_thread(self.view.all_object_keys)
         objects = dict(
             await asyncio.to_thread(lambda: list(self.storage.list_prefix("recordings/")))
@@ -243,6 +253,7 @@ class RecordingsHandlers:
                 await self._delete_room_recordings(data["roomId"])
 
     async def _delete_room_recordings(self, room_id: str) -> None:
+        await self._view_caught_up()
         active = await asyncio.to_thread(self.app.active_in_room, room_id)
         if active is not None:
             await self.egress.stop(active)
@@ -268,8 +279,21 @@ class RecordingsHandlers:
                     "recording.stopped_by_meeting_end", room_id=data["roomId"], recording_id=active
                 )
 
-    def register(self) -> None:
-        router = CommandRouter(self.broker, cmd.SERVICE, ERRORS)
+    async def process_events(self, batch: Sequence[Consumed], position: Tracking) -> None:
+        """The `recordings-events` consumer: rooms and their meetings, in stream order.
+
+        Its room/meeting tables are written as it goes (idempotent upserts) and
+        the position is recorded after the batch.
+        """
+        for consumed in batch:
+            if consumed.envelope.type.startswith("Room"):
+                await self.on_room_event(consumed)
+            else:
+                await self.on_meeting_event(consumed)
+        await asyncio.to_thread(self.app.save_tracked, tracking=position)
+
+    def register(self, router: CommandRouter) -> None:
+        """Answer the recordings commands on `router`."""
         router.register("start", cmd.StartRecording, self.start)
         router.register("stop", cmd.RecordingRef, self.stop)
         router.register("get", cmd.RecordingRef, self.get)
@@ -280,17 +304,14 @@ class RecordingsHandlers:
         router.register("room_has_recordings", cmd.RoomHasRecordings, self.room_has_recordings)
         router.register("sweep_orphans", cmd.SweepOrphans, self.sweep_orphans)
         router.register("livekit_webhook", _AnyBody, self._webhook)
-        for aggregate, handler in (
-            ("room", self.on_room_event),
-            ("meeting", self.on_meeting_event),
-        ):
-            durable_consumer(
-                self.broker,
-                name=f"recordings-{aggregate}-events",
-                subject=aggregate_subjects(aggregate),
-                handler=handler,
-                processed=self.app,
-            )
 
     async def _webhook(self, request: _AnyBody) -> dict[str, Any]:
         return await self.livekit_webhook(request.model_dump())
+
+
+# What the recordings service consumes: rooms, and meetings starting and ending.
+CONSUMED_SUBJECTS = [
+    aggregate_subjects("room"),
+    subject_of("MeetingStarted"),
+    subject_of("MeetingEnded"),
+]

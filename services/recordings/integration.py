@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from typing import Any
 
 from pydantic import BaseModel
@@ -20,45 +20,36 @@ from services.recordings.domain import Recording
 from services.runtime.outbox import integration_event_id
 
 
-def recording_integration_mapper(
-    load: Callable[[Any, int], Any],
-) -> Callable[[Any], Sequence[EventEnvelope]]:
-    """Build the outbox mapper; `load(aggregate_id, version)` rebuilds an aggregate."""
-
-    def to_integration(domain_event: Any) -> Sequence[EventEnvelope]:
-        kind = type(domain_event).__name__
-        if kind not in {"Started", "StopRequested", "Completed", "Failed", "Deleted"}:
-            return []
-        recording = load(domain_event.originator_id, domain_event.originator_version)
-        if not isinstance(recording, Recording):
-            return []  # RoomRecorder bookkeeping stays inside the service
-        ids = {"recordingId": recording.recording_id, "roomId": recording.room_id}
-        data: BaseModel
-        if kind == "Started":
-            data = RecordingStarted(
-                **ids, meetingId=recording.meeting_id, startDate=recording.start_date
-            )
-        elif kind == "StopRequested":
-            data = RecordingStopped(**ids, endDate=domain_event.at)
-        elif kind == "Completed":
-            data = RecordingReady(
-                **ids,
-                size=domain_event.size,
-                duration=domain_event.duration,
-                objectKey=recording.object_key,
-            )
-        elif kind == "Failed":
-            data = RecordingFailed(**ids, error=domain_event.error)
-        else:
-            data = RecordingDeleted(**ids)
-        return [
-            make_envelope(
-                integration_event_id(domain_event.originator_id, domain_event.originator_version),
-                data,
-                source="recordings",
-                subject_id=recording.recording_id,
-                occurred_at=domain_event.timestamp,
-            )
-        ]
-
-    return to_integration
+def recording_integration_event(domain_event: Any, state: Any) -> Sequence[EventEnvelope]:
+    """The integration events of one domain event, given its aggregate right after it."""
+    if not isinstance(state, Recording):
+        return []  # RoomRecorder bookkeeping stays inside the service
+    kind = type(domain_event).__name__
+    ids = {"recordingId": state.recording_id, "roomId": state.room_id}
+    data: BaseModel
+    if kind == "Started":
+        data = RecordingStarted(**ids, meetingId=state.meeting_id, startDate=state.start_date)
+    elif kind == "StopRequested":
+        data = RecordingStopped(**ids, endDate=domain_event.at)
+    elif kind == "Completed":
+        data = RecordingReady(
+            **ids,
+            size=domain_event.size,
+            duration=domain_event.duration,
+            objectKey=state.object_key,
+        )
+    elif kind == "Failed":
+        data = RecordingFailed(**ids, error=domain_event.error)
+    elif kind == "Deleted":
+        data = RecordingDeleted(**ids)
+    else:
+        return []
+    return [
+        make_envelope(
+            integration_event_id(domain_event.originator_id, domain_event.originator_version),
+            data,
+            source="recordings",
+            subject_id=state.recording_id,
+            occurred_at=domain_event.timestamp,
+        )
+    ]

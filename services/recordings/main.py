@@ -3,25 +3,26 @@
 from __future__ import annotations
 
 import asyncio
-import contextlib
-from collections.abc import Sequence
 from pathlib import Path
-
-from eventsourcing.persistence import IntegrityError, Notification, Tracking
+from typing import Any
 
 from services.recordings.application import RecordingsApplication
 from services.recordings.domain import Recording
 from services.recordings.egress import Egress, LiveKitEgress, LocalEgress
-from services.recordings.handlers import RecordingsHandlers
-from services.recordings.integration import recording_integration_mapper
+from services.recordings.handlers import CONSUMED_SUBJECTS, ERRORS, RecordingsHandlers
+from services.recordings.integration import recording_integration_event
 from services.recordings.projection import RecordingsView
 from services.recordings.settings import RecordingsSettings
 from services.recordings.storage import ObjectStorage, StorageSettings
 from services.runtime.clock import Clock
-from services.runtime.follower import LogFollower
+from services.runtime.commands import CommandRouter
+from services.runtime.consumer import DurableConsumer
+from services.runtime.effects import Action, Planner, SideEffects
 from services.runtime.logging import configure_logging, get_logger
 from services.runtime.nats import make_broker
+from services.runtime.operations import register_operations
 from services.runtime.outbox import Outbox
+from services.runtime.projection import Projection
 from services.runtime.schemas import document_publishers
 from services.runtime.service import ServiceParts, run_until_signalled
 from services.runtime.store import (
@@ -36,42 +37,32 @@ SERVICE = "recordings"
 log = get_logger("meetplane.recordings")
 
 
-def media_deletion(
-    app: RecordingsApplication, storage: ObjectStorage, settings: RecordingsSettings
-) -> LogFollower:
-    """Follow our own log and remove the object of every deleted recording.
+def media_deletion(storage: ObjectStorage, settings: RecordingsSettings) -> Planner:
+    """Remove the object of every deleted recording, after its metadata event committed.
 
-    Runs after the metadata event committed; a crash before the object is gone
-    resumes from the recorded position, so no object is left behind.
+    A crash before the object is gone resumes from the recorded position, so no
+    object is left behind; deleting an object that is gone is success.
     """
-    name = "recordings.media_delete"
     hold = (
         Path(settings.recordings_hold_media_delete_file)
         if settings.recordings_hold_media_delete_file
         else None
     )
 
-    async def process(notifications: Sequence[Notification]) -> None:
-        while hold is not None and hold.exists():  # noqa: ASYNC110 - fault injection for tests
-            await asyncio.sleep(0.05)
-        for notification in notifications:
-            if not notification.topic.endswith("Recording.Deleted"):
-                continue
-            recording = await asyncio.to_thread(app.load, notification.originator_id, None)
-            await asyncio.to_thread(storage.delete, recording.object_key)
-            log.info("recording.media_deleted", recording_id=recording.recording_id)
-        with contextlib.suppress(IntegrityError):  # another replica recorded it
-            await asyncio.to_thread(
-                app.process_recorder.insert_tracking, Tracking(name, notifications[-1].id)
-            )
+    def plan(event: Any, state: Any) -> Action | None:
+        if not isinstance(state, Recording) or type(event).__name__ != "Deleted":
+            return None
+        key, recording_id = state.object_key, state.recording_id
 
-    return LogFollower(
-        name,
-        app.process_recorder,
-        lambda: app.process_recorder.max_tracking_id(name),
-        process,
-        lease=make_lease(settings, SERVICE, "media_delete"),
-    )
+        async def delete() -> None:
+            while hold is not None and hold.exists():  # noqa: ASYNC110 - fault injection for tests
+                await asyncio.sleep(0.05)
+            await asyncio.to_thread(storage.delete, key)
+            log.info("recording.media_deleted", recording_id=recording_id)
+
+        return delete
+
+    return plan
 
 
 def build(
@@ -80,18 +71,14 @@ def build(
     storage: ObjectStorage | None = None,
     egress: Egress | None = None,
 ) -> ServiceParts:
-    """Wire application, views, storage, egress, outbox and followers."""
+    """Wire application, views, storage, egress, outbox, consumer and followers."""
     env = eventsourcing_env(settings, SERVICE)
     app = construct_application(lambda: RecordingsApplication(env=env, clock=clock))
     broker = make_broker(settings, f"meetplane-{SERVICE}")
     view = RecordingsView(view_engine(settings, SERVICE))
-
-    def write_through(aggregates: Sequence[object]) -> None:
-        for aggregate in aggregates:
-            if isinstance(aggregate, Recording):
-                view.put_recording(aggregate)
-
-    app.add_save_listener(write_through)
+    projection = Projection(
+        app, view, kinds=(Recording,), lease=make_lease(settings, SERVICE, "view")
+    )
     storage = storage or ObjectStorage(StorageSettings())
 
     def finished(recording_id: str, size: int | None, duration: float, error: str | None) -> None:
@@ -107,17 +94,38 @@ def build(
     outbox = Outbox(
         app,
         broker,
-        recording_integration_mapper(app.load),
+        recording_integration_event,
         stream=settings.stream_name,
         hold_file=settings.outbox_hold_file,
         lease=make_lease(settings, SERVICE, "outbox"),
     )
-    deleter = media_deletion(app, storage, settings)
+    deleter = SideEffects(
+        app,
+        "media_delete",
+        media_deletion(storage, settings),
+        lease=make_lease(settings, SERVICE, "media_delete"),
+    )
     signal = CommitSignal(broker, SERVICE)
-    signal.pokes += [outbox.follower.poke, deleter.poke]
+    signal.follow(projection.follower, outbox.follower, deleter.follower)
     app.add_commit_listener(signal.committed)
-    app.add_commit_listener(deleter.poke)
-    RecordingsHandlers(app, view, storage, egress, broker).register()
+    handlers = RecordingsHandlers(app, view, storage, egress, broker)
+    router = CommandRouter(
+        broker, SERVICE, ERRORS, published=lambda p: outbox.wait_published(p, timeout=2.0)
+    )
+    handlers.register(router)
+    consumer = DurableConsumer(
+        broker,
+        service=SERVICE,
+        name="recordings-events",
+        subjects=CONSUMED_SUBJECTS,
+        process=handlers.process_events,
+        position=lambda: app.position_of("recordings-events"),
+        lease=make_lease(settings, SERVICE, "consumer-recordings-events"),
+        stream=settings.stream_name,
+    )
+    handlers.consumer = consumer
+    handlers.projection = projection
+    register_operations(router, [consumer], [projection])
     document_publishers(broker, ("recording",))
 
     async def ensure_bucket() -> None:
@@ -125,8 +133,13 @@ def build(
 
     parts = ServiceParts(name=SERVICE, broker=broker)
     parts.on_started += [ensure_bucket, signal.bind]
-    parts.background += [outbox.run, deleter.run]
-    parts.stoppers += [outbox.follower.stop, deleter.stop]
+    parts.background += [projection.run, outbox.run, deleter.run, consumer.run]
+    parts.stoppers += [
+        projection.follower.stop,
+        outbox.follower.stop,
+        deleter.follower.stop,
+        consumer.stop,
+    ]
     parts.on_stop += [app.close, view.engine.dispose]
     return parts
 

@@ -1,14 +1,16 @@
 """Read models of the recordings service (SQLAlchemy Core, SQLite or PostgreSQL).
 
-`recordings_view` (list/filter/paginate), written through on every save of a
-Recording (rows only move to higher versions); `room_config` and
-`live_meetings`, built from room and meeting integration events.
+`recordings_view` (list/filter/paginate) is a projection of the service's own
+log (services/runtime/projection.py), rebuilt by `meetplane views rebuild
+recordings`; `room_config` and `live_meetings` are built from room and meeting
+integration events by the service's consumer.
 """
 
 from __future__ import annotations
 
 import base64
 import json
+from collections.abc import Sequence
 from typing import Any
 
 import sqlalchemy as sa
@@ -16,9 +18,11 @@ from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 
 from services.recordings.domain import Recording, RecordingError
+from services.runtime.projection import TableView
 from services.runtime.store import create_tables
 
 metadata = sa.MetaData()
+mirror_metadata = sa.MetaData()
 
 recordings_view = sa.Table(
     "recordings_view",
@@ -35,7 +39,7 @@ recordings_view = sa.Table(
 
 room_config = sa.Table(
     "room_config",
-    metadata,
+    mirror_metadata,
     sa.Column("room_id", sa.String(80), primary_key=True),
     sa.Column("room_name", sa.String(100), nullable=False),
     sa.Column("config", sa.JSON, nullable=False),
@@ -44,7 +48,7 @@ room_config = sa.Table(
 
 live_meetings = sa.Table(
     "live_meetings",
-    metadata,
+    mirror_metadata,
     sa.Column("room_id", sa.String(80), primary_key=True),
     sa.Column("meeting_id", sa.String(80), nullable=True),
 )
@@ -68,12 +72,34 @@ def recording_record(recording: Recording) -> dict[str, Any]:
     }
 
 
-class RecordingsView:
+class RecordingsView(TableView):
     """Reads and writes of the recordings read models."""
 
+    name = "recordings_view"
+    metadata = metadata
+    versioned = ("recordings_view",)
+
     def __init__(self, engine: sa.Engine) -> None:
-        self.engine = engine
-        create_tables(metadata, engine)
+        super().__init__(engine)
+        create_tables(mirror_metadata, engine)
+
+    def rows(self, states: Sequence[Any]) -> dict[str, list[dict[str, Any]]]:
+        """One row per recording (deleted ones stay as tombstones)."""
+        return {
+            "recordings_view": [
+                {
+                    "recording_id": r.recording_id,
+                    "room_id": r.room_id,
+                    "status": r.status,
+                    "start_date": r.start_date,
+                    "object_key": r.object_key,
+                    "deleted": r.deleted,
+                    "version": r.version,
+                    "record": recording_record(r),
+                }
+                for r in states
+            ]
+        }
 
     def _upsert(
         self, table: sa.Table, values: dict[str, Any], key: str, newer_only: bool = False
@@ -85,21 +111,6 @@ class RecordingsView:
             set_={k: getattr(stmt.excluded, k) for k in values if k != key},
             where=(table.c.version < stmt.excluded.version) if newer_only else None,
         )
-
-    def put_recording(self, recording: Recording) -> None:
-        """Write-through of a saved recording."""
-        values = {
-            "recording_id": recording.recording_id,
-            "room_id": recording.room_id,
-            "status": recording.status,
-            "start_date": recording.start_date,
-            "object_key": recording.object_key,
-            "deleted": recording.deleted,
-            "version": recording.version,
-            "record": recording_record(recording),
-        }
-        with self.engine.begin() as conn:
-            conn.execute(self._upsert(recordings_view, values, "recording_id", newer_only=True))
 
     def list_page(
         self,

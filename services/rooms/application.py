@@ -9,7 +9,8 @@ from __future__ import annotations
 import hashlib
 import secrets
 import string
-from typing import Any, cast
+from collections.abc import Mapping, Sequence
+from typing import TYPE_CHECKING, Any, cast
 from uuid import UUID
 
 from eventsourcing.application import AggregateNotFoundError
@@ -37,7 +38,18 @@ from services.rooms.domain import (
     room_id_prefix,
 )
 from services.runtime.clock import Clock, SystemClock
-from services.runtime.store import ServiceApplication, retries_on_conflict
+from services.runtime.logging import get_logger
+from services.runtime.store import ServiceApplication, UnitOfWork, retries_on_conflict
+
+if TYPE_CHECKING:
+    from services.runtime.consumer import Consumed
+
+log = get_logger("meetplane.rooms")
+
+
+class RecordingsUnknown(Exception):
+    """Handling an event needs to know whether the room has recordings; nobody asked."""
+
 
 LINK_ROLES = ("moderator", "speaker", "recording")
 _SUFFIX_ALPHABET = string.ascii_lowercase + string.digits
@@ -321,7 +333,7 @@ class RoomsApplication(ServiceApplication):
         else:
             self.save_tracked(room, tracking=tracking)
 
-    # ---- reactions to other services' events ------------------------------------
+    # ---- reactions to other services' events (one consumed batch at a time) -------
 
     def room_exists(self, room_id: str) -> bool:
         """Whether a live room with this id exists."""
@@ -331,70 +343,86 @@ class RoomsApplication(ServiceApplication):
             return False
         return True
 
-    @retries_on_conflict
-    def meeting_started(self, room_id: str, meeting_id: str, tracking: Tracking) -> None:
-        """Reflect `active_meeting` in the room's status."""
-        room = self._find(room_id)
-        if isinstance(room, Room):
-            room.meeting_started(meeting_id)
-            self.save_tracked(room, tracking=tracking)
+    def rooms_to_check_for_recordings(self, batch: Sequence[Consumed]) -> set[str]:
+        """Rooms whose handling of `batch` depends on whether they have recordings.
 
-    def pending_after_meeting(self, room_id: str, meeting_id: str) -> dict[str, str] | None:
-        """What must happen to the room once this meeting has ended (None: nothing)."""
-        room = self._find(room_id)
-        if not isinstance(room, Room) or room.deleted or room.active_meeting_id != meeting_id:
-            return None
-        if room.pending_deletion:
-            return dict(room.pending_deletion)
-        if room.meeting_end_action == "delete":
-            return {
-                "withMeeting": "force",
-                "withRecordings": "close",
-                "reason": "meeting_end_action",
-            }
-        if room.meeting_end_action == "close":
-            return {"close": "y", "reason": "meeting_end_action"}
-        return None
+        Read from the stored rooms; `react` refuses (and the consumer retries the
+        events one by one) if an earlier event of the batch changed the answer.
+        """
+        needed: set[str] = set()
+        for consumed in batch:
+            data = consumed.envelope.data
+            room = self._find(str(data.get("roomId", "")))
+            if not isinstance(room, Room) or room.deleted:
+                continue
+            kind = consumed.envelope.type
+            if kind == "MeetingEnded":
+                pending = room.pending_after(data["meetingId"])
+                if pending and "close" not in pending:
+                    needed.add(room.room_id)
+            elif kind == "RoomAutoDeletionDue" and room.auto_deletion_date == data.get(
+                "autoDeletionDate"
+            ):
+                needed.add(room.room_id)
+        return needed
 
-    @retries_on_conflict
-    def meeting_ended(
-        self, room_id: str, meeting_id: str, has_recordings: bool, tracking: Tracking
+    def react(
+        self, uow: UnitOfWork, consumed: Consumed, has_recordings: Mapping[str, bool]
+    ) -> None:
+        """Apply one consumed event (MeetingStarted, MeetingEnded, RoomAutoDeletionDue)."""
+        envelope, data = consumed.envelope, consumed.envelope.data
+        room = uow.get(aggregate_id(str(data["roomId"])))
+        if not isinstance(room, Room) or room.deleted:
+            return
+        if envelope.type == "MeetingStarted":
+            room.meeting_started(data["meetingId"])
+        elif envelope.type == "MeetingEnded":
+            self._meeting_ended(room, data["meetingId"], has_recordings)
+        elif envelope.type == "RoomAutoDeletionDue":
+            code = self._auto_deletion_due(room, int(data["autoDeletionDate"]), has_recordings)
+            log.info("room.auto_deletion", room_id=room.room_id, success_code=code)
+
+    @staticmethod
+    def _has_recordings(room: Room, has_recordings: Mapping[str, bool]) -> bool:
+        if room.room_id not in has_recordings:
+            raise RecordingsUnknown(f"room '{room.room_id}': recordings not checked")
+        return has_recordings[room.room_id]
+
+    def _meeting_ended(
+        self, room: Room, meeting_id: str, has_recordings: Mapping[str, bool]
     ) -> None:
         """Clear `active_meeting`, then finish a scheduled deletion or the end action."""
-        room = self._find(room_id)
-        if not isinstance(room, Room):
-            return
-        pending = self.pending_after_meeting(room_id, meeting_id)
+        pending = room.pending_after(meeting_id)
         if not room.meeting_ended(meeting_id):
             return
         if pending and "close" in pending:
             room.change_status("closed", reason="meeting_end_action")
         elif pending:
             with_recordings = pending["withRecordings"]
-            if has_recordings and with_recordings != "force":
+            if self._has_recordings(room, has_recordings) and with_recordings != "force":
                 # Keep the recordings: close instead of deleting.
                 room.change_status("closed", reason=f"{pending['reason']}_kept_recordings")
             else:
                 room.delete("force", with_recordings, pending["reason"])
-        self.save_tracked(room, tracking=tracking)
 
-    @retries_on_conflict
-    def auto_deletion_due(
-        self, room_id: str, due_date: int, has_recordings: bool, tracking: Tracking
+    def _auto_deletion_due(
+        self, room: Room, due_date: int, has_recordings: Mapping[str, bool]
     ) -> str | None:
         """Apply the room's auto-deletion policy; returns the success code, None if stale."""
-        room = self._find(room_id)
-        if not isinstance(room, Room) or room.deleted or room.auto_deletion_date != due_date:
-            return None  # deleted, or the date moved: this firing is stale
+        if room.auto_deletion_date != due_date:
+            return None  # the date moved: this firing is stale
         policy = room.auto_deletion_policy or {
             "withMeeting": "when_meeting_ends",
             "withRecordings": "close",
         }
-        plan = room.plan_deletion(policy["withMeeting"], policy["withRecordings"], has_recordings)
+        plan = room.plan_deletion(
+            policy["withMeeting"],
+            policy["withRecordings"],
+            self._has_recordings(room, has_recordings),
+        )
         self._carry_out(
             room, plan, policy["withMeeting"], policy["withRecordings"], "auto_deletion"
         )
-        self.save_tracked(room, tracking=tracking)
         return plan.success_code
 
     # ---- queries ---------------------------------------------------------------

@@ -254,6 +254,22 @@ class Room(Aggregate):
     def _meeting_deactivated(self, meeting_id: str) -> None:
         self.active_meeting_id = None
 
+    def pending_after(self, meeting_id: str) -> dict[str, str] | None:
+        """What must happen to the room once this meeting has ended (None: nothing)."""
+        if self.deleted or self.active_meeting_id != meeting_id:
+            return None
+        if self.pending_deletion:
+            return dict(self.pending_deletion)
+        if self.meeting_end_action == "delete":
+            return {
+                "withMeeting": "force",
+                "withRecordings": "close",
+                "reason": "meeting_end_action",
+            }
+        if self.meeting_end_action == "close":
+            return {"close": "y", "reason": "meeting_end_action"}
+        return None
+
     # ---- deletion ------------------------------------------------------------
 
     def plan_deletion(

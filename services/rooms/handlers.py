@@ -3,20 +3,22 @@
 from __future__ import annotations
 
 import asyncio
-from typing import Any
+from collections.abc import Sequence
 
+from eventsourcing.persistence import Tracking
 from faststream.nats import NatsBroker
 
 from contracts.commands import ErrorCode, Page
 from contracts.commands import rooms as cmd
-from contracts.events import aggregate_subjects
+from contracts.events import subject_of
 from contracts.rooms import RoomRecord
 from services.rooms.application import RoomsApplication
 from services.rooms.domain import InvalidRoomRequest, RoomConflict, RoomNotFound
 from services.rooms.projection import RoomsView
 from services.runtime.commands import CommandRouter
-from services.runtime.consumer import Consumed, durable_consumer
+from services.runtime.consumer import Consumed
 from services.runtime.logging import get_logger
+from services.runtime.projection import Projection
 from services.runtime.rpc import call
 
 log = get_logger("meetplane.rooms")
@@ -35,11 +37,13 @@ class RoomsHandlers:
         self,
         app: RoomsApplication,
         view: RoomsView,
+        projection: Projection,
         broker: NatsBroker,
         command_timeout: float = 5.0,
     ) -> None:
         self.app = app
         self.view = view
+        self.projection = projection
         self.broker = broker
         self.timeout = command_timeout
 
@@ -67,6 +71,7 @@ class RoomsHandlers:
         return await asyncio.to_thread(self.app.get_room, request.roomId)
 
     async def list_rooms(self, request: cmd.ListRooms) -> Page:
+        await self.projection.wait_caught_up()  # a list shows every room created before it
         items, token = await asyncio.to_thread(self.view.list, request)
         return Page(
             items=items,
@@ -160,50 +165,26 @@ class RoomsHandlers:
 
     # ---- consumed events ------------------------------------------------------------
 
-    async def on_meeting_event(self, consumed: Consumed) -> None:
-        envelope = consumed.envelope
-        data: dict[str, Any] = envelope.data
-        if envelope.type == "MeetingStarted":
-            await asyncio.to_thread(
-                self.app.meeting_started, data["roomId"], data["meetingId"], consumed.tracking
-            )
-        elif envelope.type == "MeetingEnded":
-            pending = await asyncio.to_thread(
-                self.app.pending_after_meeting, data["roomId"], data["meetingId"]
-            )
-            has_recordings = False
-            if pending and "close" not in pending:
-                has_recordings = await self.has_recordings(data["roomId"])
-            await asyncio.to_thread(
-                self.app.meeting_ended,
-                data["roomId"],
-                data["meetingId"],
-                has_recordings,
-                consumed.tracking,
-            )
-
-    async def on_janitor_event(self, consumed: Consumed) -> None:
-        envelope = consumed.envelope
-        if envelope.type != "RoomAutoDeletionDue":
-            return
-        room_id = envelope.data["roomId"]
-        if not await asyncio.to_thread(self.app.room_exists, room_id):
-            return
-        has_recordings = await self.has_recordings(room_id)
-        code = await asyncio.to_thread(
-            self.app.auto_deletion_due,
-            room_id,
-            envelope.data["autoDeletionDate"],
-            has_recordings,
-            consumed.tracking,
+    async def process_events(self, batch: Sequence[Consumed], position: Tracking) -> None:
+        """The `rooms-events` consumer: meetings starting and ending, auto-deletions due."""
+        rooms: set[str] = set()
+        if any(c.envelope.type in ("MeetingEnded", "RoomAutoDeletionDue") for c in batch):
+            rooms = await asyncio.to_thread(self.app.rooms_to_check_for_recordings, batch)
+        checked = await asyncio.gather(*(self.has_recordings(r) for r in rooms))
+        has_recordings = dict(zip(rooms, checked, strict=True))
+        await asyncio.to_thread(
+            self.app.process_batch,
+            batch,
+            position,
+            lambda uow, consumed: self.app.react(uow, consumed, has_recordings),
         )
-        log.info("room.auto_deletion", room_id=room_id, success_code=code)
 
     # ---- wiring -----------------------------------------------------------------------
 
-    def register(self) -> None:
-        self.router = CommandRouter(self.broker, cmd.SERVICE, ERRORS)
-        r = self.router
+    def register(self, router: CommandRouter) -> None:
+        """Answer the rooms commands on `router`."""
+        self.router = router
+        r = router
         r.register("create", cmd.CreateRoom, self.create)
         r.register("get", cmd.GetRoom, self.get)
         r.register("list", cmd.ListRooms, self.list_rooms)
@@ -215,17 +196,11 @@ class RoomsHandlers:
         r.register("delete", cmd.DeleteRoom, self.delete)
         r.register("bulk_delete", cmd.BulkDeleteRooms, self.bulk_delete)
         r.register("history", cmd.RoomHistory, self.history)
-        durable_consumer(
-            self.broker,
-            name="rooms-meeting-events",
-            subject=aggregate_subjects("meeting"),
-            handler=self.on_meeting_event,
-            processed=self.app,
-        )
-        durable_consumer(
-            self.broker,
-            name="rooms-janitor-events",
-            subject=aggregate_subjects("janitor"),
-            handler=self.on_janitor_event,
-            processed=self.app,
-        )
+
+
+# What the rooms service consumes: meetings starting and ending, auto-deletions due.
+CONSUMED_SUBJECTS = [
+    subject_of("MeetingStarted"),
+    subject_of("MeetingEnded"),
+    subject_of("RoomAutoDeletionDue"),
+]

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import hashlib
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from typing import Any
 
 from pydantic import BaseModel
@@ -64,53 +64,37 @@ def room_state(room: Room) -> RoomState:
     )
 
 
-def room_integration_mapper(
-    load: Callable[[Any, int], Room],
-) -> Callable[[Any], Sequence[EventEnvelope]]:
-    """Build the outbox mapper; `load(aggregate_id, version)` rebuilds a room at a version."""
-
-    def to_integration(domain_event: Any) -> Sequence[EventEnvelope]:
-        kind = type(domain_event).__name__
-        version = domain_event.originator_version
-        event_id = integration_event_id(domain_event.originator_id, version)
-        data: BaseModel
-        if kind == "Created":
-            room = load(domain_event.originator_id, version)
-            data = RoomCreated(room=room_state(room))
-            room_id = room.room_id
-        elif kind in UPDATE_LABELS:
-            room = load(domain_event.originator_id, version)
-            data = RoomUpdated(room=room_state(room), changed=[UPDATE_LABELS[kind]])
-            room_id = room.room_id
-        elif kind == "StatusChanged":
-            room = load(domain_event.originator_id, version)
-            data = RoomStatusChanged(
-                roomId=room.room_id,
-                status=domain_event.status,
-                reason=domain_event.reason,
-                endMeeting=domain_event.end_meeting,
-            )
-            room_id = room.room_id
-        elif kind == "Deleted":
-            room = load(domain_event.originator_id, version)
-            data = RoomDeleted(
-                roomId=room.room_id,
-                withMeeting=domain_event.with_meeting,
-                withRecordings=domain_event.with_recordings,
-                reason=domain_event.reason,
-            )
-            room_id = room.room_id
-        else:
-            # MeetingActivated/Deactivated mirror the meetings service's own events.
-            return []
-        return [
-            make_envelope(
-                event_id,
-                data,
-                source="rooms",
-                subject_id=room_id,
-                occurred_at=domain_event.timestamp,
-            )
-        ]
-
-    return to_integration
+def room_integration_event(domain_event: Any, room: Room) -> Sequence[EventEnvelope]:
+    """The integration events of one room domain event, given the room right after it."""
+    kind = type(domain_event).__name__
+    data: BaseModel
+    if kind == "Created":
+        data = RoomCreated(room=room_state(room))
+    elif kind in UPDATE_LABELS:
+        data = RoomUpdated(room=room_state(room), changed=[UPDATE_LABELS[kind]])
+    elif kind == "StatusChanged":
+        data = RoomStatusChanged(
+            roomId=room.room_id,
+            status=domain_event.status,
+            reason=domain_event.reason,
+            endMeeting=domain_event.end_meeting,
+        )
+    elif kind == "Deleted":
+        data = RoomDeleted(
+            roomId=room.room_id,
+            withMeeting=domain_event.with_meeting,
+            withRecordings=domain_event.with_recordings,
+            reason=domain_event.reason,
+        )
+    else:
+        # MeetingActivated/Deactivated mirror the meetings service's own events.
+        return []
+    return [
+        make_envelope(
+            integration_event_id(domain_event.originator_id, domain_event.originator_version),
+            data,
+            source="rooms",
+            subject_id=room.room_id,
+            occurred_at=domain_event.timestamp,
+        )
+    ]

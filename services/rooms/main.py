@@ -9,15 +9,18 @@ from typing import Any
 
 from services.rooms.application import RoomsApplication
 from services.rooms.domain import Room
-from services.rooms.handlers import RoomsHandlers
-from services.rooms.integration import room_integration_mapper
-from services.rooms.projection import RoomsProjector, RoomsView
+from services.rooms.handlers import CONSUMED_SUBJECTS, ERRORS, RoomsHandlers
+from services.rooms.integration import room_integration_event
+from services.rooms.projection import RoomsView
 from services.rooms.settings import RoomsSettings
 from services.runtime.clock import Clock
-from services.runtime.follower import LogFollower
+from services.runtime.commands import CommandRouter
+from services.runtime.consumer import DurableConsumer
 from services.runtime.logging import configure_logging
 from services.runtime.nats import make_broker
+from services.runtime.operations import register_operations
 from services.runtime.outbox import Outbox
+from services.runtime.projection import Projection
 from services.runtime.schemas import asyncapi_document, document_publishers
 from services.runtime.service import ServiceParts, run_until_signalled
 from services.runtime.store import (
@@ -32,44 +35,45 @@ SERVICE = "rooms"
 
 
 def build(settings: RoomsSettings, clock: Clock | None = None) -> ServiceParts:
-    """Wire application, projection, outbox and handlers; nothing runs until started."""
+    """Wire application, projection, outbox, consumer and handlers; nothing runs until started."""
     env = eventsourcing_env(settings, SERVICE)
     RoomsApplication.snapshotting_intervals = {Room: settings.rooms_snapshot_interval}
     app = construct_application(lambda: RoomsApplication(env=env, clock=clock))
     broker = make_broker(settings, f"meetplane-{SERVICE}")
     view = RoomsView(view_engine(settings, SERVICE))
-    projector = RoomsProjector(view, app.load)
-
-    async def project(batch: object) -> None:
-        await asyncio.to_thread(projector.project, batch)  # type: ignore[arg-type]
-
-    projection = LogFollower(
-        "rooms.view",
-        app.process_recorder,
-        view.position,
-        project,
-        lease=make_lease(settings, SERVICE, "view"),
-    )
-    app.add_commit_listener(projection.poke)
-    app.add_save_listener(lambda rooms: view.apply(list(rooms), None))
+    projection = Projection(app, view, kinds=(Room,), lease=make_lease(settings, SERVICE, "view"))
     outbox = Outbox(
         app,
         broker,
-        room_integration_mapper(lambda aggregate, version: app.load(aggregate, version)),
+        room_integration_event,
         stream=settings.stream_name,
         hold_file=settings.outbox_hold_file,
         lease=make_lease(settings, SERVICE, "outbox"),
     )
     signal = CommitSignal(broker, SERVICE)
-    signal.pokes += [projection.poke, outbox.follower.poke]
+    signal.follow(projection.follower, outbox.follower)
     app.add_commit_listener(signal.committed)
-    handlers = RoomsHandlers(app, view, broker, settings.command_timeout)
-    handlers.register()
+    handlers = RoomsHandlers(app, view, projection, broker, settings.command_timeout)
+    router = CommandRouter(
+        broker, SERVICE, ERRORS, published=lambda p: outbox.wait_published(p, timeout=2.0)
+    )
+    handlers.register(router)
+    consumer = DurableConsumer(
+        broker,
+        service=SERVICE,
+        name="rooms-events",
+        subjects=CONSUMED_SUBJECTS,
+        process=handlers.process_events,
+        position=lambda: app.position_of("rooms-events"),
+        lease=make_lease(settings, SERVICE, "consumer-rooms-events"),
+        stream=settings.stream_name,
+    )
+    register_operations(router, [consumer], [projection])
     document_publishers(broker, ("room",))
     parts = ServiceParts(name=SERVICE, broker=broker)
     parts.on_started.append(signal.bind)
-    parts.background += [projection.run, outbox.run]
-    parts.stoppers += [projection.stop, outbox.follower.stop]
+    parts.background += [projection.run, outbox.run, consumer.run]
+    parts.stoppers += [projection.follower.stop, outbox.follower.stop, consumer.stop]
     parts.on_stop.append(app.close)
     parts.on_stop.append(view.engine.dispose)
     return parts

@@ -1,8 +1,8 @@
 """The rooms list read model: a table projected from the room event log.
 
-It records the last projected notification id in the same transaction as the
-rows, so it resumes exactly where it stopped and is rebuilt from zero when its
-table is missing or dropped (`RoomsView.reset`).
+A `TableView` (services/runtime/projection.py): it records the last projected
+notification id in the same transaction as the rows, so it resumes exactly where
+it stopped and is rebuilt from zero by `meetplane views rebuild rooms`.
 """
 
 from __future__ import annotations
@@ -13,14 +13,11 @@ from collections.abc import Sequence
 from typing import Any
 
 import sqlalchemy as sa
-from eventsourcing.persistence import Notification
-from sqlalchemy.dialects.postgresql import insert as pg_insert
-from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 
 from contracts.commands.rooms import ListRooms
 from services.rooms.application import to_record
 from services.rooms.domain import InvalidRoomRequest, Room
-from services.runtime.store import create_tables
+from services.runtime.projection import TableView
 
 metadata = sa.MetaData()
 
@@ -40,14 +37,7 @@ rooms_view = sa.Table(
     sa.Column("record", sa.JSON, nullable=False),
 )
 
-view_position = sa.Table(
-    "view_position",
-    metadata,
-    sa.Column("view", sa.String(80), primary_key=True),
-    sa.Column("position", sa.BigInteger, nullable=False),
-)
-
-VIEW_NAME = "rooms_view_v2"
+VIEW_NAME = "rooms_view"
 
 
 def _encode_token(values: list[Any]) -> str:
@@ -65,38 +55,20 @@ def _decode_token(token: str) -> list[Any]:
     return values
 
 
-class RoomsView:
+class RoomsView(TableView):
     """List/filter/paginate rooms from the projected table."""
 
-    def __init__(self, engine: sa.Engine) -> None:
-        self.engine = engine
-        create_tables(metadata, engine)
+    name = VIEW_NAME
+    metadata = metadata
+    versioned = (rooms_view.name,)
 
-    def reset(self) -> None:
-        """Drop the projection; the next catch-up rebuilds it from the event log."""
-        with self.engine.begin() as conn:
-            conn.execute(rooms_view.delete())
-            conn.execute(view_position.delete().where(view_position.c.view == VIEW_NAME))
-
-    def position(self) -> int | None:
-        """Last notification id reflected in the table."""
-        with self.engine.connect() as conn:
-            return conn.execute(
-                sa.select(view_position.c.position).where(view_position.c.view == VIEW_NAME)
-            ).scalar_one_or_none()
-
-    def apply(self, rooms: dict[Any, Room] | list[Room], position: int | None) -> None:
-        """Upsert the given rooms and move the position (if given), atomically.
-
-        Idempotent and order-proof: a row only ever moves to a higher aggregate
-        version, deleted rooms stay as tombstones, and the position only moves
-        forwards.  So the write-through of the replica that saved, the log
-        follower of the leading replica and a rebuild can all write safely.
-        """
-        with self.engine.begin() as conn:
-            for room in rooms.values() if isinstance(rooms, dict) else rooms:
-                record = _record(room)
-                values = {
+    def rows(self, states: Sequence[Any]) -> dict[str, list[dict[str, Any]]]:
+        """One row per room: its latest state (deleted rooms stay as tombstones)."""
+        rows = []
+        for room in states:
+            record = _record(room)
+            rows.append(
+                {
                     "room_id": room.room_id,
                     "room_name": room.room_name,
                     "room_name_lower": room.room_name.lower(),
@@ -108,35 +80,8 @@ class RoomsView:
                     "user_access": room.user_access,
                     "record": record,
                 }
-                conn.execute(self._upsert(rooms_view, values, ["room_id"], newer_only=True))
-            if position is None:
-                return
-            conn.execute(
-                self._upsert(view_position, {"view": VIEW_NAME, "position": position}, ["view"])
-                if self._position_missing(conn)
-                else view_position.update()
-                .where(view_position.c.view == VIEW_NAME, view_position.c.position < position)
-                .values(position=position)
             )
-
-    def _position_missing(self, conn: sa.Connection) -> bool:
-        return (
-            conn.execute(
-                sa.select(view_position.c.position).where(view_position.c.view == VIEW_NAME)
-            ).first()
-            is None
-        )
-
-    def _upsert(
-        self, table: sa.Table, values: dict[str, Any], keys: list[str], newer_only: bool = False
-    ) -> Any:
-        insert = pg_insert if self.engine.dialect.name == "postgresql" else sqlite_insert
-        stmt = insert(table).values(**values)
-        return stmt.on_conflict_do_update(
-            index_elements=keys,
-            set_={k: getattr(stmt.excluded, k) for k in values if k not in keys},
-            where=(table.c.version < stmt.excluded.version) if newer_only else None,
-        )
+        return {rooms_view.name: rows}
 
     def list(self, query: ListRooms) -> tuple[list[dict[str, Any]], str | None]:
         """A page of rooms and the token of the next page."""
@@ -206,17 +151,3 @@ def _access_filters(stmt: Any, query: ListRooms) -> Any:
 
 def _record(room: Room) -> dict[str, Any]:
     return to_record(room).model_dump(mode="json")
-
-
-class RoomsProjector:
-    """Feeds notification batches into the view: the latest state of each touched room."""
-
-    def __init__(self, view: RoomsView, load: Any) -> None:
-        self.view = view
-        self.load = load
-
-    def project(self, notifications: Sequence[Notification]) -> None:
-        """Project one batch (called from a worker thread)."""
-        touched = {n.originator_id for n in notifications}
-        rooms = {aggregate: self.load(aggregate) for aggregate in touched}
-        self.view.apply(rooms, notifications[-1].id)

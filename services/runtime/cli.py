@@ -10,6 +10,7 @@ import sys
 from collections.abc import Sequence
 from pathlib import Path
 
+from services.runtime import cli_ops
 from services.runtime.launcher import ENTRYPOINTS, SERVICES, run_up
 from services.runtime.settings import RuntimeSettings
 
@@ -100,6 +101,7 @@ def parser() -> argparse.ArgumentParser:
     contracts_sub = contracts.add_subparsers(dest="contracts_command", required=True)
     export = contracts_sub.add_parser("export", help="write JSON schemas and AsyncAPI")
     export.add_argument("--out", type=Path, default=Path("contracts/schemas"))
+    cli_ops.add_parsers(sub)
     return p
 
 
@@ -133,6 +135,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         return asyncio.run(_declare(settings, args.replicas or settings.stream_replicas))
     if args.command == "contracts":
         return _export(args.out)
+    if args.command in ("dlq", "views"):
+        return asyncio.run(cli_ops.run(settings, args))
     return 2
 
 

@@ -21,6 +21,7 @@ from contracts.commands import (
     command_subject,
     queue_group,
 )
+from services.runtime.commits import COMMIT_MARK, CommitMark
 from services.runtime.logging import get_logger
 from services.runtime.rpc import CommandFailed
 
@@ -85,11 +86,18 @@ class CommandRouter:
     """Registers a service's command handlers on its broker, in its queue group."""
 
     def __init__(
-        self, broker: NatsBroker, service: str, errors: ErrorTable, concurrency: int = 32
+        self,
+        broker: NatsBroker,
+        service: str,
+        errors: ErrorTable,
+        concurrency: int = 32,
+        published: Callable[[int], Awaitable[bool]] | None = None,
     ) -> None:
         self.broker = broker
         self.service = service
         self.errors = errors
+        # Waits until the outbox has published up to a position (read-your-writes).
+        self.published = published
         # Commands run concurrently inside a replica; the event store's optimistic
         # concurrency (not handler serialisation) protects each aggregate.
         self.concurrency = concurrency
@@ -128,8 +136,13 @@ class CommandRouter:
             request = request_model.model_validate(body if body not in (None, b"", "") else {})
         except ValidationError as exc:
             return Reply.failure(validation_error(exc))
+        mark = CommitMark()
+        token = COMMIT_MARK.set(mark)
         try:
             result = await handler(request)
+            if mark.position and self.published is not None:
+                # Reply once the events this command committed are on the stream.
+                await self.published(mark.position)
         except asyncio.CancelledError:
             raise
         except CommandFailed as exc:
@@ -145,6 +158,8 @@ class CommandRouter:
                     message=f"{self.service}.{verb} failed; see the service log",
                 )
             return Reply.failure(error)
+        finally:
+            COMMIT_MARK.reset(token)
         if isinstance(result, BaseModel):
             result = result.model_dump(mode="json")
         return Reply.success(result)

@@ -1,163 +1,475 @@
-"""Durable, idempotent JetStream consumers.
+"""Durable, batched, ordered JetStream consumers with a dead-letter stream.
 
-How a replay is recognised, in one place: every message is tracked by
-(`consumer name`, JetStream stream sequence) in the consumer's own store.  A
-handler that writes events records the tracking in the same transaction
-(`ServiceApplication.save_tracked`), so an effect and its "processed" mark
-commit together; a redelivered message whose sequence is already tracked is
-acked and skipped.
+How a consumer works, in one place:
 
-Tracking positions are a high-water mark (eventsourcing's tracking tables), so
-a consumer must never finish message n+1 before message n.  Hence each durable
-consumer has at most one unacknowledged message (`max_ack_pending=1`, shared by
-all replicas), and a failing handler is retried in place, with backoff and the
-ack deadline extended, instead of being nak'ed past.  A poison message thus
-stops its consumer loudly rather than being skipped silently.  The ack wait is
-short and a heartbeat (`in_progress`) covers a live handler, so a message held by
-a replica that died is redelivered to another within seconds.
-
-Integration event ids are stable, so a re-publication outside JetStream's
-duplicate window is caught by the handlers' own guards (ending an ended
-meeting, deleting a deleted room change nothing).
+- **One active replica.**  Replicas of a service share a lease per consumer
+  (`services.runtime.leader`); only its holder fetches.  On taking the lease it
+  points the JetStream consumer at the position the service recorded in its
+  own store, so the store (not JetStream's cursor) says what was processed.
+- **Batches, in order.**  The leader fetches what is available (up to
+  `CONSUMER_BATCH`), skips what its position says is done (a redelivery), and
+  hands the rest, in stream order, to the service's `process(batch, position)`,
+  which writes the effects and the position of the batch's last message in one
+  transaction.  One ack (policy "all") per batch.
+- **Nothing wedges.**  If a batch fails, its messages are handled one at a time:
+  a failing message is retried with backoff (`services.runtime.retry.Patience`:
+  a few attempts for a defect, longer while the error is an infrastructure
+  fault), then parked on the dead-letter stream with the error, the consumer and
+  the attempts (`services.runtime.dlq`), and the consumer moves on.
+- **Per-aggregate order.**  Later events of an aggregate that has a parked
+  message are parked behind it, not applied out of order; other aggregates go on.
+  `meetplane dlq retry` re-runs the service's own `process` on the parked
+  messages of an aggregate, in order, and releases it when none is left.
+- **Read-your-writes.**  `caught_up()` waits until every event on the stream
+  when it was called (of the consumer's subjects) has been processed: a command
+  that depends on another service's events calls it before reading its state.
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
-from collections.abc import Awaitable, Callable
+import time
+from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass
-from typing import Any, Protocol
+from typing import Any
 
-from eventsourcing.persistence import Tracking
-from faststream import AckPolicy
-from faststream.nats import JStream, NatsBroker, NatsMessage, PullSub
-from nats.js.api import AckPolicy as JsAckPolicy
-from nats.js.api import ConsumerConfig, DeliverPolicy
+from eventsourcing.persistence import IntegrityError, Tracking
+from faststream.nats import NatsBroker
+from nats.aio.msg import Msg
+from nats.errors import TimeoutError as NatsTimeoutError
+from nats.js import JetStreamContext
+from nats.js.api import AckPolicy, ConsumerConfig, DeliverPolicy
+from nats.js.errors import NotFoundError
+from prometheus_client import Counter, Gauge, Histogram
 from pydantic import ValidationError
 
 from contracts.events import EventEnvelope
-from contracts.streams import CONSUMER_ACK_WAIT_SECONDS, CONSUMER_HEARTBEAT_SECONDS
+from contracts.streams import (
+    CONSUMER_ACK_WAIT_SECONDS,
+    CONSUMER_BATCH,
+    CONSUMER_HEARTBEAT_SECONDS,
+)
+from services.runtime.dlq import DeadLetters, Parked, aggregate_token, changed_subject
+from services.runtime.leader import Leadership, Lease
 from services.runtime.logging import get_logger
+from services.runtime.nats import dlq_stream_name
+from services.runtime.retry import Patience, retry_async, retry_forever
 
 log = get_logger("meetplane.consumer")
 
-
-class ProcessedLog(Protocol):
-    """Where a consumer records what it processed (its own store)."""
-
-    def has_processed(self, tracking: Tracking) -> bool:
-        """Whether exactly this message was processed."""
-        ...
-
-    def record_processed(self, tracking: Tracking) -> None:
-        """Mark a message processed (no-op if it is already)."""
-        ...
+EVENTS = Counter(
+    "meetplane_consumer_events_total",
+    "Integration events a consumer handled, by outcome",
+    ["consumer", "outcome"],
+)
+BATCH_SECONDS = Histogram(
+    "meetplane_consumer_batch_seconds",
+    "Time to process one fetched batch",
+    ["consumer"],
+    buckets=(0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 10),
+)
+POSITION = Gauge(
+    "meetplane_consumer_position", "Last stream sequence a consumer processed", ["consumer"]
+)
+PARKED = Gauge(
+    "meetplane_consumer_parked_messages",
+    "Messages of a consumer waiting on the dead-letter stream",
+    ["consumer"],
+)
 
 
 @dataclass(frozen=True)
 class Consumed:
-    """A consumed integration event with its tracking position."""
+    """A consumed integration event with its tracking position (consumer name, stream seq)."""
 
     envelope: EventEnvelope
     tracking: Tracking
 
 
-Handler = Callable[[Consumed], Awaitable[None]]
+# `process(batch, position)`: apply the batch in order and record `position` with the
+# effects, atomically.  `batch` may be empty (only the position moves).
+Process = Callable[[Sequence[Consumed], Tracking], Awaitable[None]]
+# The last stream sequence the service recorded for this consumer (sync: runs in a thread).
+Position = Callable[[], int | None]
 
 
-def durable_consumer(
-    broker: NatsBroker,
-    *,
-    name: str,
-    subject: str,
-    handler: Handler,
-    processed: ProcessedLog,
-    stream: str = "MEETPLANE",
-    max_retry_delay: float = 10.0,
-) -> None:
-    """Register a durable pull consumer `name` on `subject` that calls `handler` once per event.
+@dataclass
+class _Item:
+    """A fetched message on its way through a batch."""
 
-    Replicas of a service share the durable name, so JetStream hands each
-    message to one of them, one at a time.  A handler exception is retried with
-    backoff (up to `max_retry_delay` between tries) until it succeeds; an
-    envelope that does not validate is terminated (it will never become valid).
-    """
+    msg: Msg
+    seq: int
+    subject_id: str
+    consumed: Consumed | None
+    error: str = ""
 
-    @broker.subscriber(
-        subject,
-        stream=JStream(stream, declare=False),
-        durable=name,
-        config=ConsumerConfig(
-            durable_name=name,
-            ack_policy=JsAckPolicy.EXPLICIT,
-            ack_wait=CONSUMER_ACK_WAIT_SECONDS,
-            deliver_policy=DeliverPolicy.ALL,
-            max_ack_pending=1,
-        ),
-        pull_sub=PullSub(batch_size=1, timeout=1.0),
-        ack_policy=AckPolicy.MANUAL,
-        title=name,
-    )
-    async def _on_message(body: Any, msg: NatsMessage) -> None:
-        meta = msg.raw_message.metadata
-        tracking = Tracking(name, meta.sequence.stream)
+    @property
+    def token(self) -> str:
+        return aggregate_token(self.subject_id)
+
+
+class DurableConsumer:
+    """One durable consumer of the event stream for one service."""
+
+    def __init__(
+        self,
+        broker: NatsBroker,
+        *,
+        service: str,
+        name: str,
+        subjects: Sequence[str],
+        process: Process,
+        position: Position,
+        lease: Lease | None = None,
+        stream: str = "MEETPLANE",
+        batch: int = CONSUMER_BATCH,
+        patience: Patience | None = None,
+        fetch_timeout: float = 1.0,
+    ) -> None:
+        self.broker = broker
+        self.service = service
+        self.name = name
+        self.subjects = list(subjects)
+        self._process = process
+        self._position = position
+        self.leadership = Leadership(f"consumer {name}", lease)
+        self.stream = stream
+        self.batch = batch
+        self.patience = patience or Patience()
+        self.fetch_timeout = fetch_timeout
+        self.position = 0  # valid while leading
+        self._held: set[str] = set()
+        self._held_dirty = True
+        self._sub: JetStreamContext.PullSubscription | None = None
+        self._stopping = False
+        self._progress = asyncio.Event()
+        self.dead: DeadLetters | None = None
+
+    # ---- lifecycle -------------------------------------------------------------------
+
+    def _js(self) -> JetStreamContext:
+        connection = self.broker._connection
+        assert connection is not None, "broker not connected"
+        return connection.jetstream()
+
+    async def run(self) -> None:
+        """Consume until `stop()`; every error is logged and retried with backoff."""
+        connection = self.broker._connection
+        assert connection is not None, "broker not connected"
+        self.dead = DeadLetters(connection, dlq_stream_name(self.stream))
+
+        async def _changed(_: Msg) -> None:
+            self._held_dirty = True
+
+        notices = await connection.subscribe(changed_subject(self.name), cb=_changed)
         try:
-            envelope = EventEnvelope.model_validate(body)
-        except ValidationError as exc:
-            log.error(
-                "consumer.invalid_event",
-                consumer=name,
-                seq=tracking.notification_id,
-                errors=exc.errors(include_url=False),
-            )
-            await msg.raw_message.term()
-            return
-        bound = log.bind(
-            consumer=name,
-            event_id=str(envelope.id),
-            event_type=envelope.type,
-            subject_id=envelope.subject_id,
-        )
-        heartbeat = asyncio.create_task(_keep_alive(msg))
-        try:
-            await _handle_until_done(
-                processed, handler, Consumed(envelope, tracking), bound, max_retry_delay
-            )
+            await retry_forever(self._loop, self._log_retry)
         finally:
-            heartbeat.cancel()
-        await msg.ack()
+            with contextlib.suppress(Exception):
+                await notices.unsubscribe()
+            await self._unbind()
+            await self.leadership.release()
 
+    def stop(self) -> None:
+        """Finish the current batch, then return from `run()`."""
+        self._stopping = True
 
-async def _keep_alive(msg: NatsMessage) -> None:
-    """Tell JetStream the message is being worked on, so it is not redelivered meanwhile."""
-    while True:
-        await asyncio.sleep(CONSUMER_HEARTBEAT_SECONDS)
-        with contextlib.suppress(Exception):
-            await msg.raw_message.in_progress()
+    def _log_retry(self, error: BaseException, attempt: int, delay: float) -> None:
+        log.warning(
+            "consumer.loop_failed",
+            consumer=self.name,
+            error=repr(error),
+            attempt=attempt,
+            retry_in=round(delay, 2),
+        )
+        self._sub = None  # rebind from the recorded position
 
+    async def _loop(self) -> None:
+        while not self._stopping:
+            if not await self.leadership.leads():
+                await self._unbind()
+                await asyncio.sleep(self.fetch_timeout)
+                continue
+            if self._sub is None:
+                await self._bind()
+            if self._held_dirty:
+                await self._refresh_held()
+            assert self._sub is not None
+            try:
+                msgs = await self._sub.fetch(self.batch, timeout=self.fetch_timeout)
+            except (TimeoutError, NatsTimeoutError):
+                continue
+            if msgs:
+                await self._handle(msgs)
 
-async def _handle_until_done(
-    processed: ProcessedLog,
-    handler: Handler,
-    consumed: Consumed,
-    bound: Any,
-    max_retry_delay: float,
-) -> None:
-    """Run the handler (unless already processed), retrying in place until it succeeds."""
-    tracking = consumed.tracking
-    delay = 0.1
-    while True:
+    async def _bind(self) -> None:
+        """Point the JetStream consumer at our recorded position and subscribe to it."""
+        recorded = await asyncio.to_thread(self._position)
+        self.position = recorded or 0
+        POSITION.labels(self.name).set(self.position)
+        js = self._js()
+        config = ConsumerConfig(
+            durable_name=self.name,
+            ack_policy=AckPolicy.ALL,
+            ack_wait=CONSUMER_ACK_WAIT_SECONDS,
+            max_ack_pending=self.batch * 2,
+            max_deliver=-1,
+            deliver_policy=DeliverPolicy.BY_START_SEQUENCE,
+            opt_start_seq=self.position + 1,
+        )
+        if len(self.subjects) == 1:
+            config.filter_subject = self.subjects[0]
+        else:
+            config.filter_subjects = self.subjects
+        # The JetStream consumer is only a cursor; ours is the position in our store.
+        with contextlib.suppress(NotFoundError):
+            await js.delete_consumer(self.stream, self.name)
+        await js.add_consumer(self.stream, config)
+        self._sub = await js.pull_subscribe_bind(self.name, stream=self.stream)
+        log.info("consumer.bound", consumer=self.name, position=self.position)
+
+    async def _unbind(self) -> None:
+        sub, self._sub = self._sub, None
+        if sub is not None:
+            with contextlib.suppress(Exception):
+                await sub.unsubscribe()
+
+    async def _refresh_held(self) -> None:
+        assert self.dead is not None
+        self._held_dirty = False
+        self._held = await self.dead.held_tokens(self.name)
+        PARKED.labels(self.name).set(await self.dead.count(self.name))
+
+    # ---- one batch -----------------------------------------------------------------
+
+    async def _handle(self, msgs: list[Msg]) -> None:
+        started = time.perf_counter()
+        msgs.sort(key=lambda m: m.metadata.sequence.stream)
+        items = [self._item(m) for m in msgs if m.metadata.sequence.stream > self.position]
+        skipped = len(msgs) - len(items)
+        if skipped:
+            EVENTS.labels(self.name, "replay_skipped").inc(skipped)
+        if items:
+            heartbeat = asyncio.create_task(self._keep_alive(msgs))
+            try:
+                await self._apply(items)
+            finally:
+                heartbeat.cancel()
+        await msgs[-1].ack()  # ack policy "all": the whole batch
+        BATCH_SECONDS.labels(self.name).observe(time.perf_counter() - started)
+
+    def _item(self, msg: Msg) -> _Item:
+        seq = msg.metadata.sequence.stream
         try:
-            if await asyncio.to_thread(processed.has_processed, tracking):
-                bound.info("consumer.replay_skipped", seq=tracking.notification_id)
+            envelope = EventEnvelope.model_validate_json(msg.data)
+        except ValidationError as exc:
+            errors = exc.errors(include_url=False, include_input=False)
+            return _Item(msg, seq, "invalid-envelope", None, f"invalid envelope: {errors}")
+        return _Item(msg, seq, envelope.subject_id, Consumed(envelope, Tracking(self.name, seq)))
+
+    async def _keep_alive(self, msgs: list[Msg]) -> None:
+        """A slow batch (retries) tells JetStream it is still being worked on."""
+        while True:
+            await asyncio.sleep(CONSUMER_HEARTBEAT_SECONDS)
+            for msg in msgs:
+                with contextlib.suppress(Exception):
+                    await msg.in_progress()
+
+    async def _apply(self, items: list[_Item]) -> None:
+        if self._held_dirty:
+            await self._refresh_held()
+        last = Tracking(self.name, items[-1].seq)
+        ready: list[_Item] = []
+        for item in items:
+            if item.consumed is None:
+                await self._park(item, "invalid", item.error, 1)
+            elif item.token in self._held:
+                await self._park(item, "held", "an earlier event of this aggregate is parked", 0)
             else:
-                await handler(consumed)
-                await asyncio.to_thread(processed.record_processed, tracking)
-            return
-        except asyncio.CancelledError:
-            raise
-        except Exception:
-            bound.exception("consumer.handler_failed", retry_in=delay)
-            await asyncio.sleep(delay)
-            delay = min(delay * 2, max_retry_delay)
+                ready.append(item)
+        if not await self.leadership.confirm():
+            raise RuntimeError(f"lost the lease of consumer {self.name}")
+        try:
+            await self._process([i.consumed for i in ready if i.consumed], last)
+        except Exception as exc:
+            log.warning(
+                "consumer.batch_failed", consumer=self.name, size=len(ready), error=repr(exc)
+            )
+            await self._one_by_one(ready, last)
+        else:
+            EVENTS.labels(self.name, "processed").inc(len(ready))
+        self._advanced(last.notification_id)
+
+    async def _one_by_one(self, ready: list[_Item], last: Tracking) -> None:
+        """Isolate the failing message(s) of a batch: retry each, park what keeps failing."""
+        done = self.position
+        for item in ready:
+            assert item.consumed is not None
+            if item.token in self._held:
+                await self._park(item, "held", "an earlier event of this aggregate is parked", 0)
+                continue
+            attempts = 1
+
+            def count(_: BaseException, attempt: int, delay: float, item: _Item = item) -> None:
+                nonlocal attempts
+                attempts = attempt + 1
+                log.warning(
+                    "consumer.retry",
+                    consumer=self.name,
+                    seq=item.seq,
+                    subject_id=item.subject_id,
+                    attempt=attempt,
+                    retry_in=round(delay, 2),
+                )
+
+            consumed = item.consumed
+
+            async def one(consumed: Consumed = consumed) -> None:
+                await self._process([consumed], consumed.tracking)
+
+            try:
+                await retry_async(one, self.patience, count)
+                EVENTS.labels(self.name, "processed").inc()
+            except Exception as exc:
+                await self._park(item, "failed", repr(exc), attempts)
+                self._held.add(item.token)
+                await self._process([], consumed.tracking)
+            done = item.seq
+            self._advanced(done)
+        if done < last.notification_id:
+            await self._process([], last)
+
+    async def _park(self, item: _Item, reason: str, error: str, attempts: int) -> None:
+        assert self.dead is not None
+        await self.dead.park(
+            consumer=self.name,
+            service=self.service,
+            reason=reason,
+            error=error,
+            attempts=attempts,
+            stream_seq=item.seq,
+            subject=item.msg.subject,
+            subject_id=item.subject_id,
+            data=item.msg.data,
+        )
+        EVENTS.labels(self.name, "parked").inc()
+        PARKED.labels(self.name).inc()
+        log.error(
+            "consumer.parked",
+            consumer=self.name,
+            seq=item.seq,
+            subject_id=item.subject_id,
+            reason=reason,
+            attempts=attempts,
+            error=error[:500],
+        )
+
+    def _advanced(self, seq: int) -> None:
+        self.position = max(self.position, seq)
+        POSITION.labels(self.name).set(self.position)
+        self._progress.set()
+
+    # ---- read-your-writes ----------------------------------------------------------
+
+    async def caught_up(self, timeout: float = 5.0) -> bool:
+        """Wait until every event of our subjects already on the stream is processed."""
+        js = self._js()
+
+        async def last(subject: str) -> int:
+            try:
+                return int((await js.get_last_msg(self.stream, subject)).seq or 0)
+            except NotFoundError:
+                return 0
+
+        target = max(await asyncio.gather(*(last(s) for s in self.subjects)))
+        deadline = time.monotonic() + timeout
+        delay = 0.002
+        while True:
+            if self.leadership.leading and self._sub is not None:
+                current = self.position
+            else:
+                recorded = await asyncio.to_thread(self._position)
+                current = recorded or 0
+            if current >= target:
+                return True
+            remaining = deadline - time.monotonic()
+            if remaining <= 0:
+                log.warning("consumer.not_caught_up", consumer=self.name, target=target)
+                return False
+            self._progress.clear()
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self._progress.wait(), min(delay, remaining))
+            delay = min(delay * 2, 0.05)
+
+    # ---- dead letters (operator commands) --------------------------------------------
+
+    async def parked(self, subject_id: str | None = None) -> list[Parked]:
+        """This consumer's parked messages (of one aggregate), oldest first."""
+        assert self.dead is not None
+        return await self.dead.list(self.name, subject_id)
+
+    async def retry_parked(self, seq: int | None = None) -> dict[str, Any]:
+        """Apply parked messages again, in order: those of `seq`'s aggregate, or all.
+
+        Each aggregate's messages are retried oldest first and removed once
+        applied; the first failure stops that aggregate (the rest stay parked
+        behind it).  Returns what happened.
+        """
+        assert self.dead is not None
+        subject_id = None
+        if seq is not None:
+            target = await self.dead.get(seq)
+            if target is None or target.consumer != self.name:
+                return {"retried": 0, "failed": [], "error": f"no parked message {seq}"}
+            subject_id = target.subject_id
+        retried, failed = 0, []
+        blocked: set[str] = set()
+        for parked in await self.dead.list(self.name, subject_id):
+            if parked.subject_id in blocked:
+                continue
+            try:
+                consumed = Consumed(
+                    EventEnvelope.model_validate_json(parked.data),
+                    Tracking(f"{self.name}.dlq", parked.seq),
+                )
+                with contextlib.suppress(IntegrityError):  # applied before; only the delete failed
+                    await self._process([consumed], consumed.tracking)
+            except Exception as exc:
+                blocked.add(parked.subject_id)
+                failed.append(
+                    {"seq": parked.seq, "subjectId": parked.subject_id, "error": repr(exc)}
+                )
+                log.warning(
+                    "consumer.retry_failed", consumer=self.name, seq=parked.seq, error=repr(exc)
+                )
+                continue
+            await self.dead.delete(parked.seq)
+            retried += 1
+            log.info(
+                "consumer.unparked",
+                consumer=self.name,
+                seq=parked.seq,
+                subject_id=parked.subject_id,
+            )
+        await self.dead.announce(self.name)
+        await self._refresh_held()
+        return {"retried": retried, "failed": failed}
+
+    async def drop_parked(self, seq: int | None = None) -> dict[str, Any]:
+        """Remove parked messages (one, or all of this consumer) without applying them."""
+        assert self.dead is not None
+        targets = [seq] if seq is not None else [p.seq for p in await self.dead.list(self.name)]
+        dropped = 0
+        for target in targets:
+            parked = await self.dead.get(target)
+            if (
+                parked is not None
+                and parked.consumer == self.name
+                and await self.dead.delete(target)
+            ):
+                dropped += 1
+                log.warning("consumer.dropped", consumer=self.name, seq=target)
+        await self.dead.announce(self.name)
+        await self._refresh_held()
+        return {"dropped": dropped}

@@ -1,9 +1,14 @@
 """Follow a service's eventsourcing notification log from a recorded position.
 
-The outbox and the read-model projections are both followers: they read the
-notifications after their last recorded position, process a batch, and record
-the new position.  SQLite recorders cannot push (no LISTEN/NOTIFY), so a
-follower is woken by the application's commit listener and otherwise polls.
+The outbox, the read-model projections and the side-effect runners are all
+followers: they read the notifications after their last recorded position,
+process a batch, and record the new position.  SQLite recorders cannot push
+(no LISTEN/NOTIFY), so a follower is woken by the application's commit
+listener (and by other replicas over NATS, see `wakeup.py`) and otherwise polls.
+
+Each follower runs its store calls on its own single thread, so it never waits
+behind command handlers on the default thread pool, and keeps its position in
+memory while it leads (it is the only writer of it).
 """
 
 from __future__ import annotations
@@ -11,15 +16,20 @@ from __future__ import annotations
 import asyncio
 import contextlib
 from collections.abc import Awaitable, Callable, Sequence
+from concurrent.futures import ThreadPoolExecutor
+from typing import Any, TypeVar
 
 from eventsourcing.persistence import ApplicationRecorder, Notification
 
-from services.runtime.leader import Lease
+from services.runtime.leader import Leadership, Lease
 from services.runtime.logging import get_logger
+from services.runtime.retry import retry_forever
 
 log = get_logger("meetplane.follower")
 
-ProcessBatch = Callable[[Sequence[Notification]], Awaitable[None]]
+# `process(start, notifications)`: the batch follows the recorded position `start`.
+ProcessBatch = Callable[[int, Sequence[Notification]], Awaitable[None]]
+T = TypeVar("T")
 
 
 class LogFollower:
@@ -40,6 +50,7 @@ class LogFollower:
         batch_size: int = 256,
         poll_interval: float = 1.0,
         lease: Lease | None = None,
+        executor: ThreadPoolExecutor | None = None,
     ) -> None:
         self.name = name
         self._recorder = recorder
@@ -47,14 +58,23 @@ class LogFollower:
         self._process = process
         self._batch_size = batch_size
         self._poll_interval = poll_interval
+        self.leadership = Leadership(f"follower {name}", lease)
+        self.executor = executor or ThreadPoolExecutor(1, thread_name_prefix=name)
         self._wake = asyncio.Event()
-        self._progress = asyncio.Condition()
+        self._progress = asyncio.Event()
         self._loop: asyncio.AbstractEventLoop | None = None
+        self._known: int | None = None  # our recorded position, while leading
         self._processed_up_to = 0
         self._stopping = False
-        self._lease = lease
-        self.leading = lease is None
-        self._lease_checked = 0.0
+
+    @property
+    def leading(self) -> bool:
+        """Whether this replica runs the follower now."""
+        return self.leadership.leading
+
+    async def run_sync(self, func: Callable[..., T], *args: Any) -> T:
+        """Run a store call on this follower's own thread."""
+        return await asyncio.get_running_loop().run_in_executor(self.executor, func, *args)
 
     def poke(self) -> None:
         """Wake the follower now; safe to call from any thread."""
@@ -65,105 +85,91 @@ class LogFollower:
     def stop(self) -> None:
         """Ask the loop to finish after its current batch (safe from any thread)."""
         self._stopping = True
-        loop = self._loop
-        if loop is not None and not loop.is_closed():
-            loop.call_soon_threadsafe(self._wake.set)
+        self.poke()
 
     async def wait_until(self, notification_id: int, timeout: float = 5.0) -> bool:
         """Wait until `notification_id` is processed (read-your-writes), by any replica."""
         if self._processed_up_to >= notification_id:
             return True
-        if not self.leading:
-            return await self._wait_for_leader(notification_id, timeout)
-        self.poke()
-        async with self._progress:
-            with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(
-                    self._progress.wait_for(lambda: self._processed_up_to >= notification_id),
-                    timeout,
-                )
-        return self._processed_up_to >= notification_id
-
-    async def _wait_for_leader(self, notification_id: int, timeout: float) -> bool:
-        # Another replica leads: watch the position it records.
         loop = asyncio.get_running_loop()
         deadline = loop.time() + timeout
         delay = 0.005
-        while loop.time() < deadline:
-            position = await asyncio.to_thread(self._position) or 0
-            if position >= notification_id:
+        while True:
+            if not self.leading:
+                # Another replica leads: watch the position it records.
+                position = await self.run_sync(self._position) or 0
+                self._processed_up_to = max(self._processed_up_to, position)
+            else:
+                self.poke()
+            if self._processed_up_to >= notification_id:
                 return True
-            await asyncio.sleep(delay)
+            remaining = deadline - loop.time()
+            if remaining <= 0:
+                return False
+            self._progress.clear()
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self._progress.wait(), min(delay, remaining))
             delay = min(delay * 2, 0.1)
-        return False
-
-    async def _lead(self) -> bool:
-        """Hold the lease (or take it); standbys retry every poll interval."""
-        if self._lease is None:
-            return True
-        now = asyncio.get_running_loop().time()
-        if self.leading and now - self._lease_checked < 2.0:
-            return True
-        self._lease_checked = now
-        held = await asyncio.to_thread(self._lease.try_acquire)
-        if held != self.leading:
-            log.info("follower.leadership", follower=self.name, leading=held)
-        self.leading = held
-        return held
 
     async def catch_up(self) -> int:
         """Process everything recorded so far; returns the number of notifications."""
         total = 0
         while not self._stopping:
-            start = await asyncio.to_thread(self._position) or 0
-            notifications = await asyncio.to_thread(
-                self._recorder.select_notifications,
-                start,
-                self._batch_size,
-                None,
-                (),
-                inclusive_of_start=False,
-            )
+            if self._known is None:
+                self._known = await self.run_sync(self._position) or 0
+            start = self._known
+            notifications = await self.run_sync(self._select, start)
             if not notifications:
-                await self._advance(start)
+                self._advance(start)
                 return total
-            await self._process(notifications)
+            await self._process(start, notifications)
             total += len(notifications)
-            await self._advance(notifications[-1].id)
+            self._known = notifications[-1].id
+            self._advance(self._known)
             if len(notifications) < self._batch_size:
                 return total
         return total
 
-    async def _advance(self, position: int) -> None:
-        async with self._progress:
-            self._processed_up_to = max(self._processed_up_to, position)
-            self._progress.notify_all()
+    def _select(self, start: int) -> Sequence[Notification]:
+        return self._recorder.select_notifications(
+            start, self._batch_size, None, (), inclusive_of_start=False
+        )
+
+    def _advance(self, position: int) -> None:
+        self._processed_up_to = max(self._processed_up_to, position)
+        self._progress.set()
 
     async def run(self) -> None:
         """Follow the log until `stop()`; errors are logged and retried with backoff."""
         self._loop = asyncio.get_running_loop()
-        backoff = 0.2
+
+        def failed(error: BaseException, attempt: int, delay: float) -> None:
+            log.warning(
+                "follower.batch_failed",
+                follower=self.name,
+                error=repr(error),
+                attempt=attempt,
+                retry_in=round(delay, 2),
+            )
+            self._known = None  # re-read the recorded position
+
+        try:
+            await retry_forever(self._follow, failed)
+        finally:
+            await self.leadership.release()
+            self.executor.shutdown(wait=False)
+
+    async def _follow(self) -> None:
         while not self._stopping:
-            try:
-                if not await self._lead():
-                    await self._idle()
-                    continue
-                processed = await self.catch_up()
-                backoff = 0.2
-            except asyncio.CancelledError:
-                raise
-            except Exception:
-                log.exception("follower.batch_failed", follower=self.name, retry_in=backoff)
-                self._wake.clear()
-                with contextlib.suppress(TimeoutError):
-                    await asyncio.wait_for(self._wake.wait(), backoff)  # stop() interrupts
-                backoff = min(backoff * 2, 10.0)
+            if not await self.leadership.leads():
+                self._known = None
+                await self._idle()
                 continue
-            if processed:
+            if await self.catch_up():
                 continue
             await self._idle()
-        if self._lease is not None:
-            await asyncio.to_thread(self._lease.release)
+            # Re-read the recorded position after idling: a rebuild elsewhere resets it.
+            self._known = None
 
     async def _idle(self) -> None:
         self._wake.clear()

@@ -1,7 +1,8 @@
-"""A small HTTP health endpoint every service exposes (Kubernetes probes).
+"""A small HTTP endpoint every service exposes: Kubernetes probes and Prometheus metrics.
 
 `/healthz` answers while the process runs; `/readyz` only while its NATS
-connection is up.
+connection is up; `/metrics` is the process's Prometheus registry (consumers,
+outbox, commands...).
 """
 
 from __future__ import annotations
@@ -12,7 +13,8 @@ from collections.abc import Callable, Iterator
 
 import uvicorn
 from fastapi import FastAPI
-from fastapi.responses import JSONResponse
+from fastapi.responses import JSONResponse, PlainTextResponse
+from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
 
 def health_app(service: str, ready: Callable[[], bool]) -> FastAPI:
@@ -30,6 +32,10 @@ def health_app(service: str, ready: Callable[[], bool]) -> FastAPI:
             {"status": "ready" if ok else "not_ready", "service": service},
             status_code=200 if ok else 503,
         )
+
+    @app.get("/metrics")
+    async def metrics() -> PlainTextResponse:
+        return PlainTextResponse(generate_latest().decode(), media_type=CONTENT_TYPE_LATEST)
 
     return app
 

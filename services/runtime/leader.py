@@ -22,6 +22,9 @@ log = get_logger("meetplane.leader")
 class Lease(Protocol):
     """A try-lock held for as long as the process (or its session) lives."""
 
+    # Whether the lease can be lost while the process lives (a database session can end).
+    can_be_lost: bool
+
     def try_acquire(self) -> bool:
         """Take the lease if free; True while held."""
         ...
@@ -33,6 +36,8 @@ class Lease(Protocol):
 
 class FileLease:
     """An exclusive flock on `path`."""
+
+    can_be_lost = False
 
     def __init__(self, path: Path) -> None:
         self.path = path
@@ -62,6 +67,8 @@ class FileLease:
 
 class PostgresLease:
     """A session-level advisory lock on its own connection."""
+
+    can_be_lost = True
 
     def __init__(self, dsn: str, name: str) -> None:
         self.dsn = dsn
@@ -96,3 +103,52 @@ class PostgresLease:
                 self.conn.close()  # type: ignore[attr-defined]
             finally:
                 self.conn = None
+
+
+class Leadership:
+    """Whether this replica leads a piece of work, asking its `Lease` at most every `recheck` s.
+
+    No lease means "always lead" (a single replica, or work that is safe to
+    duplicate).  Followers and consumers ask `leads()` before each unit of work;
+    `confirm()` forces a fresh check right before committing, so a replica whose
+    lease was lost (its PostgreSQL session ended) stops before it writes.
+    """
+
+    def __init__(self, name: str, lease: Lease | None, recheck: float = 2.0) -> None:
+        self.name = name
+        self.lease = lease
+        self.recheck = recheck
+        self.leading = lease is None
+        self._checked = float("-inf")
+
+    async def leads(self) -> bool:
+        """Hold the lease (or take it); cached for `recheck` seconds while held."""
+        import asyncio
+        import time
+
+        if self.lease is None:
+            return True
+        now = time.monotonic()
+        if self.leading and now - self._checked < self.recheck:
+            return True
+        self._checked = now
+        held = await asyncio.to_thread(self.lease.try_acquire)
+        if held != self.leading:
+            log.info("leader.changed", work=self.name, leading=held)
+        self.leading = held
+        return held
+
+    async def confirm(self) -> bool:
+        """Check the lease now (not from the cache)."""
+        if self.lease is None or not self.lease.can_be_lost:
+            return self.leading
+        self._checked = float("-inf")
+        return await self.leads()
+
+    async def release(self) -> None:
+        """Give the lease up (shutdown)."""
+        import asyncio
+
+        if self.lease is not None and self.leading:
+            await asyncio.to_thread(self.lease.release)
+        self.leading = self.lease is None

@@ -10,7 +10,7 @@ import nats
 from faststream.nats import NatsBroker
 from nats.js.errors import NotFoundError
 
-from contracts.streams import stream_config
+from contracts.streams import dlq_stream_config, stream_config
 from services.runtime.settings import RuntimeSettings
 
 
@@ -64,16 +64,24 @@ async def connect(settings: RuntimeSettings, name: str) -> nats.NATS:
     return await nats.connect(**connection_options(settings, name))
 
 
+def dlq_stream_name(stream: str) -> str:
+    """The dead-letter stream that belongs to an event stream (`MEETPLANE` -> `MEETPLANE_DLQ`)."""
+    return f"{stream}_DLQ"
+
+
 async def ensure_stream(nc: nats.NATS, replicas: int = 1, name: str = "MEETPLANE") -> None:
-    """Declare the MEETPLANE stream, or bring its settings up to date."""
+    """Declare the event stream and its dead-letter stream, or bring their settings up to date."""
     js = nc.jetstream()
-    config = stream_config(replicas=replicas, name=name)
-    try:
-        await js.stream_info(name)
-    except NotFoundError:
-        await js.add_stream(config)
-        return
-    await js.update_stream(config)
+    for stream, config in (
+        (name, stream_config(replicas=replicas, name=name)),
+        (dlq_stream_name(name), dlq_stream_config(replicas=replicas, name=dlq_stream_name(name))),
+    ):
+        try:
+            await js.stream_info(stream)
+        except NotFoundError:
+            await js.add_stream(config)
+            continue
+        await js.update_stream(config)
 
 
 async def start_broker(broker: NatsBroker, timeout: float = 120.0) -> None:

@@ -1,11 +1,16 @@
 """The transactional outbox: publish integration events after commit, at least once.
 
 The outbox follows the service's own notification log (so there is no dual
-write: a request only saves events), maps each domain event to zero or more
-integration events, publishes them to JetStream with `Nats-Msg-Id` = event id,
-waits for the acks, then records the position in the service's tracking table.
-A crash between publish and record re-publishes the batch with the same ids,
-which JetStream drops as duplicates inside its window.
+write: a request only saves events).  For each batch it maps the domain events,
+with the state of their aggregate right after each (advanced in memory, see
+`tracker.py`), to integration events, in one pass on its own thread; publishes
+them to JetStream pipelined with `Nats-Msg-Id` = event id; waits for the acks;
+then records the position.  A crash between publish and record re-publishes the
+batch with the same ids, which JetStream drops as duplicates inside its window.
+
+`wait_published(position)` is the write side of read-your-writes: a command
+replies only once the events it committed are on the stream, so whatever the
+caller does next can be ordered after them (see `DurableConsumer.caught_up`).
 """
 
 from __future__ import annotations
@@ -18,6 +23,7 @@ from typing import Any
 
 from eventsourcing.persistence import IntegrityError, Notification, Tracking
 from faststream.nats import NatsBroker
+from prometheus_client import Counter
 
 from contracts.events import EventEnvelope
 from services.runtime.follower import LogFollower
@@ -25,13 +31,21 @@ from services.runtime.leader import Lease
 from services.runtime.logging import get_logger
 from services.runtime.nats import publish_events
 from services.runtime.store import ServiceApplication
+from services.runtime.tracker import AggregateStates
 
 log = get_logger("meetplane.outbox")
 
 OUTBOX_NAMESPACE = uuid.UUID("6c1f0d7e-4f0b-4b39-9a43-4d2d1e6a0b11")
 
-# Maps one stored domain event to the integration events it stands for.
-Mapper = Callable[[Any], Sequence[EventEnvelope]]
+PUBLISHED = Counter(
+    "meetplane_outbox_published_total",
+    "Integration events the outbox published (duplicate: JetStream already had it)",
+    ["service", "duplicate"],
+)
+
+# Maps one stored domain event, with its aggregate right after it, to the integration
+# events it stands for (often none: bookkeeping that stays inside the service).
+Mapper = Callable[[Any, Any], Sequence[EventEnvelope]]
 
 
 def integration_event_id(originator_id: uuid.UUID, version: int, index: int = 0) -> uuid.UUID:
@@ -64,6 +78,7 @@ class Outbox:
         self.hold_file = hold_file
         self.tracking_name = f"{app.name}.outbox"
         self.published = 0
+        self.states = AggregateStates(app)
         self.follower = LogFollower(
             self.tracking_name,
             app.process_recorder,
@@ -81,25 +96,33 @@ class Outbox:
         """Follow the log until cancelled."""
         await self.follower.run()
 
-    async def _publish_batch(self, notifications: Sequence[Notification]) -> None:
+    async def wait_published(self, position: int, timeout: float = 10.0) -> bool:
+        """Wait until everything up to notification `position` is on the stream."""
+        return await self.follower.wait_until(position, timeout)
+
+    def _map(self, notifications: Sequence[Notification]) -> list[EventEnvelope]:
+        envelopes: list[EventEnvelope] = []
+        try:
+            for domain_event, state in self.states.advance(notifications):
+                envelopes.extend(self.mapper(domain_event, state))
+        except Exception:
+            self.states.forget()
+            raise
+        return envelopes
+
+    async def _publish_batch(self, _start: int, notifications: Sequence[Notification]) -> None:
         while self.hold_file is not None and self.hold_file.exists():  # noqa: ASYNC110 - test hook
             await asyncio.sleep(0.05)
-        envelopes: list[EventEnvelope] = []
-        for notification in notifications:
-            domain_event = self.app.mapper.to_domain_event(notification)
-            envelopes.extend(await asyncio.to_thread(self.mapper, domain_event))
-        acks = await publish_events(self.broker, envelopes, self.stream, self.publish_timeout)
-        for envelope, ack in zip(envelopes, acks, strict=True):
-            log.info(
-                "outbox.published",
-                event_id=str(envelope.id),
-                event_type=envelope.type,
-                subject_id=envelope.subject_id,
-                duplicate=bool(getattr(ack, "duplicate", False)),
-            )
+        envelopes = await self.follower.run_sync(self._map, notifications)
+        try:
+            acks = await publish_events(self.broker, envelopes, self.stream, self.publish_timeout)
+        except BaseException:
+            self.states.forget()  # the batch is read again from the store
+            raise
+        duplicates = sum(1 for ack in acks if getattr(ack, "duplicate", False))
         last = notifications[-1].id
         try:
-            await asyncio.to_thread(
+            await self.follower.run_sync(
                 self.app.process_recorder.insert_tracking, Tracking(self.tracking_name, last)
             )
         except IntegrityError:
@@ -107,3 +130,14 @@ class Outbox:
             # ours carried the same Nats-Msg-Id, so the stream holds one copy.
             log.info("outbox.position_taken", position=last)
         self.published += len(envelopes)
+        if envelopes:
+            PUBLISHED.labels(self.app.name, "false").inc(len(envelopes) - duplicates)
+            if duplicates:
+                PUBLISHED.labels(self.app.name, "true").inc(duplicates)
+        log.debug(
+            "outbox.published",
+            count=len(envelopes),
+            duplicates=duplicates,
+            position=last,
+            event_ids=[str(e.id) for e in envelopes[:20]],
+        )

@@ -10,15 +10,20 @@ import functools
 import threading
 from collections.abc import Callable, Sequence
 from pathlib import Path
-from typing import Any, ClassVar, TypeVar, cast
+from typing import TYPE_CHECKING, Any, ClassVar, TypeVar, cast
 from urllib.parse import unquote, urlparse
+from uuid import UUID
 
 import sqlalchemy as sa
-from eventsourcing.application import Application, ProcessingEvent
+from eventsourcing.application import AggregateNotFoundError, Application, ProcessingEvent
 from eventsourcing.persistence import IntegrityError, ProcessRecorder, Recording, Tracking
 
+from services.runtime.commits import COMMIT_MARK
 from services.runtime.leader import FileLease, Lease, PostgresLease
 from services.runtime.settings import RuntimeSettings
+
+if TYPE_CHECKING:
+    from services.runtime.consumer import Consumed
 
 T = TypeVar("T")
 F = TypeVar("F", bound=Callable[..., Any])
@@ -95,7 +100,8 @@ def eventsourcing_env(
     folder = Path(settings.data_dir) / service
     folder.mkdir(parents=True, exist_ok=True)
     return {
-        "PERSISTENCE_MODULE": "eventsourcing.sqlite",
+        # eventsourcing's SQLite with synchronous=NORMAL (see services/runtime/sqlite_store.py).
+        "PERSISTENCE_MODULE": "services.runtime.sqlite_store",
         "SQLITE_DBNAME": str(folder / "events.sqlite"),
         "SQLITE_LOCK_TIMEOUT": "10",
         "SINGLE_ROW_TRACKING": "f",
@@ -148,8 +154,41 @@ def view_engine(
     return engine
 
 
+class UnitOfWork:
+    """The aggregates one consumed batch loads and changes, saved together at its end.
+
+    An identity map: the second event of a batch about an aggregate sees what the
+    first one did to it, before anything is stored.
+    """
+
+    def __init__(self, app: ServiceApplication) -> None:
+        self.app = app
+        self._loaded: dict[UUID, Any] = {}
+
+    def get(self, aggregate_id: UUID) -> Any | None:
+        """The aggregate (as this batch left it), None if it does not exist."""
+        if aggregate_id not in self._loaded:
+            try:
+                self._loaded[aggregate_id] = self.app.repository.get(aggregate_id)
+            except AggregateNotFoundError:
+                self._loaded[aggregate_id] = None
+        return self._loaded[aggregate_id]
+
+    def add(self, aggregate: Any) -> Any:
+        """Track a new aggregate; returns it."""
+        self._loaded[aggregate.id] = aggregate
+        return aggregate
+
+    def aggregates(self) -> list[Any]:
+        """Everything loaded or added (unchanged ones save nothing)."""
+        return [a for a in self._loaded.values() if a is not None]
+
+
+Apply = Callable[[UnitOfWork, "Consumed"], None]
+
+
 class ServiceApplication(Application[Any]):
-    """An eventsourcing Application with a process recorder and save listeners.
+    """An eventsourcing Application with a process recorder and commit listeners.
 
     The process recorder lets consumers record a tracking position in the same
     transaction as the events their handling produced (exactly-once effect).
@@ -163,7 +202,6 @@ class ServiceApplication(Application[Any]):
         super().__init__(env)
         self._listeners: list[Callable[[], None]] = []
         self._listeners_lock = threading.Lock()
-        self._save_listeners: list[Callable[[Sequence[Any]], None]] = []
 
     def construct_recorder(self) -> ProcessRecorder:
         """Use a process recorder so tracking can be written with events."""
@@ -196,29 +234,12 @@ class ServiceApplication(Application[Any]):
         with self._listeners_lock:
             self._listeners.append(listener)
 
-    def add_save_listener(self, listener: Callable[[Sequence[Any]], None]) -> None:
-        """Call `listener(aggregates)` in the saving thread after each successful save.
-
-        Used for write-through read models: the replica that saved updates its
-        view before replying, without waiting for the log follower.
-        """
-        self._save_listeners.append(listener)
-
-    def save(self, *objs: Any, **kwargs: Any) -> list[Recording[Any]]:
-        """Save, then tell save listeners which aggregates changed."""
-        recordings = super().save(*objs, **kwargs)
-        self._after_save(objs)
-        return recordings
-
-    def _after_save(self, objs: Sequence[Any]) -> None:
-        aggregates = [o for o in objs if o is not None and hasattr(o, "id")]
-        if aggregates:
-            for listener in self._save_listeners:
-                listener(aggregates)
-
     def _notify(self, recordings: list[Recording[Any]]) -> None:
         super()._notify(recordings)
         if recordings:
+            mark = COMMIT_MARK.get()
+            if mark is not None:
+                mark.raise_to(max(r.notification.id for r in recordings))
             for listener in list(self._listeners):
                 listener()
 
@@ -229,21 +250,26 @@ class ServiceApplication(Application[Any]):
         recordings = self._record(processing_event)
         self._take_snapshots(processing_event)
         self._notify(recordings)
-        self._after_save(objs)
         return recordings
 
-    def has_processed(self, tracking: Tracking) -> bool:
-        """Whether this exact tracking position was recorded already."""
-        return bool(
-            self.process_recorder.has_tracking_id(
-                tracking.application_name, tracking.notification_id
-            )
-        )
+    def position_of(self, name: str) -> int | None:
+        """The last position recorded under a tracking name (a consumer's stream sequence)."""
+        return self.process_recorder.max_tracking_id(name)
 
-    def record_processed(self, tracking: Tracking) -> None:
-        """Record a tracking position on its own (a handled event that changed nothing)."""
-        if not self.has_processed(tracking):
-            self.save_tracked(tracking=tracking)
+    def process_batch(self, batch: Sequence[Consumed], tracking: Tracking, apply: Apply) -> None:
+        """Apply consumed events in order and save everything with `tracking`, atomically.
+
+        A concurrent writer of one of the aggregates (a command) makes the save
+        fail on its version; the whole batch is then applied again to fresh state.
+        """
+
+        def attempt() -> None:
+            uow = UnitOfWork(self)
+            for consumed in batch:
+                apply(uow, consumed)
+            self.save_tracked(*uow.aggregates(), tracking=tracking)
+
+        self.retry_on_conflict(attempt)
 
 
 def make_lease(settings: RuntimeSettings, service: str, name: str) -> Lease:

@@ -1,71 +1,239 @@
-"""The idempotent durable consumer on a real nats-server."""
+"""The batched, ordered durable consumer and its dead-letter stream, on a real nats-server."""
 
 from __future__ import annotations
 
 import uuid
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
+import pytest
+from eventsourcing.persistence import OperationalError, Tracking
+
 from contracts.events import RoomStatusChanged, make_envelope, subject_of
-from services.runtime.consumer import Consumed, durable_consumer
-from services.runtime.nats import make_broker
+from services.runtime.consumer import Consumed, DurableConsumer
+from services.runtime.dlq import DeadLetters
+from services.runtime.nats import dlq_stream_name, make_broker
+from services.runtime.retry import Patience
 from services.runtime.service import ServiceParts
 from services.runtime.settings import RuntimeSettings
-from services.runtime.store import ServiceApplication, eventsourcing_env
+from services.runtime.store import ServiceApplication, eventsourcing_env, make_lease
 from tests.support.services import running, wait_for
+
+SUBJECT = subject_of("RoomStatusChanged")
+FAST = Patience(attempts=3, transient_seconds=30.0, initial_delay=0.01, max_delay=0.05)
 
 
 class Tracker(ServiceApplication):
     name = "consumertest"
 
 
-def envelope(n: int) -> bytes:
-    data = RoomStatusChanged(roomId=f"room-{n}", status="closed")
-    env = make_envelope(uuid.uuid4(), data, source="rooms", subject_id=f"room-{n}")
+def envelope(room: str, n: int) -> bytes:
+    data = RoomStatusChanged(roomId=room, status="closed", reason=f"n{n}")
+    env = make_envelope(uuid.uuid4(), data, source="rooms", subject_id=room)
     return env.model_dump_json().encode()
 
 
-async def test_failing_handler_is_retried_and_never_overtaken(
-    settings_factory: Any, client_broker: Any, tmp_path: Path
+class Recorder:
+    """A service's `process`: remembers what it applied, fails on demand, records the position."""
+
+    def __init__(self, app: Tracker) -> None:
+        self.app = app
+        self.applied: list[tuple[str, str]] = []
+        self.batches: list[int] = []
+        self.poison: set[str] = set()  # events (by their `reason`) that always fail
+        self.transient = 0  # next N calls fail with an infrastructure error
+
+    async def __call__(self, batch: Sequence[Consumed], position: Tracking) -> None:
+        import asyncio
+
+        if self.transient:
+            self.transient -= 1
+            raise OperationalError("database is locked")
+        for consumed in batch:
+            if consumed.envelope.data["reason"] in self.poison:
+                raise ValueError(f"cannot handle {consumed.envelope.data['reason']}")
+        self.batches.append(len(batch))
+        self.applied += [(c.envelope.data["roomId"], c.envelope.data["reason"]) for c in batch]
+        await asyncio.to_thread(self.app.save_tracked, tracking=position)
+
+
+def consumer(
+    settings: RuntimeSettings, recorder: Recorder, *, lease: bool = False
+) -> tuple[ServiceParts, DurableConsumer]:
+    broker = make_broker(settings, "consumer-test")
+    durable = DurableConsumer(
+        broker,
+        service="consumertest",
+        name="test-consumer",
+        subjects=[SUBJECT],
+        process=recorder,
+        position=lambda: recorder.app.position_of("test-consumer"),
+        lease=make_lease(settings, "consumertest", "consumer") if lease else None,
+        patience=FAST,
+        fetch_timeout=0.2,
+    )
+    parts = ServiceParts(name="consumertest", broker=broker)
+    parts.background.append(durable.run)
+    parts.stoppers.append(durable.stop)
+    return parts, durable
+
+
+@pytest.fixture
+def app(settings_factory: Any) -> Tracker:
+    settings: RuntimeSettings = settings_factory()
+    return Tracker(env=eventsourcing_env(settings, "consumertest"))
+
+
+async def publish(client_broker: Any, events: list[tuple[str, int]]) -> list[int]:
+    js = client_broker._connection.jetstream()
+    return [(await js.publish(SUBJECT, envelope(room, n))).seq for room, n in events]
+
+
+async def test_batches_apply_in_stream_order_and_resume_after_restart(
+    settings_factory: Any, client_broker: Any, app: Tracker
 ) -> None:
     settings: RuntimeSettings = settings_factory()
-    tracker = Tracker(env=eventsourcing_env(settings, "consumertest"))
-    handled: list[str] = []
-    failures = {"room-1": 2}
+    recorder = Recorder(app)
+    events = [(f"room-{n % 7}", n) for n in range(300)]
+    seqs = await publish(client_broker, events)
+    parts, _ = consumer(settings, recorder)
+    async with running(parts, settings):
+        await wait_for(lambda: len(recorder.applied) == 300)
+    assert recorder.applied == [(room, f"n{n}") for room, n in events]
+    assert max(recorder.batches) > 1, "messages already on the stream come in batches"
+    assert app.position_of("test-consumer") == seqs[-1]
 
-    async def handler(consumed: Consumed) -> None:
-        room = consumed.envelope.data["roomId"]
-        if failures.get(room, 0) > 0:
-            failures[room] -= 1
-            raise RuntimeError("transient failure")
-        handled.append(room)
+    # A restart redelivers nothing already processed.
+    more = [("room-x", 1000), ("room-y", 1001)]
+    await publish(client_broker, more)
+    parts, _ = consumer(settings, recorder)
+    async with running(parts, settings):
+        await wait_for(lambda: len(recorder.applied) == 302)
+    assert recorder.applied[300:] == [("room-x", "n1000"), ("room-y", "n1001")]
 
-    broker = make_broker(settings, "consumer-test")
-    durable_consumer(
-        broker,
-        name="test-consumer",
-        subject="meetplane.evt.room.*",
-        handler=handler,
-        processed=tracker,
-        max_retry_delay=0.2,
-    )
+
+async def test_poison_message_is_parked_and_other_aggregates_go_on(
+    settings_factory: Any, client_broker: Any, app: Tracker
+) -> None:
+    settings: RuntimeSettings = settings_factory()
+    recorder = Recorder(app)
+    recorder.poison = {"n2"}  # only this event of room-bad is a problem
+    parts, durable = consumer(settings, recorder)
+    async with running(parts, settings):
+        await publish(client_broker, [("room-ok", 1), ("room-bad", 2), ("room-ok", 3)])
+        await wait_for(lambda: len(recorder.applied) == 2)
+        # A later event of the parked aggregate is held behind it, not applied out of order.
+        await publish(client_broker, [("room-bad", 4), ("room-ok", 5)])
+        await wait_for(lambda: len(recorder.applied) == 3)
+        assert recorder.applied == [("room-ok", "n1"), ("room-ok", "n3"), ("room-ok", "n5")]
+
+        parked = await durable.parked()
+        assert [(p.subject_id, p.reason) for p in parked] == [
+            ("room-bad", "failed"),
+            ("room-bad", "held"),
+        ]
+        assert parked[0].consumer == "test-consumer" and parked[0].service == "consumertest"
+        assert parked[0].attempts == FAST.attempts
+        assert "cannot handle n2" in parked[0].error
+
+        # Once the defect is fixed, a retry applies the parked events in order and
+        # releases the aggregate: its next event is applied directly.
+        recorder.poison = set()
+        result = await durable.retry_parked(parked[0].seq)
+        assert result == {"retried": 2, "failed": []}
+        assert recorder.applied[-2:] == [("room-bad", "n2"), ("room-bad", "n4")]
+        assert await durable.parked() == []
+        await publish(client_broker, [("room-bad", 6)])
+        await wait_for(lambda: recorder.applied[-1] == ("room-bad", "n6"))
+
+
+async def test_dropped_messages_are_gone_and_release_the_aggregate(
+    settings_factory: Any, client_broker: Any, app: Tracker
+) -> None:
+    settings: RuntimeSettings = settings_factory()
+    recorder = Recorder(app)
+    recorder.poison = {"n1"}
+    parts, durable = consumer(settings, recorder)
+    async with running(parts, settings):
+        await publish(client_broker, [("room-bad", 1)])
+        await wait_for(lambda: durable.parked())
+        recorder.poison = set()
+        assert await durable.drop_parked() == {"dropped": 1}
+        assert await durable.parked() == []
+        await publish(client_broker, [("room-bad", 2)])
+        await wait_for(lambda: recorder.applied == [("room-bad", "n2")])
+
+
+async def test_transient_failures_are_retried_in_place_not_parked(
+    settings_factory: Any, client_broker: Any, app: Tracker
+) -> None:
+    settings: RuntimeSettings = settings_factory()
+    recorder = Recorder(app)
+    recorder.transient = FAST.attempts + 2  # more than a defect would be allowed
+    parts, durable = consumer(settings, recorder)
+    async with running(parts, settings):
+        await publish(client_broker, [("room-a", 1), ("room-b", 2)])
+        await wait_for(lambda: len(recorder.applied) == 2)
+        assert await durable.parked() == []
+    assert recorder.applied == [("room-a", "n1"), ("room-b", "n2")]
+
+
+async def test_an_invalid_envelope_is_parked(
+    settings_factory: Any, client_broker: Any, app: Tracker
+) -> None:
+    settings: RuntimeSettings = settings_factory()
+    recorder = Recorder(app)
+    parts, durable = consumer(settings, recorder)
     js = client_broker._connection.jetstream()
-    async with running(ServiceParts(name="test", broker=broker), settings):
-        for n in (1, 2, 3):
-            await js.publish(subject_of("RoomStatusChanged"), envelope(n))
-        await wait_for(lambda: len(handled) == 3)
-    assert handled == ["room-1", "room-2", "room-3"]
+    async with running(parts, settings):
+        await js.publish(SUBJECT, b'{"not": "an envelope"}')
+        await publish(client_broker, [("room-a", 1)])
+        await wait_for(lambda: recorder.applied == [("room-a", "n1")])
+        parked = await durable.parked()
+        assert [p.reason for p in parked] == ["invalid"]
+        assert "invalid envelope" in parked[0].error
 
-    # A restart redelivers nothing already processed, and a replay is skipped.
-    broker = make_broker(settings, "consumer-test")
-    durable_consumer(
-        broker,
-        name="test-consumer",
-        subject="meetplane.evt.room.*",
-        handler=handler,
-        processed=tracker,
-    )
-    async with running(ServiceParts(name="test", broker=broker), settings):
-        await js.publish(subject_of("RoomStatusChanged"), envelope(4))
-        await wait_for(lambda: len(handled) == 4)
-    assert handled == ["room-1", "room-2", "room-3", "room-4"]
+
+async def test_caught_up_waits_until_published_events_are_processed(
+    settings_factory: Any, client_broker: Any, app: Tracker
+) -> None:
+    settings: RuntimeSettings = settings_factory()
+    recorder = Recorder(app)
+    parts, durable = consumer(settings, recorder)
+    async with running(parts, settings):
+        await publish(client_broker, [(f"room-{n}", n) for n in range(40)])
+        assert await durable.caught_up(timeout=10.0)
+        assert len(recorder.applied) == 40  # no waiting on a condition: caught_up is the wait
+
+
+async def test_two_replicas_share_one_lease_and_keep_order(
+    settings_factory: Any, client_broker: Any, app: Tracker, tmp_path: Path
+) -> None:
+    settings: RuntimeSettings = settings_factory()
+    recorder = Recorder(app)
+    first, _ = consumer(settings, recorder, lease=True)
+    second, _ = consumer(settings, recorder, lease=True)
+    events = [(f"room-{n % 3}", n) for n in range(200)]
+    async with running(first, settings), running(second, settings):
+        for chunk in range(0, 200, 20):
+            await publish(client_broker, events[chunk : chunk + 20])
+        await wait_for(lambda: len(recorder.applied) >= 200)
+    assert recorder.applied == [(room, f"n{n}") for room, n in events]
+
+
+async def test_dead_letters_carry_the_original_message(
+    settings_factory: Any, client_broker: Any, app: Tracker
+) -> None:
+    settings: RuntimeSettings = settings_factory()
+    recorder = Recorder(app)
+    recorder.poison = {"n7"}
+    parts, _ = consumer(settings, recorder)
+    async with running(parts, settings):
+        [seq] = await publish(client_broker, [("room-bad", 7)])
+        dead = DeadLetters(client_broker._connection, dlq_stream_name(settings.stream_name))
+        await wait_for(lambda: dead.count("test-consumer"))
+        [parked] = await dead.list("test-consumer")
+    assert parked.stream_seq == seq
+    assert parked.subject == SUBJECT
+    assert b'"reason":"n7"' in parked.data

@@ -1,0 +1,204 @@
+"""Read models as projections of a service's own event log: one way to project and rebuild.
+
+A `TableView` owns tables in the service's view database and records, in the
+same transaction as its rows, the last notification id it reflects.  The
+position moves by compare-and-set (from the batch's start to its end), so a
+projector that lost a race (a second leader, a rebuild in between) writes
+nothing and starts again from what is recorded.  A `Projection` follows the log
+from that position (one leader per service, see `leader.py`), advances each
+aggregate's state in memory (`tracker.py`) and hands the view the latest state
+of every aggregate a batch touched.
+
+`rebuild()` empties the view; the projector replays the whole log into it.
+`meetplane views rebuild <service>` asks the running service to do it.
+`wait_caught_up()` lets a query read its own writes: it waits until the view
+reflects every commit made before it was asked.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections.abc import Sequence
+from typing import Any
+from uuid import UUID
+
+import sqlalchemy as sa
+from eventsourcing.persistence import Notification
+from sqlalchemy.dialects.postgresql import insert as pg_insert
+from sqlalchemy.dialects.sqlite import insert as sqlite_insert
+
+from services.runtime.follower import LogFollower
+from services.runtime.leader import Lease
+from services.runtime.logging import get_logger
+from services.runtime.store import ServiceApplication, create_tables
+from services.runtime.tracker import AggregateStates
+
+log = get_logger("meetplane.projection")
+
+positions_metadata = sa.MetaData()
+
+view_positions = sa.Table(
+    "view_positions",
+    positions_metadata,
+    sa.Column("view", sa.String(80), primary_key=True),
+    sa.Column("position", sa.BigInteger, nullable=False),
+)
+
+
+class StaleViewPosition(Exception):
+    """The view's recorded position is not where this batch started (a race was lost)."""
+
+
+def upsert(
+    engine: sa.Engine, table: sa.Table, keys: Sequence[str], newer_only: bool = False
+) -> Any:
+    """An INSERT ... ON CONFLICT UPDATE statement with bind parameters for every column.
+
+    Built once per view and executed with a list of rows (executemany), so the
+    statement is compiled once, not per row.  `newer_only` keeps a row at the
+    higher aggregate `version`.
+    """
+    insert = pg_insert if engine.dialect.name == "postgresql" else sqlite_insert
+    stmt = insert(table)
+    return stmt.on_conflict_do_update(
+        index_elements=list(keys),
+        set_={c.name: getattr(stmt.excluded, c.name) for c in table.columns if c.name not in keys},
+        where=(table.c.version < stmt.excluded.version) if newer_only else None,
+    )
+
+
+class TableView:
+    """Base of a projected read model: its tables, its position, apply and reset.
+
+    Subclasses set `name`, `metadata` (their tables) and implement `rows(states)`
+    returning {table: [row dicts]} for the latest states of a batch.
+    """
+
+    name: str = "view"
+    metadata: sa.MetaData
+    # Tables whose rows carry the aggregate `version` and only move forward.
+    versioned: tuple[str, ...] = ()
+
+    def __init__(self, engine: sa.Engine) -> None:
+        self.engine = engine
+        create_tables(positions_metadata, engine)
+        create_tables(self.metadata, engine)
+        self._upserts = {
+            table.name: upsert(
+                engine,
+                table,
+                [c.name for c in table.primary_key.columns],
+                newer_only=table.name in self.versioned,
+            )
+            for table in self.metadata.sorted_tables
+        }
+        self._where = view_positions.c.view == self.name
+
+    def rows(self, states: Sequence[Any]) -> dict[str, list[dict[str, Any]]]:
+        """Rows per table for the latest states of the aggregates of one batch."""
+        raise NotImplementedError
+
+    def position(self) -> int | None:
+        """The last notification id the view reflects."""
+        with self.engine.connect() as conn:
+            return conn.execute(
+                sa.select(view_positions.c.position).where(self._where)
+            ).scalar_one_or_none()
+
+    def apply(self, states: Sequence[Any], start: int, end: int) -> None:
+        """Write the rows of `states` and move the position from `start` to `end`, atomically."""
+        with self.engine.begin() as conn:
+            if start:
+                moved = conn.execute(
+                    view_positions.update()
+                    .where(self._where, view_positions.c.position == start)
+                    .values(position=end)
+                ).rowcount
+            else:
+                inserted = conn.execute(
+                    self._insert_position(), {"view": self.name, "position": end}
+                ).first()
+                moved = 1 if inserted is not None else 0
+            if moved != 1:
+                raise StaleViewPosition(f"{self.name}: position is not {start}")
+            for table, rows in self.rows(states).items():
+                if rows:
+                    conn.execute(self._upserts[table], rows)
+
+    def _insert_position(self) -> Any:
+        insert = pg_insert if self.engine.dialect.name == "postgresql" else sqlite_insert
+        return (
+            insert(view_positions)
+            .on_conflict_do_nothing(index_elements=["view"])
+            .returning(view_positions.c.view)
+        )
+
+    def reset(self) -> None:
+        """Empty the view and forget its position (the projector replays the log)."""
+        with self.engine.begin() as conn:
+            for table in reversed(self.metadata.sorted_tables):
+                conn.execute(table.delete())
+            conn.execute(view_positions.delete().where(self._where))
+
+
+class Projection:
+    """Keeps one view up to date with a service's log."""
+
+    def __init__(
+        self,
+        app: ServiceApplication,
+        view: TableView,
+        *,
+        kinds: tuple[type, ...] | None = None,
+        lease: Lease | None = None,
+    ) -> None:
+        self.app = app
+        self.view = view
+        self.kinds = kinds
+        self.states = AggregateStates(app)
+        self.follower = LogFollower(
+            f"{app.name}.{view.name}",
+            app.process_recorder,
+            view.position,
+            self._project,
+            lease=lease,
+        )
+        app.add_commit_listener(self.follower.poke)
+
+    async def run(self) -> None:
+        """Follow the log until stopped."""
+        await self.follower.run()
+
+    def _apply(self, start: int, notifications: Sequence[Notification]) -> None:
+        latest: dict[UUID, Any] = {}
+        try:
+            for _, state in self.states.advance(notifications):
+                if self.kinds is None or isinstance(state, self.kinds):
+                    latest[state.id] = state
+            self.view.apply(list(latest.values()), start, notifications[-1].id)
+        except Exception:
+            self.states.forget()
+            raise
+
+    async def _project(self, start: int, notifications: Sequence[Notification]) -> None:
+        await self.follower.run_sync(self._apply, start, notifications)
+
+    async def wait_caught_up(self, timeout: float = 5.0) -> bool:
+        """Wait until the view reflects every commit made so far (read-your-writes)."""
+        head = await self.follower.run_sync(self.app.process_recorder.max_notification_id)
+        return await self.follower.wait_until(head or 0, timeout)
+
+    async def rebuild(self, timeout: float = 600.0) -> int:
+        """Empty the view and wait until the projector has replayed the log into it."""
+        head = await asyncio.to_thread(self.app.process_recorder.max_notification_id) or 0
+        await asyncio.to_thread(self.view.reset)
+        self.follower.poke()
+        deadline = time.monotonic() + timeout
+        while (await asyncio.to_thread(self.view.position) or 0) < head:
+            if time.monotonic() > deadline:
+                raise TimeoutError(f"view {self.view.name} not rebuilt in {timeout:g}s")
+            self.follower.poke()
+            await asyncio.sleep(0.05)
+        log.info("projection.rebuilt", view=self.view.name, position=head)
+        return head

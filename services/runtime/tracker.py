@@ -1,0 +1,63 @@
+"""Aggregate states as a log follower reads the notification log in order.
+
+The outbox and the projections need, for each stored domain event, the state of
+its aggregate right after it (an integration event carries the room's whole
+state; a view row is the aggregate's current shape).  Reloading the aggregate
+at that version from the store for every event costs a query and a replay each
+time; following the log in order, the next event applies to the state the
+previous one left, so the state is advanced in memory.  An aggregate seen for
+the first time, or out of sequence (after a restart mid-history), is loaded once.
+"""
+
+from __future__ import annotations
+
+from collections import OrderedDict
+from collections.abc import Iterator, Sequence
+from typing import Any
+from uuid import UUID
+
+from eventsourcing.persistence import Notification
+
+from services.runtime.store import ServiceApplication
+
+
+class AggregateStates:
+    """An LRU of aggregate states, advanced by the events a follower reads."""
+
+    def __init__(self, app: ServiceApplication, maxsize: int = 10_000) -> None:
+        self.app = app
+        self.maxsize = maxsize
+        self._states: OrderedDict[UUID, Any] = OrderedDict()
+        self.loads = 0  # how often the store had to be asked (tests, metrics)
+
+    def advance(self, notifications: Sequence[Notification]) -> Iterator[tuple[Any, Any]]:
+        """Yield (domain event, aggregate right after it) for each notification, in order.
+
+        The yielded aggregate is the cached object: use it before asking for the
+        next pair (a later event of the same aggregate mutates it).
+        """
+        for notification in notifications:
+            event = self.app.mapper.to_domain_event(notification)
+            yield event, self._after(event)
+
+    def _after(self, event: Any) -> Any:
+        aggregate_id: UUID = event.originator_id
+        version: int = event.originator_version
+        cached = self._states.get(aggregate_id)
+        state: Any
+        if cached is not None and cached.version == version - 1:
+            state = event.mutate(cached)
+        elif cached is None and version == 1:
+            state = event.mutate(None)
+        else:
+            self.loads += 1
+            state = self.app.repository.get(aggregate_id, version=version)
+        self._states[aggregate_id] = state
+        self._states.move_to_end(aggregate_id)
+        if len(self._states) > self.maxsize:
+            self._states.popitem(last=False)
+        return state
+
+    def forget(self) -> None:
+        """Drop every state (after a rebuild or a failed batch)."""
+        self._states.clear()
