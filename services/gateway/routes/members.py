@@ -4,12 +4,14 @@ from __future__ import annotations
 
 import re
 import secrets
+import uuid
 from typing import Annotated, Any, Literal
 
 from fastapi import APIRouter, Header, Path, Query, Request, Response
 from pydantic import BaseModel, ConfigDict, Field
 
 from contracts.commands import identity as cmd
+from contracts.commands import meetings as meetings_cmd
 from contracts.identity import AddMemberRequest, MemberRole, UpdateMemberRequest
 from services.gateway.api import PUBLIC_API
 from services.gateway.auth import Principal, forbidden, principal
@@ -336,7 +338,42 @@ async def member_token(
         user_id=(member or {}).get("userId") or who.user_id,
         participant_name=name,
     )
-    return {"token": _tokens(request).member_token(claims)}
+    if not body.joinMeeting:
+        return {"token": _tokens(request).member_token(claims)}
+    # v3.8.0: the token to join the meeting is a LiveKit token; the meetings service
+    # admits the participant and signs it.  A member or user keeps one identity; an
+    # anonymous guest's comes from the name, unless a previous token names it.
+    keep = identity if (previous is not None and previous.room_id == roomId) or member else None
+    return {"token": await _join_meeting(rpc, claims, keep or who.user_id, reconnect=False)}
+
+
+async def _join_meeting(
+    rpc: Rpc, claims: MemberClaims, identity: str | None, reconnect: bool
+) -> str:
+    """A LiveKit join token from the meetings service for these member claims."""
+    assert claims.participant_name is not None
+    command = meetings_cmd.JoinMember.model_validate(
+        {
+            "roomId": claims.room_id,
+            "participantName": claims.participant_name,
+            "role": claims.role,  # moderator or speaker: recording links may not join
+            "permissions": claims.permissions,
+            "identity": identity,
+            "reconnect": reconnect,
+            "metadata": {"member": claims.payload()},
+            "commandId": uuid.uuid4().hex,  # the same on the RPC's own retries
+        }
+    )
+    try:
+        joined = await rpc.retrying("meetings", "join_member", command)
+    except ApiError as exc:
+        if exc.error == "room_closed":
+            raise ApiError(
+                409, "Room Error", f"Room '{claims.room_id}' is closed and cannot be joined"
+            ) from None
+        raise
+    token: str = joined["token"]
+    return token
 
 
 @token_router.post("/refresh", summary="Refresh a room member token with current permissions")
@@ -364,4 +401,6 @@ async def refresh_member_token(roomId: RoomIdPath, request: Request, rpc: RpcDep
         user_id=current.user_id,
         participant_name=current.participant_name,
     )
+    if current.joined:  # a participant in the meeting: a new LiveKit token, same identity
+        return {"token": await _join_meeting(rpc, claims, current.identity, reconnect=True)}
     return {"token": _tokens(request).member_token(claims)}
