@@ -21,7 +21,12 @@ from typing import Annotated, Any, Literal
 from fastapi import Depends, FastAPI, Request
 from fastapi.routing import APIRoute
 
-from services.gateway.api import INTERNAL_API_PREFIXES, PUBLIC_API_PREFIXES
+from services.gateway.api import (
+    INTERNAL_API,
+    INTERNAL_API_PREFIXES,
+    PUBLIC_API,
+    PUBLIC_API_PREFIXES,
+)
 from services.gateway.auth import (
     NOBODY,
     Principal,
@@ -243,6 +248,15 @@ POLICIES: dict[Key, Policy] = {
     ("root", "GET", "/metrics"): PUBLIC,
     ("root", "GET", "/asyncapi"): PUBLIC,
 }
+
+
+def policy_table() -> str:
+    """The table as Markdown rows (README, "Users, sign-in and authorization")."""
+    prefixes = {"public": PUBLIC_API, "internal": INTERNAL_API, "root": ""}
+    rows = ["| method and path | who may call it |", "|---|---|"]
+    for (api, method, path), policy in POLICIES.items():
+        rows.append(f"| `{method} {prefixes[api]}{path}` | {policy.describe()} |")
+    return "\n".join(rows)
 
 
 def api_of(path: str) -> tuple[str, str]:
