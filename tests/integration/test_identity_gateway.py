@@ -130,9 +130,9 @@ async def test_user_signs_in_refreshes_owns_rooms_and_is_cut_off_everywhere(
     assert deleted.status_code == 200 and deleted.json() == {
         "message": "User 'alice' deleted successfully"
     }
-    for client in (gw, other):
+    for client in (gw, other):  # /rooms asks nobody about the user: the revocation decides
         await wait_for(
-            lambda c=client: _status(c, f"{INT}/users/me", fresh["accessToken"], 401), timeout=1
+            lambda c=client: _status(c, f"{PUB}/rooms", fresh["accessToken"], 401), timeout=1
         )
     gone = await gw.post(f"{INT}/auth/refresh", headers={"X-Refresh-Token": fresh["refreshToken"]})
     assert gone.status_code == 400
