@@ -18,15 +18,17 @@ from fastapi import Request
 from contracts.commands import rooms as rooms_cmd
 from services.gateway.auth import principal
 from services.gateway.errors import ApiError
-from services.gateway.policy import grants, user_room_permissions
+from services.gateway.permissions import member_permissions, role_permissions
+from services.gateway.policy import grants
 
 ROOMS_PAGE = 100
 
 
-async def _rooms_visible_to(request: Request, user_id: str) -> list[dict[str, Any]]:
+async def _rooms_visible_to(
+    request: Request, user_id: str, member_of: list[str]
+) -> list[dict[str, Any]]:
     """Every room the user owns, is a member of, or may enter through user access."""
     rpc = request.app.state.rpc
-    member_of: list[str] = await rpc.retrying("identity", "rooms_of_user", {"userId": user_id})
     visible = rooms_cmd.AccessibleTo(userId=user_id, memberRoomIds=member_of)
     rooms: list[dict[str, Any]] = []
     token: str | None = None
@@ -51,11 +53,22 @@ async def recording_rooms(request: Request, permission: str) -> set[str] | None:
     if who.kind != "user" or who.is_admin:
         return None
     assert who.user_id is not None
+    memberships = {
+        m["roomId"]: m
+        for m in await request.app.state.rpc.retrying(
+            "identity", "memberships_of_user", {"userId": who.user_id}
+        )
+    }
     allowed: set[str] = set()
-    for room in await _rooms_visible_to(request, who.user_id):
-        if room.get("owner") == who.user_id or grants(
-            await user_room_permissions(request, room, who.user_id), permission
-        ):
+    for room in await _rooms_visible_to(request, who.user_id, sorted(memberships)):
+        member = memberships.get(room["roomId"])
+        if room.get("owner") == who.user_id:
+            permissions: dict[str, bool] | None = None
+        elif member is not None:
+            permissions = member_permissions(room, member)
+        else:  # user access (see `policy.user_room_access`)
+            permissions = role_permissions(room, "speaker")
+        if room.get("owner") == who.user_id or grants(permissions, permission):
             allowed.add(room["roomId"])
     return allowed
 
