@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-from pydantic import Field
 from pydantic_settings import SettingsConfigDict
 
 from services.runtime.settings import RuntimeSettings
@@ -12,5 +11,3 @@ class MeetingsSettings(RuntimeSettings):
     """`MEETPLANE_*` settings the meetings service reads (media settings: `media.MediaSettings`)."""
 
     model_config = SettingsConfigDict(env_prefix="MEETPLANE_", extra="ignore")
-
-    join_room_wait_seconds: float = Field(default=0.5, ge=0)

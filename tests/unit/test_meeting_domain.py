@@ -91,3 +91,25 @@ def test_identity_is_a_stable_slug_of_the_name(name: str, identity: str) -> None
 def test_unsluggable_names_still_get_distinct_identities() -> None:
     assert participant_identity("会议") != participant_identity("会話")
     assert participant_identity("会议").startswith("p_")
+
+
+def test_a_copy_of_a_meeting_is_independent_and_does_not_copy_participants() -> None:
+    import copy
+
+    def meeting_of(size: int) -> Meeting:
+        meeting = Meeting(meeting_id=f"m{size}", room_id="r", started_at=0)
+        for i in range(size):
+            meeting.join(f"p{i}", f"P {i}", "speaker", at=i)
+        meeting.collect_events()
+        return meeting
+
+    big = meeting_of(300)
+    clone = copy.deepcopy(big)
+    clone.join("late", "Late", "speaker", at=1)
+    clone.evict("p0", at=2)
+    assert "late" not in big.participants and big.participants["p0"]["present"]
+    assert big.evicted == [] and clone.evicted == ["p0"]
+    assert big.version == 301 and clone.version == 303
+    # Participant records are shared, never copied: a copy (what the aggregate cache
+    # hands every join) costs the same at 300 participants as at 1 (bench/perf.py).
+    assert clone.participants["p1"] is big.participants["p1"]
