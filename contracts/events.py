@@ -226,6 +226,8 @@ class UserCreated(BaseModel):
     name: str
     role: UserRole
     registrationDate: int
+    # The root admin (MEETPLANE_ADMIN_USERNAME): rooms created with an API key belong to it.
+    root: bool = False
 
 
 class UserDeleted(BaseModel):

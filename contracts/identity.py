@@ -18,6 +18,10 @@ from contracts.rooms import Permissions
 
 USER_ID_PATTERN = r"^[a-z0-9_]+$"
 PASSWORD_MIN = 5
+# Every API key the identity service creates starts with this (the gateway does not
+# ask the identity service about a key that does not).
+API_KEY_PREFIX = "ovmeet-"
+API_KEY_MAX_LENGTH = 200
 
 
 class Strict(BaseModel):

@@ -204,6 +204,7 @@ class MemberOf(BaseModel):
 
 
 class RoomsOfUser(BaseModel):
-    """Ids of the rooms a user is a member of (verb `rooms_of_user`)."""
+    """Ids of the rooms a user is a member of (verb `rooms_of_user`); their member
+    records with `memberships_of_user`."""
 
     userId: str

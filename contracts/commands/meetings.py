@@ -6,7 +6,7 @@ marked as cross-service.
 
 from __future__ import annotations
 
-from typing import Annotated, Literal
+from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, Field
 
@@ -39,6 +39,30 @@ class JoinMeeting(BaseModel):
     secret: Annotated[str, Field(min_length=1, max_length=200)]
     participantName: ParticipantName
     # A retry with the same id returns the first attempt's participant (idempotent join).
+    commandId: Annotated[str, Field(min_length=1, max_length=100)] | None = None
+
+
+class JoinMember(BaseModel):
+    """Cross-service (gateway → meetings): join as a room member token holder (verb `join_member`).
+
+    The gateway has decided who the caller is and what they may do in the room
+    (from the identity service's members and users and the room's roles) and
+    sends the role and effective permissions; the meetings service checks the
+    room, admits the participant (starting the meeting if none is live) and signs
+    the LiveKit token.  `identity` keeps the participant identity of a previous
+    token (a regenerated or refreshed join token); with `reconnect` the
+    participant must be present already and nothing is joined again.
+    `metadata` travels in the LiveKit token's metadata (the member token claims,
+    which the gateway verifies when the token comes back as `X-Room-Member-Token`).
+    """
+
+    roomId: Annotated[str, Field(min_length=1, max_length=100)]
+    participantName: ParticipantName
+    role: Literal["moderator", "speaker"]
+    permissions: dict[str, bool]
+    identity: Annotated[str, Field(min_length=1, max_length=100)] | None = None
+    reconnect: bool = False
+    metadata: dict[str, Any] = Field(default_factory=dict)
     commandId: Annotated[str, Field(min_length=1, max_length=100)] | None = None
 
 

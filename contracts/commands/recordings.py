@@ -84,6 +84,8 @@ class ListRecordings(BaseModel):
     roomNameMatchMode: MatchMode = "exact"
     roomNameCaseInsensitive: bool = False
     status: RecordingStatus | None = None
+    # Only these rooms' recordings (what the caller may see; None: every room).
+    roomIds: list[str] | None = None
     maxItems: int = Field(default=10, ge=1, le=100)
     nextPageToken: str | None = None
     sortField: SortField = "startDate"

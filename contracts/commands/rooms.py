@@ -31,7 +31,7 @@ class CreateRoom(BaseModel):
 
     request: CreateRoomRequest
     commandId: CommandId | None = None
-    # The signed-in user who creates the room; None for API-key calls.
+    # The signed-in user who creates the room; the root admin for API-key calls.
     owner: str | None = None
 
 

@@ -63,6 +63,7 @@ def create_app(settings: GatewaySettings) -> FastAPI:
         settings.auth_previous_signing_key,
         access_ttl=settings.access_token_ttl_seconds,
         member_ttl=settings.token_ttl_seconds,
+        livekit=(settings.livekit_api_key, settings.livekit_api_secret),
     )
     revocations = RevocationFollower(settings.stream_name)
 

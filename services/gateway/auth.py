@@ -18,6 +18,7 @@ from typing import Any, Literal
 from fastapi import Request
 from fastapi.security import APIKeyHeader
 
+from contracts.identity import API_KEY_MAX_LENGTH, API_KEY_PREFIX
 from services.gateway.errors import ApiError
 from services.gateway.revocations import RevocationFollower
 from services.gateway.tokens import ExpiredToken, InvalidToken, MemberClaims, TokenService
@@ -104,9 +105,11 @@ class Authenticator:
         """The bootstrap key, or a live key the identity service knows."""
         if self.bootstrap_key and hmac.compare_digest(key.encode(), self.bootstrap_key.encode()):
             return Principal(kind="api_key", api_key_id="bootstrap")
+        if not key.startswith(API_KEY_PREFIX) or len(key) > API_KEY_MAX_LENGTH:
+            raise unauthorized("Invalid API key")
         digest = hashlib.sha256(key.encode()).hexdigest()
         key_id = self.api_keys.get(digest)
-        if key_id is None and len(key) <= 200:
+        if key_id is None:
             verdict = await request.app.state.rpc("identity", "verify_api_key", {"key": key})
             if verdict["valid"]:
                 key_id = str(verdict["keyId"])

@@ -21,7 +21,12 @@ from typing import Annotated, Any, Literal
 from fastapi import Depends, FastAPI, Request
 from fastapi.routing import APIRoute
 
-from services.gateway.api import INTERNAL_API_PREFIXES, PUBLIC_API_PREFIXES
+from services.gateway.api import (
+    INTERNAL_API,
+    INTERNAL_API_PREFIXES,
+    PUBLIC_API,
+    PUBLIC_API_PREFIXES,
+)
 from services.gateway.auth import (
     NOBODY,
     Principal,
@@ -33,6 +38,7 @@ from services.gateway.auth import (
     unauthorized,
 )
 from services.gateway.errors import ApiError
+from services.gateway.permissions import member_permissions, role_permissions
 
 ALL_ROLES = frozenset({"admin", "room_manager", "room_member"})
 ADMIN_ROLE = frozenset({"admin"})
@@ -46,9 +52,14 @@ class Policy:
     api_key: `X-API-KEY` is accepted (and grants everything the route does).
     roles: user roles (access token) allowed on any resource of the route.
     owner: the owner of the route's room (access token) is allowed.
-    room_user: a user who may enter the room (member, or user access on) is allowed.
+    room_user: a user who may enter the room (a member of it, or any user while the
+        room's user access is on) is allowed if their permissions in the room grant
+        this permission ("*": any such user).  A member's permissions are its base
+        role's adjusted by its overrides; user access gives the speaker role's.
     member: `X-Room-Member-Token` of the route's room is accepted if it grants this
         permission ("*": any member token of the room).
+    scoped: the route lists or acts on several rooms' resources; users and member
+        tokens pass here and the route keeps only what they may see (`scopes`).
     room: where the route's room id comes from (for owner/room_user/member checks).
     public: no credential is looked at (login, health, link-secret joins, webhooks
         with their own signatures).
@@ -64,7 +75,7 @@ class Policy:
     api_key: bool = False
     roles: frozenset[str] = field(default_factory=frozenset)
     owner: bool = False
-    room_user: bool = False
+    room_user: str | None = None
     member: str | None = None
     room: RoomSource | None = None
     public: bool = False
@@ -72,11 +83,12 @@ class Policy:
     refresh: bool = False
     share_link: bool = False
     signed: bool = False
+    scoped: bool = False
 
     @property
     def accepts_users(self) -> bool:
         """Whether an access token is a credential this route knows."""
-        return bool(self.roles) or self.owner or self.room_user
+        return bool(self.roles) or self.owner or self.room_user is not None
 
     def describe(self) -> str:
         """One README table cell."""
@@ -89,18 +101,23 @@ class Policy:
         parts = []
         if self.api_key:
             parts.append("API key")
-        if self.roles == ALL_ROLES:
+        if self.roles == ALL_ROLES and self.scoped:
+            parts.append("any user (their rooms only)")
+        elif self.roles == ALL_ROLES:
             parts.append("any user")
         elif self.roles:
             parts.append(" / ".join(sorted(self.roles)))
         if self.owner:
             parts.append("room owner")
-        if self.room_user:
+        if self.room_user == "*":
             parts.append("users with room access")
+        elif self.room_user:
+            parts.append(f"users with room access and `{self.room_user}`")
+        room = "its room" if self.scoped else "the room"
         if self.member == "*":
-            parts.append("member token of the room")
+            parts.append(f"member token of {room}")
         elif self.member:
-            parts.append(f"member token with `{self.member}`")
+            parts.append(f"member token of {room} with `{self.member}`")
         if self.optional:
             parts.append("or none")
         if self.share_link:
@@ -116,28 +133,37 @@ ROOM_CREATE = Policy(api_key=True, roles=frozenset({"admin", "room_manager"}))
 ROOM_LIST = Policy(api_key=True, roles=ALL_ROLES)
 ROOM_MANAGE = Policy(api_key=True, roles=ADMIN_ROLE, owner=True, room="path")
 ROOM_READ = Policy(
-    api_key=True, roles=ADMIN_ROLE, owner=True, room_user=True, member="*", room="path"
+    api_key=True, roles=ADMIN_ROLE, owner=True, room_user="*", member="*", room="path"
 )
 MEMBER_READ = Policy(api_key=True, roles=ADMIN_ROLE, owner=True, member="*", room="path")
 
 
 def _meeting(permission: str) -> Policy:
-    return Policy(api_key=True, roles=ADMIN_ROLE, owner=True, member=permission, room="path")
+    """Meeting control: an API key or a member token of the room (3.9 meeting-control spec)."""
+    return Policy(api_key=True, member=permission, room="path")
 
 
-def _recording(permission: str, room: RoomSource = "recording") -> Policy:
-    return Policy(api_key=True, roles=ADMIN_ROLE, owner=True, member=permission, room=room)
+def _recording(permission: str, share_link: bool = False) -> Policy:
+    """One recording: API key, admin, the owner of its room, users and members of its room
+    with the permission; reads also with the recording's share-link secret."""
+    return Policy(
+        api_key=True,
+        roles=ADMIN_ROLE,
+        owner=True,
+        room_user=permission,
+        member=permission,
+        room="recording",
+        share_link=share_link,
+    )
+
+
+def _recordings(permission: str) -> Policy:
+    """Several recordings: API key, any user or member token, narrowed to what they may see."""
+    return Policy(api_key=True, roles=ALL_ROLES, member=permission, scoped=True)
 
 
 # Reading a recording: by credentials, or with its share-link secret (`recordingSecret`).
-SHARED_RECORDING = Policy(
-    api_key=True,
-    roles=ADMIN_ROLE,
-    owner=True,
-    member="canRetrieveRecordings",
-    room="recording",
-    share_link=True,
-)
+SHARED_RECORDING = _recording("canRetrieveRecordings", share_link=True)
 # Who may open a private share link: any API key or signed-in user.
 PRIVATE_LINK = Policy(api_key=True, roles=ALL_ROLES)
 
@@ -174,7 +200,7 @@ POLICIES: dict[Key, Policy] = {
     ("public", "PUT", "/rooms/{roomId}/members/{memberId}"): ROOM_MANAGE,
     ("public", "DELETE", "/rooms/{roomId}/members/{memberId}"): ROOM_MANAGE,
     ("internal", "POST", "/rooms/{roomId}/members/token"): Policy(
-        optional=True, roles=ADMIN_ROLE, owner=True, room_user=True, member="*", room="path"
+        optional=True, roles=ADMIN_ROLE, owner=True, room_user="*", member="*", room="path"
     ),
     ("internal", "POST", "/rooms/{roomId}/members/token/refresh"): Policy(member="*", room="path"),
     # ---- meetings ----
@@ -187,17 +213,16 @@ POLICIES: dict[Key, Policy] = {
     ("public", "PUT", "/meetings/{roomId}/participants/{identity}/role"): _meeting(
         "canMakeModerator"
     ),
-    # ---- recordings ----
-    ("public", "POST", "/recordings"): _recording("canRecord", room="body"),
-    # A member token lists its own room's recordings (the route scopes the list).
-    ("public", "GET", "/recordings"): Policy(
-        api_key=True, roles=ADMIN_ROLE, member="canRetrieveRecordings"
-    ),
-    ("public", "DELETE", "/recordings"): ADMIN,
-    ("public", "GET", "/recordings/download"): ADMIN,
+    # ---- recordings (v3.8.0: start and stop take no access token) ----
+    ("public", "POST", "/recordings"): Policy(api_key=True, member="canRecord", room="body"),
+    ("public", "GET", "/recordings"): _recordings("canRetrieveRecordings"),
+    ("public", "DELETE", "/recordings"): _recordings("canDeleteRecordings"),
+    ("public", "GET", "/recordings/download"): _recordings("canRetrieveRecordings"),
     ("public", "GET", "/recordings/{recordingId}"): SHARED_RECORDING,
     ("public", "DELETE", "/recordings/{recordingId}"): _recording("canDeleteRecordings"),
-    ("public", "POST", "/recordings/{recordingId}/stop"): _recording("canRecord"),
+    ("public", "POST", "/recordings/{recordingId}/stop"): Policy(
+        api_key=True, member="canRecord", room="recording"
+    ),
     ("public", "GET", "/recordings/{recordingId}/url"): _recording("canRetrieveRecordings"),
     ("public", "GET", "/recordings/{recordingId}/download"): SHARED_RECORDING,
     ("public", "GET", "/recordings/{recordingId}/media"): SHARED_RECORDING,
@@ -241,6 +266,15 @@ POLICIES: dict[Key, Policy] = {
     ("root", "GET", "/metrics"): PUBLIC,
     ("root", "GET", "/asyncapi"): PUBLIC,
 }
+
+
+def policy_table() -> str:
+    """The table as Markdown rows (README, "Users, sign-in and authorization")."""
+    prefixes = {"public": PUBLIC_API, "internal": INTERNAL_API, "root": ""}
+    rows = ["| method and path | who may call it |", "|---|---|"]
+    for (api, method, path), policy in POLICIES.items():
+        rows.append(f"| `{method} {prefixes[api]}{path}` | {policy.describe()} |")
+    return "\n".join(rows)
 
 
 def api_of(path: str) -> tuple[str, str]:
@@ -309,6 +343,53 @@ async def _room(request: Request, room_id: str) -> dict[str, Any]:
     return cached
 
 
+@dataclass(frozen=True)
+class RoomAccess:
+    """How a signed-in user may enter a room: as a member, or through user access."""
+
+    role: str
+    permissions: dict[str, bool]
+    member: dict[str, Any] | None = None
+
+
+async def user_room_access(
+    request: Request, room: dict[str, Any], user_id: str | None
+) -> RoomAccess | None:
+    """A user's role and permissions in a room they may enter (None: they may not).
+
+    A member has its base role's permissions adjusted by its overrides; while the
+    room's user access is on, any other user has the speaker role's.  (Admins and
+    the owner are decided before this is asked.)
+    """
+    if user_id is None:
+        return None
+    try:
+        member = await request.app.state.rpc.retrying(
+            "identity", "member_of", {"roomId": room["roomId"], "userId": user_id}
+        )
+    except ApiError as exc:
+        if exc.status != 404:
+            raise
+    else:
+        return RoomAccess(member["baseRole"], member_permissions(room, member), member)
+    if room.get("userAccess"):
+        return RoomAccess("speaker", role_permissions(room, "speaker"))
+    return None
+
+
+async def user_room_permissions(
+    request: Request, room: dict[str, Any], user_id: str | None
+) -> dict[str, bool] | None:
+    """A user's permissions in a room (None: they may not enter it)."""
+    access = await user_room_access(request, room, user_id)
+    return None if access is None else access.permissions
+
+
+def grants(permissions: dict[str, bool] | None, wanted: str) -> bool:
+    """Whether permissions (None: no access at all) include `wanted` ("*": any access)."""
+    return permissions is not None and (wanted == "*" or bool(permissions.get(wanted)))
+
+
 async def _user_allowed(request: Request, policy: Policy, who: Principal) -> bool:
     if who.role in policy.roles:
         return True
@@ -321,17 +402,7 @@ async def _user_allowed(request: Request, policy: Policy, who: Principal) -> boo
     if policy.owner and room.get("owner") == who.user_id:
         return True
     if policy.room_user:
-        if room.get("userAccess"):
-            return True
-        try:
-            await request.app.state.rpc.retrying(
-                "identity", "member_of", {"roomId": room_id, "userId": who.user_id}
-            )
-        except ApiError as exc:
-            if exc.status == 404:
-                return False
-            raise
-        return True
+        return grants(await user_room_permissions(request, room, who.user_id), policy.room_user)
     return False
 
 
@@ -341,7 +412,7 @@ async def _member_allowed(request: Request, policy: Policy, who: Principal) -> b
         room_id = await _room_id(request, policy.room)
         if room_id != who.member.room_id:
             return False
-    return policy.member == "*" or bool(who.member.permissions.get(policy.member))
+    return grants(who.member.permissions, policy.member)
 
 
 async def _authenticate(request: Request, policy: Policy) -> Principal | None:

@@ -3,7 +3,8 @@
 Each replica follows the identity service's integration events on JetStream
 (ordered consumers from the start of the stream) and keeps, in memory:
 deleted users, ended sessions, current roles, removed room members (with the
-removal time) and revoked API keys.  A token is checked against this state on
+removal time), revoked API keys, and who the root admin is (the owner v3.8.0
+gives rooms created with an API key).  A token is checked against this state on
 every request, so a deletion, logout or password change is honoured by every
 replica as soon as the event arrives (milliseconds), without a round trip to
 the identity service per request.  The gateway is not ready until it has
@@ -37,11 +38,14 @@ class RevocationState:
     roles: dict[str, str] = field(default_factory=dict)
     removed_members: dict[tuple[str, str], int] = field(default_factory=dict)
     revoked_keys: dict[str, int] = field(default_factory=dict)
+    root_user: str | None = None
 
     def apply(self, event_type: str, data: dict[str, Any]) -> None:
         """Fold one identity integration event into the state."""
         if event_type in ("UserCreated", "RoleChanged"):
             self.roles[data["userId"]] = data["role"]
+            if event_type == "UserCreated" and data.get("root"):
+                self.root_user = data["userId"]
         elif event_type == "UserDeleted":
             self.deleted_users[data["userId"]] = data["deletedAt"]
         elif event_type == "SessionsRevoked":

@@ -8,11 +8,18 @@ sharing the data dir agree on it).  Rotation: put the old key in
 `MEETPLANE_AUTH_PREVIOUS_SIGNING_KEY` and a new one in
 `MEETPLANE_AUTH_SIGNING_KEY`; tokens signed with the old key keep working until
 they expire (one token lifetime), new tokens use the new key.
+
+A room member token asked for with `joinMeeting` is, as in OpenVidu Meet, a
+LiveKit token: the meetings service signs it with the LiveKit credentials, with
+the video grant to join the room and the member claims in its metadata.  The
+same token is the holder's `X-Room-Member-Token`; `verify` accepts it when the
+LiveKit key and secret check out.
 """
 
 from __future__ import annotations
 
 import hashlib
+import json
 import os
 import secrets
 import time
@@ -73,6 +80,21 @@ class MemberClaims:
     member_id: str | None = None
     user_id: str | None = None
     participant_name: str | None = None
+    joined: bool = False  # a LiveKit join token (joinMeeting), not only an API credential
+
+    def payload(self) -> dict[str, Any]:
+        """The claims as they travel (in our JWT, or in a LiveKit token's metadata)."""
+        return {
+            "typ": MEMBER,
+            "sub": self.identity,
+            "room": self.room_id,
+            "kind": self.kind,
+            "role": self.role,
+            "permissions": self.permissions,
+            "memberId": self.member_id,
+            "userId": self.user_id,
+            "name": self.participant_name,
+        }
 
 
 class TokenService:
@@ -84,7 +106,9 @@ class TokenService:
         previous_key: str | None = None,
         access_ttl: int = 900,
         member_ttl: int = 6 * 3600,
+        livekit: tuple[str, str] | None = None,
     ) -> None:
+        self.livekit = livekit  # (API key, secret) of the LiveKit join tokens
         self.keys = {key_id(key): key}
         if previous_key:
             self.keys[key_id(previous_key)] = previous_key
@@ -108,6 +132,8 @@ class TokenService:
         try:
             header = jwt.get_unverified_header(token)
             key = self.keys.get(str(header.get("kid")))
+            if key is None and token_type == MEMBER and "kid" not in header and self.livekit:
+                return self._verify_join_token(token)
             if key is None:
                 raise InvalidToken("signed with an unknown key")
             claims: dict[str, Any] = jwt.decode(
@@ -124,6 +150,41 @@ class TokenService:
         if claims.get("typ") != token_type:
             raise InvalidToken(f"not a {token_type} token")
         return claims
+
+    def _verify_join_token(self, token: str) -> dict[str, Any]:
+        """The member claims of a LiveKit join token signed by the meetings service."""
+        assert self.livekit is not None
+        api_key, secret = self.livekit
+        try:
+            claims = jwt.decode(
+                token,
+                secret,
+                algorithms=[ALGORITHM],
+                issuer=api_key,
+                options={"require": ["exp", "nbf", "sub"]},
+            )
+        except jwt.ExpiredSignatureError:
+            raise ExpiredToken("token expired") from None
+        except jwt.PyJWTError as exc:
+            raise InvalidToken(str(exc)) from None
+        try:
+            member = json.loads(claims.get("metadata") or "{}").get("member")
+        except (ValueError, AttributeError):
+            member = None
+        grant = claims.get("video") or {}
+        if (
+            not isinstance(member, dict)
+            or member.get("typ") != MEMBER
+            or member.get("room") != grant.get("room")
+        ):
+            raise InvalidToken("not a room member token")
+        return {
+            **member,
+            "sub": claims["sub"],
+            "iat": claims["nbf"],
+            "exp": claims["exp"],
+            "joined": True,
+        }
 
     # ---- users ---------------------------------------------------------------------------
 
@@ -144,18 +205,7 @@ class TokenService:
 
     def member_token(self, claims: MemberClaims, now: float | None = None) -> str:
         """A token for `X-Room-Member-Token`: a room and the holder's permissions in it."""
-        payload = {
-            "typ": MEMBER,
-            "sub": claims.identity,
-            "room": claims.room_id,
-            "kind": claims.kind,
-            "role": claims.role,
-            "permissions": claims.permissions,
-            "memberId": claims.member_id,
-            "userId": claims.user_id,
-            "name": claims.participant_name,
-        }
-        return self._sign(payload, self.member_ttl, now)
+        return self._sign(claims.payload(), self.member_ttl, now)
 
     def member_claims(self, token: str) -> MemberClaims:
         """Verify a member token and read it."""
@@ -169,4 +219,5 @@ class TokenService:
             member_id=claims.get("memberId"),
             user_id=claims.get("userId"),
             participant_name=claims.get("name"),
+            joined=bool(claims.get("joined")),
         )

@@ -19,6 +19,7 @@ from eventsourcing.persistence import IntegrityError, Tracking
 
 from contracts.commands.identity import Session
 from contracts.identity import (
+    API_KEY_PREFIX,
     AddMemberRequest,
     ApiKeyRecord,
     CreatedApiKey,
@@ -45,11 +46,6 @@ from services.identity.domain import (
 )
 from services.runtime.clock import Clock, SystemClock
 from services.runtime.store import ServiceApplication, retries_on_conflict
-
-API_KEY_PREFIX = "ovmeet-"
-# A hash to verify against when the user does not exist, so that a wrong user id
-# takes as long as a wrong password (no user enumeration by timing).
-_DUMMY = PasswordHasher().hash(secrets.token_urlsafe(16))
 
 
 def key_sha256(key: str) -> str:
@@ -103,6 +99,9 @@ class IdentityApplication(ServiceApplication):
         self.clock: Clock = clock or SystemClock()
         self.session_ttl_ms = session_ttl_ms
         self.hasher = hasher or PasswordHasher()
+        # A hash to verify against when the user does not exist, so that a wrong user id
+        # takes as long as a wrong password (no user enumeration by timing).
+        self._dummy_hash = self.hasher.hash(secrets.token_urlsafe(16))
 
     # ---- loading ------------------------------------------------------------------------
 
@@ -202,7 +201,7 @@ class IdentityApplication(ServiceApplication):
 
     def _verify(self, user: User | None, password: str) -> bool:
         try:
-            return self.hasher.verify(user.password_hash if user else _DUMMY, password)
+            return self.hasher.verify(user.password_hash if user else self._dummy_hash, password)
         except (VerificationError, InvalidHashError):
             return False
 

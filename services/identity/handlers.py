@@ -255,6 +255,9 @@ class IdentityHandlers:
     async def rooms_of_user(self, request: cmd.RoomsOfUser) -> list[str]:
         return await self._read(self.view.rooms_of_user, request.userId)
 
+    async def memberships_of_user(self, request: cmd.RoomsOfUser) -> list[dict[str, Any]]:
+        return await self._read(self.view.memberships_of_user, request.userId)
+
     # ---- consumed room events ----------------------------------------------------------------
 
     async def process_events(self, batch: Sequence[Consumed], position: Tracking) -> None:
@@ -296,3 +299,4 @@ class IdentityHandlers:
         r.register("member_by_secret", cmd.MemberBySecret, self.member_by_secret)
         r.register("member_of", cmd.MemberOf, self.member_of)
         r.register("rooms_of_user", cmd.RoomsOfUser, self.rooms_of_user)
+        r.register("memberships_of_user", cmd.RoomsOfUser, self.memberships_of_user)

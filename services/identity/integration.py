@@ -35,6 +35,7 @@ def _user_event(kind: str, domain_event: Any, user: User) -> BaseModel | None:
                 "name": user.name,
                 "role": user.role,
                 "registrationDate": user.registration_date,
+                "root": user.root,
             }
         )
     if kind == "RoleChanged":

@@ -9,6 +9,8 @@ import tempfile
 from pathlib import Path
 from typing import Any
 
+from argon2 import PasswordHasher
+
 from services.identity.application import IdentityApplication
 from services.identity.handlers import CONSUMED_SUBJECTS, ERRORS, IdentityHandlers
 from services.identity.integration import identity_integration_event
@@ -61,7 +63,13 @@ def build(settings: IdentitySettings, clock: Clock | None = None) -> ServicePart
     env = eventsourcing_env(settings, SERVICE)
     app = construct_application(
         lambda: IdentityApplication(
-            env=env, clock=clock, session_ttl_ms=settings.session_ttl_seconds * 1000
+            env=env,
+            clock=clock,
+            session_ttl_ms=settings.session_ttl_seconds * 1000,
+            hasher=PasswordHasher(
+                time_cost=settings.password_hash_time_cost,
+                memory_cost=settings.password_hash_memory_kib,
+            ),
         )
     )
     broker = make_broker(settings, f"meetplane-{SERVICE}")

@@ -258,6 +258,16 @@ class IdentityView(TableView):
             ).all()
         return [row[0] for row in rows]
 
+    def memberships_of_user(self, user_id: str) -> list[dict[str, Any]]:
+        """The user's present member records, one per room."""
+        with self.engine.connect() as conn:
+            rows = conn.execute(
+                sa.select(members_view.c.record)
+                .where(members_view.c.user_id == user_id, members_view.c.removed.is_(False))
+                .order_by(members_view.c.room_id)
+            ).all()
+        return [dict(row[0]) for row in rows]
+
     def members_of_room(self, room_id: str) -> list[str]:
         """Present member ids of a room."""
         with self.engine.connect() as conn:

@@ -19,3 +19,7 @@ class IdentitySettings(RuntimeSettings):
     admin_password: str | None = None
     # How long a sign-in (its refresh token) lasts.
     session_ttl_seconds: int = Field(default=7 * 24 * 3600, gt=0)
+    # argon2id cost of password hashes (argon2-cffi's defaults).  Existing hashes keep
+    # their own parameters; lower values are for tests on busy machines only.
+    password_hash_time_cost: int = Field(default=3, ge=1)
+    password_hash_memory_kib: int = Field(default=65536, ge=8)

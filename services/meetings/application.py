@@ -135,11 +135,53 @@ class MeetingsApplication(ServiceApplication):
         joined = self.join(room_id, name.strip(), role, command_id)
         return {**joined, "role": role, "permissions": permissions}
 
-    def join(
-        self, room_id: str, name: str, role: str, command_id: str | None = None
+    def admit_member(
+        self,
+        room_id: str,
+        name: str,
+        role: str,
+        permissions: dict[str, bool],
+        identity: str | None = None,
+        reconnect: bool = False,
+        command_id: str | None = None,
     ) -> dict[str, Any]:
-        """Join the room's live meeting, starting one if none is live (idempotent by command id)."""
-        identity = participant_identity(name)
+        """Join with a role and permissions the gateway vouches for (room member tokens).
+
+        A participant already present under `identity` (a token regenerated while
+        connected) is answered without a new join; `reconnect` requires that.
+        """
+        room = self.known_room(room_id)
+        if not room.accepts_participants:
+            raise RoomClosed(f"room '{room_id}' is closed")
+        if not permissions.get("canJoinMeeting", True):
+            raise JoinRefused("this role may not join meetings", error="join_not_permitted")
+        meeting = self.live_meeting(room_id)
+        present = meeting is not None and bool(
+            identity and meeting.participants.get(identity, {}).get("present")
+        )
+        if present:
+            assert meeting is not None and identity is not None
+            return {"meetingId": meeting.meeting_id, "identity": identity, "started": False}
+        if reconnect:
+            raise MeetingNotFound(
+                f"Participant '{identity}' not found in room '{room_id}'",
+                error="participant_not_found",
+            )
+        return self.join(room_id, name.strip(), role, command_id, identity)
+
+    def join(
+        self,
+        room_id: str,
+        name: str,
+        role: str,
+        command_id: str | None = None,
+        identity: str | None = None,
+    ) -> dict[str, Any]:
+        """Join the room's live meeting, starting one if none is live (idempotent by command id).
+
+        The identity is the name's slug unless the caller brings one (a room member's).
+        """
+        identity = identity or participant_identity(name)
 
         def attempt() -> dict[str, Any]:
             now = self.clock.now_ms()

@@ -151,6 +151,54 @@ class MeetingsHandlers:
             roomId=request.roomId,
         )
 
+    async def join_member(self, request: cmd.JoinMember) -> cmd.JoinResult:
+        """Admit a room member token holder with the role and permissions the gateway sends."""
+        await self._rooms_caught_up()
+        joined = await asyncio.to_thread(
+            self.app.admit_member,
+            request.roomId,
+            request.participantName,
+            request.role,
+            request.permissions,
+            request.identity,
+            request.reconnect,
+            request.commandId,
+        )
+        metadata = {
+            **request.metadata,
+            "livekitUrl": self.media.settings.livekit_url,
+            "role": request.role,
+            "meetingId": joined["meetingId"],
+            "roomId": request.roomId,
+        }
+        token = await self.media.issue_token(
+            request.roomId,
+            joined["identity"],
+            request.participantName,
+            request.permissions,
+            metadata,
+        )
+        if isinstance(self.media, LocalMediaBackend):
+            self.media.mark_joined(request.roomId, joined["identity"])
+        log.info(
+            "meeting.member_joined",
+            room_id=request.roomId,
+            meeting_id=joined["meetingId"],
+            identity=joined["identity"],
+            role=request.role,
+            started=joined["started"],
+            reconnect=request.reconnect,
+        )
+        return cmd.JoinResult(
+            url=self.media.settings.livekit_url,
+            token=token,
+            identity=joined["identity"],
+            role=request.role,
+            permissions=request.permissions,
+            meetingId=joined["meetingId"],
+            roomId=request.roomId,
+        )
+
     async def get(self, request: cmd.RoomMeeting) -> dict[str, Any]:
         return await asyncio.to_thread(self.app.current, request.roomId)
 
@@ -227,6 +275,7 @@ class MeetingsHandlers:
     def register(self, router: CommandRouter) -> None:
         """Answer the meetings commands on `router`."""
         router.register("join", cmd.JoinMeeting, self.join)
+        router.register("join_member", cmd.JoinMember, self.join_member)
         router.register("get", cmd.RoomMeeting, self.get)
         router.register("end", cmd.RoomMeeting, self.end)
         router.register("evict", cmd.ParticipantRef, self.evict)

@@ -170,6 +170,7 @@ class RecordingsHandlers:
             request.roomName,
             request.roomNameMatchMode,
             request.roomNameCaseInsensitive,
+            room_ids=request.roomIds,
         )
         return {
             "items": items,

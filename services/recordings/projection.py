@@ -166,8 +166,12 @@ class RecordingsView(TableView):
         room_name: str | None = None,
         room_name_match_mode: str = "exact",
         room_name_case_insensitive: bool = False,
+        room_ids: list[str] | None = None,
     ) -> tuple[list[dict[str, Any]], str | None]:
-        """A page of recordings, newest first by default, keyset-paginated on (sort key, id)."""
+        """A page of recordings, newest first by default, keyset-paginated on (sort key, id).
+
+        `room_ids` (None: any room) narrows the page to the rooms the caller may see.
+        """
         table = recordings_view
         key = self._sort_key(sort_field)
         stmt = sa.select(table.c.record, key, table.c.recording_id).where(
@@ -175,6 +179,8 @@ class RecordingsView(TableView):
         )
         if room_id:
             stmt = stmt.where(table.c.room_id == room_id)
+        if room_ids is not None:
+            stmt = stmt.where(table.c.room_id.in_(room_ids))
         if status:
             stmt = stmt.where(table.c.status == status)
         if room_name is not None:

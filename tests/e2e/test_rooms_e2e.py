@@ -231,4 +231,4 @@ def test_admin_routes_need_the_api_key(platform: Platform) -> None:
         headers = {"X-API-KEY": key} if key else {}
         response = httpx.get(f"{platform.base}/api/v1/rooms", headers=headers)
         assert response.status_code == 401
-        assert response.json()["error"] == "unauthorized"
+        assert response.json()["error"] == "Authentication Error"

@@ -88,6 +88,8 @@ class Cluster:
             "MEETPLANE_POSTGRES_DSN": dsn,
             "MEETPLANE_POSTGRES_SCHEMA_PREFIX": schema_prefix,
             "MEETPLANE_API_KEY": self.api_key,
+            # Replicas with their own data dirs must share the token signing key.
+            "MEETPLANE_AUTH_SIGNING_KEY": "cluster-signing-key-0123456789abcdef",
             "MEETPLANE_LOG_FORMAT": "json",
             "MEETPLANE_READY_SERVICES": ",".join(services),
             "MEETPLANE_COMMAND_TIMEOUT": "10",
@@ -143,7 +145,7 @@ class Cluster:
                     raise
                 await asyncio.sleep(0.5)
 
-    def wait_ready(self, timeout: float = 90) -> None:
+    def wait_ready(self, timeout: float = 180) -> None:
         deadline = time.monotonic() + timeout
         for base in self.gateways:
             while True:

@@ -6,7 +6,7 @@ from typing import Annotated, Any
 
 from fastapi import APIRouter, Header, Request
 
-from services.gateway.errors import ApiError
+from services.gateway.auth import unauthorized
 from services.gateway.livekit_webhooks import InvalidWebhookSignature, verify_livekit_webhook
 from services.gateway.rpc import RpcDep
 
@@ -29,7 +29,7 @@ async def livekit_webhook(
             body, authorization, settings.livekit_api_key, settings.livekit_api_secret
         )
     except InvalidWebhookSignature as exc:
-        raise ApiError(401, "invalid_signature", f"webhook rejected: {exc}") from None
+        raise unauthorized(f"webhook rejected: {exc}") from None
     # A failure answers 5xx so LiveKit retries; replays are no-ops in the services.
     if event["event"] in MEETING_EVENTS:
         return await rpc.retrying("meetings", "livekit_webhook", event)

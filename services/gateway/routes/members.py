@@ -4,17 +4,20 @@ from __future__ import annotations
 
 import re
 import secrets
+import uuid
 from typing import Annotated, Any, Literal
 
 from fastapi import APIRouter, Header, Path, Query, Request, Response
 from pydantic import BaseModel, ConfigDict, Field
 
 from contracts.commands import identity as cmd
+from contracts.commands import meetings as meetings_cmd
 from contracts.identity import AddMemberRequest, MemberRole, UpdateMemberRequest
 from services.gateway.api import PUBLIC_API
 from services.gateway.auth import Principal, forbidden, principal
 from services.gateway.errors import ApiError
 from services.gateway.permissions import member_permissions, role_permissions
+from services.gateway.policy import user_room_access
 from services.gateway.rooms_view import parse_field_list
 from services.gateway.rpc import Rpc, RpcDep
 from services.gateway.tokens import MemberClaims, TokenService
@@ -271,21 +274,15 @@ async def _claims_from_secret(
 
 
 async def _claims_for_user(
-    room: dict[str, Any], who: Principal, rpc: Rpc
+    request: Request, room: dict[str, Any], who: Principal
 ) -> tuple[str, str, dict[str, bool], dict[str, Any] | None]:
     if who.is_admin or room.get("owner") == who.user_id:
         return "user", "moderator", role_permissions(room, "moderator"), None
-    try:
-        member = await rpc.retrying(
-            "identity", "member_of", {"roomId": room["roomId"], "userId": who.user_id}
-        )
-        return "member", member["baseRole"], member_permissions(room, member), member
-    except ApiError as exc:
-        if exc.status != 404:
-            raise
-    if room.get("userAccess"):
-        return "user", "speaker", role_permissions(room, "speaker"), None
-    raise forbidden()
+    access = await user_room_access(request, room, who.user_id)
+    if access is None:
+        raise forbidden()
+    kind = "member" if access.member else "user"
+    return kind, access.role, access.permissions, access.member
 
 
 @token_router.post("", summary="A room member token (link secret, member secret or user)")
@@ -299,7 +296,7 @@ async def member_token(
     if body.secret is not None:
         kind, role, permissions, member = await _claims_from_secret(room, body.secret, rpc)
     elif who.kind in ("user", "api_key"):
-        kind, role, permissions, member = await _claims_for_user(room, who, rpc)
+        kind, role, permissions, member = await _claims_for_user(request, room, who)
     elif previous is not None:
         if previous.room_id != roomId:
             raise forbidden()
@@ -341,7 +338,42 @@ async def member_token(
         user_id=(member or {}).get("userId") or who.user_id,
         participant_name=name,
     )
-    return {"token": _tokens(request).member_token(claims)}
+    if not body.joinMeeting:
+        return {"token": _tokens(request).member_token(claims)}
+    # v3.8.0: the token to join the meeting is a LiveKit token; the meetings service
+    # admits the participant and signs it.  A member or user keeps one identity; an
+    # anonymous guest's comes from the name, unless a previous token names it.
+    keep = identity if (previous is not None and previous.room_id == roomId) or member else None
+    return {"token": await _join_meeting(rpc, claims, keep or who.user_id, reconnect=False)}
+
+
+async def _join_meeting(
+    rpc: Rpc, claims: MemberClaims, identity: str | None, reconnect: bool
+) -> str:
+    """A LiveKit join token from the meetings service for these member claims."""
+    assert claims.participant_name is not None
+    command = meetings_cmd.JoinMember.model_validate(
+        {
+            "roomId": claims.room_id,
+            "participantName": claims.participant_name,
+            "role": claims.role,  # moderator or speaker: recording links may not join
+            "permissions": claims.permissions,
+            "identity": identity,
+            "reconnect": reconnect,
+            "metadata": {"member": claims.payload()},
+            "commandId": uuid.uuid4().hex,  # the same on the RPC's own retries
+        }
+    )
+    try:
+        joined = await rpc.retrying("meetings", "join_member", command)
+    except ApiError as exc:
+        if exc.error == "room_closed":
+            raise ApiError(
+                409, "Room Error", f"Room '{claims.room_id}' is closed and cannot be joined"
+            ) from None
+        raise
+    token: str = joined["token"]
+    return token
 
 
 @token_router.post("/refresh", summary="Refresh a room member token with current permissions")
@@ -369,4 +401,6 @@ async def refresh_member_token(roomId: RoomIdPath, request: Request, rpc: RpcDep
         user_id=current.user_id,
         participant_name=current.participant_name,
     )
+    if current.joined:  # a participant in the meeting: a new LiveKit token, same identity
+        return {"token": await _join_meeting(rpc, claims, current.identity, reconnect=True)}
     return {"token": _tokens(request).member_token(claims)}

@@ -19,6 +19,7 @@ from pydantic import AfterValidator, BaseModel, BeforeValidator, ConfigDict, Fie
 
 from contracts.commands import recordings as cmd
 from services.gateway.api import PUBLIC_API
+from services.gateway.auth import principal
 from services.gateway.errors import ApiError
 from services.gateway.recordings_access import (
     anonymous_disabled,
@@ -29,6 +30,7 @@ from services.gateway.recordings_access import (
     valid_recording_id,
 )
 from services.gateway.rpc import Rpc, RpcDep
+from services.gateway.scopes import recording_rooms, split_recordings
 
 router = APIRouter(prefix="/recordings", tags=["recordings"])
 RecordingIdPath = Annotated[
@@ -111,9 +113,9 @@ async def list_recordings(
     sortOrder: Literal["asc", "desc"] = "desc",
     x_fields: XFields = None,
 ) -> dict[str, Any]:
-    principal = getattr(request.state, "principal", None)
-    if principal is not None and principal.member is not None:
-        roomId = principal.member.room_id  # a room member token sees its own room only
+    rooms = await recording_rooms(request, "canRetrieveRecordings")
+    if rooms is not None and principal(request).kind == "member":
+        roomId = None  # v3.8.0: a member token's own room, whatever the filter says
     if roomName is not None and roomNameMatchMode == "regex":
         try:
             re.compile(roomName)
@@ -127,6 +129,7 @@ async def list_recordings(
             roomName=roomName,
             roomNameMatchMode=roomNameMatchMode,
             roomNameCaseInsensitive=roomNameCaseInsensitive,
+            roomIds=sorted(rooms) if rooms is not None else None,
             status=status,
             maxItems=maxItems,
             nextPageToken=nextPageToken,
@@ -150,14 +153,18 @@ RecordingIdsQuery = Annotated[str, Query(max_length=20_000)]
 
 @router.delete("", summary="Delete several recordings")
 async def bulk_delete(
-    rpc: RpcDep, response: Response, recordingIds: RecordingIdsQuery
+    request: Request, rpc: RpcDep, response: Response, recordingIds: RecordingIdsQuery
 ) -> dict[str, Any]:
-    result = await rpc(
-        "recordings",
-        "bulk_delete",
-        cmd.BulkDeleteRecordings(recordingIds=recording_ids(recordingIds)),
+    allowed, refused = await split_recordings(
+        request, recording_ids(recordingIds), "canDeleteRecordings"
     )
+    result: dict[str, Any] = {"deleted": [], "failed": []}
+    if allowed:
+        result = await rpc(
+            "recordings", "bulk_delete", cmd.BulkDeleteRecordings(recordingIds=allowed)
+        )
     failed = [{"recordingId": f["recordingId"], "error": f["message"]} for f in result["failed"]]
+    failed += [{"recordingId": i, "error": "Insufficient permissions"} for i in refused]
     if not failed:
         return {
             "message": "All recordings deleted successfully",
@@ -173,11 +180,16 @@ async def bulk_delete(
 
 
 @router.get("/download", summary="Download several recordings as a ZIP")
-async def download_zip(rpc: RpcDep, recordingIds: RecordingIdsQuery) -> StreamingResponse:
+async def download_zip(
+    request: Request, rpc: RpcDep, recordingIds: RecordingIdsQuery
+) -> StreamingResponse:
     from zipstream import ZipStream
 
+    allowed, _ = await split_recordings(
+        request, recording_ids(recordingIds), "canRetrieveRecordings"
+    )
     locations = []
-    for recording_id in recording_ids(recordingIds):
+    for recording_id in allowed:
         try:
             locations.append(
                 await rpc.retrying(

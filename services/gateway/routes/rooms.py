@@ -124,7 +124,10 @@ async def create_room(
         cmd.CreateRoom(
             request=body,
             commandId=command_id(idempotency_key),
-            owner=who.user_id if who.kind == "user" else None,
+            # v3.8.0: a room created with an API key belongs to the root admin.
+            owner=who.user_id
+            if who.kind == "user"
+            else request.app.state.revocations.state.root_user,
         ),
     )
     response.headers["Location"] = f"{PUBLIC_API}/rooms/{record['roomId']}"

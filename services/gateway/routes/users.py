@@ -15,7 +15,7 @@ from contracts.identity import (
     UserRole,
 )
 from services.gateway.api import PUBLIC_API
-from services.gateway.auth import principal
+from services.gateway.auth import principal, unauthorized
 from services.gateway.errors import ApiError
 from services.gateway.routes.auth import issue_tokens
 from services.gateway.rpc import RpcDep
@@ -130,11 +130,19 @@ async def update_role(
     return record
 
 
+def _signed_out_if_gone(exc: ApiError) -> ApiError:
+    """A token whose user was deleted a moment ago (before its event arrived): 401, not 404."""
+    return unauthorized("User not found") if exc.status == 404 else exc
+
+
 @me_router.get("/me", summary="The signed-in user")
 async def me(request: Request, rpc: RpcDep) -> dict[str, Any]:
-    record: dict[str, Any] = await rpc.retrying(
-        "identity", "get_user", {"userId": principal(request).user_id}
-    )
+    try:
+        record: dict[str, Any] = await rpc.retrying(
+            "identity", "get_user", {"userId": principal(request).user_id}
+        )
+    except ApiError as exc:
+        raise _signed_out_if_gone(exc) from None
     return record
 
 
@@ -154,7 +162,7 @@ async def change_password(
     except ApiError as exc:
         if exc.error == "invalid_password":
             raise ApiError(400, "Change Password Error", "Invalid current password") from None
-        raise
+        raise _signed_out_if_gone(exc) from None
     return {
         "message": f"Password for user '{user_id}' changed successfully",
         **issue_tokens(request, session),
