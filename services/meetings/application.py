@@ -120,10 +120,23 @@ class MeetingsApplication(ServiceApplication):
     # ---- commands -----------------------------------------------------------------
 
     def admit(
-        self, room_id: str, secret: str, name: str, command_id: str | None = None
+        self,
+        room_id: str,
+        secret: str,
+        name: str,
+        command_id: str | None = None,
+        owner_state: dict[str, Any] | None = None,
     ) -> dict[str, Any]:
-        """Check a room link and join with its role: the join command, in one call."""
-        room = self.known_room(room_id)
+        """Check a room link and join with its role: the join command, in one call.
+
+        `owner_state` is the room as its owner (the rooms service) answered it, used
+        when this service's view of the rooms is behind (its consumer is catching up).
+        """
+        room = (
+            self.known_room(room_id)
+            if owner_state is None
+            else KnownRoom(room_id=room_id, state=owner_state)  # read, never saved
+        )
         role = room.role_for(secret)
         if role is None:
             raise InvalidSecret("invalid room link")

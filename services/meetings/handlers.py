@@ -7,6 +7,7 @@ service's log (`media_effect`, run by `services.runtime.effects.SideEffects`).
 from __future__ import annotations
 
 import asyncio
+import hashlib
 from collections.abc import Sequence
 from typing import Any
 
@@ -34,6 +35,7 @@ from services.runtime.consumer import Consumed, DurableConsumer
 from services.runtime.effects import Action
 from services.runtime.logging import get_logger
 from services.runtime.projection import Projection
+from services.runtime.rpc import CommandFailed, request
 
 log = get_logger("meetplane.meetings")
 
@@ -107,21 +109,50 @@ class MeetingsHandlers:
         self.broker = broker
         self.consumer: DurableConsumer | None = None
 
-    async def _rooms_caught_up(self) -> None:
+    async def _rooms_caught_up(self) -> bool:
         """Read-your-writes: every room event already on the stream is applied here."""
-        if self.consumer is not None:
-            await self.consumer.caught_up(timeout=3.0)
+        if self.consumer is None:
+            return True
+        return await self.consumer.caught_up(timeout=3.0)
+
+    async def _room_from_owner(self, room_id: str) -> dict[str, Any] | None:
+        """The room as the rooms service has it now (secrets as hashes), None if it is gone.
+
+        Only asked when this service's consumer is behind (a failover, a backlog):
+        answering from a stale view could accept a link that was just regenerated,
+        or answer 404 for a room created a moment ago.
+        """
+        reply = await request(self.broker, "rooms", "get", {"roomId": room_id})
+        if not reply.ok:
+            assert reply.error is not None
+            if reply.error.kind == ErrorCode.NOT_FOUND:
+                raise RoomNotFound(f"room '{room_id}' does not exist")
+            raise CommandFailed(reply.error)
+        record = reply.result
+        return {
+            **record,
+            "anonymous": {
+                role: {
+                    "enabled": link["enabled"],
+                    "secretSha256": hashlib.sha256(link["secret"].encode()).hexdigest(),
+                }
+                for role, link in record["anonymous"].items()
+            },
+        }
 
     # ---- commands -------------------------------------------------------------------------
 
     async def join(self, request: cmd.JoinMeeting) -> cmd.JoinResult:
-        await self._rooms_caught_up()
+        owner_state = None
+        if not await self._rooms_caught_up():
+            owner_state = await self._room_from_owner(request.roomId)
         joined = await asyncio.to_thread(
             self.app.admit,
             request.roomId,
             request.secret,
             request.participantName,
             request.commandId,
+            owner_state,
         )
         role, permissions = joined["role"], joined["permissions"]
         token = await self.media.issue_token(

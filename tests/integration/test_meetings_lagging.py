@@ -1,0 +1,67 @@
+"""A join while the meetings service's view of the rooms is behind asks the rooms service.
+
+The join first waits for the meetings consumer to have applied every room event
+on the stream.  When that consumer cannot catch up in time (its leader died and
+the lease has not moved yet, a backlog), the join asks the room's owner instead
+of answering from a stale view: no 404 for a room created a moment ago, and no
+entry with a link that was just regenerated.
+"""
+
+from __future__ import annotations
+
+from contextlib import AsyncExitStack
+from typing import Any
+
+from faststream.nats import NatsBroker
+
+from services.meetings.main import build as build_meetings
+from services.meetings.media import LocalMediaBackend, MediaSettings
+from services.meetings.settings import MeetingsSettings
+from services.rooms.main import build as build_rooms
+from services.rooms.settings import RoomsSettings
+from services.runtime.rpc import request
+from services.runtime.store import make_lease
+from tests.integration.test_meetings_service import create_room, join
+from tests.support.services import running
+
+
+async def test_join_asks_the_rooms_service_while_the_consumer_is_behind(
+    settings_factory: Any, client_broker: NatsBroker
+) -> None:
+    rooms_settings = settings_factory(RoomsSettings)
+    meetings_settings = settings_factory(MeetingsSettings)
+    # Hold the meetings consumer's lease: no replica of ours can apply room events.
+    lease = make_lease(meetings_settings, "meetings", "consumer-meetings-events")
+    assert lease.try_acquire()
+    try:
+        async with AsyncExitStack() as stack:
+            await stack.enter_async_context(running(build_rooms(rooms_settings), rooms_settings))
+            await stack.enter_async_context(
+                running(
+                    build_meetings(meetings_settings, media=LocalMediaBackend(MediaSettings())),
+                    meetings_settings,
+                )
+            )
+            room = await create_room(client_broker, roomName="lagging")
+            joined = await join(client_broker, room, "speaker", "Dana")
+            assert joined.ok, joined.error
+
+            regenerated = await request(
+                client_broker,
+                "rooms",
+                "update_access",
+                {"roomId": room["roomId"], "access": {"regenerate": ["speaker"]}},
+            )
+            assert regenerated.ok, regenerated.error
+            stale = await join(client_broker, room, "speaker", "Eve")
+            assert not stale.ok and stale.error.error == "invalid_secret"
+            unknown = await request(
+                client_broker,
+                "meetings",
+                "join",
+                {"roomId": "nope-000000", "secret": "x", "participantName": "Zed"},
+                timeout=10,
+            )
+            assert not unknown.ok and unknown.error.error == "room_not_found"
+    finally:
+        lease.release()
