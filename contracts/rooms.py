@@ -126,9 +126,10 @@ class RoomConfig(Strict):
 
     @model_validator(mode="after")
     def _e2ee_excludes_recording(self) -> RoomConfig:
-        # LiveKit egress cannot decrypt end-to-end encrypted media.
+        # LiveKit egress cannot decrypt end-to-end encrypted media: as v3.8.0 does, turning
+        # e2ee on switches recording off rather than refusing the config.
         if self.e2ee.enabled and self.recording.enabled:
-            raise ValueError("recording cannot be enabled while e2ee is enabled")
+            self.recording = self.recording.model_copy(update={"enabled": False})
         return self
 
 
