@@ -64,6 +64,13 @@ def text_match(
         )
     if case_insensitive:
         column, value = sa.func.lower(column), value.lower()
+    if engine.dialect.name == "sqlite":
+        # SQLite's LIKE ignores case: compare substrings instead.
+        if mode == "prefix":
+            return cast(sa.ColumnElement[bool], sa.func.substr(column, 1, len(value)) == value)
+        if mode == "partial":
+            return cast(sa.ColumnElement[bool], sa.func.instr(column, value) > 0)
+        return cast(sa.ColumnElement[bool], column == value)
     escaped = value.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_")
     if mode == "prefix":
         return cast(sa.ColumnElement[bool], column.like(f"{escaped}%", escape="\\"))
