@@ -96,7 +96,11 @@ class GatewayMiddleware:
         import json
 
         body = json.dumps(
-            error_body("payload_too_large", f"request body exceeds {self.max_body_bytes} bytes")
+            error_body(
+                "Payload Too Large",
+                f"request body exceeds {self.max_body_bytes} bytes",
+                code="payload_too_large",
+            )
         ).encode()
         await send(
             {

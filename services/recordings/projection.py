@@ -11,14 +11,14 @@ from __future__ import annotations
 import base64
 import json
 from collections.abc import Sequence
-from typing import Any, cast
+from typing import Any
 
 import sqlalchemy as sa
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 
 from services.recordings.domain import Recording, RecordingError
-from services.runtime.projection import TableView
+from services.runtime.projection import TableView, text_match
 from services.runtime.store import create_tables
 
 metadata = sa.MetaData()
@@ -135,26 +135,6 @@ class RecordingsView(TableView):
             return sa.func.coalesce(value.as_string(), "")
         return sa.func.coalesce(value.as_float(), -1.0)
 
-    def _name_filter(
-        self, column: Any, value: str, mode: str, case_insensitive: bool
-    ) -> sa.ColumnElement[bool]:
-        if mode == "regex":
-            if case_insensitive and self.engine.dialect.name == "sqlite":
-                # SQLite's REGEXP is Python's re.search, which ignores SQL flags.
-                return cast(sa.ColumnElement[bool], column.regexp_match(f"(?i){value}"))
-            return cast(
-                sa.ColumnElement[bool],
-                column.regexp_match(value, flags="i" if case_insensitive else None),
-            )
-        if case_insensitive:
-            column, value = sa.func.lower(column), value.lower()
-        escaped = value.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_")
-        if mode == "prefix":
-            return cast(sa.ColumnElement[bool], column.like(f"{escaped}%", escape="\\"))
-        if mode == "partial":
-            return cast(sa.ColumnElement[bool], column.like(f"%{escaped}%", escape="\\"))
-        return cast(sa.ColumnElement[bool], column == value)
-
     def list_page(
         self,
         room_id: str | None,
@@ -186,7 +166,9 @@ class RecordingsView(TableView):
         if room_name is not None:
             name = table.c.record["roomName"].as_string()
             stmt = stmt.where(
-                self._name_filter(name, room_name, room_name_match_mode, room_name_case_insensitive)
+                text_match(
+                    self.engine, name, room_name, room_name_match_mode, room_name_case_insensitive
+                )
             )
         if token:
             try:

@@ -106,9 +106,9 @@ class RoomsApplication(ServiceApplication):
         try:
             room = cast(Room, self.repository.get(aggregate_id(room_id)))
         except AggregateNotFoundError:
-            raise RoomNotFound(f"room '{room_id}' does not exist") from None
+            raise RoomNotFound(f'Room "{room_id}" does not exist') from None
         if room.deleted:
-            raise RoomNotFound(f"room '{room_id}' does not exist")
+            raise RoomNotFound(f'Room "{room_id}" does not exist')
         return room
 
     def _find(self, room_id: str) -> Room | None:
@@ -236,7 +236,7 @@ class RoomsApplication(ServiceApplication):
     def update_status(self, room_id: str, status: str) -> RoomRecord:
         """Open or close the room."""
         room = self._get(room_id)
-        room.change_status(status)
+        room.request_status(status)
         self.save(room)
         return to_record(room)
 
@@ -430,7 +430,7 @@ class RoomsApplication(ServiceApplication):
     def history(self, room_id: str, after_version: int, limit: int) -> list[HistoryEntry]:
         """The room's domain events after `after_version`, oldest first."""
         if self._find(room_id) is None:
-            raise RoomNotFound(f"room '{room_id}' does not exist")
+            raise RoomNotFound(f'Room "{room_id}" does not exist')
         entries: list[HistoryEntry] = []
         for stored in self.events.get(aggregate_id(room_id), gt=after_version, limit=limit):
             domain_event = cast(Room.Event, stored)

@@ -120,7 +120,14 @@ class Room(Aggregate):
 
     def _require_live(self) -> None:
         if self.deleted:
-            raise RoomNotFound(f"room '{self.room_id}' does not exist")
+            raise RoomNotFound(f'Room "{self.room_id}" does not exist')
+
+    def _require_no_meeting(self) -> None:
+        # v3.8.0: config, roles and access are fixed while a meeting is live.
+        if self.active_meeting_id:
+            raise RoomConflict(
+                f'Room "{self.room_id}" has an active meeting', error="room_meeting_in_progress"
+            )
 
     @property
     def status(self) -> str:
@@ -144,6 +151,7 @@ class Room(Aggregate):
     def update_config(self, config: dict[str, Any]) -> None:
         """Replace the config with an already merged and validated one."""
         self._require_live()
+        self._require_no_meeting()
         if config != self.config:
             self._config_updated(config=config)
 
@@ -154,6 +162,7 @@ class Room(Aggregate):
     def update_roles(self, roles: dict[str, Any]) -> None:
         """Replace role permissions with already merged and validated ones."""
         self._require_live()
+        self._require_no_meeting()
         if roles != self.roles:
             self._roles_updated(roles=roles)
 
@@ -164,6 +173,7 @@ class Room(Aggregate):
     def update_access(self, anonymous: dict[str, dict[str, Any]]) -> None:
         """Replace the anonymous links (enabled flags and secrets)."""
         self._require_live()
+        self._require_no_meeting()
         if anonymous != self.anonymous:
             self._access_updated(anonymous=anonymous)
 
@@ -174,6 +184,7 @@ class Room(Aggregate):
     def set_user_access(self, enabled: bool) -> None:
         """Open the room to every signed-in user (owner, admins, members always may)."""
         self._require_live()
+        self._require_no_meeting()
         if enabled != self.user_access:
             self._user_access_set(enabled=enabled)
 
@@ -222,6 +233,20 @@ class Room(Aggregate):
     @event("MeetingEndActionSet")
     def _meeting_end_action_set(self, action: str) -> None:
         self.meeting_end_action = action
+
+    def request_status(self, status: str) -> None:
+        """An admin opens or closes the room (v3.8.0 semantics).
+
+        Closing a room with a live meeting is scheduled: the room closes when the meeting
+        ends (its end action says so meanwhile).  Opening it cancels such a closure.
+        """
+        self._require_live()
+        if status == "closed" and self.active_meeting_id and not self.closed:
+            self.set_meeting_end_action("close")
+            return
+        if status == "open" and self.meeting_end_action == "close":
+            self.set_meeting_end_action("none")
+        self.change_status(status)
 
     def change_status(self, status: str, reason: str = "admin", end_meeting: bool = False) -> None:
         """Open or close (lock) the room."""

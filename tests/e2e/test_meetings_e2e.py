@@ -34,7 +34,7 @@ def test_join_evict_rejoin_refused_end(platform: Platform) -> None:
     kicked = platform.client.delete(f"/api/v1/meetings/{room['roomId']}/participants/bob")
     assert kicked.status_code == 200, kicked.text
     again = join(platform, room, "speaker", "Bob")
-    assert again.status_code == 403 and again.json()["error"] == "participant_evicted"
+    assert again.status_code == 403 and again.json()["code"] == "participant_evicted"
     ended = platform.client.delete(f"/api/v1/meetings/{room['roomId']}")
     assert ended.status_code == 200
     expected = [

@@ -15,12 +15,13 @@ from typing import Annotated, Any, Literal
 import httpx
 from fastapi import APIRouter, Header, Path, Query, Request, Response
 from fastapi.responses import StreamingResponse
-from pydantic import AfterValidator, BaseModel, BeforeValidator, ConfigDict, Field
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field
 
 from contracts.commands import recordings as cmd
 from services.gateway.api import PUBLIC_API
 from services.gateway.auth import principal
 from services.gateway.errors import ApiError
+from services.gateway.params import StrictQueryBool
 from services.gateway.recordings_access import (
     anonymous_disabled,
     authorize_read,
@@ -43,16 +44,6 @@ FieldsQuery = Annotated[str | None, Query(max_length=1000)]
 SecretQuery = Annotated[str | None, Query(alias="recordingSecret", max_length=200)]
 RANGE = re.compile(r"^bytes=(\d{0,18})-(\d{0,18})$")  # bounded: no 4000-digit ints
 CACHE_CONTROL = "public, max-age=3600"
-
-
-def _strict_bool(value: Any) -> Any:
-    # Query strings carry booleans as `true` / `false`; `1`, `yes`, `on` are not booleans.
-    if isinstance(value, str) and value not in ("true", "false"):
-        raise ValueError("Input should be 'true' or 'false'")
-    return value
-
-
-StrictQueryBool = Annotated[bool, BeforeValidator(_strict_bool)]
 
 
 class StartBody(BaseModel):
