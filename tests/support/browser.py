@@ -7,6 +7,7 @@ with a fake camera and microphone that need no permission prompt.
 
 from __future__ import annotations
 
+import os
 import shutil
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -27,6 +28,8 @@ def chromium_path() -> str:
         found = shutil.which(name)
         if found:
             return found
+    if os.environ.get("CI"):
+        pytest.fail("chromium is not installed: scripts/test installs it with apt")
     pytest.skip("chromium is not installed (scripts/test installs it with apt)")
     raise AssertionError  # unreachable
 

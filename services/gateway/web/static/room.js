@@ -322,7 +322,8 @@
 
   async function refreshRecording() {
     try {
-      const page = await call("GET", "/recordings?status=active&maxItems=1");
+      // The room's newest recording (a member token sees its own room's only).
+      const page = await call("GET", "/recordings?maxItems=1&sortField=startDate&sortOrder=desc");
       const active = (page.recordings || []).filter(function (r) {
         return r.roomId === roomId && (r.status === "active" || r.status === "starting");
       })[0];
