@@ -40,7 +40,12 @@ class GatewayMiddleware:
             await self._handle(scope, receive, send, headers, request_id)
 
     async def _handle(
-        self, scope: Scope, receive: Receive, send: Send, headers: dict[bytes, bytes], request_id: str
+        self,
+        scope: Scope,
+        receive: Receive,
+        send: Send,
+        headers: dict[bytes, bytes],
+        request_id: str,
     ) -> None:
         started = time.perf_counter()
         status = 500

@@ -234,9 +234,11 @@ def test_moderator_records_and_the_recording_plays(platform: Platform, chromium:
             try:
                 badge.wait_for(state="visible", timeout=1_000)
                 break
-            except Exception:  # noqa: BLE001 - not started yet
-                assert page.locator("#meeting-error").inner_text().startswith(
-                    "Could not start recording"
+            except Exception:
+                assert (
+                    page.locator("#meeting-error")
+                    .inner_text()
+                    .startswith("Could not start recording")
                 )
         assert badge.is_visible()
         page.get_by_role("button", name="Stop recording").click()

@@ -137,7 +137,9 @@ class Console:
 
     async def member_token(self, room_id: str) -> str:
         """A room member token for the signed-in user (moderator for admins and owners)."""
-        answer = await self.api.call("POST", f"{INTERNAL_API}/rooms/{room_id}/members/token", json={})
+        answer = await self.api.call(
+            "POST", f"{INTERNAL_API}/rooms/{room_id}/members/token", json={}
+        )
         return str(answer["token"])
 
 
@@ -333,7 +335,9 @@ async def rooms_bulk_delete(request: Request) -> Response:
     room_ids = [str(v) for v in form.getlist("roomIds")]
     if not room_ids:
         return error_page(request, 400, "Tick at least one room to delete.", "Nothing selected")
-    policies = _policies(str(form.get("withMeeting", "fail")), str(form.get("withRecordings", "fail")))
+    policies = _policies(
+        str(form.get("withMeeting", "fail")), str(form.get("withRecordings", "fail"))
+    )
     outcomes = []
     for room_id in room_ids:
         outcomes.append(await _delete_room(console, room_id, policies))
@@ -353,9 +357,7 @@ def _policies(with_meeting: str, with_recordings: str) -> dict[str, str]:
 async def _delete_room(console: Console, room_id: str, policies: dict[str, str]) -> dict[str, Any]:
     """One room's deletion outcome in words (never raised: a 409 is explained)."""
     try:
-        answer = await console.api.call(
-            "DELETE", f"{PUBLIC_API}/rooms/{room_id}", params=policies
-        )
+        answer = await console.api.call("DELETE", f"{PUBLIC_API}/rooms/{room_id}", params=policies)
     except ApiError as exc:
         return {"roomId": room_id, "ok": False, "message": _explain_409(exc)}
     code = str(answer.get("successCode", ""))
@@ -410,6 +412,7 @@ def _date_ms(value: str | None) -> int | None:
 
 def _room_form(form: Any, creating: bool) -> dict[str, Any]:
     """The API body of the room form."""
+
     def on(name: str) -> bool:
         return form.get(name) == "on"
 
@@ -418,9 +421,7 @@ def _room_form(form: Any, creating: bool) -> dict[str, Any]:
         raise ApiError(422, "invalid", "The room needs a name.")
     recording = on("recording")
     if recording and on("e2ee"):
-        raise ApiError(
-            422, "invalid", "Recording cannot be on while end-to-end encryption is on."
-        )
+        raise ApiError(422, "invalid", "Recording cannot be on while end-to-end encryption is on.")
     config = {
         "chat": {"enabled": on("chat")},
         "recording": {
@@ -594,10 +595,16 @@ async def room_action(request: Request, roomId: str) -> Response:
     if action in ("open", "close"):
         status = "open" if action == "open" else "closed"
         await api.call("PUT", f"{base}/status", json={"status": status})
-        return console.redirect(f"/rooms/{roomId}?done={'opened' if status == 'open' else 'closed'}")
+        return console.redirect(
+            f"/rooms/{roomId}?done={'opened' if status == 'open' else 'closed'}"
+        )
     if action == "regenerate":
         roles = [r for r in form.getlist("roles") if r in ("moderator", "speaker", "recording")]
-        await api.call("PUT", f"{base}/access", json={"regenerate": roles or ["moderator", "speaker", "recording"]})
+        await api.call(
+            "PUT",
+            f"{base}/access",
+            json={"regenerate": roles or ["moderator", "speaker", "recording"]},
+        )
         return console.redirect(f"/rooms/{roomId}?done=regenerated")
     if action in ("end", "evict", "role"):
         member = Api.member(request, await console.member_token(roomId))
@@ -657,7 +664,15 @@ async def edit_room(request: Request, roomId: str) -> Response:
 
 # ---- recordings ---------------------------------------------------------------------------
 
-RECORDING_STATUSES = ("starting", "active", "ending", "complete", "failed", "aborted", "limit_reached")
+RECORDING_STATUSES = (
+    "starting",
+    "active",
+    "ending",
+    "complete",
+    "failed",
+    "aborted",
+    "limit_reached",
+)
 
 
 @router.get("/recordings")
