@@ -46,7 +46,18 @@ class GatewayMiddleware:
             return
         headers = dict(scope.get("headers") or [])
         request_id = _request_id(headers.get(b"x-request-id", b""))
-        structlog.contextvars.bind_contextvars(request_id=request_id)
+        with structlog.contextvars.bound_contextvars(request_id=request_id):
+            # Restores the outer request's id after a page's in-process API call.
+            await self._handle(scope, receive, send, headers, request_id)
+
+    async def _handle(
+        self,
+        scope: Scope,
+        receive: Receive,
+        send: Send,
+        headers: dict[bytes, bytes],
+        request_id: str,
+    ) -> None:
         started = time.perf_counter()
         status = 500
 
@@ -90,7 +101,6 @@ class GatewayMiddleware:
             await self.app(scope, limited_receive, send_with_id)
         finally:
             self._observe(scope, status, started)
-            structlog.contextvars.unbind_contextvars("request_id")
 
     async def _reject_too_large(self, send: Send, request_id: str) -> None:
         import json

@@ -70,6 +70,10 @@ class Policy:
         no credential, a private one any API key or signed-in user.
     signed: the request's own signature is the credential (LiveKit webhooks; the
         route answers 401 without a valid one).
+    page: a web page (services/gateway/web): it takes no credential itself, but acts only
+        through API routes, called in-process with the browser's credential (a room
+        link's secret or member token, the console's session cookie); each of those
+        calls is checked by its own row here.
     """
 
     api_key: bool = False
@@ -84,6 +88,7 @@ class Policy:
     share_link: bool = False
     signed: bool = False
     scoped: bool = False
+    page: bool = False
 
     @property
     def accepts_users(self) -> bool:
@@ -94,6 +99,8 @@ class Policy:
         """One README table cell."""
         if self.signed:
             return "LiveKit's signature"
+        if self.page:
+            return "web page: each API call it makes is checked by that route's row"
         if self.public:
             return "anyone (no credential)"
         if self.refresh:
@@ -126,6 +133,7 @@ class Policy:
 
 
 PUBLIC = Policy(public=True)
+PAGE = Policy(public=True, page=True)
 ADMIN = Policy(api_key=True, roles=ADMIN_ROLE)
 ADMIN_USER = Policy(roles=ADMIN_ROLE)
 SIGNED_IN = Policy(roles=ALL_ROLES)
@@ -265,6 +273,40 @@ POLICIES: dict[Key, Policy] = {
     ("root", "GET", "/readyz/platform"): PUBLIC,
     ("root", "GET", "/metrics"): PUBLIC,
     ("root", "GET", "/asyncapi"): PUBLIC,
+    # ---- web pages (services/gateway/web) ----
+    ("root", "GET", "/docs"): PUBLIC,
+    **{
+        ("root", method, path): PAGE
+        for method, path in (
+            ("GET", "/room/{roomId}"),
+            ("GET", "/room/{roomId}/recordings"),
+            ("GET", "/room/{roomId}/recordings/{recordingId}/media"),
+            ("GET", "/recording/{recordingId}"),
+            ("GET", "/recording/{recordingId}/media"),
+            ("GET", "/"),
+            ("GET", "/login"),
+            ("POST", "/login"),
+            ("POST", "/logout"),
+            ("GET", "/overview"),
+            ("GET", "/rooms"),
+            ("POST", "/rooms"),
+            ("GET", "/rooms/new"),
+            ("POST", "/rooms/new"),
+            ("GET", "/rooms/{roomId}"),
+            ("POST", "/rooms/{roomId}"),
+            ("GET", "/rooms/{roomId}/participants"),
+            ("GET", "/rooms/{roomId}/edit"),
+            ("POST", "/rooms/{roomId}/edit"),
+            ("GET", "/recordings"),
+            ("POST", "/recordings"),
+            ("GET", "/users"),
+            ("POST", "/users"),
+            ("GET", "/profile"),
+            ("POST", "/profile"),
+            ("GET", "/config"),
+            ("POST", "/config"),
+        )
+    },
 }
 
 

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import Literal
+
 from pydantic import Field
 from pydantic_settings import SettingsConfigDict
 
@@ -30,6 +32,9 @@ class GatewaySettings(RuntimeSettings):
     login_failures_per_user: str = "5/minute"
     login_failures_per_address: str = "20/minute"
     webhook_max_attempts: int = Field(default=10, ge=1, le=100)
+    # The meetings service's media backend (the same variable): the room page connects
+    # with livekit-client in `livekit` mode, and shows the local preview otherwise.
+    media_backend: Literal["local", "livekit"] = "local"
 
     def readiness_services(self) -> list[str]:
         """Services that must answer a ping before the gateway reports ready."""

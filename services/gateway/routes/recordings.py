@@ -292,7 +292,7 @@ async def _stream(url: str, start: int, end: int) -> AsyncIterator[bytes]:
                 yield chunk
 
 
-async def _media(
+async def media_response(
     recording_id: str, rpc: Rpc, range_header: str | None, attachment: bool
 ) -> Response:
     location = await rpc.retrying("recordings", "media", cmd.RecordingRef(recordingId=recording_id))
@@ -330,7 +330,7 @@ async def media(
     recordingSecret: SecretQuery = None,
 ) -> Response:
     await authorize_read(request, rpc, recordingId, recordingSecret)
-    return await _media(recordingId, rpc, range_header, attachment=False)
+    return await media_response(recordingId, rpc, range_header, attachment=False)
 
 
 @router.get("/{recordingId}/download", summary="Download the file (3.9 line)")
@@ -342,4 +342,4 @@ async def download(
     recordingSecret: SecretQuery = None,
 ) -> Response:
     await authorize_read(request, rpc, recordingId, recordingSecret)
-    return await _media(recordingId, rpc, range_header, attachment=True)
+    return await media_response(recordingId, rpc, range_header, attachment=True)
