@@ -36,7 +36,9 @@ def health_app(service: str, ready: Callable[[], bool]) -> FastAPI:
 
     @app.get("/metrics")
     async def metrics() -> PlainTextResponse:
-        return PlainTextResponse(generate_latest().decode(), media_type=CONTENT_TYPE_LATEST)
+        # Some collectors read the store (outbox lag): off the event loop.
+        text = await asyncio.to_thread(generate_latest)
+        return PlainTextResponse(text.decode(), media_type=CONTENT_TYPE_LATEST)
 
     return app
 
