@@ -12,7 +12,7 @@ from pathlib import Path
 
 import httpx
 
-from tests.support.infra import free_port
+from tests.support.infra import free_port, free_port_range
 
 
 def start_up(data_dir: Path, http_port: int, nats_port: int, log: Path) -> subprocess.Popen[bytes]:
@@ -23,6 +23,7 @@ def start_up(data_dir: Path, http_port: int, nats_port: int, log: Path) -> subpr
             "MEETPLANE_HTTP_PORT": str(http_port),
             "MEETPLANE_NATS_PORT": str(nats_port),
             "MEETPLANE_STORAGE_PORT": str(free_port()),
+            "MEETPLANE_HEALTH_PORT_BASE": str(free_port_range(5)),
         }
     )
     services = os.environ.get("MEETPLANE_E2E_SERVICES")

@@ -31,6 +31,25 @@ def free_port() -> int:
         return int(sock.getsockname()[1])
 
 
+def free_port_range(count: int, attempts: int = 50) -> int:
+    """The first of `count` consecutive TCP ports nobody listens on right now."""
+    for _ in range(attempts):
+        base = free_port()
+        socks = []
+        try:
+            for port in range(base, base + count):
+                sock = socket.socket()
+                socks.append(sock)
+                sock.bind(("127.0.0.1", port))
+        except OSError:
+            continue
+        finally:
+            for sock in socks:
+                sock.close()
+        return base
+    raise RuntimeError(f"no {count} consecutive free ports")
+
+
 def docker_available() -> bool:
     """Whether a Docker-compatible engine answers (testcontainers needs one)."""
     return engine_available()
