@@ -20,15 +20,29 @@ from __future__ import annotations
 import contextlib
 import os
 import threading
+import time
 from collections import OrderedDict
-from collections.abc import Iterable, Iterator, Mapping, MutableMapping, Sequence
+from collections.abc import Callable, Iterable, Iterator, Mapping, MutableMapping, Sequence
 from typing import Any
 
 from opentelemetry import propagate, trace
 from opentelemetry.context import Context
 from opentelemetry.trace import Link, Span, SpanKind, Status, StatusCode
+from prometheus_client import Counter, Histogram
 
 TRACER = trace.get_tracer("meetplane")
+
+EXTERNAL_SECONDS = Histogram(
+    "meetplane_external_call_seconds",
+    "Latency of calls to LiveKit and S3, by dependency and operation",
+    ["dependency", "operation"],
+    buckets=(0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30),
+)
+EXTERNAL_ERRORS = Counter(
+    "meetplane_external_call_errors_total",
+    "Calls to LiveKit and S3 that failed, by dependency and operation",
+    ["dependency", "operation"],
+)
 
 # Spans per notification id kept for the outbox; older ones (a long NATS outage)
 # are dropped and their events published without a parent.
@@ -86,6 +100,34 @@ def instrument_fastapi(app: Any) -> None:
     from opentelemetry.instrumentation.fastapi import FastAPIInstrumentor
 
     FastAPIInstrumentor.instrument_app(app, excluded_urls="healthz,readyz,metrics")
+
+
+@contextlib.contextmanager
+def external_call(
+    dependency: str, operation: str, benign: Callable[[Exception], bool] | None = None
+) -> Iterator[None]:
+    """Time a call to LiveKit or S3 (a client span and metrics); count its failure.
+
+    `benign` tells an exception the caller treats as an answer (a missing
+    object, an unknown room) from a failure.
+    """
+    started = time.perf_counter()
+    with TRACER.start_as_current_span(
+        f"{dependency} {operation}",
+        kind=SpanKind.CLIENT,
+        attributes={"peer.service": dependency},
+        record_exception=False,
+        set_status_on_exception=False,
+    ) as span:
+        try:
+            yield
+        except Exception as exc:
+            if benign is None or not benign(exc):
+                EXTERNAL_ERRORS.labels(dependency, operation).inc()
+                span.set_status(Status(StatusCode.ERROR, type(exc).__name__))
+            raise
+        finally:
+            EXTERNAL_SECONDS.labels(dependency, operation).observe(time.perf_counter() - started)
 
 
 # ---- propagation over NATS headers ----------------------------------------------------
