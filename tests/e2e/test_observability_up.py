@@ -9,10 +9,12 @@ from __future__ import annotations
 
 import json
 import re
+import subprocess
+import sys
 import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
-from typing import TypeVar
+from typing import Any, TypeVar
 
 import httpx
 import pytest
@@ -232,3 +234,45 @@ def test_alerts_and_dashboard_name_only_exported_metrics(traced: Platform) -> No
         named = _metric_names(expr)
         assert named or "up{" in expr, expr
         assert named <= exported, (sorted(named - exported), expr)
+
+
+def test_status_prints_replicas_lags_dead_letters_and_stream_size(traced: Platform) -> None:
+    assert traced.client.post("/api/v1/rooms", json={"roomName": "status"}).status_code == 201
+    env = {**traced.env, "MEETPLANE_NATS_URL": traced.nats.url}
+
+    def status() -> list[dict[str, Any]] | None:
+        out = subprocess.run(
+            [sys.executable, "-m", "services.runtime.cli", "status", "--json"],
+            env=env,
+            capture_output=True,
+            text=True,
+            timeout=60,
+            check=True,
+        ).stdout
+        report: dict[str, Any] = json.loads(out)
+        rooms = next(s for s in report["services"] if s["service"] == "rooms")
+        return [report] if rooms["outbox_lag"] == 0 else None
+
+    (report,) = wait_for_sync(status)
+    assert report["stream"]["name"] == "MEETPLANE"
+    assert report["stream"]["messages"] >= 1 and report["stream"]["bytes"] > 0
+    assert report["stream"]["dead_letters"] == 0
+    services = {s["service"]: s for s in report["services"]}
+    assert set(services) == set(SERVICES) - {"gateway"}
+    for name, line in services.items():
+        assert line["replicas"] == 1, line
+        assert line["consumer"] == f"{name}-events"
+        assert line["parked"] == 0
+        if name != "janitor":  # the janitor publishes from its timers, it has no outbox
+            assert line["outbox_lag"] is not None, line  # read from its /metrics port
+    assert services["janitor"]["consumer_lag"] == 0
+
+    text = subprocess.run(
+        [sys.executable, "-m", "services.runtime.cli", "status"],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=True,
+    ).stdout
+    assert text.startswith("stream MEETPLANE:") and "janitor-events" in text

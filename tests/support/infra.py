@@ -13,7 +13,7 @@ from __future__ import annotations
 import os
 import socket
 import uuid
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
 from pathlib import Path
 
 import psycopg
@@ -31,10 +31,16 @@ def free_port() -> int:
         return int(sock.getsockname()[1])
 
 
-def free_port_range(count: int, attempts: int = 50) -> int:
-    """The first of `count` consecutive TCP ports nobody listens on right now."""
+def free_port_range(count: int, avoid: Iterable[int] = (), attempts: int = 50) -> int:
+    """The first of `count` consecutive TCP ports nobody listens on right now.
+
+    `avoid`: ports already picked for something that does not listen yet.
+    """
+    avoided = set(avoid)
     for _ in range(attempts):
         base = free_port()
+        if avoided & set(range(base, base + count)):
+            continue
         socks = []
         try:
             for port in range(base, base + count):

@@ -35,7 +35,7 @@ class Platform:
         self.hold_file = root / "outbox-hold"
         self.media_hold_file = root / "media-delete-hold"
         self.storage_port = free_port()
-        self.health_port_base = free_port_range(HEALTH_PORTS)
+        self.health_port_base = free_port_range(HEALTH_PORTS, (self.http_port, self.storage_port))
         self.base = f"http://127.0.0.1:{self.http_port}"
         env = dict(os.environ)
         env.update(
@@ -159,7 +159,9 @@ class EmbeddedUp:
         self.http_port = http_port or free_port()
         self.nats_port = nats_port or free_port()
         self.storage_port = storage_port or free_port()
-        self.health_port_base = health_port_base or free_port_range(HEALTH_PORTS)
+        self.health_port_base = health_port_base or free_port_range(
+            HEALTH_PORTS, (self.http_port, self.nats_port, self.storage_port)
+        )
         self.base = f"http://127.0.0.1:{self.http_port}"
         self.api_key = "embedded-key"
         env = {k: v for k, v in os.environ.items() if not k.startswith("MEETPLANE_")}
