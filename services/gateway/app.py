@@ -35,6 +35,7 @@ from services.gateway.webhooks.payloads import PayloadBuilder
 from services.gateway.webhooks.store import WebhookStore
 from services.runtime.kv_limits import NatsKVStorage, rate_limit_bucket
 from services.runtime.nats import make_broker, start_broker
+from services.runtime.telemetry import instrument_fastapi
 
 # Routers without a base path; `mount_api` puts them under OpenVidu's prefixes.
 PUBLIC_ROUTERS = [
@@ -124,4 +125,5 @@ def create_app(settings: GatewaySettings) -> FastAPI:
     mount_web(app)
     check_policies(app)
     app.add_middleware(GatewayMiddleware, max_body_bytes=settings.max_body_bytes)
+    instrument_fastapi(app)  # outermost: the request's server span starts the trace
     return app
