@@ -63,6 +63,13 @@ def _exit_now(code: int) -> NoReturn:
 
 
 def _serve(service: str) -> int:
+    from services.runtime.secrets import DevSecretsRefused, check_dev_secrets
+
+    try:
+        check_dev_secrets(os.environ, service)
+    except DevSecretsRefused as exc:
+        print(f"meetplane serve: {exc}", file=sys.stderr, flush=True)
+        return 2
     module_name, func = ENTRYPOINTS[service].split(":")
     getattr(importlib.import_module(module_name), func)()
     _exit_now(0)

@@ -16,7 +16,6 @@ from __future__ import annotations
 import asyncio
 import json
 import os
-import secrets
 import signal
 import sys
 import time
@@ -31,6 +30,7 @@ from services.runtime.logging import get_logger
 from services.runtime.natsserver import NatsServer, ServerExited, wait_for_port
 from services.runtime.ports import PortNeed, PortUnavailable, check_ports
 from services.runtime.process import spawn
+from services.runtime.secrets import configured_or_generated
 from services.runtime.settings import RuntimeSettings
 from services.runtime.supervisor import Supervised, Supervisor
 
@@ -56,32 +56,32 @@ class Interrupted(Exception):
     """A stop signal arrived while `up` was still starting."""
 
 
+API_KEY_FILE = "api-key"
+STORAGE_SECRET_FILE = "storage-secret"  # noqa: S105 (a file name)
+LIVEKIT_SECRET_FILE = "livekit-api-secret"  # noqa: S105 (a file name)
+
+
 def api_key(settings_dir: Path) -> str:
-    """`MEETPLANE_API_KEY`, or a generated key kept in the data dir."""
-    configured = os.environ.get("MEETPLANE_API_KEY")
-    if configured:
-        return configured
-    path = settings_dir / "api-key"
-    if path.exists():
-        return path.read_text().strip()
-    settings_dir.mkdir(parents=True, exist_ok=True)
-    key = secrets.token_urlsafe(24)
-    path.write_text(key)
-    path.chmod(0o600)
-    return key
+    """`MEETPLANE_API_KEY`, or a generated key kept in the data dir (mode 0600)."""
+    return configured_or_generated("MEETPLANE_API_KEY", settings_dir, API_KEY_FILE)
 
 
 def storage_secret(settings_dir: Path) -> str:
     """The embedded S3 server's secret key, generated once and kept in the data dir."""
-    configured = os.environ.get("MEETPLANE_STORAGE_SECRET_KEY")
-    if configured:
-        return configured
-    path = settings_dir / "storage-secret"
-    if not path.exists():
-        settings_dir.mkdir(parents=True, exist_ok=True)
-        path.write_text(secrets.token_urlsafe(24))
-        path.chmod(0o600)
-    return path.read_text().strip()
+    return configured_or_generated(
+        "MEETPLANE_STORAGE_SECRET_KEY", settings_dir, STORAGE_SECRET_FILE
+    )
+
+
+def livekit_secret(settings_dir: Path) -> str:
+    """The LiveKit API secret: configured, or generated once into the data dir.
+
+    Never the built-in development value: whoever knows it can forge LiveKit's
+    webhooks and sign participant tokens.
+    """
+    return configured_or_generated(
+        "MEETPLANE_LIVEKIT_API_SECRET", settings_dir, LIVEKIT_SECRET_FILE
+    )
 
 
 def _last_line(path: Path) -> str:
@@ -165,6 +165,7 @@ class Platform:
         env["MEETPLANE_API_KEY"] = api_key(self.data_dir)
         env.setdefault("MEETPLANE_STORAGE_ACCESS_KEY", "meetplane")
         env["MEETPLANE_STORAGE_SECRET_KEY"] = storage_secret(self.data_dir)
+        env["MEETPLANE_LIVEKIT_API_SECRET"] = livekit_secret(self.data_dir)
         env["PYTHONUNBUFFERED"] = "1"
         env["MEETPLANE_READY_SERVICES"] = ",".join(s for s in self.services if s != "gateway")
         env["MEETPLANE_HTTP_HOST"] = self.http_host
@@ -322,6 +323,13 @@ class Platform:
         self.lock.release()
 
 
+def _key_line(data_dir: Path) -> str:
+    """Where the API key is (never the key itself: stdout ends up in logs and scrollback)."""
+    if os.environ.get("MEETPLANE_API_KEY"):
+        return "\n  API key:  from MEETPLANE_API_KEY"
+    return f"\n  API key:  in {data_dir / API_KEY_FILE}"
+
+
 def _admin_line(data_dir: Path) -> str:
     """Where the root admin's password is (never the password itself)."""
     user = os.environ.get("MEETPLANE_ADMIN_USERNAME", "admin")
@@ -358,12 +366,12 @@ def run_up(
         not_ready = platform.wait_gateway(stopping)
         starting[0] = False
         if not stopping[0]:
-            key = api_key(platform.data_dir)
             base = platform.base_url
             print(
                 f"meetplane is up\n  gateway:  {base}/api/v1\n  docs:     {base}/docs\n"
-                f"  NATS:     {settings.effective_nats_url()}\n  API key:  {key}\n"
-                f"  data dir: {platform.data_dir}\n  logs:     {platform.logs_dir}"
+                f"  NATS:     {settings.effective_nats_url()}"
+                + _key_line(platform.data_dir)
+                + f"\n  data dir: {platform.data_dir}\n  logs:     {platform.logs_dir}"
                 + _admin_line(platform.data_dir),
                 flush=True,
             )
