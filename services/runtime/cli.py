@@ -14,7 +14,7 @@ from typing import Any, NoReturn
 
 from services.runtime import cli_ops
 from services.runtime.datadir import running_nats_url
-from services.runtime.launcher import ENTRYPOINTS, SERVICES, run_up
+from services.runtime.launcher import ENTRYPOINTS, SERVICES, admin_credentials, run_up
 from services.runtime.settings import RuntimeSettings
 
 
@@ -26,10 +26,14 @@ def tool_settings() -> RuntimeSettings:
     embedded default port.
     """
     settings = RuntimeSettings()
-    if settings.nats_url is None and "nats_port" not in settings.model_fields_set:
+    embedded = settings.nats_url is None
+    if embedded and "nats_port" not in settings.model_fields_set:
         url = running_nats_url(settings.data_dir)
         if url:
             settings = settings.model_copy(update={"nats_url": url})
+    if embedded and not settings.nats_user:
+        # The embedded NATS refuses anonymous clients: use the data dir's admin user.
+        settings = admin_credentials(settings)
     return settings
 
 

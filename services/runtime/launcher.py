@@ -25,6 +25,7 @@ from types import FrameType
 
 import httpx
 
+from services.runtime import nats_auth
 from services.runtime.datadir import DataDirInUse, DataDirLock, run_info_path
 from services.runtime.logging import get_logger
 from services.runtime.natsserver import NatsServer, ServerExited, wait_for_port
@@ -81,6 +82,20 @@ def livekit_secret(settings_dir: Path) -> str:
     """
     return configured_or_generated(
         "MEETPLANE_LIVEKIT_API_SECRET", settings_dir, LIVEKIT_SECRET_FILE
+    )
+
+
+def admin_credentials(settings: RuntimeSettings) -> RuntimeSettings:
+    """`settings` with the embedded NATS's admin user, if the data dir has one."""
+    password = nats_auth.user_password_if_any(Path(settings.data_dir), nats_auth.ADMIN)
+    if password is None:
+        return settings
+    return settings.model_copy(
+        update={
+            "nats_user": nats_auth.ADMIN,
+            "nats_password": password,
+            "nats_inbox_prefix": nats_auth.inbox_prefix(nats_auth.ADMIN),
+        }
     )
 
 
@@ -157,6 +172,22 @@ class Platform:
 
     # ---- start -------------------------------------------------------------------------------
 
+    def launcher_settings(self) -> RuntimeSettings:
+        """The launcher's own NATS settings: the admin user on the embedded server."""
+        if not self.embedded_nats:
+            return self.settings
+        return admin_credentials(self.settings)
+
+    def service_env(self, service: str) -> dict[str, str]:
+        """`child_env` plus the service's own NATS user on the embedded server."""
+        env = self.child_env()
+        if self.embedded_nats:
+            env["MEETPLANE_NATS_USER"] = service
+            env["MEETPLANE_NATS_PASSWORD"] = nats_auth.user_password(self.data_dir, service)
+            env["MEETPLANE_NATS_INBOX_PREFIX"] = nats_auth.inbox_prefix(service)
+            env.pop("MEETPLANE_NATS_TOKEN", None)
+        return env
+
     def child_env(self) -> dict[str, str]:
         """Environment for children: ours plus the resolved infrastructure addresses."""
         env = dict(os.environ)
@@ -193,7 +224,9 @@ class Platform:
     def _start_nats(self) -> None:
         if not self.embedded_nats:
             return
-        self.nats = NatsServer(self.data_dir / "nats", self.settings.nats_port)
+        # Every client must sign in as one of the users of the permission table.
+        config = nats_auth.write_server_config(self.data_dir, self.run_dir / "nats-server.conf")
+        self.nats = NatsServer(self.data_dir / "nats", self.settings.nats_port, config=config)
         self.supervisor.add(Supervised(NATS, self.nats.spawn, self.run_dir / f"{NATS}.pid")).start()
         try:
             wait_for_port(
@@ -217,7 +250,7 @@ class Platform:
     async def _declare_stream(self) -> None:
         from services.runtime.nats import connect_once, ensure_stream
 
-        nc = await connect_once(self.settings, "meetplane-launcher")
+        nc = await connect_once(self.launcher_settings(), "meetplane-launcher")
         try:
             await ensure_stream(nc, self.settings.stream_replicas, self.settings.stream_name)
         finally:
@@ -248,11 +281,13 @@ class Platform:
 
     def _start_services(self) -> None:
         """Spawn every service; the gateway last so it finds the others answering."""
-        env = self.child_env()
         for service in self.services:
             log_path = self.logs_dir / f"{service}.log"
+            env = self.service_env(service)
 
-            def start(service: str = service, log_path: Path = log_path) -> Popen[bytes]:
+            def start(
+                service: str = service, log_path: Path = log_path, env: dict[str, str] = env
+            ) -> Popen[bytes]:
                 return spawn(
                     [sys.executable, "-m", "services.runtime.cli", "serve", service],
                     env=env,

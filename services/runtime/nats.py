@@ -43,6 +43,7 @@ def connection_options(settings: RuntimeSettings, name: str) -> dict[str, Any]:
         "max_reconnect_attempts": -1,
         "reconnect_time_wait": 1,
         "connect_timeout": 5,
+        "inbox_prefix": settings.nats_inbox_prefix,
     }
     if settings.nats_user:
         options["user"] = settings.nats_user

@@ -25,6 +25,9 @@ class RuntimeSettings(BaseSettings):
     nats_password: str | None = None
     nats_token: str | None = None
     nats_creds: Path | None = None
+    # Replies come back on `<prefix>.<token>`; with per-service NATS users each has its
+    # own (`_INBOX_<user>`), so no other client may subscribe to its replies.
+    nats_inbox_prefix: str = "_INBOX"
     nats_tls_ca: Path | None = None
     nats_tls_cert: Path | None = None
     nats_tls_key: Path | None = None
