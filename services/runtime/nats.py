@@ -60,10 +60,22 @@ def connection_options(settings: RuntimeSettings, name: str) -> dict[str, Any]:
 
 def make_broker(settings: RuntimeSettings, name: str) -> NatsBroker:
     """The faststream broker of one service process."""
-    # Per-message "Received/Processed" lines go to DEBUG; our handlers log what matters.
-    return NatsBroker(
-        **connection_options(settings, name), graceful_timeout=3, log_level=logging.DEBUG
+    from faststream.security import BaseSecurity, SASLPlaintext
+
+    options = connection_options(settings, name)
+    # faststream takes a user, a password and TLS as a `security` object, not as keywords.
+    user, password, tls = (
+        options.pop("user", None),
+        options.pop("password", None),
+        options.pop("tls", None),
     )
+    security: BaseSecurity | None = None
+    if user is not None:
+        security = SASLPlaintext(username=user, password=password or "", ssl_context=tls)
+    elif tls is not None:
+        security = BaseSecurity(ssl_context=tls)
+    # Per-message "Received/Processed" lines go to DEBUG; our handlers log what matters.
+    return NatsBroker(**options, security=security, graceful_timeout=3, log_level=logging.DEBUG)
 
 
 async def connect(settings: RuntimeSettings, name: str) -> nats.NATS:

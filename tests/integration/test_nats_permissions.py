@@ -192,3 +192,21 @@ def test_the_table_names_the_subjects_the_runtime_uses() -> None:
 
     rooms = nats_auth.PERMISSIONS["rooms"]
     assert f"{parked_subject('rooms-events', 'x').rsplit('.', 1)[0]}.>" in rooms.publish
+
+
+async def test_a_service_broker_signs_in_with_its_user(server: tuple[NatsServer, Path]) -> None:
+    from services.runtime.nats import make_broker
+
+    nats_server, root = server
+    settings = RuntimeSettings(
+        nats_url=nats_server.url,
+        nats_user="rooms",
+        nats_password=nats_auth.user_password(root, "rooms"),
+        nats_inbox_prefix=nats_auth.inbox_prefix("rooms"),
+    )
+    broker = make_broker(settings, "test-broker")
+    connection = await broker.connect()
+    try:
+        assert connection.is_connected
+    finally:
+        await broker.stop()
