@@ -114,9 +114,7 @@ PERMISSIONS: dict[str, Permissions] = {
 
 def permission_table() -> list[tuple[str, str, str]]:
     """(user, publish, subscribe) rows for the README."""
-    return [
-        (user, ", ".join(p.publish), ", ".join(p.subscribe)) for user, p in PERMISSIONS.items()
-    ]
+    return [(user, ", ".join(p.publish), ", ".join(p.subscribe)) for user, p in PERMISSIONS.items()]
 
 
 def authorization_block(passwords: Mapping[str, str], *, references: bool = False) -> str:
@@ -162,4 +160,3 @@ def write_server_config(data_dir: Path, path: Path) -> Path:
     path.chmod(0o600)
     path.write_text(authorization_block(passwords))
     return path
-

@@ -93,7 +93,7 @@ async def test_an_unauthenticated_client_is_refused(server: tuple[NatsServer, Pa
 
 
 async def test_a_wrong_password_is_refused(server: tuple[NatsServer, Path]) -> None:
-    with pytest.raises(Exception):  # noqa: B017 (nats-py raises its own per version)
+    with pytest.raises(Exception):
         await nats.connect(
             server[0].url,
             user="gateway",
