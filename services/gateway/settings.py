@@ -30,6 +30,9 @@ class GatewaySettings(RuntimeSettings):
     login_failures_per_user: str = "5/minute"
     login_failures_per_address: str = "20/minute"
     webhook_max_attempts: int = Field(default=10, ge=1, le=100)
+    # Networks webhooks may reach although they are not public (comma-separated CIDRs):
+    # by default none, so no webhook reaches loopback, private ranges or the metadata IP.
+    webhook_allowed_networks: str = ""
 
     def readiness_services(self) -> list[str]:
         """Services that must answer a ping before the gateway reports ready."""
