@@ -32,6 +32,7 @@ from services.gateway.tokens import TokenService, load_signing_key
 from services.gateway.web.routes import mount_web
 from services.gateway.webhooks.delivery import Dispatcher, Sender
 from services.gateway.webhooks.payloads import PayloadBuilder
+from services.gateway.webhooks.ssrf import AddressPolicy, parse_networks
 from services.gateway.webhooks.store import WebhookStore
 from services.runtime.kv_limits import NatsKVStorage, rate_limit_bucket
 from services.runtime.nats import make_broker, start_broker
@@ -83,7 +84,9 @@ def create_app(settings: GatewaySettings) -> FastAPI:
         )
         rpc = Rpc(broker, settings.command_timeout)
         store = WebhookStore(connection, settings.stream_replicas)
-        sender = Sender(settings.api_key)
+        sender = Sender(
+            settings.api_key, AddressPolicy(parse_networks(settings.webhook_allowed_networks))
+        )
         dispatcher = Dispatcher(
             connection,
             store,

@@ -19,5 +19,6 @@ def serve() -> None:
         port=settings.http_port,
         log_config=None,
         access_log=False,
+        server_header=False,  # no "server: uvicorn" banner
         timeout_graceful_shutdown=1,  # `up` stops everything within 5 s; SSE streams end here
     )

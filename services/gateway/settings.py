@@ -35,6 +35,9 @@ class GatewaySettings(RuntimeSettings):
     # The meetings service's media backend (the same variable): the room page connects
     # with livekit-client in `livekit` mode, and shows the local preview otherwise.
     media_backend: Literal["local", "livekit"] = "local"
+    # Networks webhooks may reach although they are not public (comma-separated CIDRs):
+    # by default none, so no webhook reaches loopback, private ranges or the metadata IP.
+    webhook_allowed_networks: str = ""
 
     def readiness_services(self) -> list[str]:
         """Services that must answer a ping before the gateway reports ready."""
