@@ -48,15 +48,6 @@ PAGE_CSP = (
     b"img-src 'self' data:; media-src 'self' blob:; connect-src 'self'; "
     b"object-src 'none'; base-uri 'none'; form-action 'self'; frame-ancestors 'none'"
 )
-# FastAPI's interactive docs load Swagger UI / ReDoc from their CDN with inline scripts.
-DOCS_CSP = (
-    b"default-src 'self'; script-src 'self' 'unsafe-inline' https://cdn.jsdelivr.net; "
-    b"style-src 'self' 'unsafe-inline' https://cdn.jsdelivr.net https://fonts.googleapis.com; "
-    b"font-src https://fonts.gstatic.com; img-src 'self' data: https://fastapi.tiangolo.com "
-    b"https://cdn.redoc.ly; worker-src blob:; object-src 'none'; base-uri 'none'; "
-    b"frame-ancestors 'none'"
-)
-DOCS_PATHS = ("/docs", "/redoc")
 HSTS = (b"strict-transport-security", b"max-age=31536000; includeSubDomains")
 # Responses may carry secrets and tokens (links, member tokens, sign-ins): no cache keeps
 # them unless the route chose its own caching (static assets, media).
@@ -69,13 +60,7 @@ def security_headers(scope: Scope, headers: list[tuple[bytes, bytes]]) -> list[t
     added = [h for h in COMMON_HEADERS if h[0] not in present]
     if b"content-security-policy" not in present:
         content_type = dict((k.lower(), v) for k, v in headers).get(b"content-type", b"")
-        path = scope.get("path", "")
-        if path.startswith(DOCS_PATHS):
-            policy = DOCS_CSP
-        elif content_type.startswith(b"text/html"):
-            policy = PAGE_CSP
-        else:
-            policy = API_CSP
+        policy = PAGE_CSP if content_type.startswith(b"text/html") else API_CSP
         added.append((b"content-security-policy", policy))
     if b"cache-control" not in present:
         added.append(NO_STORE)
