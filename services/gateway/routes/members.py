@@ -367,7 +367,7 @@ async def _join_meeting(
     try:
         joined = await rpc.retrying("meetings", "join_member", command)
     except ApiError as exc:
-        if exc.error == "room_closed":
+        if exc.code == "room_closed":
             raise ApiError(
                 409, "Room Error", f"Room '{claims.room_id}' is closed and cannot be joined"
             ) from None

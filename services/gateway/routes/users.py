@@ -160,7 +160,7 @@ async def change_password(
             ),
         )
     except ApiError as exc:
-        if exc.error == "invalid_password":
+        if exc.code == "invalid_password":
             raise ApiError(400, "Change Password Error", "Invalid current password") from None
         raise _signed_out_if_gone(exc) from None
     return {
