@@ -10,6 +10,14 @@ from pydantic import BaseModel, ConfigDict, Field
 
 from contracts.commands import meetings as cmd
 from services.gateway.rpc import RpcDep
+from services.gateway.schemas import (
+    Joined,
+    Meeting,
+    MeetingEnded,
+    Message,
+    ParticipantRoleChanged,
+    documented,
+)
 
 RoomIdPath = Annotated[str, Path(min_length=1, max_length=100, pattern=r"^[A-Za-z0-9_\-]+$")]
 IdentityPath = Annotated[str, Path(min_length=1, max_length=100, pattern=r"^[A-Za-z0-9_\-.]+$")]
@@ -35,7 +43,11 @@ class RoleBody(BaseModel):
     role: Literal["moderator", "speaker"]
 
 
-@join_router.post("/{roomId}/join", summary="Join the room's meeting with a room link secret")
+@join_router.post(
+    "/{roomId}/join",
+    summary="Join the room's meeting with a room link secret",
+    **documented(Joined, errors=(400, 404, 409)),
+)
 async def join(
     roomId: RoomIdPath,
     body: JoinBody,
@@ -53,19 +65,27 @@ async def join(
     return result
 
 
-@router.get("/{roomId}", summary="The live meeting with its participants (meetplane)")
+@router.get(
+    "/{roomId}",
+    summary="The live meeting with its participants (meetplane)",
+    **documented(Meeting, errors=(404,)),
+)
 async def get_meeting(roomId: RoomIdPath, rpc: RpcDep) -> dict[str, Any]:
     result: dict[str, Any] = await rpc.retrying("meetings", "get", cmd.RoomMeeting(roomId=roomId))
     return result
 
 
-@router.delete("/{roomId}", summary="End the meeting")
+@router.delete("/{roomId}", summary="End the meeting", **documented(MeetingEnded, errors=(404,)))
 async def end_meeting(roomId: RoomIdPath, rpc: RpcDep) -> dict[str, Any]:
     result = await rpc.retrying("meetings", "end", cmd.RoomMeeting(roomId=roomId))
     return {"message": f"Meeting in room '{roomId}' ended", **result}
 
 
-@router.delete("/{roomId}/participants/{identity}", summary="Evict a participant")
+@router.delete(
+    "/{roomId}/participants/{identity}",
+    summary="Evict a participant",
+    **documented(Message, errors=(404,)),
+)
 async def evict(roomId: RoomIdPath, identity: IdentityPath, rpc: RpcDep) -> dict[str, Any]:
     await rpc.retrying("meetings", "evict", cmd.ParticipantRef(roomId=roomId, identity=identity))
     return {"message": f"Participant '{identity}' removed from the meeting"}
@@ -74,13 +94,18 @@ async def evict(roomId: RoomIdPath, identity: IdentityPath, rpc: RpcDep) -> dict
 @router.post(
     "/{roomId}/participants/{identity}/leave",
     summary="Participant left (meetplane; presence for the local media backend)",
+    **documented(Message, errors=(404,)),
 )
 async def leave(roomId: RoomIdPath, identity: IdentityPath, rpc: RpcDep) -> dict[str, Any]:
     await rpc("meetings", "leave", cmd.ParticipantRef(roomId=roomId, identity=identity))
     return {"message": f"Participant '{identity}' left"}
 
 
-@router.put("/{roomId}/participants/{identity}/role", summary="Change a participant's role")
+@router.put(
+    "/{roomId}/participants/{identity}/role",
+    summary="Change a participant's role",
+    **documented(ParticipantRoleChanged, errors=(404, 409)),
+)
 async def change_role(
     roomId: RoomIdPath, identity: IdentityPath, body: RoleBody, rpc: RpcDep
 ) -> dict[str, Any]:
