@@ -177,6 +177,24 @@ def moderator_permissions() -> Permissions:
     )
 
 
+PermissionName = Literal[
+    "canRecord",
+    "canRetrieveRecordings",
+    "canDeleteRecordings",
+    "canJoinMeeting",
+    "canShareAccessLinks",
+    "canMakeModerator",
+    "canKickParticipants",
+    "canEndMeeting",
+    "canPublishVideo",
+    "canPublishAudio",
+    "canShareScreen",
+    "canReadChat",
+    "canWriteChat",
+    "canChangeVirtualBackground",
+]
+
+
 class RolePermissions(Strict):
     """A role's permission set."""
 
@@ -195,8 +213,8 @@ class Roles(Strict):
 class RolesPatch(Strict):
     """Partial roles update: permissions given are merged over the current ones."""
 
-    moderator: dict[str, StrictBool] | None = None
-    speaker: dict[str, StrictBool] | None = None
+    moderator: dict[PermissionName, StrictBool] | None = None
+    speaker: dict[PermissionName, StrictBool] | None = None
 
     @model_validator(mode="after")
     def _known_permissions(self) -> RolesPatch:

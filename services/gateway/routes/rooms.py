@@ -7,7 +7,7 @@ import uuid
 from typing import Annotated, Any, Literal
 
 from fastapi import APIRouter, Header, Path, Query, Request, Response
-from pydantic import BaseModel, ConfigDict, Field, model_validator
+from pydantic import BaseModel, ConfigDict, Field, StrictBool, model_validator
 
 from contracts.commands import rooms as cmd
 from contracts.rooms import (
@@ -15,6 +15,7 @@ from contracts.rooms import (
     AnonymousAccessRequest,
     AnonymousAccessToggle,
     CreateRoomRequest,
+    PermissionName,
     RolesPatch,
     RoomConfigPatch,
     UpdateRoomSettingsRequest,
@@ -51,7 +52,7 @@ class _Strict(BaseModel):
 
 
 class RolePermissionsPatch(_Strict):
-    permissions: dict[str, bool]
+    permissions: dict[PermissionName, StrictBool]
 
 
 class RolesBody(_Strict):
