@@ -11,6 +11,7 @@ from __future__ import annotations
 
 from typing import Any, Literal
 
+from fastapi.responses import Response
 from pydantic import BaseModel, ConfigDict, Field
 
 from contracts.rooms import AutoDeletionPolicy, Permissions, RoomConfig
@@ -379,6 +380,12 @@ class Readiness(_Open):
     down: list[str]
 
 
+class AsyncApiDocument(_Open):
+    """The AsyncAPI document of the integration events."""
+
+    asyncapi: str = Field(examples=["3.0.0"])
+
+
 class LivekitApplied(_Open):
     """meetplane: what a LiveKit webhook changed."""
 
@@ -412,4 +419,6 @@ def documented(
         responses[code] = {"model": ErrorBody}
     kwargs: dict[str, Any] = {"status_code": status, "response_model": None}
     kwargs["responses"] = responses
+    if media is not None:
+        kwargs["response_class"] = Response  # bytes: no JSON body documented
     return kwargs

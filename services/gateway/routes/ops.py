@@ -9,7 +9,7 @@ from fastapi import APIRouter, Request
 from fastapi.responses import JSONResponse, PlainTextResponse
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
-from services.gateway.schemas import Health, Readiness, documented
+from services.gateway.schemas import AsyncApiDocument, Health, Readiness, documented
 from services.runtime.rpc import request as nats_request
 from services.runtime.service import broker_connected
 
@@ -83,6 +83,7 @@ async def platform_ready(request: Request) -> JSONResponse:
 @router.get(
     "/metrics",
     summary="Prometheus metrics",
+    response_class=PlainTextResponse,
     responses={200: {"description": "Metrics", "content": {CONTENT_TYPE_LATEST: {}}}},
 )
 async def metrics() -> PlainTextResponse:
@@ -92,7 +93,7 @@ async def metrics() -> PlainTextResponse:
 @router.get(
     "/asyncapi",
     summary="AsyncAPI document of the integration events",
-    responses={200: {"description": "AsyncAPI 3", "content": {"application/json": {}}}},
+    responses={200: {"model": AsyncApiDocument, "description": "AsyncAPI 3"}},
 )
 async def asyncapi() -> JSONResponse:
     from services.runtime.schemas import asyncapi_document
