@@ -52,6 +52,7 @@ class _Strict(BaseModel):
 
 
 class RolePermissionsPatch(_Strict):
+    # Unknown names are a 422 naming the key, not a 500 further in.
     permissions: dict[PermissionName, StrictBool]
 
 
