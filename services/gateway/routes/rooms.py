@@ -25,7 +25,7 @@ from contracts.rooms import (
 )
 from services.gateway.api import PUBLIC_API
 from services.gateway.auth import principal
-from services.gateway.errors import ApiError
+from services.gateway.errors import ApiError, error_name
 from services.gateway.params import StrictQueryBool
 from services.gateway.rooms_view import EXTRA_FIELDS, selection, shape_room
 from services.gateway.rpc import RpcDep
@@ -267,7 +267,11 @@ async def bulk_delete_rooms(
                 owned.append(room_id)
             else:
                 refused.append(
-                    {"roomId": room_id, "error": "forbidden", "message": "not your room"}
+                    {
+                        "roomId": room_id,
+                        "error": "Authorization Error",
+                        "message": "Insufficient permissions to access this resource",
+                    }
                 )
         ids = owned
     outcomes = (
@@ -290,7 +294,7 @@ async def bulk_delete_rooms(
         if o["error"] is None
     ]
     failed = refused + [
-        {"roomId": o["roomId"], "error": o["error"], "message": o["message"]}
+        {"roomId": o["roomId"], "error": error_name(o["error"], 409), "message": o["message"]}
         for o in outcomes
         if o["error"] is not None
     ]
