@@ -242,15 +242,25 @@ class RecordingUrl(_Open):
 
 
 class Meeting(_Open):
-    """The live meeting of a room and its participants."""
+    """The live meeting of a room (3.9); meetplane adds `meetingId`, `participants`..."""
 
-    roomId: str | None = None
+    roomId: str
+    roomName: str
+    startDate: int
+    participantCount: int
+    recordingActive: bool
 
 
 class Participant(_Open):
-    """A participant of a live meeting."""
+    """A participant of a live meeting (3.9)."""
 
-    identity: str | None = None
+    participantIdentity: str
+    participantName: str
+    role: Literal["moderator", "speaker"]
+    joinDate: int
+    audioEnabled: bool
+    videoEnabled: bool
+    screenSharing: bool
 
 
 class ParticipantList(_Open):
@@ -260,10 +270,10 @@ class ParticipantList(_Open):
 
 
 class ParticipantRoleChanged(_Open):
-    """A participant after a role change."""
+    """A role change applied (meetplane adds the participant's record)."""
 
     message: str
-    participant: Participant | None = None
+    participant: dict[str, Any] | None = None
 
 
 class MeetingEnded(_Open):

@@ -39,8 +39,6 @@ NOT_SERVED = {
     ("post", f"{INTERNAL_API}/ai/assistants"),
     ("delete", f"{INTERNAL_API}/ai/assistants/{{assistantId}}"),
     ("get", f"{INTERNAL_API}/analytics"),
-    ("get", f"{PUBLIC_API}/meetings/{{roomId}}/participants"),
-    ("get", f"{PUBLIC_API}/meetings/{{roomId}}/participants/{{participantIdentity}}"),
 }
 # meetplane names this path parameter `identity`.
 ALIASES = {"{participantIdentity}": "{identity}"}
