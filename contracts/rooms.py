@@ -12,9 +12,6 @@ from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, StrictBool, StrictInt, model_validator
 
-# The latest epoch-milliseconds value a date field accepts (9999-12-31T23:59:59.999Z).
-MAX_EPOCH_MS = 253_402_300_799_999
-
 
 class Strict(BaseModel):
     """Base for request-side models: unknown fields are an error."""
@@ -177,6 +174,24 @@ def moderator_permissions() -> Permissions:
     )
 
 
+PermissionName = Literal[
+    "canRecord",
+    "canRetrieveRecordings",
+    "canDeleteRecordings",
+    "canJoinMeeting",
+    "canShareAccessLinks",
+    "canMakeModerator",
+    "canKickParticipants",
+    "canEndMeeting",
+    "canPublishVideo",
+    "canPublishAudio",
+    "canShareScreen",
+    "canReadChat",
+    "canWriteChat",
+    "canChangeVirtualBackground",
+]
+
+
 class RolePermissions(Strict):
     """A role's permission set."""
 
@@ -195,8 +210,8 @@ class Roles(Strict):
 class RolesPatch(Strict):
     """Partial roles update: permissions given are merged over the current ones."""
 
-    moderator: dict[str, StrictBool] | None = None
-    speaker: dict[str, StrictBool] | None = None
+    moderator: dict[PermissionName, StrictBool] | None = None
+    speaker: dict[PermissionName, StrictBool] | None = None
 
     @model_validator(mode="after")
     def _known_permissions(self) -> RolesPatch:
@@ -243,13 +258,17 @@ class AccessUpdate(Strict):
 
 
 ROOM_NAME_MAX = 50
+# The last millisecond of year 9999: dates past it overflow the int64 columns and
+# timers of the services that store them (a poison message once, see issue 9).
+EPOCH_MS_MAX = 253_402_300_799_999
+EpochMillis = Annotated[StrictInt, Field(gt=0, le=EPOCH_MS_MAX)]
 
 
 class CreateRoomRequest(Strict):
     """POST /rooms body (OpenVidu Meet MeetRoomOptions)."""
 
     roomName: Annotated[str, Field(min_length=1, max_length=ROOM_NAME_MAX)] = "Room"
-    autoDeletionDate: Annotated[StrictInt, Field(gt=0, le=MAX_EPOCH_MS)] | None = None
+    autoDeletionDate: EpochMillis | None = None
     autoDeletionPolicy: AutoDeletionPolicy = Field(default_factory=AutoDeletionPolicy)
     config: RoomConfig = Field(default_factory=RoomConfig)
     roles: Roles = Field(default_factory=Roles)
@@ -281,7 +300,7 @@ class UpdateRoomSettingsRequest(Strict):
     """PUT /rooms/{roomId} body: name, auto-deletion and end action (meetplane extra)."""
 
     roomName: Annotated[str, Field(min_length=1, max_length=ROOM_NAME_MAX)] | None = None
-    autoDeletionDate: Annotated[StrictInt, Field(gt=0, le=MAX_EPOCH_MS)] | None = None
+    autoDeletionDate: EpochMillis | None = None
     clearAutoDeletionDate: StrictBool = False
     autoDeletionPolicy: AutoDeletionPolicy | None = None
     meetingEndAction: MeetingEndAction | None = None

@@ -213,6 +213,8 @@ POLICIES: dict[Key, Policy] = {
     ("internal", "POST", "/rooms/{roomId}/members/token/refresh"): Policy(member="*", room="path"),
     # ---- meetings ----
     ("public", "GET", "/meetings/{roomId}"): _meeting("*"),
+    ("public", "GET", "/meetings/{roomId}/participants"): _meeting("*"),
+    ("public", "GET", "/meetings/{roomId}/participants/{identity}"): _meeting("*"),
     ("public", "DELETE", "/meetings/{roomId}"): _meeting("canEndMeeting"),
     ("public", "DELETE", "/meetings/{roomId}/participants/{identity}"): _meeting(
         "canKickParticipants"

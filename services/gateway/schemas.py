@@ -11,6 +11,7 @@ from __future__ import annotations
 
 from typing import Any, Literal
 
+from fastapi.responses import Response
 from pydantic import BaseModel, ConfigDict, Field
 
 from contracts.rooms import AutoDeletionPolicy, Permissions, RoomConfig
@@ -241,15 +242,25 @@ class RecordingUrl(_Open):
 
 
 class Meeting(_Open):
-    """The live meeting of a room and its participants."""
+    """The live meeting of a room (3.9); meetplane adds `meetingId`, `participants`..."""
 
-    roomId: str | None = None
+    roomId: str
+    roomName: str
+    startDate: int
+    participantCount: int
+    recordingActive: bool
 
 
 class Participant(_Open):
-    """A participant of a live meeting."""
+    """A participant of a live meeting (3.9)."""
 
-    identity: str | None = None
+    participantIdentity: str
+    participantName: str
+    role: Literal["moderator", "speaker"]
+    joinDate: int
+    audioEnabled: bool
+    videoEnabled: bool
+    screenSharing: bool
 
 
 class ParticipantList(_Open):
@@ -259,10 +270,10 @@ class ParticipantList(_Open):
 
 
 class ParticipantRoleChanged(_Open):
-    """A participant after a role change."""
+    """A role change applied (meetplane adds the participant's record)."""
 
     message: str
-    participant: Participant | None = None
+    participant: dict[str, Any] | None = None
 
 
 class MeetingEnded(_Open):
@@ -365,27 +376,59 @@ class DeliveryList(_Open):
     deliveries: list[Delivery]
 
 
+class Health(_Open):
+    """Liveness."""
+
+    status: str = Field(examples=["ok"])
+
+
+class Readiness(_Open):
+    """Readiness: each check, and the names of what is down."""
+
+    status: Literal["ready", "not_ready"]
+    checks: dict[str, bool]
+    down: list[str]
+
+
+class AsyncApiDocument(_Open):
+    """The AsyncAPI document of the integration events."""
+
+    asyncapi: str = Field(examples=["3.0.0"])
+
+
 class LivekitApplied(_Open):
     """meetplane: what a LiveKit webhook changed."""
 
 
 def documented(
-    model: type[BaseModel] | None,
+    model: Any,
     status: int = 200,
-    *others: tuple[int, type[BaseModel]],
+    *others: tuple[int, Any],
     errors: tuple[int, ...] = (),
+    media: str | None = None,
 ) -> dict[str, Any]:
     """Route keyword arguments: `model` documents the success body (not a filter).
 
     `others` are further success statuses (202 for a scheduled action, 400 for a bulk
     operation that partly failed); `errors` are route-specific error statuses on top of
-    the ones every route documents (services/gateway/api.py).
+    the ones every route documents (services/gateway/api.py).  `media` is the content
+    type of a route that answers bytes (then `model` is None).
     """
     responses: dict[int | str, dict[str, Any]] = {}
-    if model is not None:
+    if media is not None:
+        binary = {"schema": {"type": "string", "format": "binary"}}
+        responses[status] = {"description": "The file", "content": {media: binary}}
+    elif model is not None:
         responses[status] = {"model": model}
     for code, other in others:
-        responses[code] = {"model": other}
+        if media is not None:
+            responses[code] = {"description": "Part of the file", "content": {media: binary}}
+        else:
+            responses[code] = {"model": other}
     for code in errors:
         responses[code] = {"model": ErrorBody}
-    return {"status_code": status, "response_model": None, "responses": responses}
+    kwargs: dict[str, Any] = {"status_code": status, "response_model": None}
+    kwargs["responses"] = responses
+    if media is not None:
+        kwargs["response_class"] = Response  # bytes: no JSON body documented
+    return kwargs

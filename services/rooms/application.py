@@ -35,6 +35,7 @@ from services.rooms.domain import (
     RoomNotFound,
     aggregate_id,
     check_auto_deletion_date,
+    deletion_message,
     room_id_prefix,
 )
 from services.runtime.clock import Clock, SystemClock
@@ -295,7 +296,9 @@ class RoomsApplication(ServiceApplication):
         found = self._find(room_id)
         replayed = found.deleted_by(command_id) if found is not None else None
         if replayed is not None:
-            return DeleteRoomResult(roomId=room_id, successCode=replayed, message="Room deleted")
+            return DeleteRoomResult(
+                roomId=room_id, successCode=replayed, message=deletion_message(replayed, room_id)
+            )
         room = self._get(room_id)
         plan = room.plan_deletion(with_meeting, with_recordings, has_recordings)
         self._carry_out(room, plan, with_meeting, with_recordings, reason, command_id)

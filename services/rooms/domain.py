@@ -10,7 +10,7 @@ from __future__ import annotations
 import re
 import unicodedata
 import uuid
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any
 
 from eventsourcing.domain import Aggregate, event
@@ -56,6 +56,49 @@ def room_id_prefix(room_name: str) -> str:
 def aggregate_id(room_id: str) -> uuid.UUID:
     """The aggregate UUID of a room id (rooms are addressed by their room id)."""
     return uuid.uuid5(ROOM_NAMESPACE, room_id)
+
+
+# v3.8.0's texts for each deletion outcome and refusal.
+DELETION_MESSAGES = {
+    "room_deleted": "Room '{room_id}' deleted successfully",
+    "room_and_recordings_deleted": "Room '{room_id}' and its recordings deleted successfully",
+    "room_closed": (
+        "Room '{room_id}' has been closed instead of deleted because it has recordings"
+    ),
+    "room_with_active_meeting_deleted": (
+        "Room '{room_id}' with active meeting deleted successfully"
+    ),
+    "room_with_active_meeting_and_recordings_deleted": (
+        "Room '{room_id}' with active meeting and its recordings deleted successfully"
+    ),
+    "room_with_active_meeting_closed": (
+        "Room '{room_id}' with active meeting has been closed instead of deleted"
+        " because it has recordings"
+    ),
+    "room_with_active_meeting_scheduled_to_be_deleted": (
+        "Room '{room_id}' with active meeting scheduled to be deleted when the meeting ends"
+    ),
+    "room_with_active_meeting_and_recordings_scheduled_to_be_deleted": (
+        "Room '{room_id}' with active meeting and its recordings scheduled to be deleted"
+        " when the meeting ends"
+    ),
+    "room_with_active_meeting_scheduled_to_be_closed": (
+        "Room '{room_id}' with active meeting scheduled to be closed when the meeting ends"
+        " because it has recordings"
+    ),
+    "room_has_active_meeting": (
+        "Room '{room_id}' cannot be deleted because it has an active meeting"
+    ),
+    "room_has_recordings": "Room '{room_id}' cannot be deleted because it has recordings",
+    "room_with_active_meeting_has_recordings": (
+        "Room '{room_id}' with active meeting cannot be deleted because it has recordings"
+    ),
+}
+
+
+def deletion_message(code: str, room_id: str) -> str:
+    """The text of a deletion outcome or refusal for one room."""
+    return DELETION_MESSAGES[code].format(room_id=room_id)
 
 
 @dataclass(frozen=True)
@@ -302,19 +345,24 @@ class Room(Aggregate):
     ) -> DeletionPlan:
         """Decide what a delete request does (OpenVidu Meet semantics), or refuse."""
         self._require_live()
+        try:
+            plan = self._plan(with_meeting, with_recordings, has_recordings)
+        except RoomConflict as refused:
+            raise RoomConflict(
+                deletion_message(refused.error, self.room_id), error=refused.error
+            ) from None
+        return replace(plan, message=deletion_message(plan.success_code, self.room_id))
+
+    def _plan(self, with_meeting: str, with_recordings: str, has_recordings: bool) -> DeletionPlan:
         if self.active_meeting_id:
             return _plan_with_meeting(with_meeting, with_recordings, has_recordings)
         if has_recordings:
             if with_recordings == "fail":
-                raise RoomConflict(
-                    f"room '{self.room_id}' has recordings", error="room_has_recordings"
-                )
+                raise RoomConflict("has recordings", error="room_has_recordings")
             if with_recordings == "close":
-                return DeletionPlan("close", "room_closed", "Room closed: it has recordings")
-            return DeletionPlan(
-                "delete", "room_and_recordings_deleted", "Room and its recordings deleted"
-            )
-        return DeletionPlan("delete", "room_deleted", "Room deleted")
+                return DeletionPlan("close", "room_closed", "")
+            return DeletionPlan("delete", "room_and_recordings_deleted", "")
+        return DeletionPlan("delete", "room_deleted", "")
 
     def schedule_deletion(self, with_meeting: str, with_recordings: str, reason: str) -> None:
         """Delete when the active meeting ends; the room takes no new joins meanwhile."""
@@ -373,39 +421,32 @@ class Room(Aggregate):
 def _plan_with_meeting(
     with_meeting: str, with_recordings: str, has_recordings: bool
 ) -> DeletionPlan:
+    # Messages are filled in by `Room.plan_deletion` (they name the room).
     if with_meeting == "fail":
-        raise RoomConflict("the room has an active meeting", error="room_has_active_meeting")
+        raise RoomConflict("has an active meeting", error="room_has_active_meeting")
     if has_recordings and with_recordings == "fail":
         raise RoomConflict(
-            "the room has an active meeting and recordings",
+            "has an active meeting and recordings",
             error="room_with_active_meeting_has_recordings",
         )
     keep = has_recordings and with_recordings == "close"
     if with_meeting == "force":
         if keep:
-            return DeletionPlan(
-                "close",
-                "room_with_active_meeting_closed",
-                "Meeting ended and room closed: it has recordings",
-            )
+            return DeletionPlan("close", "room_with_active_meeting_closed", "")
         code = (
             "room_with_active_meeting_and_recordings_deleted"
             if has_recordings
             else "room_with_active_meeting_deleted"
         )
-        return DeletionPlan("delete", code, "Meeting ended and room deleted")
+        return DeletionPlan("delete", code, "")
     if keep:
-        return DeletionPlan(
-            "schedule",
-            "room_with_active_meeting_scheduled_to_be_closed",
-            "Room will be closed when its meeting ends",
-        )
+        return DeletionPlan("schedule", "room_with_active_meeting_scheduled_to_be_closed", "")
     code = (
         "room_with_active_meeting_and_recordings_scheduled_to_be_deleted"
         if has_recordings
         else "room_with_active_meeting_scheduled_to_be_deleted"
     )
-    return DeletionPlan("schedule", code, "Room will be deleted when its meeting ends")
+    return DeletionPlan("schedule", code, "")
 
 
 def check_auto_deletion_date(date: int, now_ms: int) -> None:

@@ -10,7 +10,7 @@ from tests.support.platform import Platform
 
 
 def join(platform: Platform, room: dict[str, Any], role: str, name: str) -> Any:
-    secret = room[f"{role}Url"].split("secret=")[1]
+    secret = room["access"]["anonymous"][role]["url"].split("secret=")[1]
     return platform.client.post(
         f"/api/v1/rooms/{room['roomId']}/join",
         json={"secret": secret, "participantName": name},

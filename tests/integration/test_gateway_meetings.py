@@ -47,7 +47,7 @@ async def new_room(http: httpx.AsyncClient) -> dict[str, Any]:
 
 
 def secret(room: dict[str, Any], role: str) -> str:
-    return str(room[f"{role}Url"].split("secret=")[1])
+    return str(room["access"]["anonymous"][role]["url"].split("secret=")[1])
 
 
 @pytest.mark.parametrize(

@@ -228,14 +228,14 @@ async def test_bulk_delete_reports_deleted_and_failed(gw: httpx.AsyncClient) -> 
             {
                 "roomId": a["roomId"],
                 "successCode": "room_deleted",
-                "message": partly.json()["deleted"][0]["message"],
+                "message": f"Room '{a['roomId']}' deleted successfully",
             }
         ],
         "failed": [
             {
                 "roomId": "missing_room",
-                "error": "room_not_found",
-                "message": partly.json()["failed"][0]["message"],
+                "error": "Room Error",
+                "message": 'Room "missing_room" does not exist',
             }
         ],
     }
@@ -258,6 +258,12 @@ async def test_live_meeting_locks_config_roles_and_access(gw: httpx.AsyncClient)
         "error": "Room Error",
         "message": f'Room "{room_id}" has an active meeting',
         "code": "room_meeting_in_progress",
+    }
+    busy = await call(gw, "DELETE", f"/rooms/{room_id}", expect=409)
+    assert busy.json() == {
+        "error": "room_has_active_meeting",
+        "message": f"Room '{room_id}' cannot be deleted because it has an active meeting",
+        "code": "room_has_active_meeting",
     }
     for path, body in (
         ("config", {"config": {"chat": {"enabled": False}}}),
@@ -288,6 +294,9 @@ async def test_live_meeting_locks_config_roles_and_access(gw: httpx.AsyncClient)
     )
     answer = scheduled.json()
     assert answer["successCode"] == "room_with_active_meeting_scheduled_to_be_deleted"
+    assert answer["message"] == (
+        f"Room '{room_id}' with active meeting scheduled to be deleted when the meeting ends"
+    )
     assert answer["room"]["status"] == "active_meeting"
     assert answer["room"]["meetingEndAction"] == "delete"
     assert "config" in answer["room"] and answer["room"]["_extraFields"] == ["config", "roles"]

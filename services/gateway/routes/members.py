@@ -20,6 +20,14 @@ from services.gateway.permissions import member_permissions, role_permissions
 from services.gateway.policy import user_room_access
 from services.gateway.rooms_view import parse_field_list
 from services.gateway.rpc import Rpc, RpcDep
+from services.gateway.schemas import (
+    BulkMembersDeleted,
+    Member,
+    MemberList,
+    MemberToken,
+    Message,
+    documented,
+)
 from services.gateway.tokens import MemberClaims, TokenService
 
 router = APIRouter(prefix="/rooms/{roomId}/members", tags=["room members"])
@@ -98,7 +106,7 @@ async def _room(request: Request, rpc: Rpc, room_id: str) -> dict[str, Any]:
     return room
 
 
-@router.post("", status_code=201, summary="Add a member to a room")
+@router.post("", summary="Add a member to a room", **documented(Member, 201, errors=(404, 409)))
 async def add_member(
     roomId: RoomIdPath,
     body: AddMemberRequest,
@@ -115,7 +123,7 @@ async def add_member(
     return shape_member(member, room, _base(request), fields, extra)
 
 
-@router.get("", summary="List a room's members")
+@router.get("", summary="List a room's members", **documented(MemberList, errors=(404,)))
 async def list_members(
     roomId: RoomIdPath,
     request: Request,
@@ -162,7 +170,11 @@ async def list_members(
     }
 
 
-@router.delete("", summary="Remove several members")
+@router.delete(
+    "",
+    summary="Remove several members",
+    **documented(BulkMembersDeleted, 200, (400, BulkMembersDeleted), errors=(404,)),
+)
 async def bulk_remove_members(
     roomId: RoomIdPath,
     request: Request,
@@ -185,7 +197,7 @@ async def bulk_remove_members(
     return {"message": message, **outcome}
 
 
-@router.get("/{memberId}", summary="Get a room member")
+@router.get("/{memberId}", summary="Get a room member", **documented(Member, errors=(404,)))
 async def get_member(
     roomId: RoomIdPath,
     memberId: MemberIdPath,
@@ -202,7 +214,7 @@ async def get_member(
     return shape_member(member, room, _base(request), selected, extra)
 
 
-@router.put("/{memberId}", summary="Update a room member")
+@router.put("/{memberId}", summary="Update a room member", **documented(Member, errors=(404,)))
 async def update_member(
     roomId: RoomIdPath,
     memberId: MemberIdPath,
@@ -222,7 +234,9 @@ async def update_member(
     return shape_member(member, room, _base(request), selected, extra)
 
 
-@router.delete("/{memberId}", summary="Remove a member from a room")
+@router.delete(
+    "/{memberId}", summary="Remove a member from a room", **documented(Message, errors=(404,))
+)
 async def remove_member(roomId: RoomIdPath, memberId: MemberIdPath, rpc: RpcDep) -> dict[str, Any]:
     await rpc("identity", "remove_member", {"roomId": roomId, "memberId": memberId})
     return {"message": f"Member '{memberId}' removed from room '{roomId}'"}
@@ -285,7 +299,11 @@ async def _claims_for_user(
     return kind, access.role, access.permissions, access.member
 
 
-@token_router.post("", summary="A room member token (link secret, member secret or user)")
+@token_router.post(
+    "",
+    summary="A room member token (link secret, member secret or user)",
+    **documented(MemberToken, errors=(400, 404, 409)),
+)
 async def member_token(
     roomId: RoomIdPath, body: TokenBody, request: Request, rpc: RpcDep
 ) -> dict[str, Any]:
@@ -367,7 +385,7 @@ async def _join_meeting(
     try:
         joined = await rpc.retrying("meetings", "join_member", command)
     except ApiError as exc:
-        if exc.error == "room_closed":
+        if exc.code == "room_closed":
             raise ApiError(
                 409, "Room Error", f"Room '{claims.room_id}' is closed and cannot be joined"
             ) from None
@@ -376,7 +394,11 @@ async def _join_meeting(
     return token
 
 
-@token_router.post("/refresh", summary="Refresh a room member token with current permissions")
+@token_router.post(
+    "/refresh",
+    summary="Refresh a room member token with current permissions",
+    **documented(MemberToken, errors=(400, 404, 409)),
+)
 async def refresh_member_token(roomId: RoomIdPath, request: Request, rpc: RpcDep) -> dict[str, Any]:
     who = principal(request)
     assert who.member is not None

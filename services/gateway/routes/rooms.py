@@ -7,7 +7,7 @@ import uuid
 from typing import Annotated, Any, Literal
 
 from fastapi import APIRouter, Header, Path, Query, Request, Response
-from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
+from pydantic import BaseModel, ConfigDict, Field, StrictBool, model_validator
 
 from contracts.commands import rooms as cmd
 from contracts.rooms import (
@@ -15,7 +15,7 @@ from contracts.rooms import (
     AnonymousAccessRequest,
     AnonymousAccessToggle,
     CreateRoomRequest,
-    Permissions,
+    PermissionName,
     RolesPatch,
     RoomConfigPatch,
     UpdateRoomSettingsRequest,
@@ -25,7 +25,7 @@ from contracts.rooms import (
 )
 from services.gateway.api import PUBLIC_API
 from services.gateway.auth import principal
-from services.gateway.errors import ApiError
+from services.gateway.errors import ApiError, error_name
 from services.gateway.params import StrictQueryBool
 from services.gateway.rooms_view import EXTRA_FIELDS, selection, shape_room
 from services.gateway.rpc import RpcDep
@@ -52,16 +52,8 @@ class _Strict(BaseModel):
 
 
 class RolePermissionsPatch(_Strict):
-    permissions: dict[str, bool]
-
-    @field_validator("permissions")
-    @classmethod
-    def _known_names(cls, value: dict[str, bool]) -> dict[str, bool]:
-        """Refuse names OpenVidu does not know here, not as a 500 further in."""
-        unknown = sorted(set(value) - set(Permissions.model_fields))
-        if unknown:
-            raise ValueError(f"unknown permission(s): {', '.join(unknown)}")
-        return value
+    # Unknown names are a 422 naming the key, not a 500 further in.
+    permissions: dict[PermissionName, StrictBool]
 
 
 class RolesBody(_Strict):
@@ -275,7 +267,11 @@ async def bulk_delete_rooms(
                 owned.append(room_id)
             else:
                 refused.append(
-                    {"roomId": room_id, "error": "forbidden", "message": "not your room"}
+                    {
+                        "roomId": room_id,
+                        "error": "Authorization Error",
+                        "message": "Insufficient permissions to access this resource",
+                    }
                 )
         ids = owned
     outcomes = (
@@ -298,7 +294,7 @@ async def bulk_delete_rooms(
         if o["error"] is None
     ]
     failed = refused + [
-        {"roomId": o["roomId"], "error": o["error"], "message": o["message"]}
+        {"roomId": o["roomId"], "error": error_name(o["error"], 409), "message": o["message"]}
         for o in outcomes
         if o["error"] is not None
     ]
