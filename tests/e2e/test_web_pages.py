@@ -13,7 +13,7 @@ from typing import Any
 import httpx
 import pytest
 
-from tests.support.browser import DESKTOP, PHONE, browser, screenshot
+from tests.support.browser import DESKTOP, PHONE, browser, screenshot, serious_violations
 from tests.support.platform import Platform
 
 PUB = "/meet/api/v1"
@@ -283,7 +283,8 @@ def sign_in(platform: Platform, page: Any) -> None:
     password = (platform.data_dir / "admin-password").read_text().strip()
     page.goto(f"{platform.base}/overview")
     assert page.url.startswith(f"{platform.base}/login")
-    screenshot(page, "login")
+    if page.viewport_size == DESKTOP:
+        screenshot(page, "login")
     page.get_by_label("User name").fill("admin")
     page.get_by_label("Password").fill("wrong password")
     page.get_by_role("button", name="Sign in").click()
@@ -412,3 +413,56 @@ def test_console_forms_need_csrf(platform: Platform) -> None:
         )
         assert signed.status_code == 303
         assert client.post("/rooms/new", data={"roomName": "x"}).status_code == 403
+
+
+def test_every_page_is_accessible_on_desktop_and_phone(platform: Platform, chromium: Any) -> None:
+    """axe-core finds no serious or critical violation on any page, at both sizes."""
+    room = make_room(platform, "Accessible")
+    problems: list[str] = []
+    for size, viewport in (("desktop", DESKTOP), ("phone", PHONE)):
+        context = chromium.new_context(viewport=viewport, bypass_csp=True)
+        page = context.new_page()
+        page.on("dialog", lambda dialog: dialog.accept())
+
+        def check(view: str, page: Any = page, size: str = size) -> None:
+            problems.extend(f"{view} ({size}): {v}" for v in serious_violations(page))
+
+        page.goto(room["moderatorUrl"])
+        check("join")
+        page.get_by_label("Your name").fill(f"Ada {size}")
+        page.get_by_role("button", name="Continue").click()
+        page.locator("#device-view").wait_for(state="visible")
+        check("device")
+        page.get_by_role("button", name="Join meeting").click()
+        page.locator("#participants li").first.wait_for(timeout=WITHIN)
+        check("meeting")
+        page.get_by_role("button", name="Leave").click()
+        page.locator("#end-view").wait_for(state="visible")
+        check("end")
+        page.goto(room["access"]["anonymous"]["recording"]["url"])
+        check("room recordings")
+        page.goto(room["moderatorUrl"].split("?")[0] + "?secret=wrong")
+        check("error")
+        sign_in(platform, page)
+        for path in (
+            "/overview",
+            "/rooms",
+            "/rooms/new",
+            f"/rooms/{room['roomId']}",
+            f"/rooms/{room['roomId']}/edit",
+            "/recordings",
+            "/users",
+            "/profile",
+            "/config",
+        ):
+            page.goto(platform.base + path)
+            check(path)
+            if size == "phone":
+                name = {
+                    "/rooms/new": "room-new",
+                    f"/rooms/{room['roomId']}": "room-detail",
+                    f"/rooms/{room['roomId']}/edit": "room-edit",
+                }.get(path, path.strip("/"))
+                screenshot(page, f"{name}-phone")
+        context.close()
+    assert not problems, "\n".join(problems)

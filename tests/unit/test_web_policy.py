@@ -27,3 +27,20 @@ def test_page_rows_say_that_the_api_decides() -> None:
     for key, policy in POLICIES.items():
         if policy.page:
             assert policy.describe().startswith("web page"), key
+
+
+def test_vendored_files_match_their_recorded_sha256() -> None:
+    import hashlib
+    from pathlib import Path
+
+    root = Path(__file__).resolve().parents[2]
+    vendor = root / "services" / "gateway" / "web" / "static" / "vendor"
+    rows = [
+        line.split()
+        for line in (vendor / "VENDOR.txt").read_text().splitlines()
+        if line and not line.startswith("#")
+    ]
+    assert len(rows) >= 5
+    for name, package, digest in rows:
+        path = root / name if "/" in name else vendor / name
+        assert hashlib.sha256(path.read_bytes()).hexdigest() == digest, (name, package)
