@@ -280,6 +280,7 @@ POLICIES: dict[Key, Policy] = {
             ("GET", "/docs"),
             ("GET", "/room/{roomId}"),
             ("GET", "/room/{roomId}/recordings"),
+            ("GET", "/room/{roomId}/events"),
             ("GET", "/room/{roomId}/recordings/{recordingId}/media"),
             ("GET", "/recording/{recordingId}"),
             ("GET", "/recording/{recordingId}/media"),
