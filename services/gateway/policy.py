@@ -276,12 +276,13 @@ POLICIES: dict[Key, Policy] = {
     ("root", "GET", "/metrics"): PUBLIC,
     ("root", "GET", "/asyncapi"): PUBLIC,
     # ---- web pages (services/gateway/web) ----
-    ("root", "GET", "/docs"): PUBLIC,
     **{
         ("root", method, path): PAGE
         for method, path in (
+            ("GET", "/docs"),
             ("GET", "/room/{roomId}"),
             ("GET", "/room/{roomId}/recordings"),
+            ("GET", "/room/{roomId}/events"),
             ("GET", "/room/{roomId}/recordings/{recordingId}/media"),
             ("GET", "/recording/{recordingId}"),
             ("GET", "/recording/{recordingId}/media"),

@@ -13,11 +13,12 @@ from typing import Any
 import httpx
 import pytest
 
-from tests.support.browser import DESKTOP, PHONE, browser, screenshot
+from tests.support.browser import DESKTOP, PHONE, browser, screenshot, serious_violations
 from tests.support.platform import Platform
 
 PUB = "/meet/api/v1"
 WITHIN = 5_000  # ms: how long a page may take to show what the test waits for
+LIVE = 2_000  # ms: a live update (evicted, meeting ended, participant joined) reaches a page
 
 
 @pytest.fixture(scope="module")
@@ -109,8 +110,12 @@ def test_room_link_preview_join_evict(platform: Platform, chromium: Any) -> None
         # The moderator sees the speaker, and removes them.
         participants.get_by_text("Sam").wait_for(timeout=WITHIN)
         screenshot(moderator, "meeting-desktop")
+        # Live updates come from the room's event stream: no polling while it is open.
+        speaker.wait_for_function(
+            "() => document.getElementById('room-app').dataset.live === 'open'"
+        )
         moderator.get_by_role("button", name="Remove Sam from the meeting").click()
-        speaker.locator("#end-view").wait_for(state="visible", timeout=WITHIN)
+        speaker.locator("#end-view").wait_for(state="visible", timeout=LIVE)
         assert "removed you" in speaker.locator("#end-reason").inner_text()
         screenshot(speaker, "end-phone")
 
@@ -119,6 +124,29 @@ def test_room_link_preview_join_evict(platform: Platform, chromium: Any) -> None
         moderator.locator("#end-view").wait_for(state="visible", timeout=WITHIN)
         assert moderator.locator("#end-reason").inner_text() == "You left the meeting."
         assert moderator.get_by_role("link", name="Join again").is_visible()
+    finally:
+        moderator_ctx.close()
+        speaker_ctx.close()
+
+
+def test_meeting_ended_by_a_moderator_shows_why(platform: Platform, chromium: Any) -> None:
+    room = make_room(platform, "Short call")
+    moderator_ctx = chromium.new_context(viewport=DESKTOP)
+    speaker_ctx = chromium.new_context(viewport=PHONE)
+    try:
+        moderator = open_link(moderator_ctx, room["moderatorUrl"])
+        join(moderator, "Max")
+        speaker = open_link(speaker_ctx, room["speakerUrl"])
+        join(speaker, "Sue")
+        speaker.wait_for_function(
+            "() => document.getElementById('room-app').dataset.live === 'open'"
+        )
+        moderator.locator("#participants").get_by_text("Sue").wait_for(timeout=LIVE)
+        moderator.get_by_role("button", name="End meeting for all").click()
+        speaker.locator("#end-view").wait_for(state="visible", timeout=LIVE)
+        assert speaker.locator("#end-reason").inner_text() == "A moderator ended the meeting."
+        assert speaker.get_by_role("link", name="Join again").is_visible()
+        screenshot(speaker, "end-ended-phone")
     finally:
         moderator_ctx.close()
         speaker_ctx.close()
@@ -283,7 +311,8 @@ def sign_in(platform: Platform, page: Any) -> None:
     password = (platform.data_dir / "admin-password").read_text().strip()
     page.goto(f"{platform.base}/overview")
     assert page.url.startswith(f"{platform.base}/login")
-    screenshot(page, "login")
+    if page.viewport_size == DESKTOP:
+        screenshot(page, "login")
     page.get_by_label("User name").fill("admin")
     page.get_by_label("Password").fill("wrong password")
     page.get_by_role("button", name="Sign in").click()
@@ -324,14 +353,15 @@ def test_console_rooms(platform: Platform, chromium: Any) -> None:
         assert "Room created" in page.get_by_test_id("history").inner_text()
 
         # Someone joins with the speaker link: the room page shows them within 2 s.
+        page.wait_for_function("() => document.body.dataset.live === 'open'")
         guest_ctx = chromium.new_context(viewport=PHONE)
         guest = open_link(guest_ctx, speaker_link)
         join(guest, "Gia")
-        page.get_by_test_id("live-participants").get_by_text("Gia").wait_for(timeout=3_000)
+        page.get_by_test_id("live-participants").get_by_text("Gia").wait_for(timeout=LIVE)
         screenshot(page, "room-detail")
         page.get_by_role("button", name="Remove Gia").click()
         page.get_by_test_id("flash").get_by_text("Participant removed").wait_for()
-        guest.locator("#end-view").wait_for(state="visible", timeout=WITHIN)
+        guest.locator("#end-view").wait_for(state="visible", timeout=LIVE)
         guest_ctx.close()
 
         # Edit it.
@@ -412,3 +442,56 @@ def test_console_forms_need_csrf(platform: Platform) -> None:
         )
         assert signed.status_code == 303
         assert client.post("/rooms/new", data={"roomName": "x"}).status_code == 403
+
+
+def test_every_page_is_accessible_on_desktop_and_phone(platform: Platform, chromium: Any) -> None:
+    """axe-core finds no serious or critical violation on any page, at both sizes."""
+    room = make_room(platform, "Accessible")
+    problems: list[str] = []
+    for size, viewport in (("desktop", DESKTOP), ("phone", PHONE)):
+        context = chromium.new_context(viewport=viewport, bypass_csp=True)
+        page = context.new_page()
+        page.on("dialog", lambda dialog: dialog.accept())
+
+        def check(view: str, page: Any = page, size: str = size) -> None:
+            problems.extend(f"{view} ({size}): {v}" for v in serious_violations(page))
+
+        page.goto(room["moderatorUrl"])
+        check("join")
+        page.get_by_label("Your name").fill(f"Ada {size}")
+        page.get_by_role("button", name="Continue").click()
+        page.locator("#device-view").wait_for(state="visible")
+        check("device")
+        page.get_by_role("button", name="Join meeting").click()
+        page.locator("#participants li").first.wait_for(timeout=WITHIN)
+        check("meeting")
+        page.get_by_role("button", name="Leave").click()
+        page.locator("#end-view").wait_for(state="visible")
+        check("end")
+        page.goto(room["access"]["anonymous"]["recording"]["url"])
+        check("room recordings")
+        page.goto(room["moderatorUrl"].split("?")[0] + "?secret=wrong")
+        check("error")
+        sign_in(platform, page)
+        for path in (
+            "/overview",
+            "/rooms",
+            "/rooms/new",
+            f"/rooms/{room['roomId']}",
+            f"/rooms/{room['roomId']}/edit",
+            "/recordings",
+            "/users",
+            "/profile",
+            "/config",
+        ):
+            page.goto(platform.base + path)
+            check(path)
+            if size == "phone":
+                name = {
+                    "/rooms/new": "room-new",
+                    f"/rooms/{room['roomId']}": "room-detail",
+                    f"/rooms/{room['roomId']}/edit": "room-edit",
+                }.get(path, path.strip("/"))
+                screenshot(page, f"{name}-phone")
+        context.close()
+    assert not problems, "\n".join(problems)

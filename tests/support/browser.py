@@ -54,3 +54,24 @@ def screenshot(page: Any, name: str) -> None:
     """Save the page as docs/screenshots/<name>.png (the README shows them)."""
     SCREENSHOTS.mkdir(parents=True, exist_ok=True)
     page.screenshot(path=str(SCREENSHOTS / f"{name}.png"), full_page=True)
+
+
+AXE = Path(__file__).resolve().parent / "vendor" / "axe.min.js"  # axe-core, vendored
+
+
+def serious_violations(page: Any) -> list[str]:
+    """axe-core's serious and critical accessibility violations on the page.
+
+    The page's context must be opened with `bypass_csp=True`: the pages' CSP lets no
+    script in but their own, axe-core included.
+    """
+    page.add_script_tag(path=str(AXE))
+    found: list[str] = page.evaluate(
+        """async () => {
+            const result = await axe.run(document, {resultTypes: ['violations']});
+            return result.violations
+                .filter(v => v.impact === 'serious' || v.impact === 'critical')
+                .map(v => v.id + ': ' + v.nodes.map(n => n.target.join(' ')).join(', '));
+        }"""
+    )
+    return found

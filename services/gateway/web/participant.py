@@ -13,10 +13,12 @@ from __future__ import annotations
 from typing import Annotated, Any
 
 from fastapi import APIRouter, Query, Request, Response
+from fastapi.responses import StreamingResponse
 
 from services.gateway.errors import ApiError
 from services.gateway.tokens import MemberClaims, TokenService
 from services.gateway.web.apiclient import INTERNAL_API, PUBLIC_API, Api
+from services.gateway.web.live import room_events
 from services.gateway.web.media import recording_media
 from services.gateway.web.pages import (
     PageRoute,
@@ -93,6 +95,24 @@ async def _enter(
     return token, claims, room
 
 
+def member_cookie(room_id: str) -> str:
+    """The cookie holding a room link's member token (for what cannot send headers:
+    `<video>` and `EventSource`)."""
+    return f"mp_member_{room_id}"
+
+
+def remember_member(request: Request, response: Response, room_id: str, token: str) -> None:
+    """Keep the link's member token in an HttpOnly cookie for this room's pages only."""
+    response.set_cookie(
+        member_cookie(room_id),
+        token,
+        httponly=True,
+        samesite="strict",
+        secure=secure_cookies(request),
+        path=f"/room/{room_id}",
+    )
+
+
 def _media_backend(request: Request) -> str:
     backend: str = request.app.state.settings.media_backend
     return backend
@@ -113,7 +133,7 @@ async def join_page(request: Request, roomId: str, secret: SecretQuery = None) -
             "Try again when a moderator has opened it.",
             "This room is closed",
         )
-    return render(
+    response = render(
         request,
         "room.html",
         {
@@ -127,6 +147,8 @@ async def join_page(request: Request, roomId: str, secret: SecretQuery = None) -
             "api": PUBLIC_API,
         },
     )
+    remember_member(request, response, roomId, token)
+    return response
 
 
 @router.get("/room/{roomId}/recordings")
@@ -153,22 +175,14 @@ async def room_recordings_page(
             "api": PUBLIC_API,
         },
     )
-    # The <video> elements' credential: the member token, for this room's recordings only.
-    response.set_cookie(
-        f"mp_member_{roomId}",
-        token,
-        httponly=True,
-        samesite="strict",
-        secure=secure_cookies(request),
-        path=f"/room/{roomId}/recordings",
-    )
+    remember_member(request, response, roomId, token)
     return response
 
 
 @router.get("/room/{roomId}/recordings/{recordingId}/media")
 async def room_recording_media(request: Request, roomId: str, recordingId: str) -> Response:
     """The video of a recording for the room's recordings page (member token cookie)."""
-    token = request.cookies.get(f"mp_member_{roomId}")
+    token = request.cookies.get(member_cookie(roomId))
     if not token:
         return error_page(request, 401, "Open the room's recordings link again.")
     return await recording_media(request, recordingId, {"X-Room-Member-Token": token})
@@ -226,3 +240,28 @@ async def shared_recording_media(
     if access:
         headers["Authorization"] = f"Bearer {access}"
     return await recording_media(request, recordingId, headers, recordingSecret)
+
+
+@router.get("/room/{roomId}/events")
+async def room_events_stream(request: Request, roomId: str) -> Response:
+    """The room's live events (SSE) for its meeting view or the console's room page."""
+    if not _valid_room_id(roomId):
+        return error_page(request, 404, "There is no room at this address.")
+    headers: dict[str, str] = {}
+    member = request.cookies.get(member_cookie(roomId))
+    access = session_token(request)
+    if access:
+        headers["Authorization"] = f"Bearer {access}"
+    elif member:
+        headers["X-Room-Member-Token"] = member
+    else:
+        return error_page(request, 401, "Open the room's link again.")
+    # The API decides who may follow the room: whoever may read it.
+    await Api(request, headers).get(f"{PUBLIC_API}/rooms/{roomId}", fields="roomId")
+    connection = request.app.state.broker._connection
+    stream = request.app.state.settings.stream_name
+    return StreamingResponse(
+        room_events(connection, stream, roomId),
+        media_type="text/event-stream",
+        headers={"X-Accel-Buffering": "no"},
+    )

@@ -214,7 +214,51 @@
       $("local-note").hidden = false;
     }
     refresh();
-    poll = setInterval(refresh, 1500);
+    follow();
+  }
+
+  // ---- live updates: the room's events (SSE); polling only while the stream is down ----
+  const END_REASONS = {
+    ended_by_admin: "A moderator ended the meeting.",
+    room_deleted: "The room was deleted.",
+    auto_deleted: "The room was deleted automatically: its auto-deletion date came.",
+    room_closed: "The room was closed.",
+    empty_timeout: "The meeting ended because it was left empty.",
+    media_server_shutdown: "The media server shut down.",
+    livekit: "The media server ended the meeting.",
+  };
+  let source = null;
+
+  function follow() {
+    if (!window.EventSource) { poll = setInterval(refresh, 1500); return; }
+    source = new EventSource(location.pathname + "/events");
+    source.onopen = function () {
+      app.dataset.live = "open";
+      if (poll) { clearInterval(poll); poll = null; }
+      refresh();  // whatever happened while the stream was connecting
+    };
+    source.onerror = function () {
+      app.dataset.live = "down";
+      if (!poll && joined) poll = setInterval(refresh, 1500);
+    };
+    function on(type, handler) {
+      source.addEventListener(type, function (event) {
+        if (joined) handler(JSON.parse(event.data));
+      });
+    }
+    on("ParticipantEvicted", function (data) {
+      if (data.identity === joined.identity) end("A moderator removed you from the meeting.", false);
+      else refresh();
+    });
+    on("MeetingEnded", function (data) {
+      if (data.meetingId !== joined.meetingId) return;
+      const gone = data.reason === "room_deleted" || data.reason === "auto_deleted";
+      end(END_REASONS[data.reason] || "The meeting has ended.", !gone);
+    });
+    on("RoomDeleted", function () { end("The room was deleted.", false); });
+    ["ParticipantJoined", "ParticipantLeft", "ParticipantRoleChanged", "RecordingStarted",
+      "RecordingActivated", "RecordingStopped", "RecordingReady", "RecordingFailed",
+      "RoomStatusChanged"].forEach(function (type) { on(type, refresh); });
   }
 
   async function connectLiveKit() {
@@ -351,6 +395,7 @@
   function end(reason, canRejoin) {
     if (poll) clearInterval(poll);
     poll = null;
+    if (source) { source.close(); source = null; }
     joined = null;
     if (lkRoom) { lkRoom.disconnect(); lkRoom = null; }
     stopStream();
