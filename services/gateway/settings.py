@@ -29,6 +29,16 @@ class GatewaySettings(RuntimeSettings):
     # Failed sign-ins allowed (the `limits` notation) per user id and per client address.
     login_failures_per_user: str = "5/minute"
     login_failures_per_address: str = "20/minute"
+    # Joins and member tokens with a wrong room secret, per client address and per room;
+    # invalid API keys and tokens per client address; requests per API key.
+    join_failures_per_address: str = "20/minute"
+    join_failures_per_room: str = "100/minute"
+    credential_failures_per_address: str = "30/minute"
+    requests_per_api_key: str = "6000/minute"
+    # Off only for tests that make hundreds of wrong calls on purpose.
+    rate_limits_enabled: bool = True
+    # Proxies whose X-Forwarded-For gives the client address (uvicorn's forwarded_allow_ips).
+    forwarded_allow_ips: str = "127.0.0.1"
     webhook_max_attempts: int = Field(default=10, ge=1, le=100)
     # Networks webhooks may reach although they are not public (comma-separated CIDRs):
     # by default none, so no webhook reaches loopback, private ranges or the metadata IP.

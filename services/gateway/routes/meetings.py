@@ -5,10 +5,11 @@ from __future__ import annotations
 import uuid
 from typing import Annotated, Any, Literal
 
-from fastapi import APIRouter, Header, Path
+from fastapi import APIRouter, Header, Path, Request
 from pydantic import BaseModel, ConfigDict, Field
 
 from contracts.commands import meetings as cmd
+from services.gateway.ratelimits import client_address, rate_limits
 from services.gateway.rpc import RpcDep
 
 RoomIdPath = Annotated[str, Path(min_length=1, max_length=100, pattern=r"^[A-Za-z0-9_\-]+$")]
@@ -39,6 +40,7 @@ class RoleBody(BaseModel):
 async def join(
     roomId: RoomIdPath,
     body: JoinBody,
+    request: Request,
     rpc: RpcDep,
     idempotency_key: Annotated[str | None, Header(alias="Idempotency-Key", max_length=100)] = None,
 ) -> dict[str, Any]:
@@ -49,7 +51,10 @@ async def join(
         participantName=body.participantName,
         commandId=idempotency_key or uuid.uuid4().hex,
     )
-    result: dict[str, Any] = await rpc.retrying("meetings", "join", command)
+    # A wrong secret (401) counts against the caller's address and the room.
+    result: dict[str, Any] = await rate_limits(request).secret_attempt(
+        client_address(request), roomId, lambda: rpc.retrying("meetings", "join", command), {401}
+    )
     return result
 
 
