@@ -12,6 +12,8 @@ from typing import Annotated, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
+from contracts.text import Readable
+
 
 class Strict(BaseModel):
     """Base for request-side models: unknown fields are an error."""
@@ -244,7 +246,7 @@ ROOM_NAME_MAX = 50
 class CreateRoomRequest(Strict):
     """POST /rooms body (OpenVidu Meet MeetRoomOptions)."""
 
-    roomName: Annotated[str, Field(min_length=1, max_length=ROOM_NAME_MAX)] = "Room"
+    roomName: Annotated[str, Field(min_length=1, max_length=ROOM_NAME_MAX), Readable] = "Room"
     autoDeletionDate: Annotated[int, Field(gt=0)] | None = None
     autoDeletionPolicy: AutoDeletionPolicy = Field(default_factory=AutoDeletionPolicy)
     config: RoomConfig = Field(default_factory=RoomConfig)
@@ -268,7 +270,7 @@ class UpdateRoomStatusRequest(Strict):
 class UpdateRoomSettingsRequest(Strict):
     """PUT /rooms/{roomId} body: name, auto-deletion and end action (meetplane extra)."""
 
-    roomName: Annotated[str, Field(min_length=1, max_length=ROOM_NAME_MAX)] | None = None
+    roomName: Annotated[str, Field(min_length=1, max_length=ROOM_NAME_MAX), Readable] | None = None
     autoDeletionDate: Annotated[int, Field(gt=0)] | None = None
     clearAutoDeletionDate: bool = False
     autoDeletionPolicy: AutoDeletionPolicy | None = None

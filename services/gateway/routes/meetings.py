@@ -9,6 +9,7 @@ from fastapi import APIRouter, Header, Path, Request
 from pydantic import BaseModel, ConfigDict, Field
 
 from contracts.commands import meetings as cmd
+from contracts.commands.meetings import ParticipantName
 from services.gateway.ratelimits import client_address, rate_limits
 from services.gateway.rpc import RpcDep
 
@@ -25,7 +26,7 @@ class JoinBody(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
     secret: Annotated[str, Field(min_length=1, max_length=200)]
-    participantName: Annotated[str, Field(min_length=1, max_length=50)]
+    participantName: ParticipantName
 
 
 class RoleBody(BaseModel):

@@ -12,6 +12,7 @@ from pydantic import BaseModel, ConfigDict, Field
 
 from contracts.commands import identity as cmd
 from contracts.commands import meetings as meetings_cmd
+from contracts.commands.meetings import ParticipantName
 from contracts.identity import AddMemberRequest, MemberRole, UpdateMemberRequest
 from services.gateway.api import PUBLIC_API
 from services.gateway.auth import Principal, forbidden, principal
@@ -239,7 +240,7 @@ class TokenBody(BaseModel):
 
     secret: Annotated[str, Field(min_length=1, max_length=200)] | None = None
     joinMeeting: bool = False
-    participantName: Annotated[str, Field(min_length=1, max_length=50)] | None = None
+    participantName: ParticipantName | None = None
 
 
 def _tokens(request: Request) -> TokenService:
