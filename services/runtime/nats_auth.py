@@ -91,6 +91,7 @@ def service_permissions(service: str) -> Permissions:
     subscribe = [f"{inbox_prefix(service)}.>"]
     if service != "gateway":
         publish += [
+            f"{COMMAND_PREFIX}.{service}.ping",  # a starting service pings itself
             f"{DLQ_SUBJECT_PREFIX}.{consumer}.>",
             f"{DLQ_CHANGED_PREFIX}.{consumer}",
             f"{WAKE_PREFIX}.{service}",

@@ -147,6 +147,7 @@ class EmbeddedUp:
         http_port: int | None = None,
         nats_port: int | None = None,
         storage_port: int | None = None,
+        extra_env: dict[str, str] | None = None,
     ) -> None:
         root.mkdir(parents=True, exist_ok=True)
         self.root = root
@@ -164,6 +165,7 @@ class EmbeddedUp:
                 "MEETPLANE_NATS_PORT": str(self.nats_port),
                 "MEETPLANE_STORAGE_PORT": str(self.storage_port),
                 "MEETPLANE_API_KEY": self.api_key,
+                **(extra_env or {}),
             }
         )
         self.env = env
