@@ -241,13 +241,17 @@ class AccessUpdate(Strict):
 
 
 ROOM_NAME_MAX = 50
+# The last millisecond of year 9999: dates past it overflow the int64 columns and
+# timers of the services that store them (a poison message once, see issue 9).
+EPOCH_MS_MAX = 253_402_300_799_999
+EpochMillis = Annotated[int, Field(gt=0, le=EPOCH_MS_MAX)]
 
 
 class CreateRoomRequest(Strict):
     """POST /rooms body (OpenVidu Meet MeetRoomOptions)."""
 
     roomName: Annotated[str, Field(min_length=1, max_length=ROOM_NAME_MAX), Readable] = "Room"
-    autoDeletionDate: Annotated[int, Field(gt=0)] | None = None
+    autoDeletionDate: EpochMillis | None = None
     autoDeletionPolicy: AutoDeletionPolicy = Field(default_factory=AutoDeletionPolicy)
     config: RoomConfig = Field(default_factory=RoomConfig)
     roles: Roles = Field(default_factory=Roles)
@@ -271,7 +275,7 @@ class UpdateRoomSettingsRequest(Strict):
     """PUT /rooms/{roomId} body: name, auto-deletion and end action (meetplane extra)."""
 
     roomName: Annotated[str, Field(min_length=1, max_length=ROOM_NAME_MAX), Readable] | None = None
-    autoDeletionDate: Annotated[int, Field(gt=0)] | None = None
+    autoDeletionDate: EpochMillis | None = None
     clearAutoDeletionDate: bool = False
     autoDeletionPolicy: AutoDeletionPolicy | None = None
     meetingEndAction: MeetingEndAction | None = None

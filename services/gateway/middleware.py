@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 import time
 import uuid
 
@@ -16,6 +17,20 @@ log = get_logger("meetplane.gateway.http")
 
 REQUESTS = Counter("meetplane_http_requests_total", "HTTP requests", ["method", "route", "status"])
 LATENCY = Histogram("meetplane_http_request_seconds", "HTTP request latency", ["method", "route"])
+
+
+_REQUEST_ID = re.compile(rb"[A-Za-z0-9._:-]{1,64}")
+
+
+def _request_id(raw: bytes) -> str:
+    """The caller's X-Request-Id when it is a short token, else a new one.
+
+    Header values are bytes on the wire: anything else (non-UTF-8, control
+    characters, a novel) would break logs and the echoed header.
+    """
+    if _REQUEST_ID.fullmatch(raw):
+        return raw.decode("ascii")
+    return uuid.uuid4().hex
 
 
 # Every response: no MIME sniffing, no referrer (links carry secrets in their query),
@@ -69,10 +84,6 @@ def security_headers(scope: Scope, headers: list[tuple[bytes, bytes]]) -> list[t
     return [*headers, *added]
 
 
-class BodyTooLarge(Exception):
-    """The request body exceeds the configured limit."""
-
-
 class GatewayMiddleware:
     """Pure ASGI middleware: request id, security headers, body limit (413), access log,
     metrics."""
@@ -86,7 +97,7 @@ class GatewayMiddleware:
             await self.app(scope, receive, send)
             return
         headers = dict(scope.get("headers") or [])
-        request_id = headers.get(b"x-request-id", b"").decode()[:64] or uuid.uuid4().hex
+        request_id = _request_id(headers.get(b"x-request-id", b""))
         structlog.contextvars.bind_contextvars(request_id=request_id)
         started = time.perf_counter()
         status = 500
@@ -99,18 +110,28 @@ class GatewayMiddleware:
 
         received = 0
         limit = self.max_body_bytes
+        rejected = False
 
         async def limited_receive() -> Message:
-            nonlocal received
+            # A body over the limit (chunked, so not declared) is answered 413 here;
+            # the app is then told the client left, and whatever it answers to that
+            # (FastAPI: 400 "error parsing the body") is dropped in `send_with_id`.
+            nonlocal received, rejected, status
+            if rejected:
+                return {"type": "http.disconnect"}
             message = await receive()
             if message["type"] == "http.request":
                 received += len(message.get("body", b""))
                 if received > limit:
-                    raise BodyTooLarge
+                    rejected, status = True, 413
+                    await self._reject_too_large(scope, send, request_id)
+                    return {"type": "http.disconnect"}
             return message
 
         async def send_with_id(message: Message) -> None:
             nonlocal status
+            if rejected:
+                return
             if message["type"] == "http.response.start":
                 status = message["status"]
                 message.setdefault("headers", [])
@@ -121,9 +142,6 @@ class GatewayMiddleware:
 
         try:
             await self.app(scope, limited_receive, send_with_id)
-        except BodyTooLarge:
-            await self._reject_too_large(scope, send, request_id)
-            status = 413
         finally:
             self._observe(scope, status, started)
             structlog.contextvars.unbind_contextvars("request_id")

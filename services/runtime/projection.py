@@ -193,6 +193,7 @@ class Projection:
         """Empty the view and wait until the projector has replayed the log into it."""
         head = await asyncio.to_thread(self.app.process_recorder.max_notification_id) or 0
         await asyncio.to_thread(self.view.reset)
+        self.follower.forget_position()
         self.follower.poke()
         deadline = time.monotonic() + timeout
         while (await asyncio.to_thread(self.view.position) or 0) < head:

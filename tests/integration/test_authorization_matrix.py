@@ -259,7 +259,8 @@ async def _finished_recording(client: httpx.AsyncClient, room_id: str) -> str:
 
     async def complete() -> bool:
         got = await client.get(f"{PUB}/recordings/{recording_id}", headers=key)
-        return bool(got.json()["status"] == "complete")
+        # Recordings here stop at their 0.4 s maximum: limit_reached is a finished one.
+        return got.json()["status"] in {"complete", "limit_reached"}
 
     await wait_for(complete, timeout=20)
     return recording_id

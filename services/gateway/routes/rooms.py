@@ -6,7 +6,7 @@ import uuid
 from typing import Annotated, Any, Literal
 
 from fastapi import APIRouter, Header, Path, Query, Request, Response
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, field_validator
 
 from contracts.commands import rooms as cmd
 from contracts.rooms import (
@@ -14,6 +14,7 @@ from contracts.rooms import (
     AnonymousAccessRequest,
     AnonymousAccessToggle,
     CreateRoomRequest,
+    Permissions,
     RolesPatch,
     RoomConfigPatch,
     UpdateRoomSettingsRequest,
@@ -38,6 +39,15 @@ class _Strict(BaseModel):
 
 class RolePermissionsPatch(_Strict):
     permissions: dict[str, bool]
+
+    @field_validator("permissions")
+    @classmethod
+    def _known_names(cls, value: dict[str, bool]) -> dict[str, bool]:
+        """Refuse names OpenVidu does not know here, not as a 500 further in."""
+        unknown = sorted(set(value) - set(Permissions.model_fields))
+        if unknown:
+            raise ValueError(f"unknown permission(s): {', '.join(unknown)}")
+        return value
 
 
 class RolesBody(_Strict):
