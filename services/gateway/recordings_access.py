@@ -19,6 +19,7 @@ from fastapi import Request
 from contracts.commands import recordings as cmd
 from services.gateway.auth import unauthorized
 from services.gateway.errors import ApiError
+from services.gateway.ratelimits import client_address, rate_limits
 from services.gateway.rpc import Rpc
 
 RECORDING_FIELDS = (
@@ -93,6 +94,16 @@ async def authorize_read(request: Request, rpc: Rpc, recording_id: str, secret: 
     """
     if not secret:
         return
+    # A secret that is not recognized (400) counts against the address and the recording.
+    await rate_limits(request).secret_attempt(
+        client_address(request),
+        recording_id,
+        lambda: _check_secret(request, rpc, recording_id, secret),
+        {400},
+    )
+
+
+async def _check_secret(request: Request, rpc: Rpc, recording_id: str, secret: str) -> None:
     secrets = cmd.AccessSecrets.model_validate(
         await rpc.retrying(
             "recordings", "access_secrets", cmd.RecordingRef(recordingId=recording_id)

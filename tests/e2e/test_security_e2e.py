@@ -137,6 +137,26 @@ def test_wrong_join_secrets_get_429_then_recover(up: EmbeddedUp) -> None:
     assert answer.status_code == 200
 
 
+def test_guessing_a_recordings_share_secret_gets_429(up: EmbeddedUp) -> None:
+    room = new_room(up)
+    joined = up.client.post(
+        f"/api/v1/rooms/{room['roomId']}/join",
+        json={"secret": secret(room), "participantName": "Rec"},
+    )
+    assert joined.status_code == 200, joined.text
+    started = up.client.post("/api/v1/recordings", json={"roomId": room["roomId"]})
+    assert started.status_code == 201, started.text
+    recording = started.json()["recordingId"]
+    stranger = httpx.Client(base_url=up.base, timeout=10)
+    statuses = [
+        stranger.get(f"/api/v1/recordings/{recording}", params={"recordingSecret": f"g{i}"})
+        for i in range(10)
+    ]
+    codes = [r.status_code for r in statuses]
+    assert set(codes) <= {400, 429} and codes[-1] == 429, codes
+    assert int(statuses[-1].headers["retry-after"]) >= 1
+
+
 @pytest.mark.parametrize(
     "target",
     ["http://127.0.0.1:{port}/", "http://169.254.169.254/latest/meta-data/", "http://10.0.0.1/"],
