@@ -71,7 +71,8 @@ class StartRecording(BaseModel):
 
 
 class RecordingRef(BaseModel):
-    """Address one recording (verbs `get`, `stop`, `delete`, `media`, `access_secrets`)."""
+    """Address one recording (verbs `get`, `stop`, `delete`, `media`, `access_secrets`,
+    `revoke_links`)."""
 
     recordingId: str = Field(min_length=1, max_length=RECORDING_ID_MAX)
 

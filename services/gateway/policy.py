@@ -225,6 +225,8 @@ POLICIES: dict[Key, Policy] = {
         api_key=True, member="canRecord", room="recording"
     ),
     ("public", "GET", "/recordings/{recordingId}/url"): _recording("canRetrieveRecordings"),
+    # Revoking links takes what deleting the recording takes.
+    ("public", "DELETE", "/recordings/{recordingId}/url"): _recording("canDeleteRecordings"),
     ("public", "GET", "/recordings/{recordingId}/download"): SHARED_RECORDING,
     ("public", "GET", "/recordings/{recordingId}/media"): SHARED_RECORDING,
     # ---- webhooks: v3.8.0's global config (internal API), the 3.9 line's webhook

@@ -228,6 +228,15 @@ class Recording(Aggregate):
         self.duration = self.duration or 0
         self.details = f"Recording {self.status}: {error}"
 
+    def revoke_links(self, public_secret: str, private_secret: str) -> None:
+        """New share-link secrets: every link given out so far stops working."""
+        self._links_revoked(public_secret=public_secret, private_secret=private_secret)
+
+    @event("LinksRevoked")
+    def _links_revoked(self, public_secret: str, private_secret: str) -> None:
+        self.public_secret = public_secret
+        self.private_secret = private_secret
+
     def delete(self) -> None:
         """Delete a finished recording's metadata; its object is removed after commit."""
         if self.deleted:

@@ -261,6 +261,13 @@ async def share_url(
     return {"url": f"{base}/recording/{recordingId}?recordingSecret={secret}"}
 
 
+@router.delete("/{recordingId}/url", summary="Revoke the recording's share links (meetplane)")
+async def revoke_share_links(recordingId: RecordingIdPath, rpc: RpcDep) -> dict[str, Any]:
+    """New secrets for the recording: every link given out so far stops working."""
+    await rpc("recordings", "revoke_links", cmd.RecordingRef(recordingId=recordingId))
+    return {"message": f"Share links of recording '{recordingId}' revoked"}
+
+
 def parse_range(header: str, size: int, recording_id: str) -> tuple[int, int]:
     """One byte range → (start, end inclusive).
 
