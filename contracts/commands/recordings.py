@@ -97,7 +97,9 @@ class AccessSecrets(BaseModel):
     """A recording's share-link secrets (verb `access_secrets`; the gateway checks links).
 
     `anonymousAccess` is the room's `access.anonymous.recording.enabled`: public
-    links work only while it is on.
+    links work only while it is on.  `issuedAt` (epoch ms) is when the secrets were
+    made (the recording's start, or the last revocation): the gateway refuses links
+    older than its maximum link lifetime.
     """
 
     recordingId: str
@@ -105,6 +107,7 @@ class AccessSecrets(BaseModel):
     publicSecret: str
     privateSecret: str
     anonymousAccess: bool
+    issuedAt: int | None = None
 
 
 class BulkDeleteRecordings(BaseModel):

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import hmac
 import re
+import time
 from typing import Any
 
 from fastapi import Request
@@ -109,6 +110,12 @@ async def _check_secret(request: Request, rpc: Rpc, recording_id: str, secret: s
             "recordings", "access_secrets", cmd.RecordingRef(recordingId=recording_id)
         )
     )
+    matches = [
+        hmac.compare_digest(secret.encode(), known.encode())
+        for known in (secrets.publicSecret, secrets.privateSecret)
+    ]
+    if any(matches) and link_expired(request, secrets):
+        raise ApiError(400, "Recording Error", f"Secret for recording '{recording_id}' has expired")
     if hmac.compare_digest(secret.encode(), secrets.publicSecret.encode()):
         if not secrets.anonymousAccess:
             raise anonymous_disabled(secrets.roomId)
@@ -123,6 +130,14 @@ async def _check_secret(request: Request, rpc: Rpc, recording_id: str, secret: s
         "Recording Error",
         f"Secret '{secret}' is not recognized for recording '{recording_id}'",
     )
+
+
+def link_expired(request: Request, secrets: cmd.AccessSecrets) -> bool:
+    """Whether the recording's link secrets are older than `MEETPLANE_SHARE_LINK_MAX_SECONDS`."""
+    max_seconds: int = request.app.state.settings.share_link_max_seconds
+    if not max_seconds or secrets.issuedAt is None:
+        return False
+    return time.time() * 1000 - secrets.issuedAt > max_seconds * 1000
 
 
 def anonymous_disabled(room_id: str) -> ApiError:

@@ -39,6 +39,9 @@ class GatewaySettings(RuntimeSettings):
     rate_limits_enabled: bool = True
     # Proxies whose X-Forwarded-For gives the client address (uvicorn's forwarded_allow_ips).
     forwarded_allow_ips: str = "127.0.0.1"
+    # Longest life of a recording's share link (seconds; 0: no limit). An older link is
+    # refused, and asking for the recording's link then makes a new one.
+    share_link_max_seconds: int = Field(default=30 * 24 * 3600, ge=0)
     webhook_max_attempts: int = Field(default=10, ge=1, le=100)
     # Networks webhooks may reach although they are not public (comma-separated CIDRs):
     # by default none, so no webhook reaches loopback, private ranges or the metadata IP.

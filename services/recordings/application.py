@@ -203,7 +203,9 @@ class RecordingsApplication(ServiceApplication):
     def revoke_links(self, recording_id: str) -> dict[str, Any]:
         """Replace a recording's share-link secrets; links given out so far stop working."""
         recording = self.recording(recording_id)
-        recording.revoke_links(secrets.token_urlsafe(16), secrets.token_urlsafe(16))
+        recording.revoke_links(
+            secrets.token_urlsafe(16), secrets.token_urlsafe(16), self.clock.now_ms()
+        )
         self.save(recording)
         return {"recordingId": recording_id, "linksRevoked": True}
 

@@ -155,6 +155,7 @@ class RecordingsHandlers:
             publicSecret=recording.public_secret,
             privateSecret=recording.private_secret,
             anonymousAccess=anonymous,
+            issuedAt=recording.links_issued_at,
         )
 
     async def list_recordings(self, request: cmd.ListRecordings) -> dict[str, Any]:

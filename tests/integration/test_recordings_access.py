@@ -176,3 +176,30 @@ async def test_a_revoked_share_link_stops_working(gw: httpx.AsyncClient) -> None
     assert got.status_code == 200 and got.json()["status"] in {"complete", "limit_reached"}
     # Without credentials nobody revokes links.
     assert (await gw.delete(f"{PUB}/recordings/{recording_id}/url")).status_code == 401
+
+
+async def test_a_share_link_older_than_the_maximum_lifetime_is_refused_and_renewed(
+    gw: httpx.AsyncClient, settings_factory: Any
+) -> None:
+    _, recording_id = await recorded_room(gw, KEY)
+    short = settings_factory(GatewaySettings, api_key=KEY["X-API-KEY"], share_link_max_seconds=2)
+    async with (
+        serve_app(create_app(short)) as base,
+        httpx.AsyncClient(base_url=base, timeout=30) as strict,
+    ):
+        url = (await strict.get(f"{PUB}/recordings/{recording_id}/url", headers=KEY)).json()["url"]
+        old = url.split("recordingSecret=")[1]
+
+        async def expired() -> bool:
+            got = await strict.get(
+                f"{PUB}/recordings/{recording_id}", params={"recordingSecret": old}
+            )
+            return got.status_code == 400 and "expired" in got.json()["message"]
+
+        await wait_for(expired, timeout=15, interval=0.2)
+        # Asking for the link again makes a new one, which works.
+        url = (await strict.get(f"{PUB}/recordings/{recording_id}/url", headers=KEY)).json()["url"]
+        new = url.split("recordingSecret=")[1]
+        assert new != old
+        got = await strict.get(f"{PUB}/recordings/{recording_id}", params={"recordingSecret": new})
+        assert got.status_code == 200

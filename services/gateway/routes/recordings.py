@@ -24,6 +24,7 @@ from services.gateway.errors import ApiError
 from services.gateway.recordings_access import (
     anonymous_disabled,
     authorize_read,
+    link_expired,
     recording_ids,
     selected_fields,
     shape,
@@ -249,11 +250,16 @@ async def share_url(
     rpc: RpcDep,
     privateAccess: StrictQueryBool = False,
 ) -> dict[str, Any]:
+    ref = cmd.RecordingRef(recordingId=recordingId)
     secrets = cmd.AccessSecrets.model_validate(
-        await rpc.retrying(
-            "recordings", "access_secrets", cmd.RecordingRef(recordingId=recordingId)
-        )
+        await rpc.retrying("recordings", "access_secrets", ref)
     )
+    if link_expired(request, secrets):
+        # The old link outlived MEETPLANE_SHARE_LINK_MAX_SECONDS: hand out a new one.
+        await rpc("recordings", "revoke_links", ref)
+        secrets = cmd.AccessSecrets.model_validate(
+            await rpc.retrying("recordings", "access_secrets", ref)
+        )
     if not privateAccess and not secrets.anonymousAccess:
         raise anonymous_disabled(secrets.roomId)
     secret = secrets.privateSecret if privateAccess else secrets.publicSecret
