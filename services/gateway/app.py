@@ -12,7 +12,7 @@ from services.gateway.auth import Authenticator
 from services.gateway.errors import install_error_handlers
 from services.gateway.middleware import GatewayMiddleware
 from services.gateway.policy import AuthorizeDep, check_policies
-from services.gateway.ratelimits import LoginLimits
+from services.gateway.ratelimits import RateLimits
 from services.gateway.revocations import RevocationFollower
 from services.gateway.routes import (
     api_keys,
@@ -77,10 +77,15 @@ def create_app(settings: GatewaySettings) -> FastAPI:
         connection = broker._connection
         assert connection is not None
         await revocations.start(connection)
-        app.state.login_limits = LoginLimits(
+        limits = app.state.rate_limits = RateLimits(
             NatsKVStorage(await rate_limit_bucket(connection)),
-            settings.login_failures_per_user,
-            settings.login_failures_per_address,
+            enabled=settings.rate_limits_enabled,
+            login_per_user=settings.login_failures_per_user,
+            login_per_address=settings.login_failures_per_address,
+            join_per_address=settings.join_failures_per_address,
+            join_per_room=settings.join_failures_per_room,
+            credentials_per_address=settings.credential_failures_per_address,
+            requests_per_api_key=settings.requests_per_api_key,
         )
         rpc = Rpc(broker, settings.command_timeout)
         store = WebhookStore(connection, settings.stream_replicas)
@@ -105,6 +110,7 @@ def create_app(settings: GatewaySettings) -> FastAPI:
             yield
         finally:
             await dispatcher.stop()
+            await limits.close()
             await revocations.stop()
             await broker.stop()
             await sender.close()

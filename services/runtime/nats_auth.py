@@ -91,6 +91,7 @@ def service_permissions(service: str) -> Permissions:
     subscribe = [f"{inbox_prefix(service)}.>"]
     if service != "gateway":
         publish += [
+            f"{COMMAND_PREFIX}.{service}.ping",  # a starting service pings itself
             f"{DLQ_SUBJECT_PREFIX}.{consumer}.>",
             f"{DLQ_CHANGED_PREFIX}.{consumer}",
             f"{WAKE_PREFIX}.{service}",
@@ -112,9 +113,16 @@ PERMISSIONS: dict[str, Permissions] = {
 }
 
 
-def permission_table() -> list[tuple[str, str, str]]:
-    """(user, publish, subscribe) rows for the README."""
-    return [(user, ", ".join(p.publish), ", ".join(p.subscribe)) for user, p in PERMISSIONS.items()]
+def permission_table() -> str:
+    """The README's permission table (Markdown), generated from `PERMISSIONS`."""
+
+    def cells(subjects: tuple[str, ...]) -> str:
+        return ", ".join(f"`{subject}`" for subject in subjects)
+
+    rows = ["| user | may publish | may subscribe |", "|---|---|---|"]
+    for user, permissions in PERMISSIONS.items():
+        rows.append(f"| `{user}` | {cells(permissions.publish)} | {cells(permissions.subscribe)} |")
+    return "\n".join(rows) + "\n"
 
 
 def authorization_block(passwords: Mapping[str, str], *, references: bool = False) -> str:

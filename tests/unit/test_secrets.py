@@ -114,3 +114,10 @@ def test_up_says_where_the_api_key_is_never_the_key(tmp_path: Path) -> None:
     line = launcher._key_line(tmp_path)
     assert key not in line
     assert str(tmp_path / "api-key") in line
+
+
+def test_the_readme_shows_the_nats_permission_table() -> None:
+    from services.runtime.nats_auth import permission_table
+
+    readme = (Path(__file__).resolve().parents[2] / "README.md").read_text()
+    assert permission_table() in readme, "regenerate README's table from permission_table()"
