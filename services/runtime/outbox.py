@@ -35,7 +35,7 @@ from services.runtime.leader import Lease
 from services.runtime.logging import get_logger
 from services.runtime.nats import publish_events
 from services.runtime.store import ServiceApplication
-from services.runtime.telemetry import publish_span
+from services.runtime.telemetry import publish_span, tracing_enabled
 from services.runtime.tracker import AggregateStates
 
 log = get_logger("meetplane.outbox")
@@ -149,8 +149,12 @@ class Outbox:
             raise
         return envelopes
 
-    def _trace_headers(self, mapped: list[tuple[EventEnvelope, int]]) -> list[dict[str, str]]:
+    def _trace_headers(
+        self, mapped: list[tuple[EventEnvelope, int]]
+    ) -> list[dict[str, str]] | None:
         """A publish span per event, child of the commit that stored it; its headers."""
+        if not tracing_enabled():
+            return None
         headers = []
         commits: dict[int, Any] = {}
         for envelope, notification_id in mapped:
