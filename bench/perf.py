@@ -46,8 +46,9 @@ import psutil
 from nats.js.api import ConsumerConfig, DeliverPolicy
 
 from bench._harness import Client, Reply, free_port, wait_http
+from services.runtime import nats_auth
 
-ROOM_CONSUMERS = ("meetings-room-events", "recordings-room-events", "janitor-room-events")
+ROOM_CONSUMERS = ("meetings-events", "recordings-events", "janitor-events")
 API = "/api/v1"
 
 
@@ -67,6 +68,7 @@ class Measure:
     seconds: float
     latencies_ms: list[float]
     errors: int
+    by_process: dict[str, float] = field(default_factory=dict)
 
     @property
     def cpu_ms_per_op(self) -> float:
@@ -83,9 +85,17 @@ class Measure:
             f"{self.ops / self.seconds:7.1f} op/s   errors {self.errors}"
         )
 
+    def breakdown(self) -> str:
+        """CPU ms per operation of each process, largest first (where the work goes)."""
+        parts = sorted(self.by_process.items(), key=lambda kv: -kv[1])
+        return "    " + "  ".join(f"{name} {cpu * 1000 / self.ops:.2f}" for name, cpu in parts)
+
     def as_dict(self) -> dict[str, Any]:
         """Figures for --json."""
         return {
+            "cpu_ms_by_process": {
+                name: round(cpu * 1000 / self.ops, 3) for name, cpu in self.by_process.items()
+            },
             "ops": self.ops,
             "cpu_ms_per_op": round(self.cpu_ms_per_op, 3),
             "p50_ms": round(percentile(self.latencies_ms, 50), 2),
@@ -132,6 +142,28 @@ class ProcessSet:
         return times
 
 
+def process_name(pid: int) -> str:
+    """A short name: the service a `serve` process runs, else the executable's name."""
+    try:
+        args = psutil.Process(pid).cmdline()
+    except psutil.Error:
+        return "gone"
+    if "serve" in args and args.index("serve") + 1 < len(args):
+        return args[args.index("serve") + 1]
+    if "up" in args:
+        return "launcher"
+    return Path(args[0]).name if args else "?"
+
+
+def cpu_by_process(before: dict[int, float], after: dict[int, float]) -> dict[str, float]:
+    """CPU seconds spent between two readings, by process name."""
+    spent: dict[str, float] = {}
+    for pid in after:
+        name = process_name(pid)
+        spent[name] = spent.get(name, 0.0) + after[pid] - before.get(pid, 0.0)
+    return spent
+
+
 def cpu_delta(before: dict[int, float], after: dict[int, float]) -> float:
     """CPU seconds spent between two readings (processes born in between count fully)."""
     return sum(after[pid] - before.get(pid, 0.0) for pid in after)
@@ -145,7 +177,10 @@ class Bench:
         self.http_port = free_port()
         self.nats_port = free_port()
         self.base = f"http://127.0.0.1:{self.http_port}"
-        self.nats_url = f"nats://127.0.0.1:{self.nats_port}"
+        # The embedded NATS takes only its users: the bench reads as `admin`, whose
+        # password `up` would generate into the data dir (made here first, `up` reuses it).
+        admin = nats_auth.user_password(root / "data", nats_auth.ADMIN)
+        self.nats_url = f"nats://{nats_auth.ADMIN}:{admin}@127.0.0.1:{self.nats_port}"
         self.env = {
             **os.environ,
             "MEETPLANE_DATA_DIR": str(root / "data"),
@@ -154,6 +189,8 @@ class Bench:
             "MEETPLANE_STORAGE_PORT": str(free_port()),
             "MEETPLANE_HEALTH_PORT_BASE": "0",  # no health/metrics ports: nothing scrapes
             "MEETPLANE_API_KEY": "bench",
+            # Benchmarks measure throughput, not the per-key request budget.
+            "MEETPLANE_RATE_LIMITS_ENABLED": "false",
             "MEETPLANE_LOG_LEVEL": "WARNING",
             "MEETPLANE_LOG_FORMAT": "json",
         }
@@ -282,7 +319,15 @@ async def run(
         if settle is not None:
             await settle()
         after = processes.cpu()
-    return Measure(label, total, cpu_delta(before, after), seconds, latencies, errors)
+    return Measure(
+        label,
+        total,
+        cpu_delta(before, after),
+        seconds,
+        latencies,
+        errors,
+        cpu_by_process(before, after),
+    )
 
 
 async def idle_cpu(processes: ProcessSet, seconds: float) -> float:
@@ -512,6 +557,7 @@ async def main() -> None:
             print(base.line())
             for row in rows:
                 print(row.line(base))
+                print(row.breakdown())
                 measures.append((row, base))
             results[f"c{concurrency}"] = {
                 "echo": base.as_dict(),

@@ -78,7 +78,8 @@ class Rpc:
         return await self(service, verb, payload, retry=True)
 
 
-def _rpc(request: Request) -> Rpc:
+async def _rpc(request: Request) -> Rpc:
+    """Async: FastAPI runs a sync dependency in its thread pool, one hop per request."""
     rpc: Rpc = request.app.state.rpc
     return rpc
 

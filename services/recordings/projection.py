@@ -13,7 +13,7 @@ import contextlib
 import json
 import weakref
 from collections.abc import Iterator, Sequence
-from typing import Any, cast
+from typing import Any
 
 import sqlalchemy as sa
 from prometheus_client import REGISTRY
@@ -23,7 +23,7 @@ from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 
 from services.recordings.domain import Recording, RecordingError
-from services.runtime.projection import TableView
+from services.runtime.projection import TableView, text_match
 from services.runtime.store import create_tables
 
 metadata = sa.MetaData()
@@ -179,26 +179,6 @@ class RecordingsView(TableView):
             return sa.func.coalesce(value.as_string(), "")
         return sa.func.coalesce(value.as_float(), -1.0)
 
-    def _name_filter(
-        self, column: Any, value: str, mode: str, case_insensitive: bool
-    ) -> sa.ColumnElement[bool]:
-        if mode == "regex":
-            if case_insensitive and self.engine.dialect.name == "sqlite":
-                # SQLite's REGEXP is Python's re.search, which ignores SQL flags.
-                return cast(sa.ColumnElement[bool], column.regexp_match(f"(?i){value}"))
-            return cast(
-                sa.ColumnElement[bool],
-                column.regexp_match(value, flags="i" if case_insensitive else None),
-            )
-        if case_insensitive:
-            column, value = sa.func.lower(column), value.lower()
-        escaped = value.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_")
-        if mode == "prefix":
-            return cast(sa.ColumnElement[bool], column.like(f"{escaped}%", escape="\\"))
-        if mode == "partial":
-            return cast(sa.ColumnElement[bool], column.like(f"%{escaped}%", escape="\\"))
-        return cast(sa.ColumnElement[bool], column == value)
-
     def list_page(
         self,
         room_id: str | None,
@@ -230,7 +210,9 @@ class RecordingsView(TableView):
         if room_name is not None:
             name = table.c.record["roomName"].as_string()
             stmt = stmt.where(
-                self._name_filter(name, room_name, room_name_match_mode, room_name_case_insensitive)
+                text_match(
+                    self.engine, name, room_name, room_name_match_mode, room_name_case_insensitive
+                )
             )
         if token:
             try:

@@ -167,11 +167,22 @@ class LogFollower:
                 continue
             if await self.catch_up():
                 continue
-            await self._idle()
-            # Re-read the recorded position after idling: a rebuild elsewhere resets it.
-            self._known = None
+            if not await self._idle():
+                # Re-read the recorded position after a quiet poll interval: a rebuild
+                # elsewhere resets it.  Not after every poke (one read per commit);
+                # a position moved under us fails the writer's compare-and-set and
+                # the retry re-reads it too.
+                self._known = None
 
-    async def _idle(self) -> None:
+    def forget_position(self) -> None:
+        """Re-read the recorded position before the next batch (after a reset here)."""
+        self._known = None
+
+    async def _idle(self) -> bool:
+        """Wait for a poke or the poll interval; whether it was a poke."""
         self._wake.clear()
-        with contextlib.suppress(TimeoutError):
+        try:
             await asyncio.wait_for(self._wake.wait(), self._poll_interval)
+        except TimeoutError:
+            return False
+        return True

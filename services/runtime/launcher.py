@@ -16,7 +16,6 @@ from __future__ import annotations
 import asyncio
 import json
 import os
-import secrets
 import signal
 import sys
 import time
@@ -26,11 +25,13 @@ from types import FrameType
 
 import httpx
 
+from services.runtime import nats_auth
 from services.runtime.datadir import DataDirInUse, DataDirLock, run_info_path
 from services.runtime.logging import get_logger
 from services.runtime.natsserver import NatsServer, ServerExited, wait_for_port
 from services.runtime.ports import PortNeed, PortUnavailable, check_ports
 from services.runtime.process import spawn
+from services.runtime.secrets import configured_or_generated
 from services.runtime.settings import RuntimeSettings
 from services.runtime.supervisor import Supervised, Supervisor
 
@@ -60,32 +61,46 @@ class Interrupted(Exception):
     """A stop signal arrived while `up` was still starting."""
 
 
+API_KEY_FILE = "api-key"
+STORAGE_SECRET_FILE = "storage-secret"  # noqa: S105 (a file name)
+LIVEKIT_SECRET_FILE = "livekit-api-secret"  # noqa: S105 (a file name)
+
+
 def api_key(settings_dir: Path) -> str:
-    """`MEETPLANE_API_KEY`, or a generated key kept in the data dir."""
-    configured = os.environ.get("MEETPLANE_API_KEY")
-    if configured:
-        return configured
-    path = settings_dir / "api-key"
-    if path.exists():
-        return path.read_text().strip()
-    settings_dir.mkdir(parents=True, exist_ok=True)
-    key = secrets.token_urlsafe(24)
-    path.write_text(key)
-    path.chmod(0o600)
-    return key
+    """`MEETPLANE_API_KEY`, or a generated key kept in the data dir (mode 0600)."""
+    return configured_or_generated("MEETPLANE_API_KEY", settings_dir, API_KEY_FILE)
 
 
 def storage_secret(settings_dir: Path) -> str:
     """The embedded S3 server's secret key, generated once and kept in the data dir."""
-    configured = os.environ.get("MEETPLANE_STORAGE_SECRET_KEY")
-    if configured:
-        return configured
-    path = settings_dir / "storage-secret"
-    if not path.exists():
-        settings_dir.mkdir(parents=True, exist_ok=True)
-        path.write_text(secrets.token_urlsafe(24))
-        path.chmod(0o600)
-    return path.read_text().strip()
+    return configured_or_generated(
+        "MEETPLANE_STORAGE_SECRET_KEY", settings_dir, STORAGE_SECRET_FILE
+    )
+
+
+def livekit_secret(settings_dir: Path) -> str:
+    """The LiveKit API secret: configured, or generated once into the data dir.
+
+    Never the built-in development value: whoever knows it can forge LiveKit's
+    webhooks and sign participant tokens.
+    """
+    return configured_or_generated(
+        "MEETPLANE_LIVEKIT_API_SECRET", settings_dir, LIVEKIT_SECRET_FILE
+    )
+
+
+def admin_credentials(settings: RuntimeSettings) -> RuntimeSettings:
+    """`settings` with the embedded NATS's admin user, if the data dir has one."""
+    password = nats_auth.user_password_if_any(Path(settings.data_dir), nats_auth.ADMIN)
+    if password is None:
+        return settings
+    return settings.model_copy(
+        update={
+            "nats_user": nats_auth.ADMIN,
+            "nats_password": password,
+            "nats_inbox_prefix": nats_auth.inbox_prefix(nats_auth.ADMIN),
+        }
+    )
 
 
 def _last_line(path: Path) -> str:
@@ -190,6 +205,22 @@ class Platform:
 
     # ---- start -------------------------------------------------------------------------------
 
+    def launcher_settings(self) -> RuntimeSettings:
+        """The launcher's own NATS settings: the admin user on the embedded server."""
+        if not self.embedded_nats:
+            return self.settings
+        return admin_credentials(self.settings)
+
+    def service_env(self, service: str) -> dict[str, str]:
+        """`child_env` plus the service's own NATS user on the embedded server."""
+        env = self.child_env()
+        if self.embedded_nats:
+            env["MEETPLANE_NATS_USER"] = service
+            env["MEETPLANE_NATS_PASSWORD"] = nats_auth.user_password(self.data_dir, service)
+            env["MEETPLANE_NATS_INBOX_PREFIX"] = nats_auth.inbox_prefix(service)
+            env.pop("MEETPLANE_NATS_TOKEN", None)
+        return env
+
     def child_env(self) -> dict[str, str]:
         """Environment for children: ours plus the resolved infrastructure addresses."""
         env = dict(os.environ)
@@ -198,6 +229,7 @@ class Platform:
         env["MEETPLANE_API_KEY"] = api_key(self.data_dir)
         env.setdefault("MEETPLANE_STORAGE_ACCESS_KEY", "meetplane")
         env["MEETPLANE_STORAGE_SECRET_KEY"] = storage_secret(self.data_dir)
+        env["MEETPLANE_LIVEKIT_API_SECRET"] = livekit_secret(self.data_dir)
         env["PYTHONUNBUFFERED"] = "1"
         env["MEETPLANE_READY_SERVICES"] = ",".join(s for s in self.services if s != "gateway")
         env["MEETPLANE_HTTP_HOST"] = self.http_host
@@ -226,7 +258,9 @@ class Platform:
     def _start_nats(self) -> None:
         if not self.embedded_nats:
             return
-        self.nats = NatsServer(self.data_dir / "nats", self.settings.nats_port)
+        # Every client must sign in as one of the users of the permission table.
+        config = nats_auth.write_server_config(self.data_dir, self.run_dir / "nats-server.conf")
+        self.nats = NatsServer(self.data_dir / "nats", self.settings.nats_port, config=config)
         self.supervisor.add(Supervised(NATS, self.nats.spawn, self.run_dir / f"{NATS}.pid")).start()
         try:
             wait_for_port(
@@ -250,7 +284,7 @@ class Platform:
     async def _declare_stream(self) -> None:
         from services.runtime.nats import connect_once, ensure_stream
 
-        nc = await connect_once(self.settings, "meetplane-launcher")
+        nc = await connect_once(self.launcher_settings(), "meetplane-launcher")
         try:
             await ensure_stream(nc, self.settings.stream_replicas, self.settings.stream_name)
         finally:
@@ -281,17 +315,16 @@ class Platform:
 
     def _start_services(self) -> None:
         """Spawn every service; the gateway last so it finds the others answering."""
-        env = self.child_env()
         for service in self.services:
             log_path = self.logs_dir / f"{service}.log"
+            env = self.service_env(service)
 
-            service_env = dict(env)
             port = self.health_ports().get(service)
             if port is not None:
-                service_env["MEETPLANE_HEALTH_PORT"] = str(port)
+                env["MEETPLANE_HEALTH_PORT"] = str(port)
 
             def start(
-                service: str = service, log_path: Path = log_path, env: dict[str, str] = service_env
+                service: str = service, log_path: Path = log_path, env: dict[str, str] = env
             ) -> Popen[bytes]:
                 return spawn(
                     [sys.executable, "-m", "services.runtime.cli", "serve", service],
@@ -372,6 +405,13 @@ def _metrics_line(platform: Platform) -> str:
     return ", ".join(parts) + (" (/metrics, /healthz, /readyz)" if ports else "")
 
 
+def _key_line(data_dir: Path) -> str:
+    """Where the API key is (never the key itself: stdout ends up in logs and scrollback)."""
+    if os.environ.get("MEETPLANE_API_KEY"):
+        return "\n  API key:  from MEETPLANE_API_KEY"
+    return f"\n  API key:  in {data_dir / API_KEY_FILE}"
+
+
 def _admin_line(data_dir: Path) -> str:
     """Where the root admin's password is (never the password itself)."""
     user = os.environ.get("MEETPLANE_ADMIN_USERNAME", "admin")
@@ -408,13 +448,14 @@ def run_up(
         not_ready = platform.wait_gateway(stopping)
         starting[0] = False
         if not stopping[0]:
-            key = api_key(platform.data_dir)
             base = platform.base_url
             print(
                 f"meetplane is up\n  gateway:  {base}/api/v1\n  docs:     {base}/docs\n"
-                f"  NATS:     {settings.effective_nats_url()}\n  API key:  {key}\n"
-                f"  data dir: {platform.data_dir}\n  logs:     {platform.logs_dir}\n"
-                f"  metrics:  {_metrics_line(platform)}" + _admin_line(platform.data_dir),
+                f"  NATS:     {settings.effective_nats_url()}"
+                + _key_line(platform.data_dir)
+                + f"\n  data dir: {platform.data_dir}\n  logs:     {platform.logs_dir}"
+                + f"\n  metrics:  {_metrics_line(platform)}"
+                + _admin_line(platform.data_dir),
                 flush=True,
             )
             if not_ready:

@@ -45,6 +45,7 @@ def connection_options(settings: RuntimeSettings, name: str) -> dict[str, Any]:
         "max_reconnect_attempts": -1,
         "reconnect_time_wait": 1,
         "connect_timeout": 5,
+        "inbox_prefix": settings.nats_inbox_prefix,
     }
     if settings.nats_user:
         options["user"] = settings.nats_user
@@ -61,11 +62,26 @@ def connection_options(settings: RuntimeSettings, name: str) -> dict[str, Any]:
 
 def make_broker(settings: RuntimeSettings, name: str) -> NatsBroker:
     """The faststream broker of one service process."""
+    from faststream.security import BaseSecurity, SASLPlaintext
+
+    options = connection_options(settings, name)
+    # faststream takes a user, a password and TLS as a `security` object, not as keywords.
+    user, password, tls = (
+        options.pop("user", None),
+        options.pop("password", None),
+        options.pop("tls", None),
+    )
+    security: BaseSecurity | None = None
+    if user is not None:
+        security = SASLPlaintext(username=user, password=password or "", ssl_context=tls)
+    elif tls is not None:
+        security = BaseSecurity(ssl_context=tls)
     # Per-message "Received/Processed" lines go to DEBUG; our handlers log what matters.
     # With tracing on, faststream's middleware carries the trace context in the
     # headers of every command and reply.
     return NatsBroker(
-        **connection_options(settings, name),
+        **options,
+        security=security,
         graceful_timeout=3,
         log_level=logging.DEBUG,
         middlewares=broker_middlewares(),

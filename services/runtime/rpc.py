@@ -18,7 +18,6 @@ down, so nothing is buffered in the first place.
 
 from __future__ import annotations
 
-import json
 import time
 from typing import Any
 
@@ -123,7 +122,7 @@ async def send(
             delivered=True,
         ) from None
     try:
-        return Reply.model_validate(json.loads(message.body))
+        return Reply.model_validate_json(message.body)  # parse and validate in one pass
     except ValueError:
         raise TransportFailure(
             service, "unreadable", f"the {service} service sent an unreadable reply", delivered=True

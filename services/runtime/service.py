@@ -34,6 +34,10 @@ class ServiceParts:
     on_stop: list[Callable[[], None]] = field(default_factory=list)
     # Dependencies the service probes on every ping (e.g. "storage"), for readiness.
     checks: dict[str, DependencyCheck] = field(default_factory=dict)
+    # Whether the service publishes to or consumes the integration stream: such a
+    # service waits at start until the stream exists (it is declared by an operator
+    # or a Job) instead of crash-looping; one that only answers commands does not.
+    uses_stream: bool = True
 
 
 def broker_connected(broker: NatsBroker) -> bool:
@@ -52,7 +56,8 @@ class RunningService:
     async def start(self) -> None:
         """Connect, start subscribers and background tasks."""
         self.parts.broker.context.set_global(CHECKS_CONTEXT_KEY, self.parts.checks)
-        await start_broker(self.parts.broker, stream=self.settings.stream_name)
+        stream = self.settings.stream_name if self.parts.uses_stream else None
+        await start_broker(self.parts.broker, stream=stream)
         await self._wait_reachable()
         for hook in self.parts.on_started:
             await hook()

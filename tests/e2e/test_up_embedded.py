@@ -81,7 +81,8 @@ def test_up_runs_embedded_stops_cleanly_and_continues_with_same_data(tmp_path: P
         assert f"{base}/api/v1" in printed and f"{base}/docs" in printed
         assert f"nats://127.0.0.1:{nats_port}" in printed
         key = (data_dir / "api-key").read_text().strip()
-        assert re.search(rf"API key:\s+{re.escape(key)}", printed)
+        assert re.search(rf"API key:\s+in {re.escape(str(data_dir / 'api-key'))}", printed)
+        assert key not in printed  # where it is, never the key
         assert httpx.get(f"{base}/docs").status_code == 200
         room = httpx.post(
             f"{base}/api/v1/rooms", json={"roomName": "persisted"}, headers={"X-API-KEY": key}

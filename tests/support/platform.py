@@ -152,6 +152,7 @@ class EmbeddedUp:
         nats_port: int | None = None,
         storage_port: int | None = None,
         health_port_base: int | None = None,
+        extra_env: dict[str, str] | None = None,
     ) -> None:
         root.mkdir(parents=True, exist_ok=True)
         self.root = root
@@ -173,6 +174,7 @@ class EmbeddedUp:
                 "MEETPLANE_STORAGE_PORT": str(self.storage_port),
                 "MEETPLANE_HEALTH_PORT_BASE": str(self.health_port_base),
                 "MEETPLANE_API_KEY": self.api_key,
+                **(extra_env or {}),
             }
         )
         self.env = env

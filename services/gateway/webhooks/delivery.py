@@ -29,6 +29,14 @@ from prometheus_client import Counter, Histogram
 
 from services.gateway.webhooks import wire
 from services.gateway.webhooks.payloads import PayloadBuilder, room_of, webhook_event
+from services.gateway.webhooks.ssrf import (
+    FORBIDDEN_REASON,
+    AddressPolicy,
+    ForbiddenAddress,
+    Resolver,
+    guarded_client,
+    system_resolve,
+)
 from services.gateway.webhooks.store import GLOBAL, Attempt, Delivery, WebhookStore
 from services.runtime.logging import get_logger
 from services.runtime.telemetry import consume_spans
@@ -70,6 +78,8 @@ def _reason(exc: Exception) -> str:
     if isinstance(exc, httpx.TimeoutException):
         return f"Request timed out after {TIMEOUT_SECONDS:g} seconds"
     causes = _causes(exc)
+    if any(isinstance(c, ForbiddenAddress) for c in causes):
+        return FORBIDDEN_REASON  # the same for every port: no scanning through webhooks
     if any(isinstance(c, socket.gaierror) for c in causes):
         return "Domain name could not be resolved"
     if any(isinstance(c, ConnectionRefusedError) for c in causes):
@@ -94,11 +104,38 @@ def status_reason(response: httpx.Response) -> str:
 
 
 class Sender:
-    """Posts webhook bodies, signed with the API key at the moment of sending."""
+    """Posts webhook bodies, signed with the API key at the moment of sending.
 
-    def __init__(self, secret: str, timeout: float = TIMEOUT_SECONDS) -> None:
+    Only to public addresses (or `policy`'s allowed networks), checked when
+    connecting (`services.gateway.webhooks.ssrf`); redirects are not followed.
+    """
+
+    def __init__(
+        self,
+        secret: str,
+        policy: AddressPolicy | None = None,
+        timeout: float = TIMEOUT_SECONDS,
+        resolve: Resolver = system_resolve,
+    ) -> None:
         self.secret = secret
-        self.client = httpx.AsyncClient(timeout=timeout, follow_redirects=False)
+        self.policy = policy or AddressPolicy()
+        self.resolve = resolve
+        self.client = guarded_client(self.policy, timeout, resolve)
+
+    async def forbidden(self, url: str) -> bool:
+        """Whether `url`'s host is (or resolves to) an address webhooks may not reach.
+
+        A name that does not resolve now is not refused here: delivery says so later.
+        """
+        parsed = httpx.URL(url)
+        port = parsed.port or (443 if parsed.scheme == "https" else 80)
+        try:
+            await self.policy.check(parsed.host, port, self.resolve)
+        except ForbiddenAddress:
+            return True
+        except OSError:
+            return False
+        return False
 
     async def post(self, url: str, payload: dict[str, Any], event_id: str | None) -> Attempt:
         """One attempt; never raises for the receiver's faults."""
