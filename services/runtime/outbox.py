@@ -131,7 +131,10 @@ class Outbox:
 
     async def run(self) -> None:
         """Follow the log until cancelled."""
-        await self.follower.run()
+        try:
+            await self.follower.run()
+        finally:
+            OUTBOX_LAG.outboxes.discard(self)  # a stopped outbox reports no lag
 
     async def wait_published(self, position: int, timeout: float = 10.0) -> bool:
         """Wait until everything up to notification `position` is on the stream."""
