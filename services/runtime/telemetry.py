@@ -84,13 +84,25 @@ def tracing_enabled() -> bool:
     return isinstance(trace.get_tracer_provider(), TracerProvider)
 
 
-def broker_middlewares() -> tuple[Any, ...]:
-    """faststream middlewares for a service's broker: tracing of request/reply when on."""
+def broker_middlewares(name: str) -> tuple[Any, ...]:
+    """faststream middlewares for the broker of process `name`.
+
+    Prometheus metrics of the NATS messages it handles and publishes
+    (`meetplane_nats_*`, by handler subject), and, when tracing is on, the trace
+    context in the headers of every command and reply.
+    """
+    from faststream.nats.prometheus import NatsPrometheusMiddleware
+    from prometheus_client import REGISTRY
+
+    metrics = NatsPrometheusMiddleware(
+        registry=REGISTRY, app_name=name, metrics_prefix="meetplane_nats"
+    )
     if not tracing_enabled():
-        return ()
+        return (metrics,)
     from faststream.nats.opentelemetry import NatsTelemetryMiddleware
 
-    return (NatsTelemetryMiddleware(),)
+    # Telemetry outermost: the metrics middleware runs inside the message's span.
+    return (NatsTelemetryMiddleware(), metrics)
 
 
 def instrument_fastapi(app: Any) -> None:
