@@ -187,6 +187,7 @@ class Bench:
             "MEETPLANE_HTTP_PORT": str(self.http_port),
             "MEETPLANE_NATS_PORT": str(self.nats_port),
             "MEETPLANE_STORAGE_PORT": str(free_port()),
+            "MEETPLANE_HEALTH_PORT_BASE": "0",  # no health/metrics ports: nothing scrapes
             "MEETPLANE_API_KEY": "bench",
             # Benchmarks measure throughput, not the per-key request budget.
             "MEETPLANE_RATE_LIMITS_ENABLED": "false",

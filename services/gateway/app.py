@@ -29,12 +29,14 @@ from services.gateway.routes import (
 from services.gateway.rpc import Rpc
 from services.gateway.settings import GatewaySettings
 from services.gateway.tokens import TokenService, load_signing_key
+from services.gateway.web.routes import mount_web
 from services.gateway.webhooks.delivery import Dispatcher, Sender
 from services.gateway.webhooks.payloads import PayloadBuilder
 from services.gateway.webhooks.ssrf import AddressPolicy, parse_networks
 from services.gateway.webhooks.store import WebhookStore
 from services.runtime.kv_limits import NatsKVStorage, rate_limit_bucket
 from services.runtime.nats import make_broker, start_broker
+from services.runtime.telemetry import instrument_fastapi
 
 # Routers without a base path; `mount_api` puts them under OpenVidu's prefixes.
 PUBLIC_ROUTERS = [
@@ -120,6 +122,8 @@ def create_app(settings: GatewaySettings) -> FastAPI:
         "(OpenVidu Meet REST API v1 compatible).",
         lifespan=lifespan,
         dependencies=[AuthorizeDep],
+        docs_url=None,  # served by services.gateway.web.docs from vendored files
+        redoc_url=None,
     )
     app.state.settings = settings
     app.state.tokens = tokens
@@ -127,6 +131,8 @@ def create_app(settings: GatewaySettings) -> FastAPI:
     app.state.authenticator = Authenticator(tokens, revocations, settings.api_key)
     install_error_handlers(app)
     mount_api(app, PUBLIC_ROUTERS, INTERNAL_ROUTERS, ROOT_ROUTERS)
+    mount_web(app)
     check_policies(app)
     app.add_middleware(GatewayMiddleware, max_body_bytes=settings.max_body_bytes)
+    instrument_fastapi(app)  # outermost: the request's server span starts the trace
     return app

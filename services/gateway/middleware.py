@@ -48,15 +48,6 @@ PAGE_CSP = (
     b"img-src 'self' data:; media-src 'self' blob:; connect-src 'self'; "
     b"object-src 'none'; base-uri 'none'; form-action 'self'; frame-ancestors 'none'"
 )
-# FastAPI's interactive docs load Swagger UI / ReDoc from their CDN with inline scripts.
-DOCS_CSP = (
-    b"default-src 'self'; script-src 'self' 'unsafe-inline' https://cdn.jsdelivr.net; "
-    b"style-src 'self' 'unsafe-inline' https://cdn.jsdelivr.net https://fonts.googleapis.com; "
-    b"font-src https://fonts.gstatic.com; img-src 'self' data: https://fastapi.tiangolo.com "
-    b"https://cdn.redoc.ly; worker-src blob:; object-src 'none'; base-uri 'none'; "
-    b"frame-ancestors 'none'"
-)
-DOCS_PATHS = ("/docs", "/redoc")
 HSTS = (b"strict-transport-security", b"max-age=31536000; includeSubDomains")
 # Responses may carry secrets and tokens (links, member tokens, sign-ins): no cache keeps
 # them unless the route chose its own caching (static assets, media).
@@ -69,13 +60,7 @@ def security_headers(scope: Scope, headers: list[tuple[bytes, bytes]]) -> list[t
     added = [h for h in COMMON_HEADERS if h[0] not in present]
     if b"content-security-policy" not in present:
         content_type = dict((k.lower(), v) for k, v in headers).get(b"content-type", b"")
-        path = scope.get("path", "")
-        if path.startswith(DOCS_PATHS):
-            policy = DOCS_CSP
-        elif content_type.startswith(b"text/html"):
-            policy = PAGE_CSP
-        else:
-            policy = API_CSP
+        policy = PAGE_CSP if content_type.startswith(b"text/html") else API_CSP
         added.append((b"content-security-policy", policy))
     if b"cache-control" not in present:
         added.append(NO_STORE)
@@ -98,7 +83,18 @@ class GatewayMiddleware:
             return
         headers = dict(scope.get("headers") or [])
         request_id = _request_id(headers.get(b"x-request-id", b""))
-        structlog.contextvars.bind_contextvars(request_id=request_id)
+        with structlog.contextvars.bound_contextvars(request_id=request_id):
+            # Restores the outer request's id after a page's in-process API call.
+            await self._handle(scope, receive, send, headers, request_id)
+
+    async def _handle(
+        self,
+        scope: Scope,
+        receive: Receive,
+        send: Send,
+        headers: dict[bytes, bytes],
+        request_id: str,
+    ) -> None:
         started = time.perf_counter()
         status = 500
 
@@ -144,13 +140,16 @@ class GatewayMiddleware:
             await self.app(scope, limited_receive, send_with_id)
         finally:
             self._observe(scope, status, started)
-            structlog.contextvars.unbind_contextvars("request_id")
 
     async def _reject_too_large(self, scope: Scope, send: Send, request_id: str) -> None:
         import json
 
         body = json.dumps(
-            error_body("payload_too_large", f"request body exceeds {self.max_body_bytes} bytes")
+            error_body(
+                "Payload Too Large",
+                f"request body exceeds {self.max_body_bytes} bytes",
+                code="payload_too_large",
+            )
         ).encode()
         headers = [
             (b"content-type", b"application/json"),

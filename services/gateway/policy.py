@@ -71,6 +71,10 @@ class Policy:
         no credential, a private one any API key or signed-in user.
     signed: the request's own signature is the credential (LiveKit webhooks; the
         route answers 401 without a valid one).
+    page: a web page (services/gateway/web): it takes no credential itself, but acts only
+        through API routes, called in-process with the browser's credential (a room
+        link's secret or member token, the console's session cookie); each of those
+        calls is checked by its own row here.
     """
 
     api_key: bool = False
@@ -85,6 +89,7 @@ class Policy:
     share_link: bool = False
     signed: bool = False
     scoped: bool = False
+    page: bool = False
 
     @property
     def accepts_users(self) -> bool:
@@ -95,6 +100,8 @@ class Policy:
         """One README table cell."""
         if self.signed:
             return "LiveKit's signature"
+        if self.page:
+            return "web page: each API call it makes is checked by that route's row"
         if self.public:
             return "anyone (no credential)"
         if self.refresh:
@@ -127,6 +134,7 @@ class Policy:
 
 
 PUBLIC = Policy(public=True)
+PAGE = Policy(public=True, page=True)
 ADMIN = Policy(api_key=True, roles=ADMIN_ROLE)
 ADMIN_USER = Policy(roles=ADMIN_ROLE)
 SIGNED_IN = Policy(roles=ALL_ROLES)
@@ -206,6 +214,8 @@ POLICIES: dict[Key, Policy] = {
     ("internal", "POST", "/rooms/{roomId}/members/token/refresh"): Policy(member="*", room="path"),
     # ---- meetings ----
     ("public", "GET", "/meetings/{roomId}"): _meeting("*"),
+    ("public", "GET", "/meetings/{roomId}/participants"): _meeting("*"),
+    ("public", "GET", "/meetings/{roomId}/participants/{identity}"): _meeting("*"),
     ("public", "DELETE", "/meetings/{roomId}"): _meeting("canEndMeeting"),
     ("public", "DELETE", "/meetings/{roomId}/participants/{identity}"): _meeting(
         "canKickParticipants"
@@ -268,6 +278,41 @@ POLICIES: dict[Key, Policy] = {
     ("root", "GET", "/readyz/platform"): PUBLIC,
     ("root", "GET", "/metrics"): PUBLIC,
     ("root", "GET", "/asyncapi"): PUBLIC,
+    # ---- web pages (services/gateway/web) ----
+    **{
+        ("root", method, path): PAGE
+        for method, path in (
+            ("GET", "/docs"),
+            ("GET", "/room/{roomId}"),
+            ("GET", "/room/{roomId}/recordings"),
+            ("GET", "/room/{roomId}/events"),
+            ("GET", "/room/{roomId}/recordings/{recordingId}/media"),
+            ("GET", "/recording/{recordingId}"),
+            ("GET", "/recording/{recordingId}/media"),
+            ("GET", "/"),
+            ("GET", "/login"),
+            ("POST", "/login"),
+            ("POST", "/logout"),
+            ("GET", "/overview"),
+            ("GET", "/rooms"),
+            ("POST", "/rooms"),
+            ("GET", "/rooms/new"),
+            ("POST", "/rooms/new"),
+            ("GET", "/rooms/{roomId}"),
+            ("POST", "/rooms/{roomId}"),
+            ("GET", "/rooms/{roomId}/participants"),
+            ("GET", "/rooms/{roomId}/edit"),
+            ("POST", "/rooms/{roomId}/edit"),
+            ("GET", "/recordings"),
+            ("POST", "/recordings"),
+            ("GET", "/users"),
+            ("POST", "/users"),
+            ("GET", "/profile"),
+            ("POST", "/profile"),
+            ("GET", "/config"),
+            ("POST", "/config"),
+        )
+    },
 }
 
 

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import Literal
+
 from pydantic import Field
 from pydantic_settings import SettingsConfigDict
 
@@ -43,6 +45,9 @@ class GatewaySettings(RuntimeSettings):
     # refused, and asking for the recording's link then makes a new one.
     share_link_max_seconds: int = Field(default=30 * 24 * 3600, ge=0)
     webhook_max_attempts: int = Field(default=10, ge=1, le=100)
+    # The meetings service's media backend (the same variable): the room page connects
+    # with livekit-client in `livekit` mode, and shows the local preview otherwise.
+    media_backend: Literal["local", "livekit"] = "local"
     # Networks webhooks may reach although they are not public (comma-separated CIDRs):
     # by default none, so no webhook reaches loopback, private ranges or the metadata IP.
     webhook_allowed_networks: str = ""

@@ -1,4 +1,4 @@
-"""The `meetplane` command: up, serve, events tail, streams declare, contracts export."""
+"""The `meetplane` command: up, serve, status, events tail, streams declare, contracts export."""
 
 from __future__ import annotations
 
@@ -12,7 +12,7 @@ from collections.abc import Coroutine, Sequence
 from pathlib import Path
 from typing import Any, NoReturn
 
-from services.runtime import cli_ops
+from services.runtime import cli_ops, cli_status
 from services.runtime.datadir import running_nats_url
 from services.runtime.launcher import ENTRYPOINTS, SERVICES, admin_credentials, run_up
 from services.runtime.settings import RuntimeSettings
@@ -169,6 +169,7 @@ def parser() -> argparse.ArgumentParser:
     export = contracts_sub.add_parser("export", help="write JSON schemas and AsyncAPI")
     export.add_argument("--out", type=Path, default=Path("contracts/schemas"))
     cli_ops.add_parsers(sub)
+    cli_status.add_parser(sub)
     return p
 
 
@@ -205,6 +206,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         )
     if args.command == "contracts":
         return _export(args.out)
+    if args.command == "status":
+        return _nats_tool("status", cli_status.run(tool_settings(), args))
     if args.command in ("dlq", "views"):
         return _nats_tool(args.command, cli_ops.run(tool_settings(), args))
     return 2

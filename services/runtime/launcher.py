@@ -45,6 +45,10 @@ ENTRYPOINTS = {name: f"services.{name}.main:serve" for name in SERVICES}
 NATS = "nats-server"
 STORAGE = "seaweedfs"
 DEFAULT_STORAGE_PORT = 18333
+# Service i of SERVICES (the gateway aside) serves /healthz, /readyz and /metrics on
+# MEETPLANE_HEALTH_PORT_BASE + i: rooms 18101, meetings 18102, recordings 18103,
+# janitor 18104, identity 18105.  The gateway's are on its HTTP port.
+DEFAULT_HEALTH_PORT_BASE = 18101
 STOP_BUDGET = 4.5  # seconds from the signal to the last child gone
 READY_TIMEOUT = 90.0
 
@@ -126,6 +130,9 @@ class Platform:
         self.nats: NatsServer | None = None
         self.s3: object | None = None
         self.storage_port = int(os.environ.get("MEETPLANE_STORAGE_PORT", DEFAULT_STORAGE_PORT))
+        self.health_port_base = int(
+            os.environ.get("MEETPLANE_HEALTH_PORT_BASE", DEFAULT_HEALTH_PORT_BASE)
+        )
         self.run_dir = self.data_dir / "run"
         self.logs_dir = self.data_dir / "logs"
 
@@ -141,6 +148,26 @@ class Platform:
         """Whether `up` runs its own S3 server (the recordings service needs one)."""
         return not os.environ.get("MEETPLANE_STORAGE_ENDPOINT") and "recordings" in self.services
 
+    def health_ports(self) -> dict[str, int]:
+        """The health/metrics port of each started service (none with a base of 0)."""
+        if not self.health_port_base:
+            return {}
+        return {
+            service: self.health_port_base + index
+            for index, service in enumerate(s for s in SERVICES if s != "gateway")
+            if service in self.services
+        }
+
+    def metrics_urls(self) -> dict[str, str]:
+        """Where each started service's Prometheus metrics are scraped."""
+        urls = {
+            service: f"http://127.0.0.1:{port}/metrics"
+            for service, port in self.health_ports().items()
+        }
+        if "gateway" in self.services:
+            urls["gateway"] = f"{self.base_url}/metrics"
+        return urls
+
     def port_needs(self) -> list[PortNeed]:
         """Every port this `up` will listen on, with the variable that moves it."""
         needs = []
@@ -155,6 +182,12 @@ class Platform:
         if self.embedded_storage:
             needs.append(
                 PortNeed("the S3 server", "127.0.0.1", self.storage_port, "MEETPLANE_STORAGE_PORT")
+            )
+        for service, port in self.health_ports().items():
+            needs.append(
+                PortNeed(
+                    f"the {service} health port", "127.0.0.1", port, "MEETPLANE_HEALTH_PORT_BASE"
+                )
             )
         return needs
 
@@ -217,6 +250,7 @@ class Platform:
                     "pid": os.getpid(),
                     "nats_url": self.settings.effective_nats_url(),
                     "gateway": self.base_url,
+                    "metrics": self.metrics_urls(),
                 }
             )
         )
@@ -284,6 +318,10 @@ class Platform:
         for service in self.services:
             log_path = self.logs_dir / f"{service}.log"
             env = self.service_env(service)
+
+            port = self.health_ports().get(service)
+            if port is not None:
+                env["MEETPLANE_HEALTH_PORT"] = str(port)
 
             def start(
                 service: str = service, log_path: Path = log_path, env: dict[str, str] = env
@@ -358,6 +396,15 @@ class Platform:
         self.lock.release()
 
 
+def _metrics_line(platform: Platform) -> str:
+    """Where Prometheus scrapes each service (`meetplane status` reads them too)."""
+    ports = platform.health_ports()
+    parts = [f"{service} :{port}" for service, port in ports.items()]
+    if "gateway" in platform.services:
+        parts.insert(0, f"gateway {platform.base_url}/metrics")
+    return ", ".join(parts) + (" (/metrics, /healthz, /readyz)" if ports else "")
+
+
 def _key_line(data_dir: Path) -> str:
     """Where the API key is (never the key itself: stdout ends up in logs and scrollback)."""
     if os.environ.get("MEETPLANE_API_KEY"):
@@ -407,6 +454,7 @@ def run_up(
                 f"  NATS:     {settings.effective_nats_url()}"
                 + _key_line(platform.data_dir)
                 + f"\n  data dir: {platform.data_dir}\n  logs:     {platform.logs_dir}"
+                + f"\n  metrics:  {_metrics_line(platform)}"
                 + _admin_line(platform.data_dir),
                 flush=True,
             )

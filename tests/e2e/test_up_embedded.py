@@ -12,17 +12,20 @@ from pathlib import Path
 
 import httpx
 
-from tests.support.infra import free_port
+from tests.support.infra import free_port, free_port_range
 
 
 def start_up(data_dir: Path, http_port: int, nats_port: int, log: Path) -> subprocess.Popen[bytes]:
     env = {k: v for k, v in os.environ.items() if not k.startswith("MEETPLANE_")}
+    storage_port = free_port()
+    health = free_port_range(5, (http_port, nats_port, storage_port))
     env.update(
         {
             "MEETPLANE_DATA_DIR": str(data_dir),
             "MEETPLANE_HTTP_PORT": str(http_port),
             "MEETPLANE_NATS_PORT": str(nats_port),
-            "MEETPLANE_STORAGE_PORT": str(free_port()),
+            "MEETPLANE_STORAGE_PORT": str(storage_port),
+            "MEETPLANE_HEALTH_PORT_BASE": str(health),
         }
     )
     services = os.environ.get("MEETPLANE_E2E_SERVICES")

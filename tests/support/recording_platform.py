@@ -65,7 +65,7 @@ async def recordings_platform(
 
 async def room_in_meeting(http: httpx.AsyncClient, **room: Any) -> dict[str, Any]:
     created = (await http.post("/api/v1/rooms", json={"roomName": "rec", **room})).json()
-    secret = created["moderatorUrl"].split("secret=")[1]
+    secret = created["access"]["anonymous"]["moderator"]["url"].split("secret=")[1]
     joined = await http.post(
         f"/api/v1/rooms/{created['roomId']}/join",
         json={"secret": secret, "participantName": "Alice"},

@@ -16,6 +16,11 @@ from contracts.identity import LoginRequest
 from services.gateway.errors import ApiError
 from services.gateway.ratelimits import client_address, rate_limits
 from services.gateway.rpc import RpcDep
+from services.gateway.schemas import (
+    Message,
+    Tokens,
+    documented,
+)
 from services.gateway.tokens import InvalidToken, TokenService
 
 router = APIRouter(prefix="/auth", tags=["auth"])
@@ -44,7 +49,7 @@ def issue_tokens(request: Request, session: dict[str, Any]) -> dict[str, Any]:
     return body
 
 
-@router.post("/login", summary="Sign in")
+@router.post("/login", summary="Sign in", **documented(Tokens, errors=(404,)))
 async def login(body: LoginRequest, request: Request, rpc: RpcDep) -> dict[str, Any]:
     try:
         session = await rate_limits(request).login_attempt(
@@ -72,7 +77,11 @@ def _refresh_claims(request: Request, token: str | None) -> dict[str, Any]:
         raise ApiError(400, "Refresh Token Error", "Invalid refresh token") from None
 
 
-@router.post("/refresh", summary="A new access token from a refresh token")
+@router.post(
+    "/refresh",
+    summary="A new access token from a refresh token",
+    **documented(Tokens, errors=(400,)),
+)
 async def refresh(request: Request, rpc: RpcDep, token: RefreshHeader = None) -> dict[str, Any]:
     claims = _refresh_claims(request, token)
     try:
@@ -90,7 +99,9 @@ async def refresh(request: Request, rpc: RpcDep, token: RefreshHeader = None) ->
     }
 
 
-@router.post("/logout", summary="Sign out: the session's tokens stop working")
+@router.post(
+    "/logout", summary="Sign out: the session's tokens stop working", **documented(Message)
+)
 async def logout(
     request: Request,
     rpc: RpcDep,

@@ -22,6 +22,14 @@ from services.gateway.policy import user_room_access
 from services.gateway.ratelimits import client_address, rate_limits
 from services.gateway.rooms_view import parse_field_list
 from services.gateway.rpc import Rpc, RpcDep
+from services.gateway.schemas import (
+    BulkMembersDeleted,
+    Member,
+    MemberList,
+    MemberToken,
+    Message,
+    documented,
+)
 from services.gateway.tokens import MemberClaims, TokenService
 
 router = APIRouter(prefix="/rooms/{roomId}/members", tags=["room members"])
@@ -100,7 +108,7 @@ async def _room(request: Request, rpc: Rpc, room_id: str) -> dict[str, Any]:
     return room
 
 
-@router.post("", status_code=201, summary="Add a member to a room")
+@router.post("", summary="Add a member to a room", **documented(Member, 201, errors=(404, 409)))
 async def add_member(
     roomId: RoomIdPath,
     body: AddMemberRequest,
@@ -117,7 +125,7 @@ async def add_member(
     return shape_member(member, room, _base(request), fields, extra)
 
 
-@router.get("", summary="List a room's members")
+@router.get("", summary="List a room's members", **documented(MemberList, errors=(404,)))
 async def list_members(
     roomId: RoomIdPath,
     request: Request,
@@ -164,7 +172,11 @@ async def list_members(
     }
 
 
-@router.delete("", summary="Remove several members")
+@router.delete(
+    "",
+    summary="Remove several members",
+    **documented(BulkMembersDeleted, 200, (400, BulkMembersDeleted), errors=(404,)),
+)
 async def bulk_remove_members(
     roomId: RoomIdPath,
     request: Request,
@@ -187,7 +199,7 @@ async def bulk_remove_members(
     return {"message": message, **outcome}
 
 
-@router.get("/{memberId}", summary="Get a room member")
+@router.get("/{memberId}", summary="Get a room member", **documented(Member, errors=(404,)))
 async def get_member(
     roomId: RoomIdPath,
     memberId: MemberIdPath,
@@ -204,7 +216,7 @@ async def get_member(
     return shape_member(member, room, _base(request), selected, extra)
 
 
-@router.put("/{memberId}", summary="Update a room member")
+@router.put("/{memberId}", summary="Update a room member", **documented(Member, errors=(404,)))
 async def update_member(
     roomId: RoomIdPath,
     memberId: MemberIdPath,
@@ -224,7 +236,9 @@ async def update_member(
     return shape_member(member, room, _base(request), selected, extra)
 
 
-@router.delete("/{memberId}", summary="Remove a member from a room")
+@router.delete(
+    "/{memberId}", summary="Remove a member from a room", **documented(Message, errors=(404,))
+)
 async def remove_member(roomId: RoomIdPath, memberId: MemberIdPath, rpc: RpcDep) -> dict[str, Any]:
     await rpc("identity", "remove_member", {"roomId": roomId, "memberId": memberId})
     return {"message": f"Member '{memberId}' removed from room '{roomId}'"}
@@ -287,7 +301,11 @@ async def _claims_for_user(
     return kind, access.role, access.permissions, access.member
 
 
-@token_router.post("", summary="A room member token (link secret, member secret or user)")
+@token_router.post(
+    "",
+    summary="A room member token (link secret, member secret or user)",
+    **documented(MemberToken, errors=(400, 404, 409)),
+)
 async def member_token(
     roomId: RoomIdPath, body: TokenBody, request: Request, rpc: RpcDep
 ) -> dict[str, Any]:
@@ -372,7 +390,7 @@ async def _join_meeting(
     try:
         joined = await rpc.retrying("meetings", "join_member", command)
     except ApiError as exc:
-        if exc.error == "room_closed":
+        if exc.code == "room_closed":
             raise ApiError(
                 409, "Room Error", f"Room '{claims.room_id}' is closed and cannot be joined"
             ) from None
@@ -381,7 +399,11 @@ async def _join_meeting(
     return token
 
 
-@token_router.post("/refresh", summary="Refresh a room member token with current permissions")
+@token_router.post(
+    "/refresh",
+    summary="Refresh a room member token with current permissions",
+    **documented(MemberToken, errors=(400, 404, 409)),
+)
 async def refresh_member_token(roomId: RoomIdPath, request: Request, rpc: RpcDep) -> dict[str, Any]:
     who = principal(request)
     assert who.member is not None

@@ -25,6 +25,7 @@ from nats.aio.msg import Msg
 from nats.errors import TimeoutError as NatsTimeoutError
 from nats.js.api import AckPolicy, ConsumerConfig, DeliverPolicy
 from nats.js.errors import NotFoundError
+from prometheus_client import Counter, Histogram
 
 from services.gateway.webhooks import wire
 from services.gateway.webhooks.payloads import PayloadBuilder, room_of, webhook_event
@@ -38,8 +39,20 @@ from services.gateway.webhooks.ssrf import (
 )
 from services.gateway.webhooks.store import GLOBAL, Attempt, Delivery, WebhookStore
 from services.runtime.logging import get_logger
+from services.runtime.telemetry import consume_spans
 
 log = get_logger("meetplane.webhooks")
+
+DELIVERIES = Counter(
+    "meetplane_webhook_deliveries_total",
+    "Webhook delivery attempts by outcome (delivered, failed: retried later, given_up, resent_*)",
+    ["outcome"],
+)
+ATTEMPTS = Histogram(
+    "meetplane_webhook_delivery_attempts",
+    "Attempts a delivery took when it ended (delivered or given up)",
+    buckets=(1, 2, 3, 5, 10, 20),
+)
 
 BACKOFF_SECONDS = (1, 2, 5, 10, 30, 60, 120, 300, 600)
 SUBJECTS = ["meetplane.evt.meeting.>", "meetplane.evt.recording.>"]
@@ -274,6 +287,11 @@ class Dispatcher:
 
     async def handle(self, subscriber: str, message: Msg) -> None:
         """Deliver one event to one subscriber: ack, or nak for a later retry, or give up."""
+        attributes = {"messaging.destination.name": message.subject}
+        with consume_spans(consumer_name(subscriber), [(message.headers, attributes)]):
+            await self._handle(subscriber, message)
+
+    async def _handle(self, subscriber: str, message: Msg) -> None:
         try:
             envelope = json.loads(message.data)
         except ValueError:
@@ -297,9 +315,12 @@ class Dispatcher:
             # The room could not be described (its service is down): like a failed attempt.
             if attempt_number >= self.max_attempts:
                 bound.error("webhook.payload_given_up", error=repr(exc))
+                DELIVERIES.labels("given_up").inc()
+                ATTEMPTS.observe(attempt_number)
                 await message.term()
                 return
             bound.warning("webhook.payload_failed", error=repr(exc), attempt=attempt_number)
+            DELIVERIES.labels("failed").inc()
             await message.nak(delay=self._backoff(attempt_number))
             return
         if payload is None:
@@ -317,6 +338,9 @@ class Dispatcher:
         final = not ok and attempt_number >= self.max_attempts
         record.record(attempt, ok, final)
         await self.store.put_delivery(record)
+        DELIVERIES.labels("delivered" if ok else "given_up" if final else "failed").inc()
+        if ok or final:
+            ATTEMPTS.observe(attempt_number)
         if ok:
             bound.info("webhook.delivered", status=attempt.statusCode, attempt=attempt_number)
             await message.ack()
@@ -342,6 +366,7 @@ class Dispatcher:
         attempt = await self.sender.post(url, record.payload, delivery_id)
         attempt.resend = True
         record.record(attempt, attempt.error is None)
+        DELIVERIES.labels("resent_ok" if attempt.error is None else "resent_failed").inc()
         await self.store.put_delivery(record)
         log.info(
             "webhook.resent", subscriber=subscriber, event_id=delivery_id, ok=attempt.error is None
