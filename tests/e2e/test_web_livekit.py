@@ -72,7 +72,7 @@ def test_meeting_view_connects_to_livekit_with_the_join_token(
     with browser() as chromium:
         context = chromium.new_context(viewport=DESKTOP)
         page = context.new_page()
-        page.goto(room["moderatorUrl"])
+        page.goto(room["access"]["anonymous"]["moderator"]["url"])
         page.get_by_label("Your name").fill("Lia")
         page.get_by_role("button", name="Continue").click()
         with page.expect_response(lambda r: r.url.endswith("/join")) as joined:

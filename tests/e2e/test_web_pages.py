@@ -67,7 +67,7 @@ def test_room_link_preview_join_evict(platform: Platform, chromium: Any) -> None
     moderator_ctx = chromium.new_context(viewport=DESKTOP)
     speaker_ctx = chromium.new_context(viewport=PHONE)
     try:
-        moderator = open_link(moderator_ctx, room["moderatorUrl"])
+        moderator = open_link(moderator_ctx, room["access"]["anonymous"]["moderator"]["url"])
         assert moderator.get_by_role("heading", name="Design review").is_visible()
         assert moderator.get_by_test_id("role").inner_text() == "moderator"
         # The secret is gone from the address bar once the page has read it.
@@ -100,7 +100,7 @@ def test_room_link_preview_join_evict(platform: Platform, chromium: Any) -> None
         # The local media backend says that it routes no media.
         assert moderator.locator("#local-note").is_visible()
 
-        speaker = open_link(speaker_ctx, room["speakerUrl"])
+        speaker = open_link(speaker_ctx, room["access"]["anonymous"]["speaker"]["url"])
         assert speaker.get_by_test_id("role").inner_text() == "speaker"
         screenshot(speaker, "join-phone")
         join(speaker, "Sam")
@@ -134,9 +134,9 @@ def test_meeting_ended_by_a_moderator_shows_why(platform: Platform, chromium: An
     moderator_ctx = chromium.new_context(viewport=DESKTOP)
     speaker_ctx = chromium.new_context(viewport=PHONE)
     try:
-        moderator = open_link(moderator_ctx, room["moderatorUrl"])
+        moderator = open_link(moderator_ctx, room["access"]["anonymous"]["moderator"]["url"])
         join(moderator, "Max")
-        speaker = open_link(speaker_ctx, room["speakerUrl"])
+        speaker = open_link(speaker_ctx, room["access"]["anonymous"]["speaker"]["url"])
         join(speaker, "Sue")
         speaker.wait_for_function(
             "() => document.getElementById('room-app').dataset.live === 'open'"
@@ -162,7 +162,7 @@ def test_devices_denied_still_joins(platform: Platform, chromium: Any) -> None:
             "navigator.mediaDevices.getUserMedia = () =>"
             " Promise.reject(new DOMException('denied', 'NotAllowedError'));"
         )
-        page.goto(room["speakerUrl"])
+        page.goto(room["access"]["anonymous"]["speaker"]["url"])
         page.get_by_label("Your name").fill("Nico")
         page.get_by_role("button", name="Continue").click()
         note = page.locator("#device-note")
@@ -179,7 +179,7 @@ def test_link_error_pages(platform: Platform, chromium: Any) -> None:
     try:
         page = context.new_page()
         room = make_room(platform, "Errors")
-        base = room["moderatorUrl"].split("?")[0]
+        base = room["access"]["anonymous"]["moderator"]["url"].split("?")[0]
 
         response = page.goto(base + "?secret=wrong")
         assert response.status == 403
@@ -187,7 +187,7 @@ def test_link_error_pages(platform: Platform, chromium: Any) -> None:
         screenshot(page, "error-link")
 
         # A regenerated link: the old one stops working.
-        old = room["speakerUrl"]
+        old = room["access"]["anonymous"]["speaker"]["url"]
         client = api(platform)
         answer = client.put(
             f"{PUB}/rooms/{room['roomId']}/access", json={"regenerate": ["speaker"]}
@@ -197,14 +197,14 @@ def test_link_error_pages(platform: Platform, chromium: Any) -> None:
 
         # A closed room.
         client.put(f"{PUB}/rooms/{room['roomId']}/status", json={"status": "closed"})
-        response = page.goto(room["moderatorUrl"])
+        response = page.goto(room["access"]["anonymous"]["moderator"]["url"])
         assert response.status == 409
         assert page.get_by_role("heading", name="This room is closed").is_visible()
         screenshot(page, "error-closed")
 
         # A deleted room.
         assert client.delete(f"{PUB}/rooms/{room['roomId']}").status_code in (200, 202)
-        response = page.goto(room["moderatorUrl"])
+        response = page.goto(room["access"]["anonymous"]["moderator"]["url"])
         assert response.status == 404
         assert page.get_by_role("heading", name="This room no longer exists").is_visible()
 
@@ -221,8 +221,8 @@ def test_link_error_pages(platform: Platform, chromium: Any) -> None:
 
 def test_secret_never_in_logs(platform: Platform) -> None:
     room = make_room(platform, "Quiet")
-    secret = room["moderatorUrl"].split("secret=")[1]
-    assert httpx.get(room["moderatorUrl"]).status_code == 200
+    secret = room["access"]["anonymous"]["moderator"]["url"].split("secret=")[1]
+    assert httpx.get(room["access"]["anonymous"]["moderator"]["url"]).status_code == 200
     assert secret not in platform.logs(tail=100_000)
 
 
@@ -252,7 +252,7 @@ def test_moderator_records_and_the_recording_plays(platform: Platform, chromium:
     room = make_room(platform, "Recorded talk")
     context = chromium.new_context(viewport=DESKTOP)
     try:
-        page = open_link(context, room["moderatorUrl"])
+        page = open_link(context, room["access"]["anonymous"]["moderator"]["url"])
         join(page, "Rita")
         start = page.get_by_role("button", name="Start recording")
         badge = page.locator("#recording-badge")
@@ -348,7 +348,7 @@ def test_console_rooms(platform: Platform, chromium: Any) -> None:
         assert created["config"]["chat"]["enabled"] is False
         assert created["config"]["recording"]["layout"] == "speaker"
         speaker_link = page.get_by_test_id("link-speaker").inner_text()
-        assert speaker_link == created["speakerUrl"]
+        assert speaker_link == created["access"]["anonymous"]["speaker"]["url"]
         # The history shows the room's events.
         assert "Room created" in page.get_by_test_id("history").inner_text()
 
@@ -456,7 +456,7 @@ def test_every_page_is_accessible_on_desktop_and_phone(platform: Platform, chrom
         def check(view: str, page: Any = page, size: str = size) -> None:
             problems.extend(f"{view} ({size}): {v}" for v in serious_violations(page))
 
-        page.goto(room["moderatorUrl"])
+        page.goto(room["access"]["anonymous"]["moderator"]["url"])
         check("join")
         page.get_by_label("Your name").fill(f"Ada {size}")
         page.get_by_role("button", name="Continue").click()
@@ -470,7 +470,7 @@ def test_every_page_is_accessible_on_desktop_and_phone(platform: Platform, chrom
         check("end")
         page.goto(room["access"]["anonymous"]["recording"]["url"])
         check("room recordings")
-        page.goto(room["moderatorUrl"].split("?")[0] + "?secret=wrong")
+        page.goto(room["access"]["anonymous"]["moderator"]["url"].split("?")[0] + "?secret=wrong")
         check("error")
         sign_in(platform, page)
         for path in (
