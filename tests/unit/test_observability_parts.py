@@ -4,6 +4,8 @@ service under `up`."""
 
 from __future__ import annotations
 
+import json
+
 import pytest
 from eventsourcing.domain import Aggregate
 from opentelemetry import trace
@@ -108,3 +110,22 @@ def test_every_service_under_up_gets_its_own_health_port(
     assert only.health_ports() == {"janitor": 19103}  # stable: a service keeps its port
     monkeypatch.setenv("MEETPLANE_HEALTH_PORT_BASE", "0")
     assert Platform(RuntimeSettings()).health_ports() == {}
+
+
+def test_the_webhook_consumer_falls_back_on_the_envelope_traceparent(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    from nats.aio.msg import Msg
+
+    from services.gateway.webhooks import delivery
+
+    stored = "00-" + "c" * 32 + "-" + "d" * 16 + "-01"
+    body = json.dumps({"id": "e1", "traceparent": stored}).encode()
+    monkeypatch.setattr(delivery, "tracing_enabled", lambda: True)
+    bare = Msg(None, subject="meetplane.evt.meeting.MeetingStarted", data=body)  # type: ignore[arg-type]
+    assert delivery._trace_headers(bare) == {"traceparent": stored}
+    own = {"traceparent": "00-" + "a" * 32 + "-" + "b" * 16 + "-01"}
+    assert delivery._trace_headers(Msg(None, data=body, headers=own)) == own  # type: ignore[arg-type]
+    assert delivery._trace_headers(Msg(None, data=b"not json")) is None  # type: ignore[arg-type]
+    monkeypatch.setattr(delivery, "tracing_enabled", lambda: False)
+    assert delivery._trace_headers(bare) is None  # tracing off: the body is not read
