@@ -45,6 +45,7 @@ def test_a_commit_stores_its_trace_context_and_domain_events_never_see_it(
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
     app = ServiceApplication(env={"PERSISTENCE_MODULE": "eventsourcing.popo"})
+    monkeypatch.setattr(telemetry, "TRACER", trace.NoOpTracer())
     untraced = Thing("before tracing")
     app.save(untraced)  # tracing off: nothing stored, the state is as eventsourcing's
     tracer = TracerProvider().get_tracer("t")
