@@ -35,7 +35,7 @@ from services.runtime.leader import Lease
 from services.runtime.logging import get_logger
 from services.runtime.nats import publish_events
 from services.runtime.store import ServiceApplication
-from services.runtime.telemetry import publish_spans, traceparent_context
+from services.runtime.telemetry import publish_spans, traceparent_context, tracing_enabled
 from services.runtime.tracker import AggregateStates
 
 log = get_logger("meetplane.outbox")
@@ -157,6 +157,8 @@ class Outbox:
     @staticmethod
     def _causes(envelopes: list[EventEnvelope]) -> list[tuple[str, str, Any]]:
         """Each event's subject, id and the commit that stored it (for its publish span)."""
+        if not tracing_enabled():
+            return []  # no spans to parent
         return [
             (subject_of(e.type), str(e.id), traceparent_context(e.traceparent)) for e in envelopes
         ]
