@@ -495,3 +495,42 @@ def test_every_page_is_accessible_on_desktop_and_phone(platform: Platform, chrom
                 screenshot(page, f"{name}-phone")
         context.close()
     assert not problems, "\n".join(problems)
+
+
+def test_console_users_and_api_keys(platform: Platform, chromium: Any) -> None:
+    context = chromium.new_context(viewport=DESKTOP)
+    try:
+        page = context.new_page()
+        page.on("dialog", lambda dialog: dialog.accept())
+        sign_in(platform, page)
+        page.goto(f"{platform.base}/users")
+        page.get_by_label("User name").fill("ursula")
+        page.get_by_label("Display name").fill("Ursula")
+        page.get_by_label("First password").fill("a first password 1")
+        page.get_by_role("button", name="Create user").click()
+        page.get_by_test_id("flash").get_by_text("User created.").wait_for()
+        page.get_by_label("Role of ursula", exact=True).select_option("room_manager")
+        page.get_by_role("button", name="Change role of ursula").click()
+        page.get_by_test_id("flash").get_by_text("Role changed.").wait_for()
+        page.get_by_label("New password for ursula").fill("a second password 2")
+        page.get_by_role("button", name="Reset password of ursula").click()
+        page.get_by_test_id("flash").get_by_text("Password reset").wait_for()
+        with api(platform) as client:
+            user = client.get(f"{PUB}/users/ursula").json()
+        assert user["role"] == "room_manager"
+        # Too short a password: the API's message on an HTML page.
+        page.get_by_label("New password for ursula").fill("x")
+        page.get_by_role("button", name="Reset password of ursula").click()
+        assert page.locator(".flash.error").is_visible()
+
+        # API keys: created (shown once), listed, deleted.
+        page.goto(f"{platform.base}/config")
+        page.get_by_role("button", name="Create an API key").click()
+        key = page.get_by_test_id("new-key").locator("code").inner_text()
+        with httpx.Client(base_url=platform.base, headers={"X-API-KEY": key}) as client:
+            assert client.get(f"{PUB}/rooms").status_code == 200
+        page.goto(f"{platform.base}/config")
+        page.get_by_role("button", name="Delete API key").first.click()
+        page.get_by_test_id("flash").get_by_text("API key deleted").wait_for()
+    finally:
+        context.close()

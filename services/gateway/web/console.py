@@ -50,6 +50,9 @@ FLASH = {
     "password": "Password changed.",
     "user_created": "User created.",
     "user_deleted": "User deleted.",
+    "user_role": "Role changed.",
+    "user_password": "Password reset: the user's sessions were signed out.",
+    "key_deleted": "API key deleted: it no longer works.",
     "webhooks": "Webhook settings saved.",
     "webhook_test": "The test event was delivered.",
     "deleted": "Deleted.",
@@ -715,6 +718,17 @@ async def recordings_bulk_delete(request: Request) -> Response:
         return console
     form = await request.form()
     check_csrf(request, str(form.get("csrf") or ""))
+    if form.get("action") == "share":
+        recording_id = str(form.get("recordingId", ""))
+        private = form.get("private") == "on"
+        answer = await console.api.get(
+            f"{PUBLIC_API}/recordings/{recording_id}/url",
+            privateAccess="true" if private else "false",
+        )
+        return console.page(
+            "share.html",
+            {"url": answer["url"], "private": private, "nav": "recordings"},
+        )
     ids = [str(v) for v in form.getlist("recordingIds")]
     if not ids:
         return error_page(request, 400, "Tick at least one recording.", "Nothing selected")
@@ -762,9 +776,30 @@ async def users_action(request: Request) -> Response:
     form = await request.form()
     check_csrf(request, str(form.get("csrf") or ""))
     action = str(form.get("action", ""))
+    user = str(form.get("userId", ""))
     if action == "delete":
-        await console.api.call("DELETE", f"{PUBLIC_API}/users/{form.get('userId', '')}")
+        await console.api.call("DELETE", f"{PUBLIC_API}/users/{user}")
         return console.redirect("/users?done=user_deleted")
+    try:
+        if action == "role":
+            await console.api.call(
+                "PUT", f"{PUBLIC_API}/users/{user}/role", json={"role": str(form.get("role"))}
+            )
+            return console.redirect("/users?done=user_role")
+        if action == "password":
+            await console.api.call(
+                "PUT",
+                f"{PUBLIC_API}/users/{user}/password",
+                json={"newPassword": str(form.get("newPassword", ""))},
+            )
+            return console.redirect("/users?done=user_password")
+    except ApiError as exc:
+        if exc.status not in (400, 409, 422):
+            raise
+        users = await console.api.get(f"{PUBLIC_API}/users", maxItems=100)
+        return console.page(
+            "users.html", {"users": users["users"], "nav": "users", "error": exc.message}, 422
+        )
     body = {
         "userId": str(form.get("userId", "")).strip(),
         "name": str(form.get("name", "")).strip(),
@@ -842,8 +877,27 @@ async def config_action(request: Request) -> Response:
     form = await request.form()
     check_csrf(request, str(form.get("csrf") or ""))
     url = str(form.get("url", "")).strip() or None
+    action = form.get("action")
+    if action == "create_key":
+        created = await console.api.call("POST", f"{INTERNAL_API}/api-keys")
+        webhooks = await console.api.get(f"{INTERNAL_API}/config/webhooks")
+        keys = await console.api.get(f"{INTERNAL_API}/api-keys")
+        return console.page(
+            "config.html",
+            {
+                "webhooks": webhooks,
+                "keys": keys,
+                "nav": "config",
+                "error": None,
+                "new_key": created,
+            },
+        )
+    if action == "delete_key":
+        key_id = str(form.get("keyId", ""))
+        await console.api.call("DELETE", f"{INTERNAL_API}/api-keys/{key_id}")
+        return console.redirect("/config?done=key_deleted")
     try:
-        if form.get("action") == "test":
+        if action == "test":
             await console.api.call(
                 "POST", f"{INTERNAL_API}/config/webhooks/test", json={"url": url or ""}
             )
