@@ -8,9 +8,11 @@ so that a typo in a request is a 422 naming the field, not a silently ignored ke
 from __future__ import annotations
 
 from enum import StrEnum
-from typing import Annotated, Literal
+from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, model_validator
+from pydantic import BaseModel, ConfigDict, Field, StrictBool, StrictInt, model_validator
+
+from contracts.text import Readable
 
 
 class Strict(BaseModel):
@@ -61,7 +63,7 @@ class AutoDeletionPolicy(Strict):
 class Toggle(Strict):
     """A feature switch (chat, virtual background, e2ee, captions)."""
 
-    enabled: bool = True
+    enabled: StrictBool = True
 
 
 RecordingLayout = Literal["grid", "speaker", "single-speaker"]
@@ -80,20 +82,20 @@ EncodingPreset = Literal[
 class VideoEncoding(Strict):
     """Full video options, the alternative to an encoding preset."""
 
-    width: Annotated[int, Field(ge=16, le=3840)]
-    height: Annotated[int, Field(ge=16, le=2160)]
-    framerate: Annotated[int, Field(ge=1, le=60)]
+    width: Annotated[StrictInt, Field(ge=16, le=3840)]
+    height: Annotated[StrictInt, Field(ge=16, le=2160)]
+    framerate: Annotated[StrictInt, Field(ge=1, le=60)]
     codec: Literal["H264_BASELINE", "H264_MAIN", "H264_HIGH", "VP8"] = "H264_MAIN"
-    bitrate: Annotated[int, Field(ge=100, le=50_000)]
+    bitrate: Annotated[StrictInt, Field(ge=100, le=50_000)]
     keyFrameInterval: Annotated[float, Field(gt=0, le=20)] = 4
-    depth: Annotated[int, Field(ge=8, le=24)] = 24
+    depth: Annotated[StrictInt, Field(ge=8, le=24)] = 24
 
 
 class AudioEncoding(Strict):
     """Full audio options, the alternative to an encoding preset."""
 
     codec: Literal["OPUS", "AAC"] = "OPUS"
-    bitrate: Annotated[int, Field(ge=16, le=512)] = 128
+    bitrate: Annotated[StrictInt, Field(ge=16, le=512)] = 128
     frequency: Literal[44100, 48000] = 48000
 
 
@@ -107,7 +109,7 @@ class AdvancedEncoding(Strict):
 class RecordingConfig(Strict):
     """Whether and how a room's meetings are recorded."""
 
-    enabled: bool = True
+    enabled: StrictBool = True
     layout: RecordingLayout = "grid"
     encoding: EncodingPreset | AdvancedEncoding = "H264_720P_30"
     allowAccessTo: Literal["admin", "admin_moderator", "admin_moderator_speaker"] = (
@@ -126,9 +128,10 @@ class RoomConfig(Strict):
 
     @model_validator(mode="after")
     def _e2ee_excludes_recording(self) -> RoomConfig:
-        # LiveKit egress cannot decrypt end-to-end encrypted media.
+        # LiveKit egress cannot decrypt end-to-end encrypted media: as v3.8.0 does, turning
+        # e2ee on switches recording off rather than refusing the config.
         if self.e2ee.enabled and self.recording.enabled:
-            raise ValueError("recording cannot be enabled while e2ee is enabled")
+            self.recording = self.recording.model_copy(update={"enabled": False})
         return self
 
 
@@ -145,20 +148,20 @@ class RoomConfigPatch(Strict):
 class Permissions(Strict):
     """What a role may do in a meeting (OpenVidu Meet permission names)."""
 
-    canRecord: bool = False
-    canRetrieveRecordings: bool = True
-    canDeleteRecordings: bool = False
-    canJoinMeeting: bool = True
-    canShareAccessLinks: bool = False
-    canMakeModerator: bool = False
-    canKickParticipants: bool = False
-    canEndMeeting: bool = False
-    canPublishVideo: bool = True
-    canPublishAudio: bool = True
-    canShareScreen: bool = True
-    canReadChat: bool = True
-    canWriteChat: bool = True
-    canChangeVirtualBackground: bool = True
+    canRecord: StrictBool = False
+    canRetrieveRecordings: StrictBool = True
+    canDeleteRecordings: StrictBool = False
+    canJoinMeeting: StrictBool = True
+    canShareAccessLinks: StrictBool = False
+    canMakeModerator: StrictBool = False
+    canKickParticipants: StrictBool = False
+    canEndMeeting: StrictBool = False
+    canPublishVideo: StrictBool = True
+    canPublishAudio: StrictBool = True
+    canShareScreen: StrictBool = True
+    canReadChat: StrictBool = True
+    canWriteChat: StrictBool = True
+    canChangeVirtualBackground: StrictBool = True
 
 
 def moderator_permissions() -> Permissions:
@@ -171,6 +174,24 @@ def moderator_permissions() -> Permissions:
         canKickParticipants=True,
         canEndMeeting=True,
     )
+
+
+PermissionName = Literal[
+    "canRecord",
+    "canRetrieveRecordings",
+    "canDeleteRecordings",
+    "canJoinMeeting",
+    "canShareAccessLinks",
+    "canMakeModerator",
+    "canKickParticipants",
+    "canEndMeeting",
+    "canPublishVideo",
+    "canPublishAudio",
+    "canShareScreen",
+    "canReadChat",
+    "canWriteChat",
+    "canChangeVirtualBackground",
+]
 
 
 class RolePermissions(Strict):
@@ -191,8 +212,8 @@ class Roles(Strict):
 class RolesPatch(Strict):
     """Partial roles update: permissions given are merged over the current ones."""
 
-    moderator: dict[str, bool] | None = None
-    speaker: dict[str, bool] | None = None
+    moderator: dict[PermissionName, StrictBool] | None = None
+    speaker: dict[PermissionName, StrictBool] | None = None
 
     @model_validator(mode="after")
     def _known_permissions(self) -> RolesPatch:
@@ -208,7 +229,7 @@ class RolesPatch(Strict):
 class AnonymousAccessToggle(Strict):
     """Enable or disable one anonymous access link."""
 
-    enabled: bool = True
+    enabled: StrictBool = True
 
 
 class AnonymousAccessRequest(Strict):
@@ -242,19 +263,27 @@ ROOM_NAME_MAX = 50
 # The last millisecond of year 9999: dates past it overflow the int64 columns and
 # timers of the services that store them (a poison message once, see issue 9).
 EPOCH_MS_MAX = 253_402_300_799_999
-EpochMillis = Annotated[int, Field(gt=0, le=EPOCH_MS_MAX)]
+EpochMillis = Annotated[StrictInt, Field(gt=0, le=EPOCH_MS_MAX)]
 
 
 class CreateRoomRequest(Strict):
     """POST /rooms body (OpenVidu Meet MeetRoomOptions)."""
 
-    roomName: Annotated[str, Field(min_length=1, max_length=ROOM_NAME_MAX)] = "Room"
+    roomName: Annotated[str, Field(min_length=1, max_length=ROOM_NAME_MAX), Readable] = "Room"
     autoDeletionDate: EpochMillis | None = None
     autoDeletionPolicy: AutoDeletionPolicy = Field(default_factory=AutoDeletionPolicy)
     config: RoomConfig = Field(default_factory=RoomConfig)
     roles: Roles = Field(default_factory=Roles)
     access: AccessRequest = Field(default_factory=AccessRequest)
     meetingEndAction: MeetingEndAction = MeetingEndAction.NONE
+
+    @model_validator(mode="before")
+    @classmethod
+    def _null_name_is_default(cls, data: Any) -> Any:
+        # v3.8.0 allows `"roomName": null` and then names the room "Room".
+        if isinstance(data, dict) and "roomName" in data and data["roomName"] is None:
+            data = {**data, "roomName": "Room"}
+        return data
 
 
 class UpdateRoomConfigRequest(Strict):
@@ -272,9 +301,9 @@ class UpdateRoomStatusRequest(Strict):
 class UpdateRoomSettingsRequest(Strict):
     """PUT /rooms/{roomId} body: name, auto-deletion and end action (meetplane extra)."""
 
-    roomName: Annotated[str, Field(min_length=1, max_length=ROOM_NAME_MAX)] | None = None
+    roomName: Annotated[str, Field(min_length=1, max_length=ROOM_NAME_MAX), Readable] | None = None
     autoDeletionDate: EpochMillis | None = None
-    clearAutoDeletionDate: bool = False
+    clearAutoDeletionDate: StrictBool = False
     autoDeletionPolicy: AutoDeletionPolicy | None = None
     meetingEndAction: MeetingEndAction | None = None
 

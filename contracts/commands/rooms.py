@@ -52,10 +52,13 @@ class ListRooms(BaseModel):
     """List rooms with filters, sorting and cursor pagination."""
 
     roomName: str | None = None
+    # v3.8.0: exact and case-sensitive unless asked otherwise.
+    roomNameMatchMode: Literal["exact", "prefix", "partial", "regex"] = "exact"
+    roomNameCaseInsensitive: bool = False
     status: Literal["open", "active_meeting", "closed"] | None = None
     maxItems: Annotated[int, Field(ge=1, le=100)] = 10
     nextPageToken: str | None = None
-    sortField: Literal["creationDate", "roomName"] = "creationDate"
+    sortField: Literal["creationDate", "roomName", "autoDeletionDate"] = "creationDate"
     sortOrder: Literal["asc", "desc"] = "desc"
     # Rooms matching ANY of these (v3.8.0 `owner`, `member`, `userAccess` filters; the
     # gateway turns `member` into the room ids the identity service reports).

@@ -10,13 +10,31 @@ every prefix here: one implementation, several addresses.  Only the first
 from __future__ import annotations
 
 from collections.abc import Sequence
+from typing import Any
 
 from fastapi import APIRouter, FastAPI
+
+from services.gateway.schemas import ErrorBody
 
 PUBLIC_API_PREFIXES = ("/meet/api/v1", "/api/v1")
 INTERNAL_API_PREFIXES = ("/meet/internal-api/v1", "/internal-api/v1")
 PUBLIC_API = PUBLIC_API_PREFIXES[0]
 INTERNAL_API = INTERNAL_API_PREFIXES[0]
+
+# Errors any API route can answer: credentials, validation, body size, limits, a service
+# that did not answer.  Route-specific ones (404, 409...) are declared on the route.
+COMMON_ERRORS: dict[int | str, dict[str, Any]] = {
+    status: {"model": ErrorBody, "description": description}
+    for status, description in (
+        (401, "Unauthorized: missing or invalid credentials"),
+        (403, "Forbidden: the credentials do not allow this"),
+        (413, "The request body is too large"),
+        (422, "Invalid request: `details` names each field"),
+        (429, "Too many requests"),
+        (500, "Unexpected error"),
+        (503, "A service did not answer in time"),
+    )
+}
 
 
 def mount_api(
@@ -32,6 +50,8 @@ def mount_api(
     for prefixes, routers in ((PUBLIC_API_PREFIXES, public), (INTERNAL_API_PREFIXES, internal)):
         for index, prefix in enumerate(prefixes):
             for router in routers:
-                app.include_router(router, prefix=prefix, include_in_schema=index == 0)
+                app.include_router(
+                    router, prefix=prefix, include_in_schema=index == 0, responses=COMMON_ERRORS
+                )
     for router in root:
         app.include_router(router)

@@ -39,6 +39,7 @@ from services.gateway.auth import (
 )
 from services.gateway.errors import ApiError
 from services.gateway.permissions import member_permissions, role_permissions
+from services.gateway.ratelimits import client_address, rate_limits
 
 ALL_ROLES = frozenset({"admin", "room_manager", "room_member"})
 ADMIN_ROLE = frozenset({"admin"})
@@ -213,6 +214,8 @@ POLICIES: dict[Key, Policy] = {
     ("internal", "POST", "/rooms/{roomId}/members/token/refresh"): Policy(member="*", room="path"),
     # ---- meetings ----
     ("public", "GET", "/meetings/{roomId}"): _meeting("*"),
+    ("public", "GET", "/meetings/{roomId}/participants"): _meeting("*"),
+    ("public", "GET", "/meetings/{roomId}/participants/{identity}"): _meeting("*"),
     ("public", "DELETE", "/meetings/{roomId}"): _meeting("canEndMeeting"),
     ("public", "DELETE", "/meetings/{roomId}/participants/{identity}"): _meeting(
         "canKickParticipants"
@@ -232,6 +235,8 @@ POLICIES: dict[Key, Policy] = {
         api_key=True, member="canRecord", room="recording"
     ),
     ("public", "GET", "/recordings/{recordingId}/url"): _recording("canRetrieveRecordings"),
+    # Revoking links takes what deleting the recording takes.
+    ("public", "DELETE", "/recordings/{recordingId}/url"): _recording("canDeleteRecordings"),
     ("public", "GET", "/recordings/{recordingId}/download"): SHARED_RECORDING,
     ("public", "GET", "/recordings/{recordingId}/media"): SHARED_RECORDING,
     # ---- webhooks: v3.8.0's global config (internal API), the 3.9 line's webhook
@@ -459,7 +464,24 @@ async def _member_allowed(request: Request, policy: Policy, who: Principal) -> b
 
 
 async def _authenticate(request: Request, policy: Policy) -> Principal | None:
-    """The caller by the first credential present that this route accepts (None: none)."""
+    """The caller by the first credential present that this route accepts (None: none).
+
+    Invalid credentials count against the caller's address (`ratelimits`), and each
+    request with an API key against that key's budget.
+    """
+    headers = request.headers
+    if not any(h in headers for h in ("X-API-KEY", "Authorization", "X-Room-Member-Token")):
+        return None
+    limits = rate_limits(request)
+    who = await limits.credential_attempt(
+        client_address(request), lambda: _credential(request, policy)
+    )
+    if who.kind == "api_key" and who.api_key_id:
+        await limits.api_key_request(who.api_key_id)
+    return who
+
+
+async def _credential(request: Request, policy: Policy) -> Principal:
     auth = authenticator(request)
     headers = request.headers
     key = headers.get("X-API-KEY")
@@ -471,10 +493,8 @@ async def _authenticate(request: Request, policy: Policy) -> Principal | None:
         return auth.access_token(bearer)
     if token is not None and policy.member is not None:
         return auth.member_token(token)
-    if key is not None or bearer is not None or token is not None:
-        # A credential this route does not take: refused as not accepted here.
-        raise unauthorized("This credential is not accepted here")
-    return None
+    # A credential this route does not take: refused as not accepted here.
+    raise unauthorized("This credential is not accepted here")
 
 
 async def authorize(

@@ -9,6 +9,7 @@ from services.gateway.errors import ApiError
 ROOM_FIELDS = {
     "roomId",
     "roomName",
+    "owner",
     "creationDate",
     "autoDeletionDate",
     "autoDeletionPolicy",
@@ -16,11 +17,8 @@ ROOM_FIELDS = {
     "roles",
     "access",
     "status",
+    "rolesUpdatedAt",
     "meetingEndAction",
-    "moderatorUrl",
-    "speakerUrl",
-    "pendingDeletion",
-    "owner",
 }
 EXTRA_FIELDS = {"config", "roles"}
 
@@ -49,20 +47,46 @@ def room_links(base_url: str, record: dict[str, Any]) -> dict[str, dict[str, Any
     return links
 
 
+def selection(
+    fields: str | None, extra: str | None, x_fields: str | None, x_extra: str | None
+) -> tuple[set[str] | None, set[str]]:
+    """v3.8.0: the query parameter and the header combine (their union)."""
+    chosen = [
+        parse_field_list(raw, ROOM_FIELDS, name)
+        for raw, name in ((fields, "fields"), (x_fields, "X-Fields"))
+    ]
+    picked = [c for c in chosen if c is not None]
+    wanted = set().union(*picked) if picked else None
+    extras = [
+        parse_field_list(raw, EXTRA_FIELDS, name)
+        for raw, name in ((extra, "extraFields"), (x_extra, "X-ExtraFields"))
+    ]
+    return wanted, set().union(*(e for e in extras if e is not None))
+
+
 def shape_room(
     record: dict[str, Any],
     base_url: str,
     fields: set[str] | None = None,
     extra: set[str] | None = None,
+    *,
+    meta: bool = True,
 ) -> dict[str, Any]:
-    """The API representation of a room record."""
+    """The API representation of a room record, as v3.8.0 returns it.
+
+    `config` and `roles` are extra fields: present only when asked for, and then
+    whatever `fields` says.  `_extraFields` names them (left out inside lists, where the
+    list carries it once).  A room whose deletion waits for its meeting to end says so
+    in `meetingEndAction`.
+    """
     links = room_links(base_url, record)
     room: dict[str, Any] = {
         "roomId": record["roomId"],
         "roomName": record["roomName"],
+        "owner": record.get("owner"),
         "creationDate": record["creationDate"],
-        "status": record["status"],
-        "meetingEndAction": record["meetingEndAction"],
+        "autoDeletionDate": record.get("autoDeletionDate"),
+        "autoDeletionPolicy": record.get("autoDeletionPolicy"),
         "access": {
             "anonymous": links,
             "user": {
@@ -70,19 +94,17 @@ def shape_room(
                 "url": f"{base_url}/room/{record['roomId']}",
             },
         },
-        "moderatorUrl": links["moderator"]["url"],
-        "speakerUrl": links["speaker"]["url"],
+        "status": record["status"],
+        "rolesUpdatedAt": record.get("rolesUpdatedAt", record["creationDate"]),
+        "meetingEndAction": "delete"
+        if record.get("pendingDeletion")
+        else record["meetingEndAction"],
     }
-    if record.get("autoDeletionDate") is not None:
-        room["autoDeletionDate"] = record["autoDeletionDate"]
-        room["autoDeletionPolicy"] = record.get("autoDeletionPolicy")
-    if record.get("owner"):
-        room["owner"] = record["owner"]
-    if record.get("pendingDeletion"):
-        room["pendingDeletion"] = True
-    wanted_extra = (extra or set()) | ((fields or set()) & EXTRA_FIELDS)
-    for name in wanted_extra:
-        room[name] = record[name]
+    room = {k: v for k, v in room.items() if v is not None}
     if fields:
         room = {k: v for k, v in room.items() if k in fields}
+    for name in sorted(extra or ()):
+        room[name] = record[name]
+    if meta:
+        room["_extraFields"] = sorted(EXTRA_FIELDS)
     return room

@@ -35,6 +35,7 @@ from services.rooms.domain import (
     RoomNotFound,
     aggregate_id,
     check_auto_deletion_date,
+    deletion_message,
     room_id_prefix,
 )
 from services.runtime.clock import Clock, SystemClock
@@ -106,9 +107,9 @@ class RoomsApplication(ServiceApplication):
         try:
             room = cast(Room, self.repository.get(aggregate_id(room_id)))
         except AggregateNotFoundError:
-            raise RoomNotFound(f"room '{room_id}' does not exist") from None
+            raise RoomNotFound(f'Room "{room_id}" does not exist') from None
         if room.deleted:
-            raise RoomNotFound(f"room '{room_id}' does not exist")
+            raise RoomNotFound(f'Room "{room_id}" does not exist')
         return room
 
     def _find(self, room_id: str) -> Room | None:
@@ -236,7 +237,7 @@ class RoomsApplication(ServiceApplication):
     def update_status(self, room_id: str, status: str) -> RoomRecord:
         """Open or close the room."""
         room = self._get(room_id)
-        room.change_status(status)
+        room.request_status(status)
         self.save(room)
         return to_record(room)
 
@@ -295,7 +296,9 @@ class RoomsApplication(ServiceApplication):
         found = self._find(room_id)
         replayed = found.deleted_by(command_id) if found is not None else None
         if replayed is not None:
-            return DeleteRoomResult(roomId=room_id, successCode=replayed, message="Room deleted")
+            return DeleteRoomResult(
+                roomId=room_id, successCode=replayed, message=deletion_message(replayed, room_id)
+            )
         room = self._get(room_id)
         plan = room.plan_deletion(with_meeting, with_recordings, has_recordings)
         self._carry_out(room, plan, with_meeting, with_recordings, reason, command_id)
@@ -430,7 +433,7 @@ class RoomsApplication(ServiceApplication):
     def history(self, room_id: str, after_version: int, limit: int) -> list[HistoryEntry]:
         """The room's domain events after `after_version`, oldest first."""
         if self._find(room_id) is None:
-            raise RoomNotFound(f"room '{room_id}' does not exist")
+            raise RoomNotFound(f'Room "{room_id}" does not exist')
         entries: list[HistoryEntry] = []
         for stored in self.events.get(aggregate_id(room_id), gt=after_version, limit=limit):
             domain_event = cast(Room.Event, stored)

@@ -10,7 +10,7 @@ from __future__ import annotations
 import re
 import unicodedata
 import uuid
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any
 
 from eventsourcing.domain import Aggregate, event
@@ -56,6 +56,49 @@ def room_id_prefix(room_name: str) -> str:
 def aggregate_id(room_id: str) -> uuid.UUID:
     """The aggregate UUID of a room id (rooms are addressed by their room id)."""
     return uuid.uuid5(ROOM_NAMESPACE, room_id)
+
+
+# v3.8.0's texts for each deletion outcome and refusal.
+DELETION_MESSAGES = {
+    "room_deleted": "Room '{room_id}' deleted successfully",
+    "room_and_recordings_deleted": "Room '{room_id}' and its recordings deleted successfully",
+    "room_closed": (
+        "Room '{room_id}' has been closed instead of deleted because it has recordings"
+    ),
+    "room_with_active_meeting_deleted": (
+        "Room '{room_id}' with active meeting deleted successfully"
+    ),
+    "room_with_active_meeting_and_recordings_deleted": (
+        "Room '{room_id}' with active meeting and its recordings deleted successfully"
+    ),
+    "room_with_active_meeting_closed": (
+        "Room '{room_id}' with active meeting has been closed instead of deleted"
+        " because it has recordings"
+    ),
+    "room_with_active_meeting_scheduled_to_be_deleted": (
+        "Room '{room_id}' with active meeting scheduled to be deleted when the meeting ends"
+    ),
+    "room_with_active_meeting_and_recordings_scheduled_to_be_deleted": (
+        "Room '{room_id}' with active meeting and its recordings scheduled to be deleted"
+        " when the meeting ends"
+    ),
+    "room_with_active_meeting_scheduled_to_be_closed": (
+        "Room '{room_id}' with active meeting scheduled to be closed when the meeting ends"
+        " because it has recordings"
+    ),
+    "room_has_active_meeting": (
+        "Room '{room_id}' cannot be deleted because it has an active meeting"
+    ),
+    "room_has_recordings": "Room '{room_id}' cannot be deleted because it has recordings",
+    "room_with_active_meeting_has_recordings": (
+        "Room '{room_id}' with active meeting cannot be deleted because it has recordings"
+    ),
+}
+
+
+def deletion_message(code: str, room_id: str) -> str:
+    """The text of a deletion outcome or refusal for one room."""
+    return DELETION_MESSAGES[code].format(room_id=room_id)
 
 
 @dataclass(frozen=True)
@@ -120,7 +163,14 @@ class Room(Aggregate):
 
     def _require_live(self) -> None:
         if self.deleted:
-            raise RoomNotFound(f"room '{self.room_id}' does not exist")
+            raise RoomNotFound(f'Room "{self.room_id}" does not exist')
+
+    def _require_no_meeting(self) -> None:
+        # v3.8.0: config, roles and access are fixed while a meeting is live.
+        if self.active_meeting_id:
+            raise RoomConflict(
+                f'Room "{self.room_id}" has an active meeting', error="room_meeting_in_progress"
+            )
 
     @property
     def status(self) -> str:
@@ -144,6 +194,7 @@ class Room(Aggregate):
     def update_config(self, config: dict[str, Any]) -> None:
         """Replace the config with an already merged and validated one."""
         self._require_live()
+        self._require_no_meeting()
         if config != self.config:
             self._config_updated(config=config)
 
@@ -154,6 +205,7 @@ class Room(Aggregate):
     def update_roles(self, roles: dict[str, Any]) -> None:
         """Replace role permissions with already merged and validated ones."""
         self._require_live()
+        self._require_no_meeting()
         if roles != self.roles:
             self._roles_updated(roles=roles)
 
@@ -164,6 +216,7 @@ class Room(Aggregate):
     def update_access(self, anonymous: dict[str, dict[str, Any]]) -> None:
         """Replace the anonymous links (enabled flags and secrets)."""
         self._require_live()
+        self._require_no_meeting()
         if anonymous != self.anonymous:
             self._access_updated(anonymous=anonymous)
 
@@ -174,6 +227,7 @@ class Room(Aggregate):
     def set_user_access(self, enabled: bool) -> None:
         """Open the room to every signed-in user (owner, admins, members always may)."""
         self._require_live()
+        self._require_no_meeting()
         if enabled != self.user_access:
             self._user_access_set(enabled=enabled)
 
@@ -222,6 +276,20 @@ class Room(Aggregate):
     @event("MeetingEndActionSet")
     def _meeting_end_action_set(self, action: str) -> None:
         self.meeting_end_action = action
+
+    def request_status(self, status: str) -> None:
+        """An admin opens or closes the room (v3.8.0 semantics).
+
+        Closing a room with a live meeting is scheduled: the room closes when the meeting
+        ends (its end action says so meanwhile).  Opening it cancels such a closure.
+        """
+        self._require_live()
+        if status == "closed" and self.active_meeting_id and not self.closed:
+            self.set_meeting_end_action("close")
+            return
+        if status == "open" and self.meeting_end_action == "close":
+            self.set_meeting_end_action("none")
+        self.change_status(status)
 
     def change_status(self, status: str, reason: str = "admin", end_meeting: bool = False) -> None:
         """Open or close (lock) the room."""
@@ -277,19 +345,24 @@ class Room(Aggregate):
     ) -> DeletionPlan:
         """Decide what a delete request does (OpenVidu Meet semantics), or refuse."""
         self._require_live()
+        try:
+            plan = self._plan(with_meeting, with_recordings, has_recordings)
+        except RoomConflict as refused:
+            raise RoomConflict(
+                deletion_message(refused.error, self.room_id), error=refused.error
+            ) from None
+        return replace(plan, message=deletion_message(plan.success_code, self.room_id))
+
+    def _plan(self, with_meeting: str, with_recordings: str, has_recordings: bool) -> DeletionPlan:
         if self.active_meeting_id:
             return _plan_with_meeting(with_meeting, with_recordings, has_recordings)
         if has_recordings:
             if with_recordings == "fail":
-                raise RoomConflict(
-                    f"room '{self.room_id}' has recordings", error="room_has_recordings"
-                )
+                raise RoomConflict("has recordings", error="room_has_recordings")
             if with_recordings == "close":
-                return DeletionPlan("close", "room_closed", "Room closed: it has recordings")
-            return DeletionPlan(
-                "delete", "room_and_recordings_deleted", "Room and its recordings deleted"
-            )
-        return DeletionPlan("delete", "room_deleted", "Room deleted")
+                return DeletionPlan("close", "room_closed", "")
+            return DeletionPlan("delete", "room_and_recordings_deleted", "")
+        return DeletionPlan("delete", "room_deleted", "")
 
     def schedule_deletion(self, with_meeting: str, with_recordings: str, reason: str) -> None:
         """Delete when the active meeting ends; the room takes no new joins meanwhile."""
@@ -348,39 +421,32 @@ class Room(Aggregate):
 def _plan_with_meeting(
     with_meeting: str, with_recordings: str, has_recordings: bool
 ) -> DeletionPlan:
+    # Messages are filled in by `Room.plan_deletion` (they name the room).
     if with_meeting == "fail":
-        raise RoomConflict("the room has an active meeting", error="room_has_active_meeting")
+        raise RoomConflict("has an active meeting", error="room_has_active_meeting")
     if has_recordings and with_recordings == "fail":
         raise RoomConflict(
-            "the room has an active meeting and recordings",
+            "has an active meeting and recordings",
             error="room_with_active_meeting_has_recordings",
         )
     keep = has_recordings and with_recordings == "close"
     if with_meeting == "force":
         if keep:
-            return DeletionPlan(
-                "close",
-                "room_with_active_meeting_closed",
-                "Meeting ended and room closed: it has recordings",
-            )
+            return DeletionPlan("close", "room_with_active_meeting_closed", "")
         code = (
             "room_with_active_meeting_and_recordings_deleted"
             if has_recordings
             else "room_with_active_meeting_deleted"
         )
-        return DeletionPlan("delete", code, "Meeting ended and room deleted")
+        return DeletionPlan("delete", code, "")
     if keep:
-        return DeletionPlan(
-            "schedule",
-            "room_with_active_meeting_scheduled_to_be_closed",
-            "Room will be closed when its meeting ends",
-        )
+        return DeletionPlan("schedule", "room_with_active_meeting_scheduled_to_be_closed", "")
     code = (
         "room_with_active_meeting_and_recordings_scheduled_to_be_deleted"
         if has_recordings
         else "room_with_active_meeting_scheduled_to_be_deleted"
     )
-    return DeletionPlan("schedule", code, "Room will be deleted when its meeting ends")
+    return DeletionPlan("schedule", code, "")
 
 
 def check_auto_deletion_date(date: int, now_ms: int) -> None:

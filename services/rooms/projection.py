@@ -17,7 +17,7 @@ import sqlalchemy as sa
 from contracts.commands.rooms import ListRooms
 from services.rooms.application import to_record
 from services.rooms.domain import InvalidRoomRequest, Room
-from services.runtime.projection import TableView
+from services.runtime.projection import TableView, text_match
 
 metadata = sa.MetaData()
 
@@ -83,22 +83,32 @@ class RoomsView(TableView):
             )
         return {rooms_view.name: rows}
 
+    @staticmethod
+    def _sort_key(field: str) -> Any:
+        """A sort column; rooms without an auto-deletion date sort lowest (-1)."""
+        if field == "creationDate":
+            return rooms_view.c.creation_date
+        if field == "roomName":
+            return rooms_view.c.room_name_lower
+        return sa.func.coalesce(rooms_view.c.record["autoDeletionDate"].as_float(), -1.0)
+
     def list(self, query: ListRooms) -> tuple[list[dict[str, Any]], str | None]:
         """A page of rooms and the token of the next page."""
-        column = (
-            rooms_view.c.creation_date
-            if query.sortField == "creationDate"
-            else rooms_view.c.room_name_lower
-        )
+        column = self._sort_key(query.sortField)
         descending = query.sortOrder == "desc"
         stmt = sa.select(rooms_view.c.record, column, rooms_view.c.room_id).where(
             rooms_view.c.deleted.is_(False)
         )
-        if query.roomName:
-            needle = (
-                query.roomName.lower().replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_")
+        if query.roomName is not None:
+            stmt = stmt.where(
+                text_match(
+                    self.engine,
+                    rooms_view.c.room_name,
+                    query.roomName,
+                    query.roomNameMatchMode,
+                    query.roomNameCaseInsensitive,
+                )
             )
-            stmt = stmt.where(rooms_view.c.room_name_lower.like(f"%{needle}%", escape="\\"))
         if query.status:
             stmt = stmt.where(rooms_view.c.status == query.status)
         stmt = _access_filters(stmt, query)
@@ -117,8 +127,16 @@ class RoomsView(TableView):
             else (column.asc(), rooms_view.c.room_id.asc())
         )
         stmt = stmt.order_by(*order).limit(query.maxItems + 1)
-        with self.engine.connect() as conn:
-            rows = conn.execute(stmt).all()
+        try:
+            with self.engine.connect() as conn:
+                rows = conn.execute(stmt).all()
+        except sa.exc.DBAPIError:
+            if query.roomNameMatchMode != "regex":
+                raise
+            # A pattern the database's regular expressions do not accept.
+            raise InvalidRoomRequest(
+                "Invalid regular expression pattern", field="roomName"
+            ) from None
         page = rows[: query.maxItems]
         token = None
         if len(rows) > query.maxItems:

@@ -15,7 +15,13 @@ import httpx
 import uvicorn
 from fastapi import FastAPI
 from fastapi.responses import JSONResponse, PlainTextResponse
-from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
+from prometheus_client import CONTENT_TYPE_LATEST, Gauge, generate_latest
+
+READY = Gauge(
+    "meetplane_service_ready",
+    "1 while the service is ready (its NATS connection is up)",
+    ["service"],
+)
 
 
 def health_app(service: str, ready: Callable[[], bool]) -> FastAPI:
@@ -36,7 +42,10 @@ def health_app(service: str, ready: Callable[[], bool]) -> FastAPI:
 
     @app.get("/metrics")
     async def metrics() -> PlainTextResponse:
-        return PlainTextResponse(generate_latest().decode(), media_type=CONTENT_TYPE_LATEST)
+        READY.labels(service).set(1 if ready() else 0)
+        # Some collectors read the store (outbox lag): off the event loop.
+        text = await asyncio.to_thread(generate_latest)
+        return PlainTextResponse(text.decode(), media_type=CONTENT_TYPE_LATEST)
 
     return app
 

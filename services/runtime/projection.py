@@ -20,7 +20,7 @@ from __future__ import annotations
 import asyncio
 import time
 from collections.abc import Sequence
-from typing import Any
+from typing import Any, cast
 from uuid import UUID
 
 import sqlalchemy as sa
@@ -44,6 +44,39 @@ view_positions = sa.Table(
     sa.Column("view", sa.String(80), primary_key=True),
     sa.Column("position", sa.BigInteger, nullable=False),
 )
+
+
+def text_match(
+    engine: sa.Engine, column: Any, value: str, mode: str, case_insensitive: bool
+) -> sa.ColumnElement[bool]:
+    """OpenVidu Meet's name filters: `exact`, `prefix`, `partial` or `regex` matching.
+
+    A regular expression the database rejects fails when the query runs
+    (`sa.exc.DBAPIError`); callers turn that into a 422 on the parameter.
+    """
+    if mode == "regex":
+        if case_insensitive and engine.dialect.name == "sqlite":
+            # SQLite's REGEXP is Python's re.search, which ignores SQL flags.
+            return cast(sa.ColumnElement[bool], column.regexp_match(f"(?i){value}"))
+        return cast(
+            sa.ColumnElement[bool],
+            column.regexp_match(value, flags="i" if case_insensitive else None),
+        )
+    if case_insensitive:
+        column, value = sa.func.lower(column), value.lower()
+    if engine.dialect.name == "sqlite":
+        # SQLite's LIKE ignores case: compare substrings instead.
+        if mode == "prefix":
+            return cast(sa.ColumnElement[bool], sa.func.substr(column, 1, len(value)) == value)
+        if mode == "partial":
+            return cast(sa.ColumnElement[bool], sa.func.instr(column, value) > 0)
+        return cast(sa.ColumnElement[bool], column == value)
+    escaped = value.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_")
+    if mode == "prefix":
+        return cast(sa.ColumnElement[bool], column.like(f"{escaped}%", escape="\\"))
+    if mode == "partial":
+        return cast(sa.ColumnElement[bool], column.like(f"%{escaped}%", escape="\\"))
+    return cast(sa.ColumnElement[bool], column == value)
 
 
 class StaleViewPosition(Exception):

@@ -33,7 +33,7 @@ def test_rooms_meetings_and_recordings_through_the_gateway_container(
     created = client.post("/api/v1/rooms", json={"roomName": "containers"})
     assert created.status_code == 201, created.text
     room = created.json()
-    secret = room["moderatorUrl"].split("secret=")[1]
+    secret = room["access"]["anonymous"]["moderator"]["url"].split("secret=")[1]
     joined = client.post(
         f"/api/v1/rooms/{room['roomId']}/join",
         json={"secret": secret, "participantName": "Alice"},

@@ -10,7 +10,7 @@ from tests.support.platform import Platform
 
 
 def join(platform: Platform, room: dict[str, Any], role: str, name: str) -> Any:
-    secret = room[f"{role}Url"].split("secret=")[1]
+    secret = room["access"]["anonymous"][role]["url"].split("secret=")[1]
     return platform.client.post(
         f"/api/v1/rooms/{room['roomId']}/join",
         json={"secret": secret, "participantName": name},
@@ -34,7 +34,7 @@ def test_join_evict_rejoin_refused_end(platform: Platform) -> None:
     kicked = platform.client.delete(f"/api/v1/meetings/{room['roomId']}/participants/bob")
     assert kicked.status_code == 200, kicked.text
     again = join(platform, room, "speaker", "Bob")
-    assert again.status_code == 403 and again.json()["error"] == "participant_evicted"
+    assert again.status_code == 403 and again.json()["code"] == "participant_evicted"
     ended = platform.client.delete(f"/api/v1/meetings/{room['roomId']}")
     assert ended.status_code == 200
     expected = [

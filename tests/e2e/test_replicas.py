@@ -107,7 +107,7 @@ async def user(client: Client, n: int, accepted: dict[str, int]) -> None:
             room = created.json()
             room_id = room["roomId"]
             accepted[room_id] = 0
-            secret = room["moderatorUrl"].split("secret=")[1]
+            secret = room["access"]["anonymous"]["moderator"]["url"].split("secret=")[1]
             joined = await client.send(
                 http,
                 "POST",
@@ -204,7 +204,7 @@ def test_replicas_survive_kills_with_exactly_once_effects(cluster: Cluster) -> N
     for base in cluster.gateways:
         page = httpx.get(
             f"{base}/api/v1/rooms",
-            params={"maxItems": 100, "roomName": "load"},
+            params={"maxItems": 100, "roomName": "load", "roomNameMatchMode": "partial"},
             headers={"X-API-KEY": cluster.api_key},
         ).json()
         listings.append({r["roomId"]: r["status"] for r in page["rooms"]})

@@ -147,6 +147,8 @@ async def world(settings_factory: Any, storage_settings: StorageSettings) -> Asy
             api_key=KEY,
             ready_services="rooms,identity,meetings,recordings",
             ready_ping_timeout=10,  # a busy machine is not an authorization failure
+            # It presents wrong credentials to every route on purpose: no rate limits.
+            rate_limits_enabled=False,
         )
         app = create_app(gateway)
         base = await stack.enter_async_context(serve_app(app))

@@ -75,7 +75,7 @@ async def busy_room(
             },
         )
     ).json()
-    secret = room["moderatorUrl"].split("secret=")[1]
+    secret = room["access"]["anonymous"]["moderator"]["url"].split("secret=")[1]
     assert (
         await http.post(
             f"/api/v1/rooms/{room['roomId']}/join",
@@ -122,7 +122,7 @@ async def test_auto_deletion_policy(
 
         async def closed_to_joins() -> bool:
             got = (await http.get(f"/api/v1/rooms/{room_id}")).json()
-            return bool(got["status"] == "closed" and got.get("pendingDeletion"))
+            return bool(got["status"] == "closed" and got.get("meetingEndAction") == "delete")
 
         await wait_for(closed_to_joins)
         assert (await http.get(f"/api/v1/meetings/{room_id}")).status_code == 200  # still running

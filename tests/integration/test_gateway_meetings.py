@@ -47,7 +47,7 @@ async def new_room(http: httpx.AsyncClient) -> dict[str, Any]:
 
 
 def secret(room: dict[str, Any], role: str) -> str:
-    return str(room[f"{role}Url"].split("secret=")[1])
+    return str(room["access"]["anonymous"][role]["url"].split("secret=")[1])
 
 
 @pytest.mark.parametrize(
@@ -83,7 +83,7 @@ async def test_join_needs_no_api_key_but_admin_routes_do(http: httpx.AsyncClient
     wrong = await http.post(
         f"/api/v1/rooms/{room['roomId']}/join", json={"secret": "nope", "participantName": "Eve"}
     )
-    assert wrong.status_code == 401 and wrong.json()["error"] == "invalid_secret"
+    assert wrong.status_code == 401 and wrong.json()["code"] == "invalid_secret"
     unknown = await http.post(
         "/api/v1/rooms/nope-000000/join", json={"secret": "x", "participantName": "E"}
     )

@@ -24,13 +24,20 @@ from tests.support.services import wait_for
 from tests.support.webhook_receivers import Receiver, accepted_by_all
 
 API_KEY = "webhook-test-key"
+# The receivers of these tests listen on loopback, which webhooks may not reach by default.
+RECEIVERS = "127.0.0.0/8"
 INTERNAL = "/meet/internal-api/v1"
 PUBLIC = "/meet/api/v1"
 
 
 @pytest.fixture
 async def gateway(settings_factory: Any) -> AsyncIterator[tuple[httpx.AsyncClient, Any]]:
-    settings = settings_factory(GatewaySettings, api_key=API_KEY, webhook_max_attempts=3)
+    settings = settings_factory(
+        GatewaySettings,
+        api_key=API_KEY,
+        webhook_max_attempts=3,
+        webhook_allowed_networks=RECEIVERS,
+    )
     async with serve_app(create_app(settings)) as base:
         async with httpx.AsyncClient(
             base_url=base, headers={"X-API-KEY": API_KEY}, timeout=30
@@ -296,7 +303,13 @@ async def test_two_gateways_share_each_subscriber(
     async with AsyncExitStack() as stack:
         bases = [
             await stack.enter_async_context(
-                serve_app(create_app(settings_factory(GatewaySettings, api_key=API_KEY)))
+                serve_app(
+                    create_app(
+                        settings_factory(
+                            GatewaySettings, api_key=API_KEY, webhook_allowed_networks=RECEIVERS
+                        )
+                    )
+                )
             )
             for _ in range(2)
         ]

@@ -183,7 +183,15 @@ async def test_users_join_with_their_member_permissions_and_closed_rooms_refuse(
     assert (await participants(gw, room_id))["uma"]["role"] == "moderator"
     assert jwt.get_unverified_header(joined.json()["token"]).get("kid") is None
 
+    # v3.8.0: closing a room with a live meeting takes effect when the meeting ends.
     closed = await gw.put(f"{PUB}/rooms/{room_id}/status", json={"status": "closed"}, headers=KEY)
-    assert closed.status_code == 200
+    assert closed.status_code == 202 and closed.json()["meetingEndAction"] == "close"
+    assert (await gw.delete(f"{PUB}/meetings/{room_id}", headers=KEY)).status_code == 200
+
+    async def room_closed() -> bool:
+        got = await gw.get(f"{PUB}/rooms/{room_id}", headers=KEY)
+        return bool(got.json()["status"] == "closed")
+
+    await wait_for(room_closed)
     refused = await gw.post(token_url, json={"joinMeeting": True}, headers=access)
     assert refused.status_code == 409 and refused.json()["error"] == "Room Error"

@@ -71,14 +71,14 @@ async def test_start_rules_and_lifecycle(http: Any) -> None:
     plain = (await client.post("/api/v1/rooms", json={"roomName": "idle"})).json()
     no_meeting = await client.post("/api/v1/recordings", json={"roomId": plain["roomId"]})
     assert (
-        no_meeting.status_code == 409 and no_meeting.json()["error"] == "room_has_no_active_meeting"
+        no_meeting.status_code == 409 and no_meeting.json()["code"] == "room_has_no_active_meeting"
     )
     room = await room_in_meeting(client)
     recording = await record(client, room["roomId"])
     assert recording["size"] > 1000 and recording["duration"] > 1.0
     assert storage.stat(f"recordings/{room['roomId']}/{recording['filename']}") is not None
     again = await client.post(f"/api/v1/recordings/{recording['recordingId']}/stop")
-    assert again.status_code == 409 and again.json()["error"] == "recording_not_active"
+    assert again.status_code == 409 and again.json()["code"] == "recording_not_active"
     listed = (await client.get("/api/v1/recordings", params={"roomId": room["roomId"]})).json()
     assert [r["recordingId"] for r in listed["recordings"]] == [recording["recordingId"]]
     bad = await client.get("/api/v1/recordings", params={"status": "weird"})
@@ -95,7 +95,7 @@ async def test_one_recording_at_a_time_and_disabled_rooms(http: Any) -> None:
 
     first = await wait_for(start)
     second = await client.post("/api/v1/recordings", json={"roomId": room["roomId"]})
-    assert second.status_code == 409 and second.json()["error"] == "recording_already_started"
+    assert second.status_code == 409 and second.json()["code"] == "recording_already_started"
     await client.post(f"/api/v1/recordings/{first.json()['recordingId']}/stop")
     disabled = await room_in_meeting(client, config={"recording": {"enabled": False}})
 
@@ -103,7 +103,7 @@ async def test_one_recording_at_a_time_and_disabled_rooms(http: Any) -> None:
         response = await client.post("/api/v1/recordings", json={"roomId": disabled["roomId"]})
         return response if response.status_code == 403 else None
 
-    assert (await wait_for(refused)).json()["error"] == "recording_disabled"
+    assert (await wait_for(refused)).json()["code"] == "recording_disabled"
 
 
 async def test_meeting_end_stops_the_recording(http: Any) -> None:
@@ -244,7 +244,7 @@ async def test_room_deletion_policy_for_recordings(http: Any, policy: str, kept:
 
     await wait_for(meeting_over)
     refused = await client.delete(f"/api/v1/rooms/{room['roomId']}")
-    assert refused.status_code == 409 and refused.json()["error"] == "room_has_recordings"
+    assert refused.status_code == 409 and refused.json()["code"] == "room_has_recordings"
     done = await client.delete(f"/api/v1/rooms/{room['roomId']}", params={"withRecordings": policy})
     assert done.status_code == 200
     key = f"recordings/{room['roomId']}/{recording['filename']}"

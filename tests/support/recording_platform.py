@@ -45,7 +45,17 @@ async def recordings_platform(
         parts = build_recordings(rec_settings, storage=storage, egress=egress)
         await stack.enter_async_context(running(parts, rec_settings))
         base = await stack.enter_async_context(
-            serve_app(create_app(settings_factory(GatewaySettings, api_key=KEY, **(gateway or {}))))
+            serve_app(
+                create_app(
+                    settings_factory(
+                        GatewaySettings,
+                        api_key=KEY,
+                        # The tests' webhook receivers listen on loopback.
+                        webhook_allowed_networks="127.0.0.0/8",
+                        **(gateway or {}),
+                    )
+                )
+            )
         )
         client = await stack.enter_async_context(
             httpx.AsyncClient(base_url=base, headers={"X-API-KEY": KEY}, timeout=30)
@@ -55,7 +65,7 @@ async def recordings_platform(
 
 async def room_in_meeting(http: httpx.AsyncClient, **room: Any) -> dict[str, Any]:
     created = (await http.post("/api/v1/rooms", json={"roomName": "rec", **room})).json()
-    secret = created["moderatorUrl"].split("secret=")[1]
+    secret = created["access"]["anonymous"]["moderator"]["url"].split("secret=")[1]
     joined = await http.post(
         f"/api/v1/rooms/{created['roomId']}/join",
         json={"secret": secret, "participantName": "Alice"},

@@ -147,11 +147,23 @@ def check_webhook(name: str, body: Any, headers: dict[str, str]) -> None:
 
 def template(path: str) -> str:
     """A concrete API path as the spec's template (`/recordings/r--EG_1--x` → `/recordings/{recordingId}`)."""
-    path = re.sub(r"^/(meet/)?(internal-)?api/v1", "", path)
+    path = re.sub(r"^/(meet/)?(internal-)?api/v1", "", path.split("?")[0])
     rules = [
         (r"^/recordings/download$", "/recordings/download"),
         (r"^/recordings/[^/]+/(media|url|stop|download)$", r"/recordings/{recordingId}/\1"),
         (r"^/recordings/[^/]+$", "/recordings/{recordingId}"),
+        (r"^/rooms/[^/]+/(config|roles|access|status)$", r"/rooms/{roomId}/\1"),
+        (r"^/rooms/[^/]+$", "/rooms/{roomId}"),
+        (
+            r"^/meetings/[^/]+/participants/[^/]+/role$",
+            "/meetings/{roomId}/participants/{participantIdentity}/role",
+        ),
+        (
+            r"^/meetings/[^/]+/participants/[^/]+$",
+            "/meetings/{roomId}/participants/{participantIdentity}",
+        ),
+        (r"^/meetings/[^/]+/participants$", "/meetings/{roomId}/participants"),
+        (r"^/meetings/[^/]+$", "/meetings/{roomId}"),
         (r"^/webhooks/[^/]+/test$", "/webhooks/{webhookId}/test"),
         (r"^/webhooks/[^/]+$", "/webhooks/{webhookId}"),
     ]

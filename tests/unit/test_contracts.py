@@ -73,3 +73,11 @@ def test_envelope_roundtrip_and_strictness() -> None:
     assert isinstance(again.parse_data(), RoomStatusChanged)
     with pytest.raises(ValidationError):
         EventEnvelope.model_validate({**envelope.model_dump(mode="json"), "extra": 1})
+
+
+def test_permission_names_are_the_permissions_fields() -> None:
+    import typing
+
+    from contracts.rooms import PermissionName, Permissions
+
+    assert set(typing.get_args(PermissionName)) == set(Permissions.model_fields)

@@ -9,6 +9,10 @@ from fastapi import APIRouter, Header, Request
 from services.gateway.auth import unauthorized
 from services.gateway.livekit_webhooks import InvalidWebhookSignature, verify_livekit_webhook
 from services.gateway.rpc import RpcDep
+from services.gateway.schemas import (
+    LivekitApplied,
+    documented,
+)
 
 router = APIRouter(prefix="/livekit", tags=["livekit"])
 
@@ -16,7 +20,11 @@ MEETING_EVENTS = {"participant_joined", "participant_left", "room_finished", "ro
 EGRESS_EVENTS = {"egress_started", "egress_updated", "egress_ended"}
 
 
-@router.post("/webhook", summary="LiveKit webhook receiver (signature-checked)")
+@router.post(
+    "/webhook",
+    summary="LiveKit webhook receiver (signature-checked)",
+    **documented(LivekitApplied, errors=(400,)),
+)
 async def livekit_webhook(
     request: Request,
     rpc: RpcDep,

@@ -12,14 +12,24 @@ from pydantic import BaseModel, ConfigDict, Field
 
 from contracts.commands import identity as cmd
 from contracts.commands import meetings as meetings_cmd
+from contracts.commands.meetings import ParticipantName
 from contracts.identity import AddMemberRequest, MemberRole, UpdateMemberRequest
 from services.gateway.api import PUBLIC_API
 from services.gateway.auth import Principal, forbidden, principal
 from services.gateway.errors import ApiError
 from services.gateway.permissions import member_permissions, role_permissions
 from services.gateway.policy import user_room_access
+from services.gateway.ratelimits import client_address, rate_limits
 from services.gateway.rooms_view import parse_field_list
 from services.gateway.rpc import Rpc, RpcDep
+from services.gateway.schemas import (
+    BulkMembersDeleted,
+    Member,
+    MemberList,
+    MemberToken,
+    Message,
+    documented,
+)
 from services.gateway.tokens import MemberClaims, TokenService
 
 router = APIRouter(prefix="/rooms/{roomId}/members", tags=["room members"])
@@ -98,7 +108,7 @@ async def _room(request: Request, rpc: Rpc, room_id: str) -> dict[str, Any]:
     return room
 
 
-@router.post("", status_code=201, summary="Add a member to a room")
+@router.post("", summary="Add a member to a room", **documented(Member, 201, errors=(404, 409)))
 async def add_member(
     roomId: RoomIdPath,
     body: AddMemberRequest,
@@ -115,7 +125,7 @@ async def add_member(
     return shape_member(member, room, _base(request), fields, extra)
 
 
-@router.get("", summary="List a room's members")
+@router.get("", summary="List a room's members", **documented(MemberList, errors=(404,)))
 async def list_members(
     roomId: RoomIdPath,
     request: Request,
@@ -162,7 +172,11 @@ async def list_members(
     }
 
 
-@router.delete("", summary="Remove several members")
+@router.delete(
+    "",
+    summary="Remove several members",
+    **documented(BulkMembersDeleted, 200, (400, BulkMembersDeleted), errors=(404,)),
+)
 async def bulk_remove_members(
     roomId: RoomIdPath,
     request: Request,
@@ -185,7 +199,7 @@ async def bulk_remove_members(
     return {"message": message, **outcome}
 
 
-@router.get("/{memberId}", summary="Get a room member")
+@router.get("/{memberId}", summary="Get a room member", **documented(Member, errors=(404,)))
 async def get_member(
     roomId: RoomIdPath,
     memberId: MemberIdPath,
@@ -202,7 +216,7 @@ async def get_member(
     return shape_member(member, room, _base(request), selected, extra)
 
 
-@router.put("/{memberId}", summary="Update a room member")
+@router.put("/{memberId}", summary="Update a room member", **documented(Member, errors=(404,)))
 async def update_member(
     roomId: RoomIdPath,
     memberId: MemberIdPath,
@@ -222,7 +236,9 @@ async def update_member(
     return shape_member(member, room, _base(request), selected, extra)
 
 
-@router.delete("/{memberId}", summary="Remove a member from a room")
+@router.delete(
+    "/{memberId}", summary="Remove a member from a room", **documented(Message, errors=(404,))
+)
 async def remove_member(roomId: RoomIdPath, memberId: MemberIdPath, rpc: RpcDep) -> dict[str, Any]:
     await rpc("identity", "remove_member", {"roomId": roomId, "memberId": memberId})
     return {"message": f"Member '{memberId}' removed from room '{roomId}'"}
@@ -238,7 +254,7 @@ class TokenBody(BaseModel):
 
     secret: Annotated[str, Field(min_length=1, max_length=200)] | None = None
     joinMeeting: bool = False
-    participantName: Annotated[str, Field(min_length=1, max_length=50)] | None = None
+    participantName: ParticipantName | None = None
 
 
 def _tokens(request: Request) -> TokenService:
@@ -285,7 +301,11 @@ async def _claims_for_user(
     return kind, access.role, access.permissions, access.member
 
 
-@token_router.post("", summary="A room member token (link secret, member secret or user)")
+@token_router.post(
+    "",
+    summary="A room member token (link secret, member secret or user)",
+    **documented(MemberToken, errors=(400, 404, 409)),
+)
 async def member_token(
     roomId: RoomIdPath, body: TokenBody, request: Request, rpc: RpcDep
 ) -> dict[str, Any]:
@@ -293,8 +313,11 @@ async def member_token(
     who = principal(request)
     previous = who.member if who.kind == "member" else None
     member: dict[str, Any] | None
-    if body.secret is not None:
-        kind, role, permissions, member = await _claims_from_secret(room, body.secret, rpc)
+    if (secret := body.secret) is not None:
+        # A secret that is not recognized (400) counts against the address and the room.
+        kind, role, permissions, member = await rate_limits(request).secret_attempt(
+            client_address(request), roomId, lambda: _claims_from_secret(room, secret, rpc), {400}
+        )
     elif who.kind in ("user", "api_key"):
         kind, role, permissions, member = await _claims_for_user(request, room, who)
     elif previous is not None:
@@ -367,7 +390,7 @@ async def _join_meeting(
     try:
         joined = await rpc.retrying("meetings", "join_member", command)
     except ApiError as exc:
-        if exc.error == "room_closed":
+        if exc.code == "room_closed":
             raise ApiError(
                 409, "Room Error", f"Room '{claims.room_id}' is closed and cannot be joined"
             ) from None
@@ -376,7 +399,11 @@ async def _join_meeting(
     return token
 
 
-@token_router.post("/refresh", summary="Refresh a room member token with current permissions")
+@token_router.post(
+    "/refresh",
+    summary="Refresh a room member token with current permissions",
+    **documented(MemberToken, errors=(400, 404, 409)),
+)
 async def refresh_member_token(roomId: RoomIdPath, request: Request, rpc: RpcDep) -> dict[str, Any]:
     who = principal(request)
     assert who.member is not None

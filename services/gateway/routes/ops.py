@@ -9,18 +9,23 @@ from fastapi import APIRouter, Request
 from fastapi.responses import JSONResponse, PlainTextResponse
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
+from services.gateway.schemas import AsyncApiDocument, Health, Readiness, documented
 from services.runtime.rpc import request as nats_request
 from services.runtime.service import broker_connected
 
 router = APIRouter(tags=["operations"])
 
 
-@router.get("/healthz", summary="Liveness")
+@router.get("/healthz", summary="Liveness", **documented(Health))
 async def healthz() -> dict[str, str]:
     return {"status": "ok"}
 
 
-@router.get("/readyz", summary="Readiness of this gateway: its NATS connection is up")
+@router.get(
+    "/readyz",
+    summary="Readiness of this gateway: its NATS connection is up",
+    **documented(Readiness, 200, (503, Readiness)),
+)
 async def readyz(request: Request) -> JSONResponse:
     """Whether THIS gateway can serve: a load balancer's question.
 
@@ -42,6 +47,7 @@ async def readyz(request: Request) -> JSONResponse:
 @router.get(
     "/readyz/platform",
     summary="Readiness of the platform: NATS, every service and their dependencies answer",
+    **documented(Readiness, 200, (503, Readiness)),
 )
 async def platform_ready(request: Request) -> JSONResponse:
     """Every service in `MEETPLANE_READY_SERVICES` answers (what `meetplane up` waits for).
@@ -74,12 +80,21 @@ async def platform_ready(request: Request) -> JSONResponse:
     )
 
 
-@router.get("/metrics", summary="Prometheus metrics")
+@router.get(
+    "/metrics",
+    summary="Prometheus metrics",
+    response_class=PlainTextResponse,
+    responses={200: {"description": "Metrics", "content": {CONTENT_TYPE_LATEST: {}}}},
+)
 async def metrics() -> PlainTextResponse:
     return PlainTextResponse(generate_latest().decode(), media_type=CONTENT_TYPE_LATEST)
 
 
-@router.get("/asyncapi", summary="AsyncAPI document of the integration events")
+@router.get(
+    "/asyncapi",
+    summary="AsyncAPI document of the integration events",
+    responses={200: {"model": AsyncApiDocument, "description": "AsyncAPI 3"}},
+)
 async def asyncapi() -> JSONResponse:
     from services.runtime.schemas import asyncapi_document
 

@@ -15,21 +15,31 @@ from typing import Annotated, Any, Literal
 import httpx
 from fastapi import APIRouter, Header, Path, Query, Request, Response
 from fastapi.responses import StreamingResponse
-from pydantic import AfterValidator, BaseModel, BeforeValidator, ConfigDict, Field
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field
 
 from contracts.commands import recordings as cmd
 from services.gateway.api import PUBLIC_API
 from services.gateway.auth import principal
 from services.gateway.errors import ApiError
+from services.gateway.params import StrictQueryBool
 from services.gateway.recordings_access import (
     anonymous_disabled,
     authorize_read,
+    link_expired,
     recording_ids,
     selected_fields,
     shape,
     valid_recording_id,
 )
 from services.gateway.rpc import Rpc, RpcDep
+from services.gateway.schemas import (
+    BulkRecordingsDeleted,
+    Message,
+    Recording,
+    RecordingList,
+    RecordingUrl,
+    documented,
+)
 from services.gateway.scopes import recording_rooms, split_recordings
 
 router = APIRouter(prefix="/recordings", tags=["recordings"])
@@ -45,16 +55,6 @@ RANGE = re.compile(r"^bytes=(\d{0,18})-(\d{0,18})$")  # bounded: no 4000-digit i
 CACHE_CONTROL = "public, max-age=3600"
 
 
-def _strict_bool(value: Any) -> Any:
-    # Query strings carry booleans as `true` / `false`; `1`, `yes`, `on` are not booleans.
-    if isinstance(value, str) and value not in ("true", "false"):
-        raise ValueError("Input should be 'true' or 'false'")
-    return value
-
-
-StrictQueryBool = Annotated[bool, BeforeValidator(_strict_bool)]
-
-
 class StartBody(BaseModel):
     """POST /recordings body: the room, and optionally this recording's layout/encoding."""
 
@@ -68,7 +68,7 @@ def _location(request: Request, recording_id: str) -> str:
     return f"{request.app.state.settings.base_url()}{PUBLIC_API}/recordings/{recording_id}"
 
 
-@router.post("", status_code=201, summary="Start recording a room")
+@router.post("", summary="Start recording a room", **documented(Recording, 201, errors=(404, 409)))
 async def start_recording(
     body: StartBody, request: Request, response: Response, rpc: RpcDep, x_fields: XFields = None
 ) -> dict[str, Any]:
@@ -81,8 +81,8 @@ async def start_recording(
 
 @router.post(
     "/{recordingId}/stop",
-    status_code=202,
     summary="Stop a recording (202: the file is being finalised)",
+    **documented(Recording, 202, errors=(404, 409)),
 )
 async def stop_recording(
     recordingId: RecordingIdPath,
@@ -97,7 +97,7 @@ async def stop_recording(
     return shape(record, selected_fields(fields, x_fields))
 
 
-@router.get("", summary="List recordings")
+@router.get("", summary="List recordings", **documented(RecordingList))
 async def list_recordings(
     request: Request,
     rpc: RpcDep,
@@ -151,7 +151,11 @@ async def list_recordings(
 RecordingIdsQuery = Annotated[str, Query(max_length=20_000)]
 
 
-@router.delete("", summary="Delete several recordings")
+@router.delete(
+    "",
+    summary="Delete several recordings",
+    **documented(BulkRecordingsDeleted, 200, (400, BulkRecordingsDeleted)),
+)
 async def bulk_delete(
     request: Request, rpc: RpcDep, response: Response, recordingIds: RecordingIdsQuery
 ) -> dict[str, Any]:
@@ -179,7 +183,11 @@ async def bulk_delete(
     }
 
 
-@router.get("/download", summary="Download several recordings as a ZIP")
+@router.get(
+    "/download",
+    summary="Download several recordings as a ZIP",
+    **documented(None, errors=(400,), media="application/zip"),
+)
 async def download_zip(
     request: Request, rpc: RpcDep, recordingIds: RecordingIdsQuery
 ) -> StreamingResponse:
@@ -222,7 +230,11 @@ def _s3_chunks(url: str) -> Iterator[bytes]:
         yield from upstream.iter_bytes(256 * 1024)
 
 
-@router.get("/{recordingId}", summary="Get a recording (credentials or a share-link secret)")
+@router.get(
+    "/{recordingId}",
+    summary="Get a recording (credentials or a share-link secret)",
+    **documented(Recording, errors=(400, 404)),
+)
 async def get_recording(
     recordingId: RecordingIdPath,
     request: Request,
@@ -236,29 +248,47 @@ async def get_recording(
     return shape(record, selected_fields(fields, x_fields))
 
 
-@router.delete("/{recordingId}", summary="Delete a recording")
+@router.delete(
+    "/{recordingId}", summary="Delete a recording", **documented(Message, errors=(404, 409))
+)
 async def delete_recording(recordingId: RecordingIdPath, rpc: RpcDep) -> dict[str, Any]:
     await rpc("recordings", "delete", cmd.RecordingRef(recordingId=recordingId))
     return {"message": f"Recording '{recordingId}' deleted successfully"}
 
 
-@router.get("/{recordingId}/url", summary="A shareable recording link")
+@router.get(
+    "/{recordingId}/url",
+    summary="A shareable recording link",
+    **documented(RecordingUrl, errors=(404,)),
+)
 async def share_url(
     recordingId: RecordingIdPath,
     request: Request,
     rpc: RpcDep,
     privateAccess: StrictQueryBool = False,
 ) -> dict[str, Any]:
+    ref = cmd.RecordingRef(recordingId=recordingId)
     secrets = cmd.AccessSecrets.model_validate(
-        await rpc.retrying(
-            "recordings", "access_secrets", cmd.RecordingRef(recordingId=recordingId)
-        )
+        await rpc.retrying("recordings", "access_secrets", ref)
     )
+    if link_expired(request, secrets):
+        # The old link outlived MEETPLANE_SHARE_LINK_MAX_SECONDS: hand out a new one.
+        await rpc("recordings", "revoke_links", ref)
+        secrets = cmd.AccessSecrets.model_validate(
+            await rpc.retrying("recordings", "access_secrets", ref)
+        )
     if not privateAccess and not secrets.anonymousAccess:
         raise anonymous_disabled(secrets.roomId)
     secret = secrets.privateSecret if privateAccess else secrets.publicSecret
     base = request.app.state.settings.base_url()
     return {"url": f"{base}/recording/{recordingId}?recordingSecret={secret}"}
+
+
+@router.delete("/{recordingId}/url", summary="Revoke the recording's share links (meetplane)")
+async def revoke_share_links(recordingId: RecordingIdPath, rpc: RpcDep) -> dict[str, Any]:
+    """New secrets for the recording: every link given out so far stops working."""
+    await rpc("recordings", "revoke_links", cmd.RecordingRef(recordingId=recordingId))
+    return {"message": f"Share links of recording '{recordingId}' revoked"}
 
 
 def parse_range(header: str, size: int, recording_id: str) -> tuple[int, int]:
@@ -330,7 +360,11 @@ async def media_response(
 RangeHeader = Annotated[str | None, Header(alias="Range", max_length=100)]
 
 
-@router.get("/{recordingId}/media", summary="Stream the media (HTTP Range)")
+@router.get(
+    "/{recordingId}/media",
+    summary="Stream the media (HTTP Range)",
+    **documented(None, 200, (206, None), errors=(400, 404, 409, 416), media="video/mp4"),
+)
 async def media(
     recordingId: RecordingIdPath,
     request: Request,
@@ -342,7 +376,11 @@ async def media(
     return await media_response(recordingId, rpc, range_header, attachment=False)
 
 
-@router.get("/{recordingId}/download", summary="Download the file (3.9 line)")
+@router.get(
+    "/{recordingId}/download",
+    summary="Download the file (3.9 line)",
+    **documented(None, 200, (206, None), errors=(400, 404, 409, 416), media="video/mp4"),
+)
 async def download(
     recordingId: RecordingIdPath,
     request: Request,

@@ -2,11 +2,12 @@
 
 from __future__ import annotations
 
+import re
 import uuid
 from typing import Annotated, Any, Literal
 
 from fastapi import APIRouter, Header, Path, Query, Request, Response
-from pydantic import BaseModel, ConfigDict, Field, field_validator
+from pydantic import BaseModel, ConfigDict, Field, StrictBool, model_validator
 
 from contracts.commands import rooms as cmd
 from contracts.rooms import (
@@ -14,7 +15,7 @@ from contracts.rooms import (
     AnonymousAccessRequest,
     AnonymousAccessToggle,
     CreateRoomRequest,
-    Permissions,
+    PermissionName,
     RolesPatch,
     RoomConfigPatch,
     UpdateRoomSettingsRequest,
@@ -24,9 +25,22 @@ from contracts.rooms import (
 )
 from services.gateway.api import PUBLIC_API
 from services.gateway.auth import principal
-from services.gateway.errors import ApiError
-from services.gateway.rooms_view import EXTRA_FIELDS, ROOM_FIELDS, parse_field_list, shape_room
+from services.gateway.errors import ApiError, error_name
+from services.gateway.params import StrictQueryBool
+from services.gateway.rooms_view import EXTRA_FIELDS, selection, shape_room
 from services.gateway.rpc import RpcDep
+from services.gateway.schemas import (
+    BulkRoomsDeleted,
+    Room,
+    RoomAccess,
+    RoomDeleted,
+    RoomHistory,
+    RoomList,
+    RoomRoles,
+    RoomUpdated,
+    documented,
+)
+from services.gateway.schemas import RoomConfig as RoomConfigModel
 
 router = APIRouter(prefix="/rooms", tags=["rooms"])
 
@@ -38,16 +52,8 @@ class _Strict(BaseModel):
 
 
 class RolePermissionsPatch(_Strict):
-    permissions: dict[str, bool]
-
-    @field_validator("permissions")
-    @classmethod
-    def _known_names(cls, value: dict[str, bool]) -> dict[str, bool]:
-        """Refuse names OpenVidu does not know here, not as a 500 further in."""
-        unknown = sorted(set(value) - set(Permissions.model_fields))
-        if unknown:
-            raise ValueError(f"unknown permission(s): {', '.join(unknown)}")
-        return value
+    # Unknown names are a 422 naming the key, not a 500 further in.
+    permissions: dict[PermissionName, StrictBool]
 
 
 class RolesBody(_Strict):
@@ -56,9 +62,25 @@ class RolesBody(_Strict):
 
 
 class UpdateRolesBody(_Strict):
-    """PUT /rooms/{roomId}/roles body."""
+    """PUT /rooms/{roomId}/roles body: v3.8.0's spec names the object `config`;
+    meetplane's earlier clients send `roles`.  Exactly one of them."""
 
-    roles: RolesBody
+    roles: RolesBody | None = None
+    config: RolesBody | None = None
+
+    @model_validator(mode="after")
+    def _one(self) -> UpdateRolesBody:
+        if (self.roles is None) == (self.config is None):
+            raise ValueError("send the roles as `config` (or `roles`), exactly once")
+        return self
+
+    def patch(self) -> RolesPatch:
+        """The permission patches per role."""
+        body = self.config or self.roles or RolesBody()
+        return RolesPatch(
+            moderator=body.moderator.permissions if body.moderator else None,
+            speaker=body.speaker.permissions if body.speaker else None,
+        )
 
 
 class AccessBody(_Strict):
@@ -79,19 +101,16 @@ class UpdateConfigBody(_Strict):
     config: RoomConfigPatch
 
 
-def _selection(
-    fields: str | None, extra: str | None, x_fields: str | None, x_extra: str | None
-) -> tuple[set[str] | None, set[str] | None]:
-    return (
-        parse_field_list(fields or x_fields, ROOM_FIELDS, "fields"),
-        parse_field_list(extra or x_extra, EXTRA_FIELDS, "extraFields"),
-    )
+_selection = selection
 
-
-FieldsQuery = Annotated[str | None, Query(description="comma-separated fields to return")]
-ExtraQuery = Annotated[str | None, Query(alias="extraFields", description="config,roles")]
-XFields = Annotated[str | None, Header(alias="X-Fields")]
-XExtra = Annotated[str | None, Header(alias="X-ExtraFields")]
+FieldsQuery = Annotated[
+    str | None, Query(max_length=1000, description="comma-separated fields to return")
+]
+ExtraQuery = Annotated[
+    str | None, Query(alias="extraFields", max_length=1000, description="config,roles")
+]
+XFields = Annotated[str | None, Header(alias="X-Fields", max_length=1000)]
+XExtra = Annotated[str | None, Header(alias="X-ExtraFields", max_length=1000)]
 
 
 IdempotencyKey = Annotated[
@@ -114,7 +133,7 @@ def _base(request: Request) -> str:
     return base
 
 
-@router.post("", status_code=201, summary="Create a room")
+@router.post("", summary="Create a room", **documented(Room, 201))
 async def create_room(
     body: CreateRoomRequest,
     request: Request,
@@ -140,29 +159,36 @@ async def create_room(
             else request.app.state.revocations.state.root_user,
         ),
     )
-    response.headers["Location"] = f"{PUBLIC_API}/rooms/{record['roomId']}"
+    response.headers["Location"] = f"{_base(request)}{PUBLIC_API}/rooms/{record['roomId']}"
     return shape_room(record, _base(request), selected, extra)
 
 
-@router.get("", summary="List rooms")
+@router.get("", summary="List rooms", **documented(RoomList))
 async def list_rooms(
     request: Request,
     rpc: RpcDep,
-    roomName: Annotated[str | None, Query(max_length=50)] = None,
+    roomName: Annotated[str | None, Query(max_length=200)] = None,
+    roomNameMatchMode: Literal["exact", "prefix", "partial", "regex"] = "exact",
+    roomNameCaseInsensitive: StrictQueryBool = False,
     status: Literal["open", "active_meeting", "closed"] | None = None,
     maxItems: Annotated[int, Query(ge=1, le=100)] = 10,
     nextPageToken: Annotated[str | None, Query(max_length=1000)] = None,
-    sortField: Literal["creationDate", "roomName"] = "creationDate",
+    sortField: Literal["creationDate", "roomName", "autoDeletionDate"] = "creationDate",
     sortOrder: Literal["asc", "desc"] = "desc",
     owner: Annotated[str | None, Query(max_length=100)] = None,
     member: Annotated[str | None, Query(max_length=100)] = None,
-    userAccess: bool | None = None,
+    userAccess: StrictQueryBool | None = None,
     fields: FieldsQuery = None,
     extraFields: ExtraQuery = None,
     x_fields: XFields = None,
     x_extra: XExtra = None,
 ) -> dict[str, Any]:
     selected, extra = _selection(fields, extraFields, x_fields, x_extra)
+    if roomName is not None and roomNameMatchMode == "regex":
+        try:
+            re.compile(roomName)
+        except re.error:
+            raise ApiError.invalid("roomName", "Invalid regular expression pattern") from None
     who = principal(request)
     member_rooms = (
         await rpc.retrying("identity", "rooms_of_user", {"userId": member}) if member else None
@@ -177,6 +203,8 @@ async def list_rooms(
         "list",
         cmd.ListRooms(
             roomName=roomName,
+            roomNameMatchMode=roomNameMatchMode,
+            roomNameCaseInsensitive=roomNameCaseInsensitive,
             status=status,
             maxItems=maxItems,
             nextPageToken=nextPageToken,
@@ -188,17 +216,24 @@ async def list_rooms(
             accessibleTo=visible,
         ),
     )
+    pagination: dict[str, Any] = {"isTruncated": page["isTruncated"]}
+    if page["nextPageToken"] is not None:
+        pagination["nextPageToken"] = page["nextPageToken"]
+    pagination["maxItems"] = page["maxItems"]
     return {
-        "rooms": [shape_room(r, _base(request), selected, extra) for r in page["items"]],
-        "pagination": {
-            "isTruncated": page["isTruncated"],
-            "nextPageToken": page["nextPageToken"],
-            "maxItems": page["maxItems"],
-        },
+        "rooms": [
+            shape_room(r, _base(request), selected, extra, meta=False) for r in page["items"]
+        ],
+        "_extraFields": sorted(EXTRA_FIELDS),
+        "pagination": pagination,
     }
 
 
-@router.delete("", summary="Delete several rooms")
+@router.delete(
+    "",
+    summary="Delete several rooms (400 with the same shape when any failed)",
+    **documented(BulkRoomsDeleted, 200, (400, BulkRoomsDeleted)),
+)
 async def bulk_delete_rooms(
     request: Request,
     rpc: RpcDep,
@@ -207,7 +242,12 @@ async def bulk_delete_rooms(
     withMeeting: WithMeeting = WithMeeting.FAIL,
     withRecordings: WithRecordings = WithRecordings.FAIL,
     idempotency_key: IdempotencyKey = None,
+    fields: FieldsQuery = None,
+    extraFields: ExtraQuery = None,
+    x_fields: XFields = None,
+    x_extra: XExtra = None,
 ) -> dict[str, Any]:
+    selected, extra = _selection(fields, extraFields, x_fields, x_extra)
     ids = [part.strip() for part in roomIds.split(",") if part.strip()]
     if not ids:
         raise ApiError.invalid("roomIds", "at least one room id is required")
@@ -227,7 +267,11 @@ async def bulk_delete_rooms(
                 owned.append(room_id)
             else:
                 refused.append(
-                    {"roomId": room_id, "error": "forbidden", "message": "not your room"}
+                    {
+                        "roomId": room_id,
+                        "error": "Authorization Error",
+                        "message": "Insufficient permissions to access this resource",
+                    }
                 )
         ids = owned
     outcomes = (
@@ -244,28 +288,49 @@ async def bulk_delete_rooms(
             ),
         )
     )
-    successful = [o for o in outcomes if o["error"] is None]
+    deleted = [
+        _outcome(o, _base(request), selected, extra, with_id=True)
+        for o in outcomes
+        if o["error"] is None
+    ]
     failed = refused + [
-        {"roomId": o["roomId"], "error": o["error"], "message": o["message"]}
+        {"roomId": o["roomId"], "error": error_name(o["error"], 409), "message": o["message"]}
         for o in outcomes
         if o["error"] is not None
     ]
     if failed:
         response.status_code = 400
-        message = f"{len(failed)} of {len(outcomes) + len(refused)} room(s) could not be deleted"
+        message = f"{len(failed)} room(s) failed to process while deleting"
     else:
         message = "All rooms successfully processed for deletion"
-    return {
-        "message": message,
-        "successful": [
-            {"roomId": o["roomId"], "successCode": o["successCode"], "message": o["message"]}
-            for o in successful
-        ],
-        "failed": failed,
-    }
+    return {"message": message, "deleted": deleted, "failed": failed}
 
 
-@router.get("/{roomId}", summary="Get a room")
+def _outcome(
+    result: dict[str, Any],
+    base: str,
+    selected: set[str] | None,
+    extra: set[str],
+    *,
+    with_id: bool = False,
+) -> dict[str, Any]:
+    """A deletion outcome: the room is shown when it still exists (closed or scheduled)."""
+    body: dict[str, Any] = {"roomId": result["roomId"]} if with_id else {}
+    body |= {"successCode": result["successCode"], "message": result["message"]}
+    if result.get("room"):
+        room = shape_room(result["room"], base, selected, extra)
+        code = result["successCode"]
+        if "scheduled" in code:
+            # The meeting is still live; what happens when it ends is the end action.
+            if "status" in room:
+                room["status"] = "active_meeting"
+            if "meetingEndAction" in room:
+                room["meetingEndAction"] = "close" if code.endswith("closed") else "delete"
+        body["room"] = room
+    return body
+
+
+@router.get("/{roomId}", summary="Get a room", **documented(Room, errors=(404,)))
 async def get_room(
     roomId: RoomIdPath,
     request: Request,
@@ -280,7 +345,11 @@ async def get_room(
     return shape_room(record, _base(request), selected, extra)
 
 
-@router.put("/{roomId}", summary="Rename, set auto-deletion, set meetingEndAction (meetplane)")
+@router.put(
+    "/{roomId}",
+    summary="Rename, set auto-deletion, set meetingEndAction (meetplane extension)",
+    **documented(RoomUpdated, errors=(404, 409)),
+)
 async def update_room(
     roomId: RoomIdPath, body: UpdateRoomSettingsRequest, request: Request, rpc: RpcDep
 ) -> dict[str, Any]:
@@ -290,7 +359,11 @@ async def update_room(
     return {"message": f"Room '{roomId}' updated", "room": shape_room(record, _base(request))}
 
 
-@router.delete("/{roomId}", summary="Delete a room")
+@router.delete(
+    "/{roomId}",
+    summary="Delete a room (202: scheduled until its meeting ends)",
+    **documented(RoomDeleted, 200, (202, RoomDeleted), errors=(404, 409)),
+)
 async def delete_room(
     roomId: RoomIdPath,
     request: Request,
@@ -299,7 +372,12 @@ async def delete_room(
     withMeeting: WithMeeting = WithMeeting.FAIL,
     withRecordings: WithRecordings = WithRecordings.FAIL,
     idempotency_key: IdempotencyKey = None,
+    fields: FieldsQuery = None,
+    extraFields: ExtraQuery = None,
+    x_fields: XFields = None,
+    x_extra: XExtra = None,
 ) -> dict[str, Any]:
+    selected, extra = _selection(fields, extraFields, x_fields, x_extra)
     result = await rpc.retrying(
         "rooms",
         "delete",
@@ -311,60 +389,76 @@ async def delete_room(
         ),
     )
     response.status_code = 202 if result["scheduled"] else 200
-    body: dict[str, Any] = {"successCode": result["successCode"], "message": result["message"]}
-    if result.get("room"):
-        body["room"] = shape_room(result["room"], _base(request))
-    return body
+    return _outcome(result, _base(request), selected, extra)
 
 
-@router.get("/{roomId}/config", summary="Get a room's config")
+@router.get(
+    "/{roomId}/config", summary="Get a room's config", **documented(RoomConfigModel, errors=(404,))
+)
 async def get_room_config(roomId: RoomIdPath, rpc: RpcDep) -> dict[str, Any]:
     record = await rpc.retrying("rooms", "get", cmd.GetRoom(roomId=roomId))
     config: dict[str, Any] = record["config"]
     return config
 
 
-@router.put("/{roomId}/config", summary="Update a room's config")
+@router.put(
+    "/{roomId}/config",
+    summary="Update a room's config (409 while a meeting is live)",
+    **documented(RoomConfigModel, errors=(404, 409)),
+)
 async def update_room_config(
     roomId: RoomIdPath, body: UpdateConfigBody, rpc: RpcDep
 ) -> dict[str, Any]:
     record = await rpc.retrying(
         "rooms", "update_config", cmd.UpdateRoomConfig(roomId=roomId, config=body.config)
     )
-    return {
-        "message": f"Room config for '{roomId}' updated successfully",
-        "config": record["config"],
-    }
+    config: dict[str, Any] = record["config"]
+    return config
 
 
-@router.put("/{roomId}/status", summary="Open or close a room")
+@router.put(
+    "/{roomId}/status",
+    summary="Open or close a room",
+    **documented(Room, 200, (202, Room), errors=(404, 409)),
+)
 async def update_room_status(
-    roomId: RoomIdPath, body: UpdateRoomStatusRequest, request: Request, rpc: RpcDep
+    roomId: RoomIdPath,
+    body: UpdateRoomStatusRequest,
+    request: Request,
+    response: Response,
+    rpc: RpcDep,
+    x_fields: XFields = None,
+    x_extra: XExtra = None,
 ) -> dict[str, Any]:
+    selected, extra = _selection(None, None, x_fields, x_extra)
     record = await rpc.retrying(
         "rooms", "update_status", cmd.UpdateRoomStatus(roomId=roomId, status=body.status)
     )
-    return {
-        "message": f"Room '{roomId}' is {body.status}",
-        "room": shape_room(record, _base(request)),
-    }
+    if body.status == "closed" and record["status"] != "closed":
+        response.status_code = 202  # closes when the live meeting ends
+    return shape_room(record, _base(request), selected, extra)
 
 
-@router.put("/{roomId}/roles", summary="Update role permissions")
+@router.put(
+    "/{roomId}/roles",
+    summary="Update role permissions (409 while a meeting is live)",
+    **documented(RoomRoles, errors=(404, 409)),
+)
 async def update_room_roles(
     roomId: RoomIdPath, body: UpdateRolesBody, rpc: RpcDep
 ) -> dict[str, Any]:
-    patch = RolesPatch(
-        moderator=body.roles.moderator.permissions if body.roles.moderator else None,
-        speaker=body.roles.speaker.permissions if body.roles.speaker else None,
-    )
     record = await rpc.retrying(
-        "rooms", "update_roles", cmd.UpdateRoomRoles(roomId=roomId, roles=patch)
+        "rooms", "update_roles", cmd.UpdateRoomRoles(roomId=roomId, roles=body.patch())
     )
-    return {"message": f"Roles for '{roomId}' updated", "roles": record["roles"]}
+    roles: dict[str, Any] = record["roles"]
+    return roles
 
 
-@router.put("/{roomId}/access", summary="Enable links, regenerate secrets")
+@router.put(
+    "/{roomId}/access",
+    summary="Enable links, regenerate secrets (409 while a meeting is live)",
+    **documented(RoomAccess, errors=(404, 409)),
+)
 async def update_room_access(
     roomId: RoomIdPath, body: UpdateAccessBody, request: Request, rpc: RpcDep
 ) -> dict[str, Any]:
@@ -374,11 +468,15 @@ async def update_room_access(
     record = await rpc.retrying(
         "rooms", "update_access", cmd.UpdateRoomAccess(roomId=roomId, access=update)
     )
-    shaped = shape_room(record, _base(request))
-    return {"message": f"Access for '{roomId}' updated", "access": shaped["access"]}
+    access: dict[str, Any] = shape_room(record, _base(request))["access"]
+    return access
 
 
-@router.get("/{roomId}/history", summary="The room's event history (meetplane)")
+@router.get(
+    "/{roomId}/history",
+    summary="The room's event history (meetplane extension)",
+    **documented(RoomHistory, errors=(404,)),
+)
 async def room_history(
     roomId: RoomIdPath,
     rpc: RpcDep,

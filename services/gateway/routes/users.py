@@ -19,6 +19,14 @@ from services.gateway.auth import principal, unauthorized
 from services.gateway.errors import ApiError
 from services.gateway.routes.auth import issue_tokens
 from services.gateway.rpc import RpcDep
+from services.gateway.schemas import (
+    BulkUsersDeleted,
+    Message,
+    Tokens,
+    User,
+    UserList,
+    documented,
+)
 
 router = APIRouter(prefix="/users", tags=["users"])
 me_router = APIRouter(prefix="/users", tags=["users"])
@@ -30,14 +38,14 @@ def _actor(request: Request) -> str | None:
     return principal(request).user_id
 
 
-@router.post("", status_code=201, summary="Create a user")
+@router.post("", summary="Create a user", **documented(User, 201, errors=(409,)))
 async def create_user(body: CreateUserRequest, response: Response, rpc: RpcDep) -> dict[str, Any]:
     record: dict[str, Any] = await rpc("identity", "create_user", cmd.CreateUser(request=body))
     response.headers["Location"] = f"{PUBLIC_API}/users/{record['userId']}"
     return record
 
 
-@router.get("", summary="List users")
+@router.get("", summary="List users", **documented(UserList))
 async def list_users(
     rpc: RpcDep,
     userId: Annotated[str | None, Query(max_length=100)] = None,
@@ -71,7 +79,9 @@ async def list_users(
     }
 
 
-@router.delete("", summary="Delete several users")
+@router.delete(
+    "", summary="Delete several users", **documented(BulkUsersDeleted, 200, (400, BulkUsersDeleted))
+)
 async def bulk_delete_users(
     request: Request,
     response: Response,
@@ -94,19 +104,21 @@ async def bulk_delete_users(
     return {"message": message, **outcome}
 
 
-@router.get("/{userId}", summary="Get a user")
+@router.get("/{userId}", summary="Get a user", **documented(User, errors=(404,)))
 async def get_user(userId: UserIdPath, rpc: RpcDep) -> dict[str, Any]:
     record: dict[str, Any] = await rpc.retrying("identity", "get_user", {"userId": userId})
     return record
 
 
-@router.delete("/{userId}", summary="Delete a user")
+@router.delete("/{userId}", summary="Delete a user", **documented(Message, errors=(404,)))
 async def delete_user(userId: UserIdPath, request: Request, rpc: RpcDep) -> dict[str, Any]:
     await rpc("identity", "delete_user", cmd.UserRef(userId=userId, actorUserId=_actor(request)))
     return {"message": f"User '{userId}' deleted successfully"}
 
 
-@router.put("/{userId}/password", summary="Reset a user's password")
+@router.put(
+    "/{userId}/password", summary="Reset a user's password", **documented(Message, errors=(404,))
+)
 async def reset_password(
     userId: UserIdPath, body: ResetPasswordRequest, request: Request, rpc: RpcDep
 ) -> dict[str, Any]:
@@ -118,7 +130,7 @@ async def reset_password(
     return {"message": f"Password for user '{userId}' has been reset successfully"}
 
 
-@router.put("/{userId}/role", summary="Change a user's role")
+@router.put("/{userId}/role", summary="Change a user's role", **documented(User, errors=(404,)))
 async def update_role(
     userId: UserIdPath, body: UpdateRoleRequest, request: Request, rpc: RpcDep
 ) -> dict[str, Any]:
@@ -135,7 +147,7 @@ def _signed_out_if_gone(exc: ApiError) -> ApiError:
     return unauthorized("User not found") if exc.status == 404 else exc
 
 
-@me_router.get("/me", summary="The signed-in user")
+@me_router.get("/me", summary="The signed-in user", **documented(User))
 async def me(request: Request, rpc: RpcDep) -> dict[str, Any]:
     try:
         record: dict[str, Any] = await rpc.retrying(
@@ -146,7 +158,9 @@ async def me(request: Request, rpc: RpcDep) -> dict[str, Any]:
     return record
 
 
-@me_router.post("/change-password", summary="Change your own password")
+@me_router.post(
+    "/change-password", summary="Change your own password", **documented(Tokens, errors=(400,))
+)
 async def change_password(
     body: ChangePasswordRequest, request: Request, rpc: RpcDep
 ) -> dict[str, Any]:
@@ -160,7 +174,7 @@ async def change_password(
             ),
         )
     except ApiError as exc:
-        if exc.error == "invalid_password":
+        if exc.code == "invalid_password":
             raise ApiError(400, "Change Password Error", "Invalid current password") from None
         raise _signed_out_if_gone(exc) from None
     return {

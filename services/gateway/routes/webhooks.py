@@ -15,8 +15,18 @@ from pydantic import AfterValidator, BaseModel, ConfigDict, Field, HttpUrl, Type
 
 from services.gateway.api import PUBLIC_API
 from services.gateway.errors import ApiError
+from services.gateway.schemas import Delivery as DeliveryBody
+from services.gateway.schemas import (
+    DeliveryList,
+    Message,
+    WebhookConfig,
+    WebhookList,
+    documented,
+)
+from services.gateway.schemas import Webhook as WebhookBody
 from services.gateway.webhooks import wire
 from services.gateway.webhooks.delivery import Dispatcher, Sender, test_payload
+from services.gateway.webhooks.ssrf import FORBIDDEN_REASON
 from services.gateway.webhooks.store import (
     GLOBAL,
     MAX_WEBHOOKS,
@@ -101,8 +111,16 @@ def _unreachable(url: str, reason: str) -> ApiError:
     return ApiError(400, "Webhook Error", f"Webhook URL '{url}' is invalid: {reason}")
 
 
+async def _public_only(request: Request, url: str | None) -> None:
+    """400 when the URL's host is an internal address (see webhooks/ssrf.py)."""
+    sender: Sender = request.app.state.webhook_sender
+    if url and await sender.forbidden(url):
+        raise _unreachable(url, FORBIDDEN_REASON)
+
+
 async def _send_test(request: Request, url: str) -> None:
     sender: Sender = request.app.state.webhook_sender
+    await _public_only(request, url)
     attempt = await sender.post(url, test_payload(), None)
     if attempt.error is not None:
         raise _unreachable(url, attempt.error)
@@ -115,13 +133,16 @@ def _delivery(record: Delivery) -> dict[str, Any]:
 # ---- v3.8.0 global webhook (internal API) -------------------------------------------------
 
 
-@config_router.get("", summary="Get the webhooks config")
+@config_router.get("", summary="Get the webhooks config", **documented(WebhookConfig))
 async def get_webhooks_config(request: Request) -> dict[str, Any]:
     return _config(await _store(request).global_config())
 
 
-@config_router.put("", summary="Update the webhooks config")
+@config_router.put(
+    "", summary="Update the webhooks config", **documented(WebhookConfig, errors=(400,))
+)
 async def put_webhooks_config(body: WebhooksConfigBody, request: Request) -> dict[str, Any]:
+    await _public_only(request, body.url)
     store = _store(request)
     current = await store.global_config()
     updated = GlobalWebhook(enabled=body.enabled, url=body.url or current.url)
@@ -131,13 +152,19 @@ async def put_webhooks_config(body: WebhooksConfigBody, request: Request) -> dic
     return _config(updated)
 
 
-@config_router.post("/test", summary="Send a signed test event to a URL")
+@config_router.post(
+    "/test", summary="Send a signed test event to a URL", **documented(Message, errors=(400,))
+)
 async def test_webhook_url(body: TestUrlBody, request: Request) -> dict[str, Any]:
     await _send_test(request, body.url)
     return {"message": "Webhook URL is valid"}
 
 
-@config_router.get("/deliveries", summary="The global webhook's delivery log (meetplane)")
+@config_router.get(
+    "/deliveries",
+    summary="The global webhook's delivery log (meetplane)",
+    **documented(DeliveryList),
+)
 async def global_deliveries(request: Request, maxItems: MaxItems = 20) -> dict[str, Any]:
     records = await _store(request).deliveries(GLOBAL, maxItems)
     return {"deliveries": [_delivery(r) for r in records]}
@@ -150,12 +177,20 @@ async def _one_delivery(request: Request, subscriber: str, delivery_id: str) -> 
     return record
 
 
-@config_router.get("/deliveries/{deliveryId}", summary="One delivery (meetplane)")
+@config_router.get(
+    "/deliveries/{deliveryId}",
+    summary="One delivery (meetplane)",
+    **documented(DeliveryBody, errors=(404,)),
+)
 async def global_delivery(deliveryId: DeliveryIdPath, request: Request) -> dict[str, Any]:
     return _delivery(await _one_delivery(request, GLOBAL, deliveryId))
 
 
-@config_router.post("/deliveries/{deliveryId}/resend", summary="Send a delivery again (meetplane)")
+@config_router.post(
+    "/deliveries/{deliveryId}/resend",
+    summary="Send a delivery again (meetplane)",
+    **documented(DeliveryBody, errors=(404, 409)),
+)
 async def global_resend(deliveryId: DeliveryIdPath, request: Request) -> dict[str, Any]:
     config = await _store(request).global_config()
     if not config.url:
@@ -181,10 +216,11 @@ async def _existing(request: Request, webhook_id: str) -> Webhook:
     return webhook
 
 
-@router.post("", status_code=201, summary="Create a webhook")
+@router.post("", summary="Create a webhook", **documented(WebhookBody, 201, errors=(400, 409)))
 async def create_webhook(
     body: WebhookOptions, request: Request, response: Response
 ) -> dict[str, Any]:
+    await _public_only(request, body.url)
     store = _store(request)
     if len(await store.webhooks()) >= MAX_WEBHOOKS:
         raise ApiError(
@@ -203,27 +239,32 @@ async def create_webhook(
     return _webhook(webhook)
 
 
-@router.get("", summary="List the webhooks")
+@router.get("", summary="List the webhooks", **documented(WebhookList))
 async def list_webhooks(request: Request) -> dict[str, Any]:
     return {"webhooks": [_webhook(w) for w in await _store(request).webhooks()]}
 
 
-@router.get("/{webhookId}", summary="Get a webhook")
+@router.get("/{webhookId}", summary="Get a webhook", **documented(WebhookBody, errors=(404,)))
 async def get_webhook(webhookId: WebhookIdPath, request: Request) -> dict[str, Any]:
     return _webhook(await _existing(request, webhookId))
 
 
-@router.put("/{webhookId}", summary="Replace a webhook's definition")
+@router.put(
+    "/{webhookId}",
+    summary="Replace a webhook's definition",
+    **documented(WebhookBody, errors=(400, 404)),
+)
 async def update_webhook(
     webhookId: WebhookIdPath, body: WebhookOptions, request: Request
 ) -> dict[str, Any]:
     current = await _existing(request, webhookId)
+    await _public_only(request, body.url)
     webhook = Webhook(webhookId=webhookId, creationDate=current.creationDate, **body.model_dump())
     await _store(request).put_webhook(webhook)
     return _webhook(webhook)
 
 
-@router.delete("/{webhookId}", summary="Delete a webhook")
+@router.delete("/{webhookId}", summary="Delete a webhook", **documented(Message, errors=(404,)))
 async def delete_webhook(webhookId: WebhookIdPath, request: Request) -> dict[str, Any]:
     await _existing(request, webhookId)
     await _store(request).delete_webhook(webhookId)
@@ -231,14 +272,22 @@ async def delete_webhook(webhookId: WebhookIdPath, request: Request) -> dict[str
     return {"message": f"Webhook '{webhookId}' deleted successfully"}
 
 
-@router.post("/{webhookId}/test", summary="Send a test event to a webhook")
+@router.post(
+    "/{webhookId}/test",
+    summary="Send a test event to a webhook",
+    **documented(Message, errors=(400, 404)),
+)
 async def test_webhook(webhookId: WebhookIdPath, request: Request) -> dict[str, Any]:
     webhook = await _existing(request, webhookId)
     await _send_test(request, webhook.url)
     return {"message": f"Test event sent to webhook '{webhookId}'"}
 
 
-@router.get("/{webhookId}/deliveries", summary="A webhook's delivery log (meetplane)")
+@router.get(
+    "/{webhookId}/deliveries",
+    summary="A webhook's delivery log (meetplane)",
+    **documented(DeliveryList, errors=(404,)),
+)
 async def webhook_deliveries(
     webhookId: WebhookIdPath, request: Request, maxItems: MaxItems = 20
 ) -> dict[str, Any]:
@@ -247,7 +296,11 @@ async def webhook_deliveries(
     return {"deliveries": [_delivery(r) for r in records]}
 
 
-@router.get("/{webhookId}/deliveries/{deliveryId}", summary="One delivery (meetplane)")
+@router.get(
+    "/{webhookId}/deliveries/{deliveryId}",
+    summary="One delivery (meetplane)",
+    **documented(DeliveryBody, errors=(404,)),
+)
 async def webhook_delivery(
     webhookId: WebhookIdPath, deliveryId: DeliveryIdPath, request: Request
 ) -> dict[str, Any]:
@@ -256,7 +309,9 @@ async def webhook_delivery(
 
 
 @router.post(
-    "/{webhookId}/deliveries/{deliveryId}/resend", summary="Send a delivery again (meetplane)"
+    "/{webhookId}/deliveries/{deliveryId}/resend",
+    summary="Send a delivery again (meetplane)",
+    **documented(DeliveryBody, errors=(404, 409)),
 )
 async def webhook_resend(
     webhookId: WebhookIdPath, deliveryId: DeliveryIdPath, request: Request
