@@ -305,6 +305,7 @@ POLICIES: dict[Key, Policy] = {
             ("POST", "/rooms/{roomId}/edit"),
             ("GET", "/recordings"),
             ("POST", "/recordings"),
+            ("GET", "/recordings/download"),
             ("GET", "/users"),
             ("POST", "/users"),
             ("GET", "/profile"),

@@ -7,6 +7,7 @@ docs/screenshots/ (shown in the README).
 
 from __future__ import annotations
 
+import zipfile
 from collections.abc import Iterator
 from typing import Any
 
@@ -41,6 +42,12 @@ def make_room(platform: Platform, name: str, **extra: Any) -> dict[str, Any]:
     return room
 
 
+def link(room: dict[str, Any], role: str) -> str:
+    """The room's link for a role (moderator, speaker, recording)."""
+    url: str = room["access"]["anonymous"][role]["url"]
+    return url
+
+
 def open_link(context: Any, url: str) -> Any:
     page = context.new_page()
     page.on("dialog", lambda dialog: dialog.accept())
@@ -67,7 +74,7 @@ def test_room_link_preview_join_evict(platform: Platform, chromium: Any) -> None
     moderator_ctx = chromium.new_context(viewport=DESKTOP)
     speaker_ctx = chromium.new_context(viewport=PHONE)
     try:
-        moderator = open_link(moderator_ctx, room["moderatorUrl"])
+        moderator = open_link(moderator_ctx, link(room, "moderator"))
         assert moderator.get_by_role("heading", name="Design review").is_visible()
         assert moderator.get_by_test_id("role").inner_text() == "moderator"
         # The secret is gone from the address bar once the page has read it.
@@ -100,7 +107,7 @@ def test_room_link_preview_join_evict(platform: Platform, chromium: Any) -> None
         # The local media backend says that it routes no media.
         assert moderator.locator("#local-note").is_visible()
 
-        speaker = open_link(speaker_ctx, room["speakerUrl"])
+        speaker = open_link(speaker_ctx, link(room, "speaker"))
         assert speaker.get_by_test_id("role").inner_text() == "speaker"
         screenshot(speaker, "join-phone")
         join(speaker, "Sam")
@@ -134,9 +141,9 @@ def test_meeting_ended_by_a_moderator_shows_why(platform: Platform, chromium: An
     moderator_ctx = chromium.new_context(viewport=DESKTOP)
     speaker_ctx = chromium.new_context(viewport=PHONE)
     try:
-        moderator = open_link(moderator_ctx, room["moderatorUrl"])
+        moderator = open_link(moderator_ctx, link(room, "moderator"))
         join(moderator, "Max")
-        speaker = open_link(speaker_ctx, room["speakerUrl"])
+        speaker = open_link(speaker_ctx, link(room, "speaker"))
         join(speaker, "Sue")
         speaker.wait_for_function(
             "() => document.getElementById('room-app').dataset.live === 'open'"
@@ -162,7 +169,7 @@ def test_devices_denied_still_joins(platform: Platform, chromium: Any) -> None:
             "navigator.mediaDevices.getUserMedia = () =>"
             " Promise.reject(new DOMException('denied', 'NotAllowedError'));"
         )
-        page.goto(room["speakerUrl"])
+        page.goto(link(room, "speaker"))
         page.get_by_label("Your name").fill("Nico")
         page.get_by_role("button", name="Continue").click()
         note = page.locator("#device-note")
@@ -179,7 +186,7 @@ def test_link_error_pages(platform: Platform, chromium: Any) -> None:
     try:
         page = context.new_page()
         room = make_room(platform, "Errors")
-        base = room["moderatorUrl"].split("?")[0]
+        base = link(room, "moderator").split("?")[0]
 
         response = page.goto(base + "?secret=wrong")
         assert response.status == 403
@@ -187,7 +194,7 @@ def test_link_error_pages(platform: Platform, chromium: Any) -> None:
         screenshot(page, "error-link")
 
         # A regenerated link: the old one stops working.
-        old = room["speakerUrl"]
+        old = link(room, "speaker")
         client = api(platform)
         answer = client.put(
             f"{PUB}/rooms/{room['roomId']}/access", json={"regenerate": ["speaker"]}
@@ -197,14 +204,14 @@ def test_link_error_pages(platform: Platform, chromium: Any) -> None:
 
         # A closed room.
         client.put(f"{PUB}/rooms/{room['roomId']}/status", json={"status": "closed"})
-        response = page.goto(room["moderatorUrl"])
+        response = page.goto(link(room, "moderator"))
         assert response.status == 409
         assert page.get_by_role("heading", name="This room is closed").is_visible()
         screenshot(page, "error-closed")
 
         # A deleted room.
         assert client.delete(f"{PUB}/rooms/{room['roomId']}").status_code in (200, 202)
-        response = page.goto(room["moderatorUrl"])
+        response = page.goto(link(room, "moderator"))
         assert response.status == 404
         assert page.get_by_role("heading", name="This room no longer exists").is_visible()
 
@@ -221,8 +228,8 @@ def test_link_error_pages(platform: Platform, chromium: Any) -> None:
 
 def test_secret_never_in_logs(platform: Platform) -> None:
     room = make_room(platform, "Quiet")
-    secret = room["moderatorUrl"].split("secret=")[1]
-    assert httpx.get(room["moderatorUrl"]).status_code == 200
+    secret = link(room, "moderator").split("secret=")[1]
+    assert httpx.get(link(room, "moderator")).status_code == 200
     assert secret not in platform.logs(tail=100_000)
 
 
@@ -252,7 +259,7 @@ def test_moderator_records_and_the_recording_plays(platform: Platform, chromium:
     room = make_room(platform, "Recorded talk")
     context = chromium.new_context(viewport=DESKTOP)
     try:
-        page = open_link(context, room["moderatorUrl"])
+        page = open_link(context, link(room, "moderator"))
         join(page, "Rita")
         start = page.get_by_role("button", name="Start recording")
         badge = page.locator("#recording-badge")
@@ -303,8 +310,28 @@ def test_moderator_records_and_the_recording_plays(platform: Platform, chromium:
             timeout=WITHIN * 2,
         )
         screenshot(shared, "shared-recording")
+
+        # The console: the recording is listed; a selection downloads as one ZIP (streamed
+        # from the API), and a share link is made.
+        admin = context.browser.new_context(viewport=DESKTOP, accept_downloads=True)
+        console = admin.new_page()
+        sign_in(platform, console)
+        console.goto(f"{platform.base}/recordings?roomId={room['roomId']}")
+        console.locator("input[name=recordingIds]").first.check()
+        with console.expect_download() as download:
+            console.get_by_role("button", name="Download selected (ZIP)").click()
+        archive = zipfile.ZipFile(download.value.path())
+        assert [n for n in archive.namelist() if n.endswith(".mp4")]
+        console.get_by_role("button", name="Share link").first.click()
+        url = console.get_by_test_id("share-url").inner_text()
+        assert f"/recording/{recording_id_of(url)}?recordingSecret=" in url
+        admin.close()
     finally:
         context.close()
+
+
+def recording_id_of(url: str) -> str:
+    return url.split("/recording/")[1].split("?")[0]
 
 
 def sign_in(platform: Platform, page: Any) -> None:
@@ -348,7 +375,7 @@ def test_console_rooms(platform: Platform, chromium: Any) -> None:
         assert created["config"]["chat"]["enabled"] is False
         assert created["config"]["recording"]["layout"] == "speaker"
         speaker_link = page.get_by_test_id("link-speaker").inner_text()
-        assert speaker_link == created["speakerUrl"]
+        assert speaker_link == link(created, "speaker")
         # The history shows the room's events.
         assert "Room created" in page.get_by_test_id("history").inner_text()
 
@@ -363,6 +390,10 @@ def test_console_rooms(platform: Platform, chromium: Any) -> None:
         page.get_by_test_id("flash").get_by_text("Participant removed").wait_for()
         guest.locator("#end-view").wait_for(state="visible", timeout=LIVE)
         guest_ctx.close()
+        # A room's settings cannot change during a meeting: end it first.
+        page.get_by_role("button", name="End meeting").click()
+        page.get_by_test_id("flash").get_by_text("Meeting ended.").wait_for()
+        assert page.get_by_test_id("no-meeting").is_visible()
 
         # Edit it.
         page.get_by_role("link", name="Edit").click()
@@ -377,35 +408,44 @@ def test_console_rooms(platform: Platform, chromium: Any) -> None:
         page.get_by_role("button", name="Close room").click()
         page.get_by_test_id("flash").get_by_text("Room closed.").wait_for()
 
-        # The list finds it by name; bulk delete three rooms through the checkboxes.
+        # The list finds it by name; bulk delete three rooms through the checkboxes, one of
+        # them with a live meeting.
         others = [make_room(platform, f"Bulk {n}")["roomId"] for n in range(2)]
+        busy = make_room(platform, "Busy")
+        with api(platform) as client:
+            secret = link(busy, "moderator").split("secret=")[1]
+            joined = client.post(
+                f"{PUB}/rooms/{busy['roomId']}/join",
+                json={"secret": secret, "participantName": "Bea"},
+            )
+            assert joined.status_code == 200, joined.text
         page.goto(f"{platform.base}/rooms")
         screenshot(page, "rooms")
-        page.get_by_label("Name").fill("Board")
+        page.get_by_label("Name").fill("board")
         page.get_by_role("button", name="Filter").click()
-        page.wait_for_url("**roomName=Board**")
+        page.wait_for_url("**roomName=board**")
         rows = page.locator("#rooms-list tbody tr")
         assert rows.count() == 1 and "Board meeting (Q3)" in rows.first.inner_text()
         page.goto(f"{platform.base}/rooms")
-        for room in [room_id, *others]:
+        for room in [room_id, *others, busy["roomId"]]:
             page.locator(f"input[name=roomIds][value='{room}']").check()
         page.get_by_role("button", name="Delete selected").click()
         results = page.get_by_test_id("results")
         results.wait_for()
-        for room in others:
+        for room in [room_id, *others]:
             assert "The room was deleted." in results.locator(f"li[data-id='{room}']").inner_text()
-        # The evicted guest left the meeting live (until its empty timeout): said in words.
-        refused = results.locator(f"li[data-id='{room_id}']").inner_text()
+        # A refusal is explained in words, with the way out.
+        refused = results.locator(f"li[data-id='{busy['roomId']}']").inner_text()
         assert "Not deleted: the room has a live meeting" in refused
         screenshot(page, "rooms-bulk-result")
         page.goto(f"{platform.base}/rooms")
-        page.locator(f"input[name=roomIds][value='{room_id}']").check()
+        page.locator(f"input[name=roomIds][value='{busy['roomId']}']").check()
         page.get_by_label("If a meeting is live").select_option("force")
         page.get_by_role("button", name="Delete selected").click()
-        outcome = page.get_by_test_id("results").locator(f"li[data-id='{room_id}']")
-        assert "deleted" in outcome.inner_text()
+        outcome = page.get_by_test_id("results").locator(f"li[data-id='{busy['roomId']}']")
+        assert "The live meeting was ended and the room deleted." in outcome.inner_text()
         with api(platform) as client:
-            for room in [room_id, *others]:
+            for room in [room_id, *others, busy["roomId"]]:
                 assert client.get(f"{PUB}/rooms/{room}").status_code == 404
 
         # The other console pages render for an admin.
@@ -456,7 +496,7 @@ def test_every_page_is_accessible_on_desktop_and_phone(platform: Platform, chrom
         def check(view: str, page: Any = page, size: str = size) -> None:
             problems.extend(f"{view} ({size}): {v}" for v in serious_violations(page))
 
-        page.goto(room["moderatorUrl"])
+        page.goto(link(room, "moderator"))
         check("join")
         page.get_by_label("Your name").fill(f"Ada {size}")
         page.get_by_role("button", name="Continue").click()
@@ -470,7 +510,7 @@ def test_every_page_is_accessible_on_desktop_and_phone(platform: Platform, chrom
         check("end")
         page.goto(room["access"]["anonymous"]["recording"]["url"])
         check("room recordings")
-        page.goto(room["moderatorUrl"].split("?")[0] + "?secret=wrong")
+        page.goto(link(room, "moderator").split("?")[0] + "?secret=wrong")
         check("error")
         sign_in(platform, page)
         for path in (

@@ -61,11 +61,19 @@ FLASH = {
 # What each 409 of a room deletion means, in words (the API's `successCode`s and errors).
 DELETE_OUTCOMES = {
     "room_deleted": "The room was deleted.",
-    "room_with_active_meeting_deleted": "The room and its live meeting were ended and deleted.",
-    "room_with_active_meeting_scheduled_to_be_deleted": "The room will be deleted when its "
-    "meeting ends.",
     "room_and_recordings_deleted": "The room and its recordings were deleted.",
     "room_closed": "The room has recordings, so it was closed instead of deleted.",
+    "room_with_active_meeting_deleted": "The live meeting was ended and the room deleted.",
+    "room_with_active_meeting_and_recordings_deleted": "The live meeting was ended; the room "
+    "and its recordings were deleted.",
+    "room_with_active_meeting_closed": "The live meeting was ended; the room has recordings, "
+    "so it was closed instead of deleted.",
+    "room_with_active_meeting_scheduled_to_be_deleted": "The room will be deleted when its "
+    "meeting ends.",
+    "room_with_active_meeting_and_recordings_scheduled_to_be_deleted": "The room and its "
+    "recordings will be deleted when its meeting ends.",
+    "room_with_active_meeting_scheduled_to_be_closed": "The room has recordings: it will be "
+    "closed when its meeting ends.",
 }
 
 
@@ -299,6 +307,8 @@ async def rooms_page(
     listing = await console.api.get(
         f"{PUBLIC_API}/rooms",
         roomName=roomName or None,
+        roomNameMatchMode="partial" if roomName else None,
+        roomNameCaseInsensitive="true" if roomName else None,
         status=status or None,
         sortField=sort_field,
         sortOrder=sort_order,
@@ -375,15 +385,15 @@ def _explain_409(exc: ApiError) -> str:
     if exc.status != 409:
         return exc.message
     text = exc.message.lower()
-    if "meeting" in text:
-        return (
-            "Not deleted: the room has a live meeting. Choose “end the meeting” or "
-            "“delete when the meeting ends”. (" + exc.message + ")"
-        )
-    if "recording" in text:
+    if "because it has recordings" in text:
         return (
             "Not deleted: the room has recordings. Choose “delete the recordings too” or "
             "“close the room instead”. (" + exc.message + ")"
+        )
+    if "active meeting" in text:
+        return (
+            "Not deleted: the room has a live meeting. Choose “end the meeting” or "
+            "“delete when the meeting ends”. (" + exc.message + ")"
         )
     return exc.message
 
@@ -708,6 +718,22 @@ async def recordings_page(
             "next_url": "/recordings?" + urlencode({**filters, "page": token}) if token else None,
             "nav": "recordings",
         },
+    )
+
+
+@router.get("/recordings/download")
+async def recordings_zip(request: Request) -> Response:
+    """The ticked recordings as one ZIP: the API's `GET /recordings/download`, streamed."""
+    console = await signed_in(request)
+    if isinstance(console, Response):
+        return console
+    ids = [i for i in request.query_params.getlist("recordingIds") if i]
+    if not ids:
+        return error_page(request, 400, "Tick at least one recording.", "Nothing selected")
+    return console.finish(
+        await console.api.stream(
+            f"{PUBLIC_API}/recordings/download", params={"recordingIds": ",".join(ids)}
+        )
     )
 
 

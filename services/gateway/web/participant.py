@@ -85,13 +85,6 @@ async def _enter(
         room = await Api.member(request, token).get(f"{PUBLIC_API}/rooms/{room_id}")
     except ApiError as exc:
         return _link_problem(request, room_id, exc)
-    if room.get("pendingDeletion"):
-        return error_page(
-            request,
-            410,
-            "This room is being deleted and can no longer be joined.",
-            "This room is being deleted",
-        )
     return token, claims, room
 
 
