@@ -222,6 +222,12 @@ def test_link_error_pages(platform: Platform, chromium: Any) -> None:
         response = page.goto(f"{platform.base}/room/bad%20id?secret=x")
         assert response.status == 404
         assert "text/html" in response.headers["content-type"]
+        # A page that does not exist: HTML for a browser, while the API keeps JSON.
+        response = page.goto(f"{platform.base}/no/such/page")
+        assert response.status == 404 and "text/html" in response.headers["content-type"]
+        assert page.get_by_role("heading", name="Not found").is_visible()
+        api_404 = httpx.get(f"{platform.base}{PUB}/no-such-route", headers={"Accept": "text/html"})
+        assert api_404.status_code == 404 and api_404.headers["content-type"] == "application/json"
     finally:
         context.close()
 
@@ -376,6 +382,10 @@ def test_console_rooms(platform: Platform, chromium: Any) -> None:
         assert created["config"]["recording"]["layout"] == "speaker"
         speaker_link = page.get_by_test_id("link-speaker").inner_text()
         assert speaker_link == link(created, "speaker")
+        # "Copy" puts the link on the clipboard, as the admin would pass it on.
+        context.grant_permissions(["clipboard-read", "clipboard-write"], origin=platform.base)
+        page.get_by_role("button", name="Copy the speaker link").click()
+        assert page.evaluate("navigator.clipboard.readText()") == speaker_link
         # The history shows the room's events.
         assert "Room created" in page.get_by_test_id("history").inner_text()
 

@@ -24,6 +24,21 @@ from services.gateway.errors import ApiError
 __all__ = ["INTERNAL_API", "PUBLIC_API", "Api"]
 
 
+def _message(body: dict[str, Any], fallback: str) -> str:
+    """An API error in words: its message, with the fields a 422 names."""
+    message = str(body.get("message", fallback))
+    details = body.get("details") or []
+    if details and isinstance(details, list):
+        named = "; ".join(
+            f"{d.get('field', 'input')}: {d.get('message', 'invalid')}"
+            for d in details
+            if isinstance(d, dict)
+        )
+        if named:
+            return f"{message}: {named}" if message and message != named else named
+    return message
+
+
 class Api:
     """API calls on behalf of one page request, with one credential (or none)."""
 
@@ -77,7 +92,7 @@ class Api:
             raise ApiError(
                 response.status_code,
                 str(body.get("error", "error")),
-                str(body.get("message", response.reason_phrase)),
+                _message(body, response.reason_phrase),
                 body.get("details") or [],
             )
         return body
@@ -173,7 +188,7 @@ class Api:
             raise ApiError(
                 status,
                 str(error.get("error", "error")),
-                str(error.get("message", "the API refused")),
+                _message(error, "the API refused"),
                 error.get("details") or [],
             )
         return StreamingResponse(
