@@ -573,6 +573,25 @@ def test_console_users_and_api_keys(platform: Platform, chromium: Any) -> None:
         page.get_by_role("button", name="Reset password of ursula").click()
         assert page.locator(".flash.error").is_visible()
 
+        # Ursula signs in with the password an admin set: she must choose her own first.
+        other = chromium.new_context(viewport=PHONE)
+        ursula = other.new_page()
+        ursula.goto(f"{platform.base}/login")
+        ursula.get_by_label("User name").fill("ursula")
+        ursula.get_by_label("Password").fill("a second password 2")
+        ursula.get_by_role("button", name="Sign in").click()
+        ursula.wait_for_url("**/profile**")
+        if "must=1" in ursula.url:
+            assert ursula.get_by_text("Please choose a new password").is_visible()
+        ursula.get_by_label("Current password").fill("a second password 2")
+        ursula.get_by_label("New password").fill("ursula's own password 3")
+        ursula.get_by_role("button", name="Change password").click()
+        ursula.get_by_test_id("flash").get_by_text("Password changed.").wait_for()
+        # A room manager sees no Users or Settings.
+        assert ursula.get_by_role("link", name="Users").count() == 0
+        assert ursula.goto(f"{platform.base}/users").status == 403
+        other.close()
+
         # API keys: created (shown once), listed, deleted.
         page.goto(f"{platform.base}/config")
         page.get_by_role("button", name="Create an API key").click()
