@@ -7,6 +7,7 @@ docs/screenshots/ (shown in the README).
 
 from __future__ import annotations
 
+import time
 import zipfile
 from collections.abc import Iterator
 from typing import Any
@@ -295,15 +296,11 @@ def test_moderator_records_and_the_recording_plays(platform: Platform, chromium:
         page.get_by_role("button", name="Leave").click()
 
         # The room's recordings page (the recording link) lists and plays it.
-        recording_url = room["access"]["anonymous"]["recording"]["url"]
+        wait_complete(platform, room["roomId"])  # finalised in S3
+        recording_url = link(room, "recording")
         viewer = open_link(context, recording_url)
         assert "secret" not in viewer.url
         video = viewer.locator("li.recording video")
-        for _ in range(60):  # until the recording is complete (finalised in S3)
-            if video.count():
-                break
-            viewer.wait_for_timeout(500)
-            viewer.goto(recording_url)
         video.first.evaluate("v => { v.muted = true; return v.play(); }")
         # Playing: the position moves.
         viewer.wait_for_function(
@@ -342,6 +339,18 @@ def test_moderator_records_and_the_recording_plays(platform: Platform, chromium:
         admin.close()
     finally:
         context.close()
+
+
+def wait_complete(platform: Platform, room_id: str, timeout: float = 30.0) -> None:
+    """Until the room's newest recording is complete (the API says so)."""
+    deadline = time.monotonic() + timeout
+    with api(platform) as client:
+        while True:
+            page = client.get(f"{PUB}/recordings", params={"roomId": room_id}).json()
+            if page["recordings"] and page["recordings"][0]["status"] == "complete":
+                return
+            assert time.monotonic() < deadline, page
+            time.sleep(0.2)
 
 
 def recording_id_of(url: str) -> str:
