@@ -286,6 +286,7 @@ POLICIES: dict[Key, Policy] = {
             ("GET", "/room/{roomId}"),
             ("GET", "/room/{roomId}/recordings"),
             ("GET", "/room/{roomId}/events"),
+            ("POST", "/room/{roomId}/join"),
             ("GET", "/room/{roomId}/recordings/{recordingId}/media"),
             ("GET", "/recording/{recordingId}"),
             ("GET", "/recording/{recordingId}/media"),

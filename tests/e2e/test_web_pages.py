@@ -216,10 +216,10 @@ def test_link_error_pages(platform: Platform, chromium: Any) -> None:
         assert response.status == 404
         assert page.get_by_role("heading", name="This room no longer exists").is_visible()
 
-        # No secret, bad room id: HTML pages, never JSON.
-        response = page.goto(base)
-        assert response.status == 400
-        assert "text/html" in response.headers["content-type"]
+        # No secret: the room's user link, for signed-in users: sign in first.
+        page.goto(base)
+        assert page.url.startswith(f"{platform.base}/login?next=")
+        # A bad room id: an HTML page, never JSON.
         response = page.goto(f"{platform.base}/room/bad%20id?secret=x")
         assert response.status == 404
         assert "text/html" in response.headers["content-type"]
@@ -562,6 +562,32 @@ def test_every_page_is_accessible_on_desktop_and_phone(platform: Platform, chrom
                 screenshot(page, f"{name}-phone")
         context.close()
     assert not problems, "\n".join(problems)
+
+
+def test_signed_in_user_joins_with_the_user_link(platform: Platform, chromium: Any) -> None:
+    room = make_room(platform, "Team room")
+    user_link = room["access"]["user"]["url"]
+    assert "secret" not in user_link
+    context = chromium.new_context(viewport=DESKTOP)
+    try:
+        page = context.new_page()
+        page.goto(user_link)  # not signed in: the sign-in page, then back to the room
+        page.get_by_label("User name").fill("admin")
+        page.get_by_label("Password").fill(
+            (platform.data_dir / "admin-password").read_text().strip()
+        )
+        page.get_by_role("button", name="Sign in").click()
+        page.wait_for_url(user_link)
+        assert page.get_by_test_id("role").inner_text() == "moderator"
+        join(page, "The Admin")
+        page.locator("#participants").get_by_text("The Admin (you)").wait_for(timeout=WITHIN)
+        with api(platform) as client:
+            meeting = client.get(f"{PUB}/meetings/{room['roomId']}").json()
+        assert [p["name"] for p in meeting["participants"] if p["present"]] == ["The Admin"]
+        page.get_by_role("button", name="Leave").click()
+        page.locator("#end-view").wait_for(state="visible", timeout=WITHIN)
+    finally:
+        context.close()
 
 
 def test_console_users_and_api_keys(platform: Platform, chromium: Any) -> None:

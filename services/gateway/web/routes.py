@@ -18,7 +18,7 @@ from services.gateway.web.pages import (
     secure_headers,
 )
 
-ROUTERS = [participant.router, console.router, docs.router]
+ROUTERS = [participant.router, participant.xhr_router, console.router, docs.router]
 
 
 def mount_web(app: FastAPI) -> None:
