@@ -283,6 +283,7 @@ POLICIES: dict[Key, Policy] = {
         ("root", method, path): PAGE
         for method, path in (
             ("GET", "/docs"),
+            ("GET", "/redoc"),
             ("GET", "/room/{roomId}"),
             ("GET", "/room/{roomId}/recordings"),
             ("GET", "/room/{roomId}/events"),

@@ -257,6 +257,10 @@ def test_docs_render_offline(platform: Platform, chromium: Any) -> None:
         page.goto(f"{platform.base}/docs")
         page.locator(".swagger-ui .info .title").wait_for(timeout=WITHIN * 2)
         assert page.get_by_text("meetplane").first.is_visible()
+        screenshot(page, "docs")
+        page.goto(f"{platform.base}/redoc")
+        page.locator(".api-info h1").wait_for(timeout=WITHIN * 2)
+        assert "meetplane" in page.locator(".api-info h1").inner_text()
         assert outside == []
     finally:
         context.close()
