@@ -648,5 +648,24 @@ def test_console_users_and_api_keys(platform: Platform, chromium: Any) -> None:
         page.goto(f"{platform.base}/config")
         page.get_by_role("button", name="Delete API key").first.click()
         page.get_by_test_id("flash").get_by_text("API key deleted").wait_for()
+
+        # Webhooks: one more, for two events.
+        page.get_by_label("Webhook URL").fill("https://1.1.1.1/meetplane-hook")
+        page.get_by_label("meetingStarted").check()
+        page.get_by_label("meetingEnded").check()
+        page.get_by_role("button", name="Add webhook").click()
+        page.get_by_test_id("flash").get_by_text("Webhook added.").wait_for()
+        with api(platform) as client:
+            hooks = client.get(f"{PUB}/webhooks").json()["webhooks"]
+        assert [(h["url"], h["events"]) for h in hooks] == [
+            ("https://1.1.1.1/meetplane-hook", ["meetingStarted", "meetingEnded"])
+        ]
+        # An internal address is refused, in words.
+        page.get_by_label("Webhook URL").fill("http://169.254.169.254/latest")
+        page.get_by_role("button", name="Add webhook").click()
+        assert page.locator(".flash.error").is_visible()
+        page.get_by_role("button", name="Delete webhook https://1.1.1.1/meetplane-hook").click()
+        page.get_by_test_id("flash").get_by_text("Webhook deleted.").wait_for()
+        screenshot(page, "config")
     finally:
         context.close()

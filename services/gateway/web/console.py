@@ -53,6 +53,8 @@ FLASH = {
     "user_role": "Role changed.",
     "user_password": "Password reset: the user's sessions were signed out.",
     "key_deleted": "API key deleted: it no longer works.",
+    "webhook_added": "Webhook added.",
+    "webhook_deleted": "Webhook deleted.",
     "webhooks": "Webhook settings saved.",
     "webhook_test": "The test event was delivered.",
     "deleted": "Deleted.",
@@ -881,6 +883,27 @@ async def change_password(
     return response
 
 
+WEBHOOK_EVENTS = (
+    "meetingStarted",
+    "meetingEnded",
+    "recordingStarted",
+    "recordingUpdated",
+    "recordingEnded",
+)
+
+
+async def _config_context(console: Console, **extra: Any) -> dict[str, Any]:
+    return {
+        "webhooks": await console.api.get(f"{INTERNAL_API}/config/webhooks"),
+        "subscriptions": (await console.api.get(f"{PUBLIC_API}/webhooks"))["webhooks"],
+        "events": WEBHOOK_EVENTS,
+        "keys": await console.api.get(f"{INTERNAL_API}/api-keys"),
+        "nav": "config",
+        "error": None,
+        **extra,
+    }
+
+
 @router.get("/config")
 async def config_page(request: Request) -> Response:
     console = await signed_in(request)
@@ -888,15 +911,12 @@ async def config_page(request: Request) -> Response:
         return console
     if not console.is_admin:
         return error_page(request, 403, "Only admins change the settings.")
-    webhooks = await console.api.get(f"{INTERNAL_API}/config/webhooks")
-    keys = await console.api.get(f"{INTERNAL_API}/api-keys")
-    return console.page(
-        "config.html", {"webhooks": webhooks, "keys": keys, "nav": "config", "error": None}
-    )
+    return console.page("config.html", await _config_context(console))
 
 
 @router.post("/config")
 async def config_action(request: Request) -> Response:
+    """Settings: the v3.8.0 webhook, more webhooks (3.9 line), API keys."""
     console = await signed_in(request)
     if isinstance(console, Response):
         return console
@@ -904,25 +924,31 @@ async def config_action(request: Request) -> Response:
     check_csrf(request, str(form.get("csrf") or ""))
     url = str(form.get("url", "")).strip() or None
     action = form.get("action")
-    if action == "create_key":
-        created = await console.api.call("POST", f"{INTERNAL_API}/api-keys")
-        webhooks = await console.api.get(f"{INTERNAL_API}/config/webhooks")
-        keys = await console.api.get(f"{INTERNAL_API}/api-keys")
-        return console.page(
-            "config.html",
-            {
-                "webhooks": webhooks,
-                "keys": keys,
-                "nav": "config",
-                "error": None,
-                "new_key": created,
-            },
-        )
-    if action == "delete_key":
-        key_id = str(form.get("keyId", ""))
-        await console.api.call("DELETE", f"{INTERNAL_API}/api-keys/{key_id}")
-        return console.redirect("/config?done=key_deleted")
+    webhook_id = str(form.get("webhookId", ""))
     try:
+        if action == "create_key":
+            created = await console.api.call("POST", f"{INTERNAL_API}/api-keys")
+            return console.page("config.html", await _config_context(console, new_key=created))
+        if action == "delete_key":
+            key_id = str(form.get("keyId", ""))
+            await console.api.call("DELETE", f"{INTERNAL_API}/api-keys/{key_id}")
+            return console.redirect("/config?done=key_deleted")
+        if action == "add_webhook":
+            body: dict[str, Any] = {
+                "url": url or "",
+                "events": [e for e in form.getlist("events") if e in WEBHOOK_EVENTS] or None,
+            }
+            room = str(form.get("roomId") or "").strip()
+            if room:
+                body["roomId"] = room
+            await console.api.call("POST", f"{PUBLIC_API}/webhooks", json=body)
+            return console.redirect("/config?done=webhook_added")
+        if action == "delete_webhook":
+            await console.api.call("DELETE", f"{PUBLIC_API}/webhooks/{webhook_id}")
+            return console.redirect("/config?done=webhook_deleted")
+        if action == "test_webhook":
+            await console.api.call("POST", f"{PUBLIC_API}/webhooks/{webhook_id}/test")
+            return console.redirect("/config?done=webhook_test")
         if action == "test":
             await console.api.call(
                 "POST", f"{INTERNAL_API}/config/webhooks/test", json={"url": url or ""}
@@ -934,13 +960,7 @@ async def config_action(request: Request) -> Response:
             json={"enabled": form.get("enabled") == "on", "url": url},
         )
     except ApiError as exc:
-        if exc.status not in (400, 422):
+        if exc.status not in (400, 404, 409, 422):
             raise
-        webhooks = await console.api.get(f"{INTERNAL_API}/config/webhooks")
-        keys = await console.api.get(f"{INTERNAL_API}/api-keys")
-        return console.page(
-            "config.html",
-            {"webhooks": webhooks, "keys": keys, "nav": "config", "error": exc.message},
-            422,
-        )
+        return console.page("config.html", await _config_context(console, error=exc.message), 422)
     return console.redirect("/config?done=webhooks")
