@@ -426,6 +426,24 @@ def test_console_rooms(platform: Platform, chromium: Any) -> None:
         page.get_by_test_id("flash").get_by_text("Meeting ended.").wait_for()
         assert page.get_by_test_id("no-meeting").is_visible()
 
+        # Members: a guest with a personal link.
+        page.get_by_label("Member", exact=True).select_option("guest")
+        page.get_by_label("User name or guest name").fill("Greta")
+        page.get_by_role("button", name="Add member").click()
+        page.get_by_test_id("flash").get_by_text("Member added.").wait_for()
+        assert "Greta" in page.get_by_test_id("members").inner_text()
+        page.get_by_role("button", name="Remove member Greta").click()
+        page.get_by_test_id("flash").get_by_text("Member removed.").wait_for()
+
+        # Disable the speaker link: it now shows its own page.
+        page.get_by_role("checkbox", name="Speaker link").uncheck()
+        page.get_by_role("button", name="Save links").click()
+        page.get_by_test_id("flash").get_by_text("Links updated.").wait_for()
+        probe = context.new_page()
+        assert probe.goto(speaker_link).status == 403
+        assert probe.get_by_role("heading", name="This link no longer works").is_visible()
+        probe.close()
+
         # Edit it.
         page.get_by_role("link", name="Edit").click()
         page.get_by_label("Name", exact=True).fill("Board meeting (Q3)")

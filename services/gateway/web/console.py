@@ -54,6 +54,9 @@ FLASH = {
     "user_password": "Password reset: the user's sessions were signed out.",
     "key_deleted": "API key deleted: it no longer works.",
     "webhook_added": "Webhook added.",
+    "links": "Links updated.",
+    "member_added": "Member added.",
+    "member_removed": "Member removed.",
     "webhook_deleted": "Webhook deleted.",
     "webhooks": "Webhook settings saved.",
     "webhook_test": "The test event was delivered.",
@@ -551,13 +554,18 @@ async def room_page(request: Request, roomId: str) -> Response:
     room = await console.api.get(f"{PUBLIC_API}/rooms/{roomId}", extraFields="config,roles")
     meeting = await _meeting(console, roomId)
     recordings = await console.api.get(f"{PUBLIC_API}/recordings", roomId=roomId, maxItems=20)
+    events: list[dict[str, Any]] | None
+    members: list[dict[str, Any]] | None
     try:
         history = await console.api.get(f"{PUBLIC_API}/rooms/{roomId}/history", maxItems=200)
         events = [_history_entry(e) for e in reversed(history["events"])]
+        members = (await console.api.get(f"{PUBLIC_API}/rooms/{roomId}/members", maxItems=100))[
+            "members"
+        ]
     except ApiError as exc:
         if exc.status != 403:
             raise
-        events = None
+        events = members = None
     return console.page(
         "room_detail.html",
         {
@@ -565,6 +573,7 @@ async def room_page(request: Request, roomId: str) -> Response:
             "meeting": meeting,
             "recordings": recordings["recordings"],
             "events": events,
+            "members": members,
             "nav": "rooms",
         },
     )
@@ -621,6 +630,37 @@ async def room_action(request: Request, roomId: str) -> Response:
             json={"regenerate": roles or ["moderator", "speaker", "recording"]},
         )
         return console.redirect(f"/rooms/{roomId}?done=regenerated")
+    if action == "links":
+        anonymous = {
+            role: {"enabled": form.get(f"link.{role}") == "on"}
+            for role in ("moderator", "speaker", "recording")
+        }
+        await api.call(
+            "PUT",
+            f"{base}/access",
+            json={
+                "access": {
+                    "anonymous": anonymous,
+                    "user": {"enabled": form.get("link.user") == "on"},
+                }
+            },
+        )
+        return console.redirect(f"/rooms/{roomId}?done=links")
+    if action in ("add_member", "remove_member"):
+        try:
+            if action == "remove_member":
+                member_id = str(form.get("memberId", ""))
+                await api.call("DELETE", f"{base}/members/{member_id}")
+                return console.redirect(f"/rooms/{roomId}?done=member_removed")
+            who = str(form.get("who", "")).strip()
+            body: dict[str, Any] = {"baseRole": str(form.get("baseRole", "speaker"))}
+            body["userId" if form.get("kind") == "user" else "name"] = who
+            await api.call("POST", f"{base}/members", json=body)
+        except ApiError as exc:
+            if exc.status not in (400, 404, 409, 422):
+                raise
+            return error_page(request, exc.status, exc.message)
+        return console.redirect(f"/rooms/{roomId}?done=member_added")
     if action in ("end", "evict", "role"):
         member = Api.member(request, await console.member_token(roomId))
         meetings = f"{PUBLIC_API}/meetings/{roomId}"
