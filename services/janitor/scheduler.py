@@ -164,6 +164,12 @@ class Scheduler:
 
     async def run(self) -> None:
         """Loop until stopped; errors are logged and retried."""
+        try:
+            await self._run()
+        finally:
+            PENDING.stores.discard(self.store)  # a stopped scheduler reports nothing
+
+    async def _run(self) -> None:
         while not self._stopping:
             try:
                 await self.fire_due()

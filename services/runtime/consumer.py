@@ -288,12 +288,22 @@ class DurableConsumer:
         return _Item(msg, seq, envelope.subject_id, Consumed(envelope, Tracking(self.name, seq)))
 
     async def _keep_alive(self, msgs: list[Msg]) -> None:
-        """A slow batch (retries) tells JetStream it is still being worked on."""
+        """A slow batch (retries) tells JetStream it is still being worked on.
+
+        It also keeps the lag gauge true while the batch is stuck (a store that is
+        down): what waits now, this batch included, from JetStream.
+        """
         while True:
             await asyncio.sleep(CONSUMER_HEARTBEAT_SECONDS)
             for msg in msgs:
                 with contextlib.suppress(Exception):
                     await msg.in_progress()
+            with contextlib.suppress(Exception):
+                assert self._sub is not None
+                info = await self._sub.consumer_info()
+                LAG.labels(self.name).set(
+                    int(info.num_pending or 0) + int(info.num_ack_pending or 0)
+                )
 
     async def _apply(self, items: list[_Item]) -> None:
         if self._held_dirty:

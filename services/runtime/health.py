@@ -17,11 +17,15 @@ from fastapi import FastAPI
 from fastapi.responses import JSONResponse, PlainTextResponse
 from prometheus_client import CONTENT_TYPE_LATEST, Gauge, generate_latest
 
+from services.runtime.logging import get_logger
+
 READY = Gauge(
     "meetplane_service_ready",
     "1 while the service is ready (its NATS connection is up)",
     ["service"],
 )
+
+log = get_logger("meetplane.health")
 
 
 def health_app(service: str, ready: Callable[[], bool]) -> FastAPI:
@@ -50,7 +54,7 @@ def health_app(service: str, ready: Callable[[], bool]) -> FastAPI:
     return app
 
 
-async def http_reachable(url: str, timeout: float = 0.4) -> bool:
+async def http_reachable(url: str, timeout: float = 1.5) -> bool:
     """Whether anything answers HTTP at `url` (any status: the server is up).
 
     A readiness probe for a dependency such as S3, without credentials: an
@@ -60,7 +64,8 @@ async def http_reachable(url: str, timeout: float = 0.4) -> bool:
     try:
         async with httpx.AsyncClient(timeout=timeout) as client:
             await client.get(url)
-    except httpx.HTTPError:
+    except httpx.HTTPError as exc:
+        log.warning("health.dependency_unreachable", url=url, error=repr(exc))
         return False
     return True
 

@@ -77,14 +77,14 @@ def make_broker(settings: RuntimeSettings, name: str) -> NatsBroker:
     elif tls is not None:
         security = BaseSecurity(ssl_context=tls)
     # Per-message "Received/Processed" lines go to DEBUG; our handlers log what matters.
-    # With tracing on, faststream's middleware carries the trace context in the
-    # headers of every command and reply.
+    # faststream's middlewares: NATS message metrics, and with tracing on the trace
+    # context in the headers of every command and reply.
     return NatsBroker(
         **options,
         security=security,
         graceful_timeout=3,
         log_level=logging.DEBUG,
-        middlewares=broker_middlewares(),
+        middlewares=broker_middlewares(name),
     )
 
 

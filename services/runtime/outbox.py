@@ -35,7 +35,7 @@ from services.runtime.leader import Lease
 from services.runtime.logging import get_logger
 from services.runtime.nats import publish_events
 from services.runtime.store import ServiceApplication
-from services.runtime.telemetry import publish_span
+from services.runtime.telemetry import publish_spans
 from services.runtime.tracker import AggregateStates
 
 log = get_logger("meetplane.outbox")
@@ -131,7 +131,10 @@ class Outbox:
 
     async def run(self) -> None:
         """Follow the log until cancelled."""
-        await self.follower.run()
+        try:
+            await self.follower.run()
+        finally:
+            OUTBOX_LAG.outboxes.discard(self)  # a stopped outbox reports no lag
 
     async def wait_published(self, position: int, timeout: float = 10.0) -> bool:
         """Wait until everything up to notification `position` is on the stream."""
@@ -149,18 +152,15 @@ class Outbox:
             raise
         return envelopes
 
-    def _trace_headers(self, mapped: list[tuple[EventEnvelope, int]]) -> list[dict[str, str]]:
-        """A publish span per event, child of the commit that stored it; its headers."""
-        headers = []
+    def _causes(self, mapped: list[tuple[EventEnvelope, int]]) -> list[tuple[str, str, Any]]:
+        """Each event's subject, id and the commit that stored it (for its publish span)."""
         commits: dict[int, Any] = {}
+        causes = []
         for envelope, notification_id in mapped:
             if notification_id not in commits:
                 commits[notification_id] = self.app.commit_traces.pop(notification_id)
-            with publish_span(
-                subject_of(envelope.type), str(envelope.id), commits[notification_id]
-            ) as carried:
-                headers.append(carried)
-        return headers
+            causes.append((subject_of(envelope.type), str(envelope.id), commits[notification_id]))
+        return causes
 
     async def _publish_batch(self, _start: int, notifications: Sequence[Notification]) -> None:
         while self.hold_file is not None and self.hold_file.exists():  # noqa: ASYNC110 - test hook
@@ -168,13 +168,10 @@ class Outbox:
         mapped = await self.follower.run_sync(self._map, notifications)
         envelopes = [envelope for envelope, _ in mapped]
         try:
-            acks = await publish_events(
-                self.broker,
-                envelopes,
-                self.stream,
-                self.publish_timeout,
-                headers=self._trace_headers(mapped),
-            )
+            with publish_spans(self._causes(mapped)) as headers:
+                acks = await publish_events(
+                    self.broker, envelopes, self.stream, self.publish_timeout, headers=headers
+                )
         except BaseException:
             self.states.forget()  # the batch is read again from the store
             raise

@@ -84,13 +84,25 @@ def tracing_enabled() -> bool:
     return isinstance(trace.get_tracer_provider(), TracerProvider)
 
 
-def broker_middlewares() -> tuple[Any, ...]:
-    """faststream middlewares for a service's broker: tracing of request/reply when on."""
+def broker_middlewares(name: str) -> tuple[Any, ...]:
+    """faststream middlewares for the broker of process `name`.
+
+    Prometheus metrics of the NATS messages it handles and publishes
+    (`meetplane_nats_*`, by handler subject), and, when tracing is on, the trace
+    context in the headers of every command and reply.
+    """
+    from faststream.nats.prometheus import NatsPrometheusMiddleware
+    from prometheus_client import REGISTRY
+
+    metrics = NatsPrometheusMiddleware(
+        registry=REGISTRY, app_name=name, metrics_prefix="meetplane_nats"
+    )
     if not tracing_enabled():
-        return ()
+        return (metrics,)
     from faststream.nats.opentelemetry import NatsTelemetryMiddleware
 
-    return (NatsTelemetryMiddleware(),)
+    # Telemetry outermost: the metrics middleware runs inside the message's span.
+    return (NatsTelemetryMiddleware(), metrics)
 
 
 def instrument_fastapi(app: Any) -> None:
@@ -191,21 +203,44 @@ def commit_span(application: str) -> Iterator[Span]:
 
 
 @contextlib.contextmanager
-def publish_span(subject: str, event_id: str, parent: Context | None) -> Iterator[dict[str, str]]:
-    """A producer span for one outbox publication; yields the headers that carry it."""
-    with TRACER.start_as_current_span(
-        f"{subject} publish",
-        context=parent,
-        kind=SpanKind.PRODUCER,
-        attributes={
-            "messaging.system": "nats",
-            "messaging.destination.name": subject,
-            "messaging.message.id": event_id,
-        },
-    ):
-        headers: dict[str, str] = {}
-        inject(headers)
+def publish_spans(
+    messages: Sequence[tuple[str, str, Context | None]],
+) -> Iterator[list[dict[str, str]] | None]:
+    """Producer spans for a pipelined publication, open until every ack is in.
+
+    `messages` are (subject, event id, parent context) triples; yields the headers
+    that carry each span (None with tracing off: nothing to carry).
+    """
+    if not tracing_enabled():
+        yield None
+        return
+    spans = [
+        TRACER.start_span(
+            f"{subject} publish",
+            context=parent,
+            kind=SpanKind.PRODUCER,
+            attributes={
+                "messaging.system": "nats",
+                "messaging.destination.name": subject,
+                "messaging.message.id": event_id,
+            },
+        )
+        for subject, event_id, parent in messages
+    ]
+    headers: list[dict[str, str]] = []
+    for span in spans:
+        carried: dict[str, str] = {}
+        inject(carried, trace.set_span_in_context(span))
+        headers.append(carried)
+    try:
         yield headers
+    except BaseException as exc:
+        for span in spans:
+            span.set_status(Status(StatusCode.ERROR, type(exc).__name__))
+        raise
+    finally:
+        for span in spans:
+            span.end()
 
 
 @contextlib.contextmanager

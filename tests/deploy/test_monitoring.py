@@ -71,7 +71,7 @@ def test_the_dashboard_has_the_event_flow_and_a_row_per_service() -> None:
     dashboard = json.loads(config["data"]["meetplane.json"])
     rows = [p["title"] for p in dashboard["panels"] if p["type"] == "row"]
     assert rows[0] == "Event flow"
-    assert set(rows[1:]) == SERVICES
+    assert set(rows[1:]) == {*SERVICES, "NATS messages"}
     for panel in dashboard["panels"]:
         if panel["type"] != "row":
             assert panel["targets"] and all(t["expr"] for t in panel["targets"]), panel["title"]

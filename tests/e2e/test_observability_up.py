@@ -276,3 +276,52 @@ def test_status_prints_replicas_lags_dead_letters_and_stream_size(traced: Platfo
         check=True,
     ).stdout
     assert text.startswith("stream MEETPLANE:") and "janitor-events" in text
+
+
+EXPECTED = {
+    "gateway": {
+        "meetplane_http_requests_total",
+        "meetplane_http_request_seconds_bucket",
+        "meetplane_webhook_deliveries_total",
+        "meetplane_webhook_delivery_attempts_bucket",
+    },
+    "rooms": {
+        "meetplane_commands_total",
+        "meetplane_command_seconds_bucket",
+        "meetplane_outbox_lag",
+    },
+    "meetings": {
+        "meetplane_commands_total",
+        "meetplane_outbox_lag",
+        "meetplane_external_call_seconds_bucket",
+    },
+    "recordings": {
+        "meetplane_recordings_active",
+        "meetplane_recording_bytes_written_total",
+        "meetplane_external_call_seconds_bucket",
+        "meetplane_external_call_errors_total",
+        "meetplane_outbox_lag",
+    },
+    "janitor": {
+        "meetplane_janitor_timers_pending",
+        "meetplane_janitor_firing_lateness_seconds_bucket",
+        "meetplane_janitor_timers_fired_total",
+    },
+    "identity": {"meetplane_commands_total", "meetplane_outbox_lag"},
+}
+CONSUMERS = {"rooms", "meetings", "recordings", "janitor", "identity"}
+
+
+def test_each_service_exports_its_metrics(traced: Platform) -> None:
+    urls = metrics_urls(traced)
+    for service, expected in EXPECTED.items():
+        names = names_in(urls[service])
+        assert expected <= names, (service, sorted(expected - names))
+        if service in CONSUMERS:
+            consumer = {
+                "meetplane_consumer_lag",
+                "meetplane_consumer_events_total",
+                "meetplane_consumer_parked_messages",
+                "meetplane_service_ready",
+            }
+            assert consumer <= names, (service, sorted(consumer - names))

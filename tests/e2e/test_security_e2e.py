@@ -45,7 +45,7 @@ def new_room(up: EmbeddedUp) -> dict[str, Any]:
 
 
 def secret(room: dict[str, Any]) -> str:
-    return str(room["speakerUrl"].split("secret=")[1])
+    return str(room["access"]["anonymous"]["speaker"]["url"].split("secret=")[1])
 
 
 def test_no_secret_of_the_source_code_and_none_printed(up: EmbeddedUp) -> None:

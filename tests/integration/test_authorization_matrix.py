@@ -154,6 +154,12 @@ async def world(settings_factory: Any, storage_settings: StorageSettings) -> Asy
         base = await stack.enter_async_context(serve_app(app))
         client = await stack.enter_async_context(httpx.AsyncClient(base_url=base, timeout=30))
         world = World(client, app)
+
+        async def platform_ready() -> bool:
+            return (await client.get("/readyz/platform")).status_code == 200
+
+        # Readiness is a route of the table too: walk it once everything answers.
+        await wait_for(platform_ready)
         await _sign_in_everyone(world)
         await _shared_room(world)
         yield world
@@ -308,7 +314,8 @@ async def _walk(world: World, path: str, method: str, operation: dict[str, Any])
             category = "Authentication Error" if got == 401 else "Authorization Error"
             ok = response.json().get("error") == category
         if not ok:
-            mismatches.append(f"{method.upper()} {path} as {kind}: {got}, want {want}")
+            detail = response.text[:200] if got >= 500 else ""
+            mismatches.append(f"{method.upper()} {path} as {kind}: {got}, want {want} {detail}")
     return mismatches
 
 

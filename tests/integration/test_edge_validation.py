@@ -46,7 +46,7 @@ async def test_unreadable_room_and_participant_names_get_422(
     assert room["roomName"] == "fine"
     renamed = await http.put(f"/api/v1/rooms/{room['roomId']}", json={"roomName": name})
     assert renamed.status_code == 422
-    secret = room["speakerUrl"].split("secret=")[1]
+    secret = room["access"]["anonymous"]["speaker"]["url"].split("secret=")[1]
     joined = await http.post(
         f"/api/v1/rooms/{room['roomId']}/join", json={"secret": secret, "participantName": name}
     )

@@ -14,6 +14,7 @@ from typing import Any
 
 import httpx
 import pytest
+from prometheus_client import REGISTRY
 
 from contracts.events import RecordingReady, RecordingStarted, make_envelope, subject_of
 from services.gateway.app import create_app
@@ -137,12 +138,19 @@ async def test_test_event_is_signed_and_unreachable_urls_are_reported(gateway: A
     )
 
 
+def _deliveries(outcome: str) -> float:
+    return (
+        REGISTRY.get_sample_value("meetplane_webhook_deliveries_total", {"outcome": outcome}) or 0
+    )
+
+
 async def test_global_webhook_is_retried_logged_and_resent(
     gateway: Any, client_broker: Any
 ) -> None:
     http, _ = gateway
     receiver = Receiver()
     receiver.failing = True
+    before = {o: _deliveries(o) for o in ("failed", "given_up", "resent_ok")}
     async with serve_app(receiver.app) as hook:
         await http.put(f"{INTERNAL}/config/webhooks", json={"enabled": True, "url": f"{hook}/hook"})
         event_id = await publish_recording_event(client_broker, "r1")
@@ -161,11 +169,15 @@ async def test_global_webhook_is_retried_logged_and_resent(
         assert record["lastError"] == "Server error (500 Internal Server Error)"
         assert record["payload"]["event"] == "recordingStarted"
         assert {r["headers"]["x-event-id"] for r in receiver.received} == {event_id}
+        # What the webhook failure-ratio alert reads (deploy/k8s/monitoring).
+        assert _deliveries("failed") == before["failed"] + 2
+        assert _deliveries("given_up") == before["given_up"] + 1
         # The receiver is back: an admin sends the delivery again.
         receiver.failing = False
         resent = await http.post(f"{log_url}/resend")
         assert resent.status_code == 200
         assert resent.json()["status"] == "delivered" and resent.json()["attempts"] == 4
+        assert _deliveries("resent_ok") == before["resent_ok"] + 1
         assert resent.json()["history"][-1] == {
             "date": resent.json()["lastAttemptDate"],
             "statusCode": 200,

@@ -190,3 +190,34 @@ async def test_log_lines_carry_the_trace_and_span_ids(
     server = next(s for s in spans.get_finished_spans() if s.name == "POST /api/v1/rooms")
     assert access["trace_id"] == format(server.context.trace_id, "032x")
     assert len(access["span_id"]) == 16
+
+
+async def test_consumer_lag_grows_while_a_batch_is_stuck_and_returns_to_zero(
+    settings_factory: Any, client_broker: Any
+) -> None:
+    """The lag alert must see a consumer whose store is down: its batch never finishes."""
+    import asyncio
+
+    from services.runtime.store import eventsourcing_env
+    from tests.integration.test_consumer import Recorder, Tracker, consumer, publish
+
+    unblocked = asyncio.Event()
+
+    class Stuck(Recorder):
+        async def __call__(self, batch: Any, position: Any) -> None:
+            await unblocked.wait()
+            await super().__call__(batch, position)
+
+    settings = settings_factory()
+    recorder = Stuck(Tracker(env=eventsourcing_env(settings, "consumertest")))
+    parts, durable = consumer(settings, recorder)
+    lag = {"consumer": durable.name}
+    async with running(parts, settings):
+        await publish(client_broker, [("room-a", 1)])
+        await wait_for(lambda: durable.position == 0 and durable._sub is not None)
+        await publish(client_broker, [("room-a", 2), ("room-b", 3), ("room-c", 4)])
+        # Refreshed with the batch's heartbeat: the stuck event and the three behind it.
+        await wait_for(lambda: REGISTRY.get_sample_value("meetplane_consumer_lag", lag) == 4, 15)
+        unblocked.set()
+        await wait_for(lambda: len(recorder.applied) == 4)
+        await wait_for(lambda: REGISTRY.get_sample_value("meetplane_consumer_lag", lag) == 0)

@@ -58,7 +58,7 @@ async def new_room(client: httpx.AsyncClient) -> tuple[str, str]:
     )
     assert response.status_code == 201, response.text
     room = response.json()
-    return room["roomId"], room["speakerUrl"].split("secret=")[1]
+    return room["roomId"], room["access"]["anonymous"]["speaker"]["url"].split("secret=")[1]
 
 
 async def join(client: httpx.AsyncClient, room_id: str, secret: str) -> httpx.Response:
