@@ -73,7 +73,10 @@ def test_meeting_view_connects_to_livekit_with_the_join_token(
     with browser() as chromium:
         context = chromium.new_context(viewport=DESKTOP)
         page = context.new_page()
-        page.goto(link(room, "moderator"))
+        response = page.goto(link(room, "moderator"))
+        # The page may talk to the LiveKit server (WebSocket and its HTTP form).
+        http_origin = livekit_url.replace("ws://", "http://")
+        assert http_origin in response.headers["content-security-policy"]
         page.get_by_label("Your name").fill("Lia")
         page.get_by_role("button", name="Continue").click()
         with page.expect_response(lambda r: r.url.endswith("/join")) as joined:

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import json
 from typing import Annotated, Any
+from urllib.parse import urlsplit
 
 import jwt
 from fastapi import APIRouter, Header, Query, Request, Response
@@ -24,9 +25,11 @@ from services.gateway.web.apiclient import INTERNAL_API, PUBLIC_API, Api
 from services.gateway.web.live import room_events
 from services.gateway.web.media import recording_media
 from services.gateway.web.pages import (
+    CSP,
     PageRoute,
     check_csrf,
     error_page,
+    nonce_of,
     remember_csrf,
     render,
     secure_cookies,
@@ -188,7 +191,20 @@ async def join_page(request: Request, roomId: str, secret: SecretQuery = None) -
     remember_member(request, response, roomId, token)
     if user_join:
         remember_csrf(request, response)
+    if _media_backend(request) == "livekit":
+        # livekit-client talks to the LiveKit server over WebSocket and HTTP(S).
+        origin = _livekit_origins(request.app.state.settings.livekit_url)
+        response.headers["Content-Security-Policy"] = CSP.format(nonce=nonce_of(request)).replace(
+            "connect-src 'self' ws: wss:", f"connect-src 'self' ws: wss: {origin}"
+        )
     return response
+
+
+def _livekit_origins(url: str) -> str:
+    """The http(s) origin of the LiveKit URL (`wss://host` → `https://host`)."""
+    parts = urlsplit(url)
+    scheme = {"wss": "https", "ws": "http"}.get(parts.scheme, parts.scheme)
+    return f"{scheme}://{parts.netloc}"
 
 
 class UserJoinBody(BaseModel):
