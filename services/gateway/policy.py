@@ -283,9 +283,11 @@ POLICIES: dict[Key, Policy] = {
         ("root", method, path): PAGE
         for method, path in (
             ("GET", "/docs"),
+            ("GET", "/redoc"),
             ("GET", "/room/{roomId}"),
             ("GET", "/room/{roomId}/recordings"),
             ("GET", "/room/{roomId}/events"),
+            ("POST", "/room/{roomId}/join"),
             ("GET", "/room/{roomId}/recordings/{recordingId}/media"),
             ("GET", "/recording/{recordingId}"),
             ("GET", "/recording/{recordingId}/media"),
@@ -305,6 +307,7 @@ POLICIES: dict[Key, Policy] = {
             ("POST", "/rooms/{roomId}/edit"),
             ("GET", "/recordings"),
             ("POST", "/recordings"),
+            ("GET", "/recordings/download"),
             ("GET", "/users"),
             ("POST", "/users"),
             ("GET", "/profile"),

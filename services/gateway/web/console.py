@@ -50,6 +50,14 @@ FLASH = {
     "password": "Password changed.",
     "user_created": "User created.",
     "user_deleted": "User deleted.",
+    "user_role": "Role changed.",
+    "user_password": "Password reset: the user's sessions were signed out.",
+    "key_deleted": "API key deleted: it no longer works.",
+    "webhook_added": "Webhook added.",
+    "links": "Links updated.",
+    "member_added": "Member added.",
+    "member_removed": "Member removed.",
+    "webhook_deleted": "Webhook deleted.",
     "webhooks": "Webhook settings saved.",
     "webhook_test": "The test event was delivered.",
     "deleted": "Deleted.",
@@ -58,11 +66,19 @@ FLASH = {
 # What each 409 of a room deletion means, in words (the API's `successCode`s and errors).
 DELETE_OUTCOMES = {
     "room_deleted": "The room was deleted.",
-    "room_with_active_meeting_deleted": "The room and its live meeting were ended and deleted.",
-    "room_with_active_meeting_scheduled_to_be_deleted": "The room will be deleted when its "
-    "meeting ends.",
     "room_and_recordings_deleted": "The room and its recordings were deleted.",
     "room_closed": "The room has recordings, so it was closed instead of deleted.",
+    "room_with_active_meeting_deleted": "The live meeting was ended and the room deleted.",
+    "room_with_active_meeting_and_recordings_deleted": "The live meeting was ended; the room "
+    "and its recordings were deleted.",
+    "room_with_active_meeting_closed": "The live meeting was ended; the room has recordings, "
+    "so it was closed instead of deleted.",
+    "room_with_active_meeting_scheduled_to_be_deleted": "The room will be deleted when its "
+    "meeting ends.",
+    "room_with_active_meeting_and_recordings_scheduled_to_be_deleted": "The room and its "
+    "recordings will be deleted when its meeting ends.",
+    "room_with_active_meeting_scheduled_to_be_closed": "The room has recordings: it will be "
+    "closed when its meeting ends.",
 }
 
 
@@ -296,6 +312,8 @@ async def rooms_page(
     listing = await console.api.get(
         f"{PUBLIC_API}/rooms",
         roomName=roomName or None,
+        roomNameMatchMode="partial" if roomName else None,
+        roomNameCaseInsensitive="true" if roomName else None,
         status=status or None,
         sortField=sort_field,
         sortOrder=sort_order,
@@ -372,15 +390,15 @@ def _explain_409(exc: ApiError) -> str:
     if exc.status != 409:
         return exc.message
     text = exc.message.lower()
-    if "meeting" in text:
-        return (
-            "Not deleted: the room has a live meeting. Choose “end the meeting” or "
-            "“delete when the meeting ends”. (" + exc.message + ")"
-        )
-    if "recording" in text:
+    if "because it has recordings" in text:
         return (
             "Not deleted: the room has recordings. Choose “delete the recordings too” or "
             "“close the room instead”. (" + exc.message + ")"
+        )
+    if "active meeting" in text:
+        return (
+            "Not deleted: the room has a live meeting. Choose “end the meeting” or "
+            "“delete when the meeting ends”. (" + exc.message + ")"
         )
     return exc.message
 
@@ -536,13 +554,18 @@ async def room_page(request: Request, roomId: str) -> Response:
     room = await console.api.get(f"{PUBLIC_API}/rooms/{roomId}", extraFields="config,roles")
     meeting = await _meeting(console, roomId)
     recordings = await console.api.get(f"{PUBLIC_API}/recordings", roomId=roomId, maxItems=20)
+    events: list[dict[str, Any]] | None
+    members: list[dict[str, Any]] | None
     try:
         history = await console.api.get(f"{PUBLIC_API}/rooms/{roomId}/history", maxItems=200)
         events = [_history_entry(e) for e in reversed(history["events"])]
+        members = (await console.api.get(f"{PUBLIC_API}/rooms/{roomId}/members", maxItems=100))[
+            "members"
+        ]
     except ApiError as exc:
         if exc.status != 403:
             raise
-        events = None
+        events = members = None
     return console.page(
         "room_detail.html",
         {
@@ -550,6 +573,7 @@ async def room_page(request: Request, roomId: str) -> Response:
             "meeting": meeting,
             "recordings": recordings["recordings"],
             "events": events,
+            "members": members,
             "nav": "rooms",
         },
     )
@@ -606,6 +630,37 @@ async def room_action(request: Request, roomId: str) -> Response:
             json={"regenerate": roles or ["moderator", "speaker", "recording"]},
         )
         return console.redirect(f"/rooms/{roomId}?done=regenerated")
+    if action == "links":
+        anonymous = {
+            role: {"enabled": form.get(f"link.{role}") == "on"}
+            for role in ("moderator", "speaker", "recording")
+        }
+        await api.call(
+            "PUT",
+            f"{base}/access",
+            json={
+                "access": {
+                    "anonymous": anonymous,
+                    "user": {"enabled": form.get("link.user") == "on"},
+                }
+            },
+        )
+        return console.redirect(f"/rooms/{roomId}?done=links")
+    if action in ("add_member", "remove_member"):
+        try:
+            if action == "remove_member":
+                member_id = str(form.get("memberId", ""))
+                await api.call("DELETE", f"{base}/members/{member_id}")
+                return console.redirect(f"/rooms/{roomId}?done=member_removed")
+            who = str(form.get("who", "")).strip()
+            body: dict[str, Any] = {"baseRole": str(form.get("baseRole", "speaker"))}
+            body["userId" if form.get("kind") == "user" else "name"] = who
+            await api.call("POST", f"{base}/members", json=body)
+        except ApiError as exc:
+            if exc.status not in (400, 404, 409, 422):
+                raise
+            return error_page(request, exc.status, exc.message)
+        return console.redirect(f"/rooms/{roomId}?done=member_added")
     if action in ("end", "evict", "role"):
         member = Api.member(request, await console.member_token(roomId))
         meetings = f"{PUBLIC_API}/meetings/{roomId}"
@@ -708,6 +763,22 @@ async def recordings_page(
     )
 
 
+@router.get("/recordings/download")
+async def recordings_zip(request: Request) -> Response:
+    """The ticked recordings as one ZIP: the API's `GET /recordings/download`, streamed."""
+    console = await signed_in(request)
+    if isinstance(console, Response):
+        return console
+    ids = [i for i in request.query_params.getlist("recordingIds") if i]
+    if not ids:
+        return error_page(request, 400, "Tick at least one recording.", "Nothing selected")
+    return console.finish(
+        await console.api.stream(
+            f"{PUBLIC_API}/recordings/download", params={"recordingIds": ",".join(ids)}
+        )
+    )
+
+
 @router.post("/recordings")
 async def recordings_bulk_delete(request: Request) -> Response:
     console = await signed_in(request)
@@ -715,6 +786,17 @@ async def recordings_bulk_delete(request: Request) -> Response:
         return console
     form = await request.form()
     check_csrf(request, str(form.get("csrf") or ""))
+    if form.get("action") == "share":
+        recording_id = str(form.get("recordingId", ""))
+        private = form.get("private") == "on"
+        answer = await console.api.get(
+            f"{PUBLIC_API}/recordings/{recording_id}/url",
+            privateAccess="true" if private else "false",
+        )
+        return console.page(
+            "share.html",
+            {"url": answer["url"], "private": private, "nav": "recordings"},
+        )
     ids = [str(v) for v in form.getlist("recordingIds")]
     if not ids:
         return error_page(request, 400, "Tick at least one recording.", "Nothing selected")
@@ -762,9 +844,30 @@ async def users_action(request: Request) -> Response:
     form = await request.form()
     check_csrf(request, str(form.get("csrf") or ""))
     action = str(form.get("action", ""))
+    user = str(form.get("userId", ""))
     if action == "delete":
-        await console.api.call("DELETE", f"{PUBLIC_API}/users/{form.get('userId', '')}")
+        await console.api.call("DELETE", f"{PUBLIC_API}/users/{user}")
         return console.redirect("/users?done=user_deleted")
+    try:
+        if action == "role":
+            await console.api.call(
+                "PUT", f"{PUBLIC_API}/users/{user}/role", json={"role": str(form.get("role"))}
+            )
+            return console.redirect("/users?done=user_role")
+        if action == "password":
+            await console.api.call(
+                "PUT",
+                f"{PUBLIC_API}/users/{user}/password",
+                json={"newPassword": str(form.get("newPassword", ""))},
+            )
+            return console.redirect("/users?done=user_password")
+    except ApiError as exc:
+        if exc.status not in (400, 409, 422):
+            raise
+        users = await console.api.get(f"{PUBLIC_API}/users", maxItems=100)
+        return console.page(
+            "users.html", {"users": users["users"], "nav": "users", "error": exc.message}, 422
+        )
     body = {
         "userId": str(form.get("userId", "")).strip(),
         "name": str(form.get("name", "")).strip(),
@@ -820,6 +923,27 @@ async def change_password(
     return response
 
 
+WEBHOOK_EVENTS = (
+    "meetingStarted",
+    "meetingEnded",
+    "recordingStarted",
+    "recordingUpdated",
+    "recordingEnded",
+)
+
+
+async def _config_context(console: Console, **extra: Any) -> dict[str, Any]:
+    return {
+        "webhooks": await console.api.get(f"{INTERNAL_API}/config/webhooks"),
+        "subscriptions": (await console.api.get(f"{PUBLIC_API}/webhooks"))["webhooks"],
+        "events": WEBHOOK_EVENTS,
+        "keys": await console.api.get(f"{INTERNAL_API}/api-keys"),
+        "nav": "config",
+        "error": None,
+        **extra,
+    }
+
+
 @router.get("/config")
 async def config_page(request: Request) -> Response:
     console = await signed_in(request)
@@ -827,23 +951,45 @@ async def config_page(request: Request) -> Response:
         return console
     if not console.is_admin:
         return error_page(request, 403, "Only admins change the settings.")
-    webhooks = await console.api.get(f"{INTERNAL_API}/config/webhooks")
-    keys = await console.api.get(f"{INTERNAL_API}/api-keys")
-    return console.page(
-        "config.html", {"webhooks": webhooks, "keys": keys, "nav": "config", "error": None}
-    )
+    return console.page("config.html", await _config_context(console))
 
 
 @router.post("/config")
 async def config_action(request: Request) -> Response:
+    """Settings: the v3.8.0 webhook, more webhooks (3.9 line), API keys."""
     console = await signed_in(request)
     if isinstance(console, Response):
         return console
     form = await request.form()
     check_csrf(request, str(form.get("csrf") or ""))
     url = str(form.get("url", "")).strip() or None
+    action = form.get("action")
+    webhook_id = str(form.get("webhookId", ""))
     try:
-        if form.get("action") == "test":
+        if action == "create_key":
+            created = await console.api.call("POST", f"{INTERNAL_API}/api-keys")
+            return console.page("config.html", await _config_context(console, new_key=created))
+        if action == "delete_key":
+            key_id = str(form.get("keyId", ""))
+            await console.api.call("DELETE", f"{INTERNAL_API}/api-keys/{key_id}")
+            return console.redirect("/config?done=key_deleted")
+        if action == "add_webhook":
+            body: dict[str, Any] = {
+                "url": url or "",
+                "events": [e for e in form.getlist("events") if e in WEBHOOK_EVENTS] or None,
+            }
+            room = str(form.get("roomId") or "").strip()
+            if room:
+                body["roomId"] = room
+            await console.api.call("POST", f"{PUBLIC_API}/webhooks", json=body)
+            return console.redirect("/config?done=webhook_added")
+        if action == "delete_webhook":
+            await console.api.call("DELETE", f"{PUBLIC_API}/webhooks/{webhook_id}")
+            return console.redirect("/config?done=webhook_deleted")
+        if action == "test_webhook":
+            await console.api.call("POST", f"{PUBLIC_API}/webhooks/{webhook_id}/test")
+            return console.redirect("/config?done=webhook_test")
+        if action == "test":
             await console.api.call(
                 "POST", f"{INTERNAL_API}/config/webhooks/test", json={"url": url or ""}
             )
@@ -854,13 +1000,7 @@ async def config_action(request: Request) -> Response:
             json={"enabled": form.get("enabled") == "on", "url": url},
         )
     except ApiError as exc:
-        if exc.status not in (400, 422):
+        if exc.status not in (400, 404, 409, 422):
             raise
-        webhooks = await console.api.get(f"{INTERNAL_API}/config/webhooks")
-        keys = await console.api.get(f"{INTERNAL_API}/api-keys")
-        return console.page(
-            "config.html",
-            {"webhooks": webhooks, "keys": keys, "nav": "config", "error": exc.message},
-            422,
-        )
+        return console.page("config.html", await _config_context(console, error=exc.message), 422)
     return console.redirect("/config?done=webhooks")

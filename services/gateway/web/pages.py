@@ -57,7 +57,8 @@ CSP = (
 
 def secure_headers(response: Response, nonce: str, csp: str = CSP) -> Response:
     """The headers every page carries."""
-    response.headers["Content-Security-Policy"] = csp.format(nonce=nonce)
+    if "content-security-policy" not in response.headers:  # a page may set its own
+        response.headers["Content-Security-Policy"] = csp.format(nonce=nonce)
     response.headers["Referrer-Policy"] = "no-referrer"
     response.headers["Cache-Control"] = "no-store"
     response.headers["X-Content-Type-Options"] = "nosniff"

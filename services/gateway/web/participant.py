@@ -10,10 +10,14 @@ the public API with that token.  Access logs carry paths only, never query strin
 
 from __future__ import annotations
 
+import json
 from typing import Annotated, Any
+from urllib.parse import urlsplit
 
-from fastapi import APIRouter, Query, Request, Response
+import jwt
+from fastapi import APIRouter, Header, Query, Request, Response
 from fastapi.responses import StreamingResponse
+from pydantic import BaseModel, ConfigDict, Field
 
 from services.gateway.errors import ApiError
 from services.gateway.tokens import MemberClaims, TokenService
@@ -21,14 +25,21 @@ from services.gateway.web.apiclient import INTERNAL_API, PUBLIC_API, Api
 from services.gateway.web.live import room_events
 from services.gateway.web.media import recording_media
 from services.gateway.web.pages import (
+    CSP,
     PageRoute,
+    check_csrf,
     error_page,
+    nonce_of,
+    remember_csrf,
     render,
     secure_cookies,
     session_token,
+    to_login,
 )
 
 router = APIRouter(route_class=PageRoute, include_in_schema=False)
+# Called by the page's script (JSON in, JSON out, errors as the API's JSON).
+xhr_router = APIRouter(include_in_schema=False)
 
 SecretQuery = Annotated[str | None, Query(max_length=200)]
 ROOM_ID_CHARS = set("abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789_-")
@@ -85,13 +96,6 @@ async def _enter(
         room = await Api.member(request, token).get(f"{PUBLIC_API}/rooms/{room_id}")
     except ApiError as exc:
         return _link_problem(request, room_id, exc)
-    if room.get("pendingDeletion"):
-        return error_page(
-            request,
-            410,
-            "This room is being deleted and can no longer be joined.",
-            "This room is being deleted",
-        )
     return token, claims, room
 
 
@@ -118,9 +122,45 @@ def _media_backend(request: Request) -> str:
     return backend
 
 
+async def _enter_as_user(
+    request: Request, room_id: str, access: str
+) -> tuple[str, MemberClaims, dict[str, Any]] | Response:
+    """The room's user link (no secret) for a signed-in user: a member token as that user."""
+    if not _valid_room_id(room_id):
+        return error_page(request, 404, "There is no room at this address.", "No such room")
+    try:
+        answer = await Api.user(request, access).call(
+            "POST", f"{INTERNAL_API}/rooms/{room_id}/members/token", json={}
+        )
+    except ApiError as exc:
+        if exc.status == 403:
+            return error_page(
+                request,
+                403,
+                "Your account may not enter this room. Ask its owner to add you, or use "
+                "a room link.",
+                "Not a member of this room",
+            )
+        return _link_problem(request, room_id, exc)
+    token = str(answer["token"])
+    tokens: TokenService = request.app.state.tokens
+    claims = tokens.member_claims(token)
+    room = await Api.member(request, token).get(f"{PUBLIC_API}/rooms/{room_id}")
+    return token, claims, room
+
+
 @router.get("/room/{roomId}")
 async def join_page(request: Request, roomId: str, secret: SecretQuery = None) -> Response:
-    entered = await _enter(request, roomId, secret)
+    # Without a secret this is the room's user link: for signed-in users (OpenVidu Meet's
+    # user access); anyone else signs in first and comes back.
+    user_join = not secret
+    if user_join:
+        access = session_token(request)
+        if access is None:
+            return to_login(request)
+        entered = await _enter_as_user(request, roomId, access)
+    else:
+        entered = await _enter(request, roomId, secret)
     if isinstance(entered, Response):
         return entered
     token, claims, room = entered
@@ -145,10 +185,66 @@ async def join_page(request: Request, roomId: str, secret: SecretQuery = None) -
             "can_join": bool(permissions.get("canJoinMeeting")) and claims.role != "recording",
             "can_see_recordings": bool(permissions.get("canRetrieveRecordings")),
             "api": PUBLIC_API,
+            "user_join": user_join,
         },
     )
     remember_member(request, response, roomId, token)
+    if user_join:
+        remember_csrf(request, response)
+    if _media_backend(request) == "livekit":
+        # livekit-client talks to the LiveKit server over WebSocket and HTTP(S).
+        origin = _livekit_origins(request.app.state.settings.livekit_url)
+        response.headers["Content-Security-Policy"] = CSP.format(nonce=nonce_of(request)).replace(
+            "connect-src 'self' ws: wss:", f"connect-src 'self' ws: wss: {origin}"
+        )
     return response
+
+
+def _livekit_origins(url: str) -> str:
+    """The http(s) origin of the LiveKit URL (`wss://host` → `https://host`)."""
+    parts = urlsplit(url)
+    scheme = {"wss": "https", "ws": "http"}.get(parts.scheme, parts.scheme)
+    return f"{scheme}://{parts.netloc}"
+
+
+class UserJoinBody(BaseModel):
+    """POST /room/{roomId}/join (the user link's page script)."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    participantName: Annotated[str, Field(min_length=1, max_length=50)]
+
+
+@xhr_router.post("/room/{roomId}/join")
+async def user_join(
+    request: Request,
+    roomId: str,
+    body: UserJoinBody,
+    csrf: Annotated[str | None, Header(alias="X-CSRF-Token")] = None,
+) -> dict[str, Any]:
+    """Join as the signed-in user (the user link): the internal API's member-token route
+    with `joinMeeting`, as OpenVidu Meet's own page does; answers like the link join."""
+    check_csrf(request, csrf)
+    access = session_token(request)
+    if access is None:
+        raise ApiError(401, "Authentication Error", "Please sign in again.")
+    answer = await Api.user(request, access).call(
+        "POST",
+        f"{INTERNAL_API}/rooms/{roomId}/members/token",
+        json={"joinMeeting": True, "participantName": body.participantName},
+    )
+    token = str(answer["token"])
+    # The LiveKit token the meetings service just signed names the participant and meeting.
+    claims = jwt.decode(token, options={"verify_signature": False})
+    metadata = json.loads(claims.get("metadata") or "{}")
+    return {
+        "url": metadata.get("livekitUrl") or request.app.state.settings.livekit_url,
+        "token": token,
+        "identity": claims.get("sub"),
+        "meetingId": metadata.get("meetingId"),
+        "role": metadata.get("role"),
+        "roomId": roomId,
+    }
 
 
 @router.get("/room/{roomId}/recordings")

@@ -8,6 +8,17 @@
     }
   });
 
+  // Copy a room link to the clipboard.
+  document.addEventListener("click", function (event) {
+    const button = event.target.closest("button.copy");
+    if (!button || !navigator.clipboard) return;
+    navigator.clipboard.writeText(button.dataset.copy).then(function () {
+      button.textContent = "Copied";
+    }, function () {
+      button.textContent = "Copy failed";
+    });
+  });
+
   // The room page's live meeting follows the room's events (SSE) instead of polling.
   const live = document.getElementById("live-meeting");
   if (live && live.dataset.events && window.EventSource && window.htmx) {

@@ -14,9 +14,12 @@
   // The secret stays in memory only: remove it from the address bar (and history).
   const secret = new URLSearchParams(location.search).get("secret") || "";
   history.replaceState(null, "", location.pathname);
-  const roomLink = location.pathname + "?secret=" + encodeURIComponent(secret);
+  // A signed-in user's link has no secret: joining goes through the page as that user.
+  const userJoin = app.dataset.userJoin === "true";
+  const roomLink = userJoin ? location.pathname
+    : location.pathname + "?secret=" + encodeURIComponent(secret);
   const recordingsLink = document.getElementById("recordings-link");
-  if (recordingsLink) {
+  if (recordingsLink && !userJoin) {
     recordingsLink.href = location.pathname + "/recordings?secret=" + encodeURIComponent(secret);
   }
 
@@ -185,8 +188,9 @@
     button.disabled = true;
     $("join-error").textContent = "";
     try {
-      joined = await call("POST", "/rooms/" + roomId + "/join",
-        { secret: secret, participantName: nickname }, "none");
+      joined = userJoin ? await joinAsUser()
+        : await call("POST", "/rooms/" + roomId + "/join",
+          { secret: secret, participantName: nickname }, "none");
     } catch (error) {
       button.disabled = false;
       if (error.status === 409 && /closed/i.test(error.message)) {
@@ -200,6 +204,21 @@
     }
     enterMeeting();
   });
+
+  async function joinAsUser() {
+    const response = await fetch(location.pathname + "/join", {
+      method: "POST",
+      headers: { "Content-Type": "application/json", "X-CSRF-Token": app.dataset.csrf },
+      body: JSON.stringify({ participantName: nickname }),
+    });
+    const answer = await response.json().catch(function () { return {}; });
+    if (!response.ok) {
+      const error = new Error(answer.message || response.statusText);
+      error.status = response.status;
+      throw error;
+    }
+    return answer;
+  }
 
   async function enterMeeting() {
     show("meeting-view");
