@@ -51,9 +51,15 @@ def browser(args: list[str] | None = None) -> Iterator[Any]:
 
 
 def screenshot(page: Any, name: str) -> None:
-    """Save the page as docs/screenshots/<name>.png (the README shows them)."""
-    SCREENSHOTS.mkdir(parents=True, exist_ok=True)
-    page.screenshot(path=str(SCREENSHOTS / f"{name}.png"), full_page=True)
+    """Save the page as docs/screenshots/<name>.png (the README shows them).
+
+    Only with MEETPLANE_SCREENSHOTS=1: a test run must not rewrite the checkout.
+    Without it the page is still rendered to an image (the same code path).
+    """
+    image = page.screenshot(full_page=True)
+    if os.environ.get("MEETPLANE_SCREENSHOTS") == "1":
+        SCREENSHOTS.mkdir(parents=True, exist_ok=True)
+        (SCREENSHOTS / f"{name}.png").write_bytes(image)
 
 
 AXE = Path(__file__).resolve().parent / "vendor" / "axe.min.js"  # axe-core, vendored
