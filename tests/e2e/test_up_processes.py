@@ -177,7 +177,7 @@ class Observer:
                     ready = http.get("/readyz/platform")
                     self.seen.append(("readyz", (ready.status_code, ready.json()["down"])))
                     answer = http.get("/api/v1/rooms/observer-0000")
-                    self.seen.append(("api", (answer.status_code, answer.json().get("error"))))
+                    self.seen.append(("api", (answer.status_code, answer.json().get("code"))))
                 except httpx.HTTPError as exc:
                     self.seen.append(("error", repr(exc)))
                 self._stop.wait(0.05)
