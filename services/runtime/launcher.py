@@ -302,14 +302,19 @@ class Platform:
             secret_key=storage_secret(self.data_dir),
         )
         self.supervisor.add(Supervised(STORAGE, server.spawn, self.run_dir / f"{STORAGE}.pid"))
-        self.supervisor.components[STORAGE].start()
-        try:
-            server.wait_ready(60)
-        except (RuntimeError, TimeoutError) as exc:
-            raise LaunchRefused(
-                f"the S3 server did not start on port {self.storage_port} ({exc}); "
-                f"see {server.data_dir / 'weed.out'} (MEETPLANE_STORAGE_PORT moves it)"
-            ) from None
+        for attempt in range(3):
+            # A new spawn picks new internal ports if another process took one.
+            self.supervisor.components[STORAGE].start()
+            try:
+                server.wait_ready(60)
+                break
+            except (RuntimeError, TimeoutError) as exc:
+                if attempt < 2 and server.internal_port_taken():
+                    continue
+                raise LaunchRefused(
+                    f"the S3 server did not start on port {self.storage_port} ({exc}); "
+                    f"see {server.data_dir / 'weed.out'} (MEETPLANE_STORAGE_PORT moves it)"
+                ) from None
         self.s3 = server
         os.environ["MEETPLANE_STORAGE_ENDPOINT"] = server.endpoint
 

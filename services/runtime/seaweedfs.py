@@ -19,6 +19,7 @@ from services.runtime.logging import get_logger
 from services.runtime.process import spawn, stop_process
 
 log = get_logger("meetplane.seaweedfs")
+SPAWN_MARK = "== meetplane: weed mini started"
 
 
 def _free_port() -> int:
@@ -62,6 +63,17 @@ class SeaweedFS:
     def endpoint(self) -> str:
         """host:port of the S3 API."""
         return f"{self.host}:{self.s3_port}"
+
+    def internal_port_taken(self) -> bool:
+        """Whether the last run died binding an internal port (not the S3 port we were given)."""
+        out = self.data_dir / "weed.out"
+        if not out.exists():
+            return False
+        last_run = out.read_text(errors="replace").rsplit(SPAWN_MARK, 1)[-1]
+        for line in last_run.splitlines():
+            if "address already in use" in line and f":{self.s3_port}:" not in line:
+                return True
+        return False
 
     def _ports(self) -> dict[str, int]:
         # Internal ports are kept in the data dir so a restart reuses them.
@@ -126,6 +138,13 @@ class SeaweedFS:
         for sock in ("s3.sock", "filer.sock"):
             # A killed server leaves its sockets behind; a new one cannot bind them.
             (self.data_dir / sock).unlink(missing_ok=True)
+        if self.internal_port_taken():
+            # Another process took one of the internal ports picked earlier (a free
+            # port is only free until someone binds it): pick new ones.
+            log.warning("seaweedfs.internal_port_taken", data_dir=str(self.data_dir))
+            (self.data_dir / "ports.json").unlink(missing_ok=True)
+        with (self.data_dir / "weed.out").open("a") as out:
+            out.write(f"{SPAWN_MARK}\n")  # what follows is this run's output
         self.process = spawn(
             self.command(), output=self.data_dir / "weed.out", die_with_parent=self.die_with_parent
         )
