@@ -52,6 +52,7 @@ INTERNAL_ROUTERS = [
     users.me_router,
     members.token_router,
     webhooks.config_router,
+    meetings.internal_router,
 ]
 ROOT_ROUTERS = [ops.router]
 

@@ -212,3 +212,29 @@ async def change_role(
         f' in room "{roomId}"',
         "participant": changed,
     }
+
+
+# v3.8.0's internal API has the same three meeting-control routes (member tokens only):
+# the same functions, mounted once more.
+internal_router = APIRouter(prefix="/meetings", tags=["meetings"])
+internal_router.add_api_route(
+    "/{roomId}",
+    end_meeting,
+    methods=["DELETE"],
+    summary="End the meeting",
+    **documented(MeetingEnded, errors=(404,)),
+)
+internal_router.add_api_route(
+    "/{roomId}/participants/{identity}",
+    evict,
+    methods=["DELETE"],
+    summary="Kick a participant",
+    **documented(Message, errors=(404,)),
+)
+internal_router.add_api_route(
+    "/{roomId}/participants/{identity}/role",
+    change_role,
+    methods=["PUT"],
+    summary="Change a participant's role",
+    **documented(ParticipantRoleChanged, errors=(404, 409)),
+)
