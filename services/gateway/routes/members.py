@@ -8,7 +8,7 @@ import uuid
 from typing import Annotated, Any, Literal
 
 from fastapi import APIRouter, Header, Path, Query, Request, Response
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, StrictBool
 
 from contracts.commands import identity as cmd
 from contracts.commands import meetings as meetings_cmd
@@ -251,7 +251,7 @@ class TokenBody(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
     secret: Annotated[str, Field(min_length=1, max_length=200)] | None = None
-    joinMeeting: bool = False
+    joinMeeting: StrictBool = False
     participantName: Annotated[str, Field(min_length=1, max_length=50)] | None = None
 
 

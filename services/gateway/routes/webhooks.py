@@ -11,7 +11,7 @@ import time
 from typing import Annotated, Any
 
 from fastapi import APIRouter, Path, Query, Request, Response
-from pydantic import AfterValidator, BaseModel, ConfigDict, Field, HttpUrl, TypeAdapter
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field, HttpUrl, StrictBool, TypeAdapter
 
 from services.gateway.api import PUBLIC_API
 from services.gateway.errors import ApiError
@@ -69,7 +69,7 @@ class WebhooksConfigBody(BaseModel):
 
     model_config = ConfigDict(extra="forbid", strict=True)
 
-    enabled: bool
+    enabled: StrictBool
     url: Url | None = None
 
 
@@ -89,7 +89,7 @@ class WebhookOptions(BaseModel):
     url: Url
     events: Annotated[list[WebhookEvent], Field(min_length=1, max_length=20)] | None = None
     roomId: Annotated[str, Field(min_length=1, max_length=100)] | None = None
-    enabled: bool = True
+    enabled: StrictBool = True
 
 
 def _store(request: Request) -> WebhookStore:
