@@ -7,10 +7,11 @@ each has a delivery log an admin can read and re-send from (meetplane extension:
 
 from __future__ import annotations
 
+import re
 import time
 from typing import Annotated, Any
 
-from fastapi import APIRouter, Path, Query, Request, Response
+from fastapi import APIRouter, Depends, Path, Query, Request, Response
 from pydantic import AfterValidator, BaseModel, ConfigDict, Field, HttpUrl, StrictBool, TypeAdapter
 
 from services.gateway.api import PUBLIC_API
@@ -53,7 +54,22 @@ def _http_url(value: str) -> str:
 
 Url = Annotated[str, Field(min_length=1, max_length=2000), AfterValidator(_http_url)]
 WebhookEvent = Annotated[str, AfterValidator(lambda v: _event(v))]
-WebhookIdPath = Annotated[str, Path(min_length=1, max_length=64, pattern=r"^[A-Za-z0-9_-]+$")]
+_WEBHOOK_ID = re.compile(r"[A-Za-z0-9_-]{1,64}")
+
+
+def _webhook_id(webhookId: Annotated[str, Path()]) -> str:
+    # An id that cannot exist is a 404, as 3.9 documents (no 422).
+    if not _WEBHOOK_ID.fullmatch(webhookId):
+        raise ApiError(
+            404,
+            "Webhook Error",
+            f"Webhook '{webhookId[:64]}' does not exist",
+            code="webhook_not_found",
+        )
+    return webhookId
+
+
+WebhookIdPath = Annotated[str, Depends(_webhook_id)]
 DeliveryIdPath = Annotated[str, Path(min_length=1, max_length=64, pattern=r"^[A-Za-z0-9-]+$")]
 MaxItems = Annotated[int, Query(ge=1, le=100)]
 
