@@ -334,6 +334,7 @@ class RoomRecord(BaseModel):
     pendingDeletion: bool = False
     owner: str | None = None
     userAccess: bool = False
+    rolesUpdatedAt: int | None = None
 
 
 class LinkHash(BaseModel):

@@ -95,7 +95,7 @@ def shape_room(
             },
         },
         "status": record["status"],
-        "rolesUpdatedAt": record.get("rolesUpdatedAt", record["creationDate"]),
+        "rolesUpdatedAt": record.get("rolesUpdatedAt") or record["creationDate"],
         "meetingEndAction": "delete"
         if record.get("pendingDeletion")
         else record["meetingEndAction"],

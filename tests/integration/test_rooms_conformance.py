@@ -333,6 +333,9 @@ async def test_update_routes_answer_the_updated_resource(gw: httpx.AsyncClient) 
     )
     assert access.json()["anonymous"]["speaker"]["enabled"] is False
     assert set(access.json()) == {"anonymous", "user"}
+    # rolesUpdatedAt moves with role and access changes.
+    after = (await call(gw, "GET", f"/rooms/{room_id}", expect=200)).json()
+    assert after["rolesUpdatedAt"] > room["creationDate"]
     closed = await call(
         gw, "PUT", f"/rooms/{room_id}/status", json={"status": "closed"}, expect=200
     )
