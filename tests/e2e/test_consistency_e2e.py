@@ -61,7 +61,7 @@ def _all_rooms(platform: Platform) -> list[str]:
             params["nextPageToken"] = token
         page = platform.client.get("/api/v1/rooms", params=params).json()
         ids += [r["roomId"] for r in page["rooms"]]
-        token = page["pagination"]["nextPageToken"]
+        token = page["pagination"].get("nextPageToken")
         if not token:
             return ids
 
