@@ -102,7 +102,6 @@ async def test_room_shapes_and_field_selection_conform(gw: httpx.AsyncClient) ->
         "enabled": True,
         "layout": "grid",
         "encoding": "H264_720P_30",
-        "allowAccessTo": "admin_moderator_speaker",
     }
     assert body["roles"]["speaker"]["permissions"]["canRecord"] is False
 
