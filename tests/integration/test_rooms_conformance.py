@@ -119,6 +119,14 @@ async def test_room_shapes_and_field_selection_conform(gw: httpx.AsyncClient) ->
         "code": "room_not_found",
     }
 
+    # Path room ids are sanitized as v3.8.0 does.
+    sloppy = await call(gw, "GET", f"/rooms/ {room_id}--!", expect=200)
+    assert sloppy.json()["roomId"] == room_id
+    empty = await call(gw, "GET", "/rooms/-!-", expect=422)
+    assert empty.json()["details"] == [
+        {"field": "roomId", "message": "roomId cannot be empty after sanitization"}
+    ]
+
     config = await call(gw, "GET", f"/rooms/{room_id}/config", expect=200)
     assert config.json() == body["config"]
 
@@ -238,7 +246,9 @@ async def test_bulk_delete_reports_deleted_and_failed(gw: httpx.AsyncClient) -> 
             }
         ],
     }
-    done = await call(gw, "DELETE", "/rooms", params={"roomIds": b["roomId"]}, expect=200)
+    done = await call(
+        gw, "DELETE", "/rooms", params={"roomIds": f"{b['roomId']}, {b['roomId']}-,"}, expect=200
+    )
     assert done.json()["message"] == "All rooms successfully processed for deletion"
     assert [d["successCode"] for d in done.json()["deleted"]] == ["room_deleted"]
     assert done.json()["failed"] == []

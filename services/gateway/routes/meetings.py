@@ -13,6 +13,7 @@ from contracts.commands import meetings as cmd
 from contracts.commands import recordings as recordings_cmd
 from contracts.commands import rooms as rooms_cmd
 from services.gateway.errors import ApiError
+from services.gateway.params import RoomIdPath
 from services.gateway.rpc import Rpc, RpcDep
 from services.gateway.schemas import (
     Joined,
@@ -26,7 +27,6 @@ from services.gateway.schemas import (
 )
 from services.runtime.logging import get_logger
 
-RoomIdPath = Annotated[str, Path(min_length=1, max_length=100, pattern=r"^[A-Za-z0-9_\-]+$")]
 _ROOM_ID = re.compile(r"[A-Za-z0-9_\-]{1,100}")
 _IDENTITY = re.compile(r"[A-Za-z0-9_\-.]{1,100}")
 

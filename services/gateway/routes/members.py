@@ -16,6 +16,7 @@ from contracts.identity import AddMemberRequest, MemberRole, UpdateMemberRequest
 from services.gateway.api import PUBLIC_API
 from services.gateway.auth import Principal, forbidden, principal
 from services.gateway.errors import ApiError
+from services.gateway.params import RoomIdPath
 from services.gateway.permissions import member_permissions, role_permissions
 from services.gateway.policy import user_room_access
 from services.gateway.rooms_view import parse_field_list
@@ -33,7 +34,6 @@ from services.gateway.tokens import MemberClaims, TokenService
 router = APIRouter(prefix="/rooms/{roomId}/members", tags=["room members"])
 token_router = APIRouter(prefix="/rooms/{roomId}/members/token", tags=["room members"])
 
-RoomIdPath = Annotated[str, Path(min_length=1, max_length=100, pattern=r"^[A-Za-z0-9_\-]+$")]
 MemberIdPath = Annotated[str, Path(min_length=1, max_length=100, pattern=r"^[A-Za-z0-9_\-]+$")]
 MEMBER_FIELDS = {
     "memberId",
