@@ -82,8 +82,8 @@ def to_record(room: Room) -> RoomRecord:
             "config": room.config,
             "roles": room.roles,
             "anonymous": room.anonymous,
-            "status": room.status,
-            "meetingEndAction": room.meeting_end_action,
+            "status": room.api_status,
+            "meetingEndAction": room.end_action,
             "pendingDeletion": room.pending_deletion is not None,
             "owner": room.owner,
             "userAccess": room.user_access,
@@ -329,7 +329,8 @@ class RoomsApplication(ServiceApplication):
                 "closed", reason=f"{reason}_kept_recordings", end_meeting=with_meeting == "force"
             )
         else:
-            room.schedule_deletion(with_meeting, with_recordings, reason)
+            end_action = "close" if plan.success_code.endswith("closed") else "delete"
+            room.schedule_deletion(with_meeting, with_recordings, reason, end_action)
             room.change_status("closed", reason="deletion_scheduled")
 
     def _save(self, room: Room, tracking: Tracking | None) -> None:

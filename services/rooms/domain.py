@@ -174,6 +174,21 @@ class Room(Aggregate):
             )
 
     @property
+    def api_status(self) -> str:
+        """The status v3.8.0 shows: a room whose deletion waits for its live meeting to end
+        is still `active_meeting` (it takes no new joins all the same)."""
+        if self.pending_deletion and self.active_meeting_id:
+            return "active_meeting"
+        return self.status
+
+    @property
+    def end_action(self) -> str:
+        """`meetingEndAction` as v3.8.0 shows it, a scheduled deletion included."""
+        if self.pending_deletion:
+            return self.pending_deletion.get("endAction", "delete")
+        return self.meeting_end_action
+
+    @property
     def status(self) -> str:
         """open | active_meeting | closed, as OpenVidu Meet reports it."""
         if self.closed:
@@ -372,10 +387,21 @@ class Room(Aggregate):
             return DeletionPlan("delete", "room_and_recordings_deleted", "")
         return DeletionPlan("delete", "room_deleted", "")
 
-    def schedule_deletion(self, with_meeting: str, with_recordings: str, reason: str) -> None:
-        """Delete when the active meeting ends; the room takes no new joins meanwhile."""
+    def schedule_deletion(
+        self, with_meeting: str, with_recordings: str, reason: str, end_action: str = "delete"
+    ) -> None:
+        """Delete when the active meeting ends; the room takes no new joins meanwhile.
+
+        `end_action` is what v3.8.0 shows meanwhile as `meetingEndAction`: `close` when
+        the room will be kept for its recordings, else `delete`.
+        """
         self._require_live()
-        plan = {"withMeeting": with_meeting, "withRecordings": with_recordings, "reason": reason}
+        plan = {
+            "withMeeting": with_meeting,
+            "withRecordings": with_recordings,
+            "reason": reason,
+            "endAction": end_action,
+        }
         if self.pending_deletion != plan:
             self._deletion_scheduled(plan=plan)
 

@@ -309,6 +309,8 @@ async def test_live_meeting_locks_config_roles_and_access(gw: httpx.AsyncClient)
     assert answer["room"]["status"] == "active_meeting"
     assert answer["room"]["meetingEndAction"] == "delete"
     assert "config" in answer["room"] and answer["room"]["_extraFields"] == ["config", "roles"]
+    shown = (await call(gw, "GET", f"/rooms/{room_id}", expect=200)).json()
+    assert (shown["status"], shown["meetingEndAction"]) == ("active_meeting", "delete")
 
 
 async def test_update_routes_answer_the_updated_resource(gw: httpx.AsyncClient) -> None:
