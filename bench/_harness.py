@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import os
+import secrets
 import socket
 import subprocess
 import sys
@@ -152,6 +153,10 @@ class Platform:
             "MEETPLANE_NATS_URL": self.nats.url,
             "MEETPLANE_DATA_DIR": str(root / "data"),
             "MEETPLANE_API_KEY": "bench",
+            # `serve` refuses the built-in development secret.
+            "MEETPLANE_LIVEKIT_API_SECRET": secrets.token_urlsafe(32),
+            # Benchmarks measure throughput, not the per-key request budget.
+            "MEETPLANE_RATE_LIMITS_ENABLED": "false",
             "MEETPLANE_HTTP_PORT": str(self.port),
             "MEETPLANE_LOG_LEVEL": "WARNING",
             "MEETPLANE_READY_SERVICES": ",".join(s for s in services if s != "gateway"),

@@ -46,6 +46,7 @@ import psutil
 from nats.js.api import ConsumerConfig, DeliverPolicy
 
 from bench._harness import Client, Reply, free_port, wait_http
+from services.runtime import nats_auth
 
 ROOM_CONSUMERS = ("meetings-events", "recordings-events", "janitor-events")
 API = "/api/v1"
@@ -176,14 +177,20 @@ class Bench:
         self.http_port = free_port()
         self.nats_port = free_port()
         self.base = f"http://127.0.0.1:{self.http_port}"
-        self.nats_url = f"nats://127.0.0.1:{self.nats_port}"
+        # The embedded NATS takes only its users: the bench reads as `admin`, whose
+        # password `up` would generate into the data dir (made here first, `up` reuses it).
+        admin = nats_auth.user_password(root / "data", nats_auth.ADMIN)
+        self.nats_url = f"nats://{nats_auth.ADMIN}:{admin}@127.0.0.1:{self.nats_port}"
         self.env = {
             **os.environ,
             "MEETPLANE_DATA_DIR": str(root / "data"),
             "MEETPLANE_HTTP_PORT": str(self.http_port),
             "MEETPLANE_NATS_PORT": str(self.nats_port),
             "MEETPLANE_STORAGE_PORT": str(free_port()),
+            "MEETPLANE_HEALTH_PORT_BASE": "0",  # no health/metrics ports: nothing scrapes
             "MEETPLANE_API_KEY": "bench",
+            # Benchmarks measure throughput, not the per-key request budget.
+            "MEETPLANE_RATE_LIMITS_ENABLED": "false",
             "MEETPLANE_LOG_LEVEL": "WARNING",
             "MEETPLANE_LOG_FORMAT": "json",
         }

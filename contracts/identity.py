@@ -15,6 +15,7 @@ from typing import Annotated, Literal
 from pydantic import BaseModel, ConfigDict, Field, StrictBool, model_validator
 
 from contracts.rooms import Permissions
+from contracts.text import Readable
 
 USER_ID_PATTERN = r"^[a-z0-9_]+$"
 PASSWORD_MIN = 5
@@ -47,7 +48,7 @@ class MemberRole(StrEnum):
 
 UserId = Annotated[str, Field(min_length=1, max_length=100, pattern=USER_ID_PATTERN)]
 Password = Annotated[str, Field(min_length=PASSWORD_MIN, max_length=256)]
-DisplayName = Annotated[str, Field(min_length=1, max_length=50)]
+DisplayName = Annotated[str, Field(min_length=1, max_length=50), Readable]
 
 
 class CreateUserRequest(Strict):

@@ -12,6 +12,8 @@ from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, StrictBool, StrictInt, model_validator
 
+from contracts.text import Readable
+
 
 class Strict(BaseModel):
     """Base for request-side models: unknown fields are an error."""
@@ -273,7 +275,7 @@ EpochMillis = Annotated[StrictInt, Field(gt=0, le=EPOCH_MS_MAX)]
 class CreateRoomRequest(Strict):
     """POST /rooms body (OpenVidu Meet MeetRoomOptions)."""
 
-    roomName: Annotated[str, Field(min_length=1, max_length=ROOM_NAME_MAX)] = "Room"
+    roomName: Annotated[str, Field(min_length=1, max_length=ROOM_NAME_MAX), Readable] = "Room"
     autoDeletionDate: EpochMillis | None = None
     autoDeletionPolicy: AutoDeletionPolicy = Field(default_factory=AutoDeletionPolicy)
     config: RoomConfig = Field(default_factory=RoomConfig)
@@ -305,7 +307,7 @@ class UpdateRoomStatusRequest(Strict):
 class UpdateRoomSettingsRequest(Strict):
     """PUT /rooms/{roomId} body: name, auto-deletion and end action (meetplane extra)."""
 
-    roomName: Annotated[str, Field(min_length=1, max_length=ROOM_NAME_MAX)] | None = None
+    roomName: Annotated[str, Field(min_length=1, max_length=ROOM_NAME_MAX), Readable] | None = None
     autoDeletionDate: EpochMillis | None = None
     clearAutoDeletionDate: StrictBool = False
     autoDeletionPolicy: AutoDeletionPolicy | None = None

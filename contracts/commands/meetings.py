@@ -10,6 +10,8 @@ from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, Field
 
+from contracts.text import Readable
+
 SERVICE = "meetings"
 
 
@@ -29,7 +31,7 @@ class EndEmptyMeetingsResult(BaseModel):
     checked: int = 0
 
 
-ParticipantName = Annotated[str, Field(min_length=1, max_length=50)]
+ParticipantName = Annotated[str, Field(min_length=1, max_length=50), Readable]
 
 
 class JoinMeeting(BaseModel):

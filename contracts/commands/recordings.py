@@ -71,7 +71,8 @@ class StartRecording(BaseModel):
 
 
 class RecordingRef(BaseModel):
-    """Address one recording (verbs `get`, `stop`, `delete`, `media`, `access_secrets`)."""
+    """Address one recording (verbs `get`, `stop`, `delete`, `media`, `access_secrets`,
+    `revoke_links`)."""
 
     recordingId: str = Field(min_length=1, max_length=RECORDING_ID_MAX)
 
@@ -96,7 +97,9 @@ class AccessSecrets(BaseModel):
     """A recording's share-link secrets (verb `access_secrets`; the gateway checks links).
 
     `anonymousAccess` is the room's `access.anonymous.recording.enabled`: public
-    links work only while it is on.
+    links work only while it is on.  `issuedAt` (epoch ms) is when the secrets were
+    made (the recording's start, or the last revocation): the gateway refuses links
+    older than its maximum link lifetime.
     """
 
     recordingId: str
@@ -104,6 +107,7 @@ class AccessSecrets(BaseModel):
     publicSecret: str
     privateSecret: str
     anonymousAccess: bool
+    issuedAt: int | None = None
 
 
 class BulkDeleteRecordings(BaseModel):

@@ -12,7 +12,7 @@ from services.gateway.auth import Authenticator
 from services.gateway.errors import install_error_handlers
 from services.gateway.middleware import GatewayMiddleware
 from services.gateway.policy import AuthorizeDep, check_policies
-from services.gateway.ratelimits import LoginLimits
+from services.gateway.ratelimits import RateLimits
 from services.gateway.revocations import RevocationFollower
 from services.gateway.routes import (
     api_keys,
@@ -29,11 +29,14 @@ from services.gateway.routes import (
 from services.gateway.rpc import Rpc
 from services.gateway.settings import GatewaySettings
 from services.gateway.tokens import TokenService, load_signing_key
+from services.gateway.web.routes import mount_web
 from services.gateway.webhooks.delivery import Dispatcher, Sender
 from services.gateway.webhooks.payloads import PayloadBuilder
+from services.gateway.webhooks.ssrf import AddressPolicy, parse_networks
 from services.gateway.webhooks.store import WebhookStore
 from services.runtime.kv_limits import NatsKVStorage, rate_limit_bucket
 from services.runtime.nats import make_broker, start_broker
+from services.runtime.telemetry import instrument_fastapi
 
 # Routers without a base path; `mount_api` puts them under OpenVidu's prefixes.
 PUBLIC_ROUTERS = [
@@ -75,14 +78,21 @@ def create_app(settings: GatewaySettings) -> FastAPI:
         connection = broker._connection
         assert connection is not None
         await revocations.start(connection)
-        app.state.login_limits = LoginLimits(
+        limits = app.state.rate_limits = RateLimits(
             NatsKVStorage(await rate_limit_bucket(connection)),
-            settings.login_failures_per_user,
-            settings.login_failures_per_address,
+            enabled=settings.rate_limits_enabled,
+            login_per_user=settings.login_failures_per_user,
+            login_per_address=settings.login_failures_per_address,
+            join_per_address=settings.join_failures_per_address,
+            join_per_room=settings.join_failures_per_room,
+            credentials_per_address=settings.credential_failures_per_address,
+            requests_per_api_key=settings.requests_per_api_key,
         )
         rpc = Rpc(broker, settings.command_timeout)
         store = WebhookStore(connection, settings.stream_replicas)
-        sender = Sender(settings.api_key)
+        sender = Sender(
+            settings.api_key, AddressPolicy(parse_networks(settings.webhook_allowed_networks))
+        )
         dispatcher = Dispatcher(
             connection,
             store,
@@ -101,6 +111,7 @@ def create_app(settings: GatewaySettings) -> FastAPI:
             yield
         finally:
             await dispatcher.stop()
+            await limits.close()
             await revocations.stop()
             await broker.stop()
             await sender.close()
@@ -112,6 +123,8 @@ def create_app(settings: GatewaySettings) -> FastAPI:
         "(OpenVidu Meet REST API v1 compatible).",
         lifespan=lifespan,
         dependencies=[AuthorizeDep],
+        docs_url=None,  # served by services.gateway.web.docs from vendored files
+        redoc_url=None,
     )
     app.state.settings = settings
     app.state.tokens = tokens
@@ -119,6 +132,8 @@ def create_app(settings: GatewaySettings) -> FastAPI:
     app.state.authenticator = Authenticator(tokens, revocations, settings.api_key)
     install_error_handlers(app)
     mount_api(app, PUBLIC_ROUTERS, INTERNAL_ROUTERS, ROOT_ROUTERS)
+    mount_web(app)
     check_policies(app)
     app.add_middleware(GatewayMiddleware, max_body_bytes=settings.max_body_bytes)
+    instrument_fastapi(app)  # outermost: the request's server span starts the trace
     return app

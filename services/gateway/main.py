@@ -19,5 +19,7 @@ def serve() -> None:
         port=settings.http_port,
         log_config=None,
         access_log=False,
+        server_header=False,
+        forwarded_allow_ips=settings.forwarded_allow_ips,  # no "server: uvicorn" banner
         timeout_graceful_shutdown=1,  # `up` stops everything within 5 s; SSE streams end here
     )

@@ -39,6 +39,7 @@ from services.gateway.auth import (
 )
 from services.gateway.errors import ApiError
 from services.gateway.permissions import member_permissions, role_permissions
+from services.gateway.ratelimits import client_address, rate_limits
 
 ALL_ROLES = frozenset({"admin", "room_manager", "room_member"})
 ADMIN_ROLE = frozenset({"admin"})
@@ -70,6 +71,10 @@ class Policy:
         no credential, a private one any API key or signed-in user.
     signed: the request's own signature is the credential (LiveKit webhooks; the
         route answers 401 without a valid one).
+    page: a web page (services/gateway/web): it takes no credential itself, but acts only
+        through API routes, called in-process with the browser's credential (a room
+        link's secret or member token, the console's session cookie); each of those
+        calls is checked by its own row here.
     """
 
     api_key: bool = False
@@ -84,6 +89,7 @@ class Policy:
     share_link: bool = False
     signed: bool = False
     scoped: bool = False
+    page: bool = False
 
     @property
     def accepts_users(self) -> bool:
@@ -94,6 +100,8 @@ class Policy:
         """One README table cell."""
         if self.signed:
             return "LiveKit's signature"
+        if self.page:
+            return "web page: each API call it makes is checked by that route's row"
         if self.public:
             return "anyone (no credential)"
         if self.refresh:
@@ -126,6 +134,7 @@ class Policy:
 
 
 PUBLIC = Policy(public=True)
+PAGE = Policy(public=True, page=True)
 ADMIN = Policy(api_key=True, roles=ADMIN_ROLE)
 ADMIN_USER = Policy(roles=ADMIN_ROLE)
 SIGNED_IN = Policy(roles=ALL_ROLES)
@@ -234,6 +243,8 @@ POLICIES: dict[Key, Policy] = {
         api_key=True, member="canRecord", room="recording"
     ),
     ("public", "GET", "/recordings/{recordingId}/url"): _recording("canRetrieveRecordings"),
+    # Revoking links takes what deleting the recording takes.
+    ("public", "DELETE", "/recordings/{recordingId}/url"): _recording("canDeleteRecordings"),
     ("public", "GET", "/recordings/{recordingId}/download"): SHARED_RECORDING,
     ("public", "GET", "/recordings/{recordingId}/media"): SHARED_RECORDING,
     # ---- webhooks: v3.8.0's global config (internal API), the 3.9 line's webhook
@@ -275,6 +286,41 @@ POLICIES: dict[Key, Policy] = {
     ("root", "GET", "/readyz/platform"): PUBLIC,
     ("root", "GET", "/metrics"): PUBLIC,
     ("root", "GET", "/asyncapi"): PUBLIC,
+    # ---- web pages (services/gateway/web) ----
+    **{
+        ("root", method, path): PAGE
+        for method, path in (
+            ("GET", "/docs"),
+            ("GET", "/room/{roomId}"),
+            ("GET", "/room/{roomId}/recordings"),
+            ("GET", "/room/{roomId}/events"),
+            ("GET", "/room/{roomId}/recordings/{recordingId}/media"),
+            ("GET", "/recording/{recordingId}"),
+            ("GET", "/recording/{recordingId}/media"),
+            ("GET", "/"),
+            ("GET", "/login"),
+            ("POST", "/login"),
+            ("POST", "/logout"),
+            ("GET", "/overview"),
+            ("GET", "/rooms"),
+            ("POST", "/rooms"),
+            ("GET", "/rooms/new"),
+            ("POST", "/rooms/new"),
+            ("GET", "/rooms/{roomId}"),
+            ("POST", "/rooms/{roomId}"),
+            ("GET", "/rooms/{roomId}/participants"),
+            ("GET", "/rooms/{roomId}/edit"),
+            ("POST", "/rooms/{roomId}/edit"),
+            ("GET", "/recordings"),
+            ("POST", "/recordings"),
+            ("GET", "/users"),
+            ("POST", "/users"),
+            ("GET", "/profile"),
+            ("POST", "/profile"),
+            ("GET", "/config"),
+            ("POST", "/config"),
+        )
+    },
 }
 
 
@@ -426,7 +472,24 @@ async def _member_allowed(request: Request, policy: Policy, who: Principal) -> b
 
 
 async def _authenticate(request: Request, policy: Policy) -> Principal | None:
-    """The caller by the first credential present that this route accepts (None: none)."""
+    """The caller by the first credential present that this route accepts (None: none).
+
+    Invalid credentials count against the caller's address (`ratelimits`), and each
+    request with an API key against that key's budget.
+    """
+    headers = request.headers
+    if not any(h in headers for h in ("X-API-KEY", "Authorization", "X-Room-Member-Token")):
+        return None
+    limits = rate_limits(request)
+    who = await limits.credential_attempt(
+        client_address(request), lambda: _credential(request, policy)
+    )
+    if who.kind == "api_key" and who.api_key_id:
+        await limits.api_key_request(who.api_key_id)
+    return who
+
+
+async def _credential(request: Request, policy: Policy) -> Principal:
     auth = authenticator(request)
     headers = request.headers
     key = headers.get("X-API-KEY")
@@ -438,10 +501,8 @@ async def _authenticate(request: Request, policy: Policy) -> Principal | None:
         return auth.access_token(bearer)
     if token is not None and policy.member is not None:
         return auth.member_token(token)
-    if key is not None or bearer is not None or token is not None:
-        # A credential this route does not take: refused as not accepted here.
-        raise unauthorized("This credential is not accepted here")
-    return None
+    # A credential this route does not take: refused as not accepted here.
+    raise unauthorized("This credential is not accepted here")
 
 
 async def authorize(

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import hmac
 import re
+import time
 from typing import Any
 
 from fastapi import Request
@@ -19,6 +20,7 @@ from fastapi import Request
 from contracts.commands import recordings as cmd
 from services.gateway.auth import unauthorized
 from services.gateway.errors import ApiError
+from services.gateway.ratelimits import client_address, rate_limits
 from services.gateway.rpc import Rpc
 
 RECORDING_FIELDS = (
@@ -93,11 +95,27 @@ async def authorize_read(request: Request, rpc: Rpc, recording_id: str, secret: 
     """
     if not secret:
         return
+    # A secret that is not recognized (400) counts against the address and the recording.
+    await rate_limits(request).secret_attempt(
+        client_address(request),
+        recording_id,
+        lambda: _check_secret(request, rpc, recording_id, secret),
+        {400},
+    )
+
+
+async def _check_secret(request: Request, rpc: Rpc, recording_id: str, secret: str) -> None:
     secrets = cmd.AccessSecrets.model_validate(
         await rpc.retrying(
             "recordings", "access_secrets", cmd.RecordingRef(recordingId=recording_id)
         )
     )
+    matches = [
+        hmac.compare_digest(secret.encode(), known.encode())
+        for known in (secrets.publicSecret, secrets.privateSecret)
+    ]
+    if any(matches) and link_expired(request, secrets):
+        raise ApiError(400, "Recording Error", f"Secret for recording '{recording_id}' has expired")
     if hmac.compare_digest(secret.encode(), secrets.publicSecret.encode()):
         if not secrets.anonymousAccess:
             raise anonymous_disabled(secrets.roomId)
@@ -112,6 +130,14 @@ async def authorize_read(request: Request, rpc: Rpc, recording_id: str, secret: 
         "Recording Error",
         f"Secret '{secret}' is not recognized for recording '{recording_id}'",
     )
+
+
+def link_expired(request: Request, secrets: cmd.AccessSecrets) -> bool:
+    """Whether the recording's link secrets are older than `MEETPLANE_SHARE_LINK_MAX_SECONDS`."""
+    max_seconds: int = request.app.state.settings.share_link_max_seconds
+    if not max_seconds or secrets.issuedAt is None:
+        return False
+    return time.time() * 1000 - secrets.issuedAt > max_seconds * 1000
 
 
 def anonymous_disabled(room_id: str) -> ApiError:

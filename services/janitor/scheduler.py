@@ -12,9 +12,13 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import uuid
+import weakref
+from collections.abc import Iterator
 
 from faststream.nats import NatsBroker
-from prometheus_client import Counter, Histogram
+from prometheus_client import REGISTRY, Counter, Histogram
+from prometheus_client.core import GaugeMetricFamily
+from prometheus_client.registry import Collector
 
 from contracts.events import EventEnvelope, RoomAutoDeletionDue, make_envelope
 from services.janitor.timers import Timer, TimerStore
@@ -32,6 +36,27 @@ LATENESS = Histogram(
     "How late a timer fired after its due time",
     buckets=(0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30),
 )
+
+
+class _PendingTimers(Collector):
+    """`meetplane_janitor_timers_pending`: timers set and not fired yet (read at scrape)."""
+
+    def __init__(self) -> None:
+        self.stores: weakref.WeakSet[TimerStore] = weakref.WeakSet()
+
+    def collect(self) -> Iterator[GaugeMetricFamily]:
+        family = GaugeMetricFamily("meetplane_janitor_timers_pending", "Timers not fired yet")
+        counts = []
+        for store in list(self.stores):
+            with contextlib.suppress(Exception):  # a database that is down: no sample
+                counts.append(store.count())
+        if counts:
+            family.add_metric([], max(counts))
+        yield family
+
+
+PENDING = _PendingTimers()
+REGISTRY.register(PENDING)
 
 log = get_logger("meetplane.janitor")
 FIRING_NAMESPACE = uuid.UUID("2a7f1c3e-5d6b-4e8f-9a0b-1c2d3e4f5a6b")
@@ -65,6 +90,7 @@ class Scheduler:
         lookahead_ms: int = 1000,
     ) -> None:
         self.store = store
+        PENDING.stores.add(store)
         self.broker = broker
         self.clock = clock
         self.stream = stream
@@ -138,6 +164,12 @@ class Scheduler:
 
     async def run(self) -> None:
         """Loop until stopped; errors are logged and retried."""
+        try:
+            await self._run()
+        finally:
+            PENDING.stores.discard(self.store)  # a stopped scheduler reports nothing
+
+    async def _run(self) -> None:
         while not self._stopping:
             try:
                 await self.fire_due()

@@ -17,6 +17,7 @@ from pydantic_settings import SettingsConfigDict
 
 from services.runtime.logging import get_logger
 from services.runtime.settings import RuntimeSettings
+from services.runtime.telemetry import external_call
 
 log = get_logger("meetplane.media")
 
@@ -140,6 +141,11 @@ class _TokenIssuer:
         return sign_token(self.settings, room, identity, name, permissions, metadata)
 
 
+def _not_found(exc: Exception) -> bool:
+    """LiveKit's "not found" is an answer (no such room or participant), not a failure."""
+    return isinstance(exc, api.TwirpError) and exc.code == api.TwirpErrorCode.NOT_FOUND
+
+
 class LiveKitMediaBackend(_TokenIssuer):
     """A real LiveKit server through the `livekit-api` SDK (RoomService)."""
 
@@ -159,9 +165,10 @@ class LiveKitMediaBackend(_TokenIssuer):
     async def list_participants(self, room: str) -> list[str]:
         """RoomService.ListParticipants."""
         try:
-            response = await self._client().room.list_participants(
-                api.ListParticipantsRequest(room=room)
-            )
+            with external_call("livekit", "list_participants", _not_found):
+                response = await self._client().room.list_participants(
+                    api.ListParticipantsRequest(room=room)
+                )
         except api.TwirpError as exc:
             if exc.code == api.TwirpErrorCode.NOT_FOUND:
                 return []
@@ -198,7 +205,8 @@ class LiveKitMediaBackend(_TokenIssuer):
 
     async def _call(self, method: str, request: object) -> None:
         try:
-            await getattr(self._client().room, method)(request)
+            with external_call("livekit", method, _not_found):
+                await getattr(self._client().room, method)(request)
         except api.TwirpError as exc:
             if exc.code == api.TwirpErrorCode.NOT_FOUND:
                 return

@@ -199,6 +199,16 @@ class RecordingsApplication(ServiceApplication):
             self.save_tracked(recording, tracking=tracking)
         return {"recordingId": recording_id, "deleted": True}
 
+    @retries_on_conflict
+    def revoke_links(self, recording_id: str) -> dict[str, Any]:
+        """Replace a recording's share-link secrets; links given out so far stop working."""
+        recording = self.recording(recording_id)
+        recording.revoke_links(
+            secrets.token_urlsafe(16), secrets.token_urlsafe(16), self.clock.now_ms()
+        )
+        self.save(recording)
+        return {"recordingId": recording_id, "linksRevoked": True}
+
     def get(self, recording_id: str) -> dict[str, Any]:
         """One recording."""
         return recording_record(self.recording(recording_id))

@@ -138,6 +138,7 @@ class Recording(Aggregate):
         self.egress_id: str | None = None
         self.public_secret = public_secret
         self.private_secret = private_secret
+        self.links_revoked_at: int | None = None
         self.deleted = False
 
     @classmethod
@@ -227,6 +228,21 @@ class Recording(Aggregate):
         self.size = self.size or 0
         self.duration = self.duration or 0
         self.details = f"Recording {self.status}: {error}"
+
+    def revoke_links(self, public_secret: str, private_secret: str, at: int) -> None:
+        """New share-link secrets: every link given out so far stops working."""
+        self._links_revoked(public_secret=public_secret, private_secret=private_secret, at=at)
+
+    @property
+    def links_issued_at(self) -> int:
+        """When the current share-link secrets were made (epoch ms)."""
+        return getattr(self, "links_revoked_at", None) or self.start_date
+
+    @event("LinksRevoked")
+    def _links_revoked(self, public_secret: str, private_secret: str, at: int) -> None:
+        self.public_secret = public_secret
+        self.private_secret = private_secret
+        self.links_revoked_at = at
 
     def delete(self) -> None:
         """Delete a finished recording's metadata; its object is removed after commit."""

@@ -24,6 +24,7 @@ from services.recordings.media_local import MediaSpec, generate_test_recording
 from services.recordings.storage import ObjectStorage
 from services.runtime.logging import get_logger
 from services.runtime.settings import RuntimeSettings
+from services.runtime.telemetry import external_call
 
 log = get_logger("meetplane.egress")
 
@@ -139,6 +140,10 @@ def livekit_encoding(encoding: Any) -> tuple[str, Any]:
     )
 
 
+def _already_stopped(exc: Exception) -> bool:
+    return isinstance(exc, ServerError) and exc.code in ("not_found", "failed_precondition")
+
+
 class LiveKitEgress:
     """Room-composite egress with S3 upload through the `livekit-api` SDK."""
 
@@ -180,7 +185,8 @@ class LiveKitEgress:
         )
         client = self._client()
         try:
-            info = await client.egress.start_room_composite_egress(request)
+            with external_call("livekit", "start_egress"):
+                info = await client.egress.start_room_composite_egress(request)
         finally:
             await client.aclose()
         return str(info.egress_id)
@@ -192,7 +198,8 @@ class LiveKitEgress:
             return
         client = self._client()
         try:
-            await client.egress.stop_egress(api.StopEgressRequest(egress_id=egress_id))
+            with external_call("livekit", "stop_egress", _already_stopped):
+                await client.egress.stop_egress(api.StopEgressRequest(egress_id=egress_id))
         except ServerError as exc:
             # An egress that already ended (or is unknown) is stopped: done.
             if exc.code not in ("not_found", "failed_precondition"):

@@ -155,6 +155,7 @@ class RecordingsHandlers:
             publicSecret=recording.public_secret,
             privateSecret=recording.private_secret,
             anonymousAccess=anonymous,
+            issuedAt=recording.links_issued_at,
         )
 
     async def list_recordings(self, request: cmd.ListRecordings) -> dict[str, Any]:
@@ -178,6 +179,11 @@ class RecordingsHandlers:
             "isTruncated": token is not None,
             "maxItems": request.maxItems,
         }
+
+    async def revoke_links(self, request: cmd.RecordingRef) -> dict[str, Any]:
+        result = await asyncio.to_thread(self.app.revoke_links, request.recordingId)
+        log.info("recording.links_revoked", recording_id=request.recordingId)
+        return result
 
     async def delete(self, request: cmd.RecordingRef) -> dict[str, Any]:
         return await asyncio.to_thread(self.app.delete, request.recordingId)
@@ -348,6 +354,7 @@ class RecordingsHandlers:
         router.register("access_secrets", cmd.RecordingRef, self.access_secrets)
         router.register("list", cmd.ListRecordings, self.list_recordings)
         router.register("delete", cmd.RecordingRef, self.delete)
+        router.register("revoke_links", cmd.RecordingRef, self.revoke_links)
         router.register("bulk_delete", cmd.BulkDeleteRecordings, self.bulk_delete)
         router.register("media", cmd.RecordingRef, self.media)
         router.register("room_has_recordings", cmd.RoomHasRecordings, self.room_has_recordings)

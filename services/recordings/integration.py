@@ -5,6 +5,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import Any
 
+from prometheus_client import Counter
 from pydantic import BaseModel
 
 from contracts.events import (
@@ -20,6 +21,11 @@ from contracts.events import (
 from services.recordings.domain import Recording
 from services.recordings.projection import recording_record
 from services.runtime.outbox import integration_event_id
+
+BYTES_WRITTEN = Counter(
+    "meetplane_recording_bytes_written_total",
+    "Bytes of completed recordings in object storage (counted as RecordingReady is published)",
+)
 
 
 def recording_integration_event(domain_event: Any, state: Any) -> Sequence[EventEnvelope]:
@@ -42,6 +48,7 @@ def recording_integration_event(domain_event: Any, state: Any) -> Sequence[Event
     elif kind == "StopRequested":
         data = RecordingStopped(**ids, endDate=domain_event.at, recording=snapshot)
     elif kind == "Completed":
+        BYTES_WRITTEN.inc(domain_event.size)
         data = RecordingReady(
             **ids,
             size=domain_event.size,

@@ -9,11 +9,16 @@ integration events by the service's consumer.
 from __future__ import annotations
 
 import base64
+import contextlib
 import json
-from collections.abc import Sequence
+import weakref
+from collections.abc import Iterator, Sequence
 from typing import Any
 
 import sqlalchemy as sa
+from prometheus_client import REGISTRY
+from prometheus_client.core import GaugeMetricFamily
+from prometheus_client.registry import Collector
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 
@@ -81,6 +86,32 @@ def recording_record(recording: Recording) -> dict[str, Any]:
     }
 
 
+ACTIVE_STATUSES = ("starting", "active", "ending")
+
+
+class _ActiveRecordings(Collector):
+    """`meetplane_recordings_active`: recordings starting, active or ending (read model)."""
+
+    def __init__(self) -> None:
+        self.views: weakref.WeakSet[RecordingsView] = weakref.WeakSet()
+
+    def collect(self) -> Iterator[GaugeMetricFamily]:
+        family = GaugeMetricFamily(
+            "meetplane_recordings_active", "Recordings starting, active or ending"
+        )
+        counts = []
+        for view in list(self.views):
+            with contextlib.suppress(Exception):  # a database that is down: no sample
+                counts.append(view.active_count())
+        if counts:
+            family.add_metric([], max(counts))  # every view of a process sees the same rows
+        yield family
+
+
+ACTIVE = _ActiveRecordings()
+REGISTRY.register(ACTIVE)
+
+
 class RecordingsView(TableView):
     """Reads and writes of the recordings read models."""
 
@@ -91,6 +122,19 @@ class RecordingsView(TableView):
     def __init__(self, engine: sa.Engine) -> None:
         super().__init__(engine)
         create_tables(mirror_metadata, engine)
+        ACTIVE.views.add(self)
+
+    def active_count(self) -> int:
+        """How many recordings are starting, active or ending."""
+        with self.engine.connect() as conn:
+            return int(
+                conn.execute(
+                    sa.select(sa.func.count()).where(
+                        recordings_view.c.status.in_(ACTIVE_STATUSES),
+                        recordings_view.c.deleted.is_(False),
+                    )
+                ).scalar_one()
+            )
 
     def rows(self, states: Sequence[Any]) -> dict[str, list[dict[str, Any]]]:
         """One row per recording (deleted ones stay as tombstones)."""

@@ -17,6 +17,7 @@ from minio.error import S3Error
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from services.runtime.logging import get_logger
+from services.runtime.telemetry import external_call
 
 log = get_logger("meetplane.storage")
 
@@ -80,6 +81,11 @@ class _ChunkReader(io.RawIOBase):
         return size
 
 
+def _missing(exc: Exception) -> bool:
+    """A missing object is an answer, not a failure of S3."""
+    return isinstance(exc, S3Error) and exc.code in ("NoSuchKey", "NoSuchObject", "NotFound")
+
+
 class ObjectStorage:
     """One bucket of an S3 server."""
 
@@ -106,14 +112,15 @@ class ObjectStorage:
 
     def put_stream(self, key: str, chunks: Iterable[bytes], content_type: str) -> int:
         """Upload chunks of unknown total length as a multipart upload; returns the size."""
-        result = self.client.put_object(
-            self.bucket,
-            key,
-            cast(BinaryIO, _ChunkReader(chunks)),
-            length=-1,
-            part_size=self.settings.part_size,
-            content_type=content_type,
-        )
+        with external_call("s3", "put_object"):
+            result = self.client.put_object(
+                self.bucket,
+                key,
+                cast(BinaryIO, _ChunkReader(chunks)),
+                length=-1,
+                part_size=self.settings.part_size,
+                content_type=content_type,
+            )
         info = self.stat(key)
         assert info is not None
         log.info("storage.put", key=key, size=info.size, etag=result.etag)
@@ -122,7 +129,8 @@ class ObjectStorage:
     def stat(self, key: str) -> ObjectInfo | None:
         """Size, etag and type, or None if missing."""
         try:
-            stat = self.client.stat_object(self.bucket, key)
+            with external_call("s3", "stat_object", _missing):
+                stat = self.client.stat_object(self.bucket, key)
         except S3Error as exc:
             if exc.code in ("NoSuchKey", "NoSuchObject", "NotFound"):
                 return None
@@ -132,9 +140,10 @@ class ObjectStorage:
     def get_range(self, key: str, start: int, end_inclusive: int) -> Iterator[bytes]:
         """Stream bytes [start, end] in chunks with bounded memory."""
         try:
-            response = self.client.get_object(
-                self.bucket, key, offset=start, length=end_inclusive - start + 1
-            )
+            with external_call("s3", "get_object", _missing):
+                response = self.client.get_object(
+                    self.bucket, key, offset=start, length=end_inclusive - start + 1
+                )
         except S3Error as exc:
             raise ObjectNotFound(key) from exc
         try:
@@ -160,13 +169,15 @@ class ObjectStorage:
 
     def delete(self, key: str) -> None:
         """Delete an object; a missing one is fine."""
-        self.client.remove_object(self.bucket, key)
+        with external_call("s3", "remove_object"):
+            self.client.remove_object(self.bucket, key)
         log.info("storage.deleted", key=key)
 
     def delete_many(self, keys: Iterable[str]) -> list[str]:
         """Delete objects; returns keys that failed."""
-        errors = self.client.remove_objects(self.bucket, (DeleteObject(k) for k in keys))
-        return [str(e.name) for e in errors]
+        with external_call("s3", "remove_objects"):
+            errors = self.client.remove_objects(self.bucket, (DeleteObject(k) for k in keys))
+            return [str(e.name) for e in errors]
 
     def presigned_get(self, key: str, expires: timedelta = timedelta(minutes=5)) -> str:
         """A time-limited GET URL for the object."""

@@ -1,4 +1,4 @@
-"""The `meetplane` command: up, serve, events tail, streams declare, contracts export."""
+"""The `meetplane` command: up, serve, status, events tail, streams declare, contracts export."""
 
 from __future__ import annotations
 
@@ -12,9 +12,9 @@ from collections.abc import Coroutine, Sequence
 from pathlib import Path
 from typing import Any, NoReturn
 
-from services.runtime import cli_ops
+from services.runtime import cli_ops, cli_status
 from services.runtime.datadir import running_nats_url
-from services.runtime.launcher import ENTRYPOINTS, SERVICES, run_up
+from services.runtime.launcher import ENTRYPOINTS, SERVICES, admin_credentials, run_up
 from services.runtime.settings import RuntimeSettings
 
 
@@ -26,10 +26,14 @@ def tool_settings() -> RuntimeSettings:
     embedded default port.
     """
     settings = RuntimeSettings()
-    if settings.nats_url is None and "nats_port" not in settings.model_fields_set:
+    embedded = settings.nats_url is None
+    if embedded and "nats_port" not in settings.model_fields_set:
         url = running_nats_url(settings.data_dir)
         if url:
             settings = settings.model_copy(update={"nats_url": url})
+    if embedded and not settings.nats_user:
+        # The embedded NATS refuses anonymous clients: use the data dir's admin user.
+        settings = admin_credentials(settings)
     return settings
 
 
@@ -63,6 +67,13 @@ def _exit_now(code: int) -> NoReturn:
 
 
 def _serve(service: str) -> int:
+    from services.runtime.secrets import DevSecretsRefused, check_dev_secrets
+
+    try:
+        check_dev_secrets(os.environ, service)
+    except DevSecretsRefused as exc:
+        print(f"meetplane serve: {exc}", file=sys.stderr, flush=True)
+        return 2
     module_name, func = ENTRYPOINTS[service].split(":")
     getattr(importlib.import_module(module_name), func)()
     _exit_now(0)
@@ -158,6 +169,7 @@ def parser() -> argparse.ArgumentParser:
     export = contracts_sub.add_parser("export", help="write JSON schemas and AsyncAPI")
     export.add_argument("--out", type=Path, default=Path("contracts/schemas"))
     cli_ops.add_parsers(sub)
+    cli_status.add_parser(sub)
     return p
 
 
@@ -194,6 +206,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         )
     if args.command == "contracts":
         return _export(args.out)
+    if args.command == "status":
+        return _nats_tool("status", cli_status.run(tool_settings(), args))
     if args.command in ("dlq", "views"):
         return _nats_tool(args.command, cli_ops.run(tool_settings(), args))
     return 2

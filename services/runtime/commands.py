@@ -11,6 +11,8 @@ from typing import Any, TypeVar
 
 from faststream.nats import NatsBroker
 from faststream.nats.annotations import NatsMessage
+from opentelemetry.trace import SpanKind, Status, StatusCode
+from prometheus_client import Counter, Histogram
 from pydantic import BaseModel, ValidationError
 
 from contracts.commands import (
@@ -27,8 +29,21 @@ from contracts.commands import (
 from services.runtime.commits import COMMIT_MARK, CommitMark
 from services.runtime.logging import get_logger
 from services.runtime.rpc import CommandFailed
+from services.runtime.telemetry import TRACER
 
 log = get_logger("meetplane.commands")
+
+COMMANDS = Counter(
+    "meetplane_commands_total",
+    "Commands a service answered, by verb and outcome (ok, an error kind, or expired)",
+    ["service", "verb", "outcome"],
+)
+COMMAND_SECONDS = Histogram(
+    "meetplane_command_seconds",
+    "Time from receiving a command to its reply (includes waiting for its events' publication)",
+    ["service", "verb"],
+    buckets=(0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10),
+)
 
 RequestT = TypeVar("RequestT", bound=BaseModel)
 ErrorTable = Mapping[type[Exception], ErrorCode]
@@ -185,6 +200,7 @@ class CommandRouter:
                 # The caller gave up (NATS may have held the request through a
                 # reconnect): running it now would act on a request reported failed.
                 log.warning("command.expired", service=self.service, verb=verb)
+                COMMANDS.labels(self.service, verb, "expired").inc()
                 return Reply.failure(DEADLINE_EXCEEDED).model_dump(mode="json")
             return (await self.dispatch(verb, request_model, handler, body)).model_dump(mode="json")
 
@@ -195,7 +211,30 @@ class CommandRouter:
         handler: Callable[[RequestT], Awaitable[Any]],
         body: Any,
     ) -> Reply:
-        """Parse and run one command; never raises."""
+        """Parse and run one command in its span, counted by outcome; never raises."""
+        started = time.perf_counter()
+        with TRACER.start_as_current_span(
+            f"{self.service}.{verb}",
+            kind=SpanKind.SERVER,
+            attributes={"meetplane.service": self.service, "meetplane.verb": verb},
+        ) as span:
+            reply = await self._dispatch(verb, request_model, handler, body)
+            error = None if reply.ok else reply.error
+            outcome = "ok" if error is None else error.kind.value
+            span.set_attribute("meetplane.outcome", outcome)
+            if error is not None and error.kind is ErrorCode.UNAVAILABLE:
+                span.set_status(Status(StatusCode.ERROR, error.error))
+        COMMANDS.labels(self.service, verb, outcome).inc()
+        COMMAND_SECONDS.labels(self.service, verb).observe(time.perf_counter() - started)
+        return reply
+
+    async def _dispatch(
+        self,
+        verb: str,
+        request_model: type[RequestT],
+        handler: Callable[[RequestT], Awaitable[Any]],
+        body: Any,
+    ) -> Reply:
         try:
             request = request_model.model_validate(body if body not in (None, b"", "") else {})
         except ValidationError as exc:

@@ -55,6 +55,7 @@ from services.runtime.leader import Leadership, Lease
 from services.runtime.logging import get_logger
 from services.runtime.nats import dlq_stream_name
 from services.runtime.retry import Patience, retry_async, retry_forever
+from services.runtime.telemetry import consume_spans
 
 log = get_logger("meetplane.consumer")
 
@@ -71,6 +72,11 @@ BATCH_SECONDS = Histogram(
 )
 POSITION = Gauge(
     "meetplane_consumer_position", "Last stream sequence a consumer processed", ["consumer"]
+)
+LAG = Gauge(
+    "meetplane_consumer_lag",
+    "Events of a consumer's subjects on the stream after its position (on the leading replica)",
+    ["consumer"],
 )
 PARKED = Gauge(
     "meetplane_consumer_parked_messages",
@@ -107,6 +113,15 @@ class _Item:
     @property
     def token(self) -> str:
         return aggregate_token(self.subject_id)
+
+
+def _span_of(item: _Item) -> tuple[dict[str, str] | None, dict[str, Any]]:
+    """What a message's trace span needs: its headers and attributes."""
+    return item.msg.headers, {
+        "messaging.destination.name": item.msg.subject,
+        "messaging.message.id": str(item.consumed.envelope.id) if item.consumed else "",
+        "meetplane.stream_seq": item.seq,
+    }
 
 
 class DurableConsumer:
@@ -199,9 +214,11 @@ class DurableConsumer:
             try:
                 msgs = await self._sub.fetch(self.batch, timeout=self.fetch_timeout)
             except (TimeoutError, NatsTimeoutError):
+                LAG.labels(self.name).set(0)  # nothing left to fetch
                 continue
             if msgs:
                 await self._handle(msgs)
+                LAG.labels(self.name).set(msgs[-1].metadata.num_pending)
 
     async def _bind(self) -> None:
         """Point the JetStream consumer at our recorded position and subscribe to it."""
@@ -230,6 +247,8 @@ class DurableConsumer:
         log.info("consumer.bound", consumer=self.name, position=self.position)
 
     async def _unbind(self) -> None:
+        with contextlib.suppress(KeyError):
+            LAG.remove(self.name)  # the leading replica reports it
         sub, self._sub = self._sub, None
         if sub is not None:
             with contextlib.suppress(Exception):
@@ -269,12 +288,22 @@ class DurableConsumer:
         return _Item(msg, seq, envelope.subject_id, Consumed(envelope, Tracking(self.name, seq)))
 
     async def _keep_alive(self, msgs: list[Msg]) -> None:
-        """A slow batch (retries) tells JetStream it is still being worked on."""
+        """A slow batch (retries) tells JetStream it is still being worked on.
+
+        It also keeps the lag gauge true while the batch is stuck (a store that is
+        down): what waits now, this batch included, from JetStream.
+        """
         while True:
             await asyncio.sleep(CONSUMER_HEARTBEAT_SECONDS)
             for msg in msgs:
                 with contextlib.suppress(Exception):
                     await msg.in_progress()
+            with contextlib.suppress(Exception):
+                assert self._sub is not None
+                info = await self._sub.consumer_info()
+                LAG.labels(self.name).set(
+                    int(info.num_pending or 0) + int(info.num_ack_pending or 0)
+                )
 
     async def _apply(self, items: list[_Item]) -> None:
         if self._held_dirty:
@@ -291,7 +320,8 @@ class DurableConsumer:
         if not await self.leadership.confirm():
             raise RuntimeError(f"lost the lease of consumer {self.name}")
         try:
-            await self._process([i.consumed for i in ready if i.consumed], last)
+            with consume_spans(self.name, [_span_of(i) for i in ready]):
+                await self._process([i.consumed for i in ready if i.consumed], last)
         except Exception as exc:
             log.warning(
                 "consumer.batch_failed", consumer=self.name, size=len(ready), error=repr(exc)

@@ -15,7 +15,17 @@ import httpx
 import uvicorn
 from fastapi import FastAPI
 from fastapi.responses import JSONResponse, PlainTextResponse
-from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
+from prometheus_client import CONTENT_TYPE_LATEST, Gauge, generate_latest
+
+from services.runtime.logging import get_logger
+
+READY = Gauge(
+    "meetplane_service_ready",
+    "1 while the service is ready (its NATS connection is up)",
+    ["service"],
+)
+
+log = get_logger("meetplane.health")
 
 
 def health_app(service: str, ready: Callable[[], bool]) -> FastAPI:
@@ -36,12 +46,15 @@ def health_app(service: str, ready: Callable[[], bool]) -> FastAPI:
 
     @app.get("/metrics")
     async def metrics() -> PlainTextResponse:
-        return PlainTextResponse(generate_latest().decode(), media_type=CONTENT_TYPE_LATEST)
+        READY.labels(service).set(1 if ready() else 0)
+        # Some collectors read the store (outbox lag): off the event loop.
+        text = await asyncio.to_thread(generate_latest)
+        return PlainTextResponse(text.decode(), media_type=CONTENT_TYPE_LATEST)
 
     return app
 
 
-async def http_reachable(url: str, timeout: float = 0.4) -> bool:
+async def http_reachable(url: str, timeout: float = 1.5) -> bool:
     """Whether anything answers HTTP at `url` (any status: the server is up).
 
     A readiness probe for a dependency such as S3, without credentials: an
@@ -51,7 +64,8 @@ async def http_reachable(url: str, timeout: float = 0.4) -> bool:
     try:
         async with httpx.AsyncClient(timeout=timeout) as client:
             await client.get(url)
-    except httpx.HTTPError:
+    except httpx.HTTPError as exc:
+        log.warning("health.dependency_unreachable", url=url, error=repr(exc))
         return False
     return True
 

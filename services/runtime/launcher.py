@@ -16,7 +16,6 @@ from __future__ import annotations
 import asyncio
 import json
 import os
-import secrets
 import signal
 import sys
 import time
@@ -26,11 +25,13 @@ from types import FrameType
 
 import httpx
 
+from services.runtime import nats_auth
 from services.runtime.datadir import DataDirInUse, DataDirLock, run_info_path
 from services.runtime.logging import get_logger
 from services.runtime.natsserver import NatsServer, ServerExited, wait_for_port
 from services.runtime.ports import PortNeed, PortUnavailable, check_ports
 from services.runtime.process import spawn
+from services.runtime.secrets import configured_or_generated
 from services.runtime.settings import RuntimeSettings
 from services.runtime.supervisor import Supervised, Supervisor
 
@@ -44,6 +45,10 @@ ENTRYPOINTS = {name: f"services.{name}.main:serve" for name in SERVICES}
 NATS = "nats-server"
 STORAGE = "seaweedfs"
 DEFAULT_STORAGE_PORT = 18333
+# Service i of SERVICES (the gateway aside) serves /healthz, /readyz and /metrics on
+# MEETPLANE_HEALTH_PORT_BASE + i: rooms 18101, meetings 18102, recordings 18103,
+# janitor 18104, identity 18105.  The gateway's are on its HTTP port.
+DEFAULT_HEALTH_PORT_BASE = 18101
 STOP_BUDGET = 4.5  # seconds from the signal to the last child gone
 READY_TIMEOUT = 90.0
 
@@ -56,32 +61,46 @@ class Interrupted(Exception):
     """A stop signal arrived while `up` was still starting."""
 
 
+API_KEY_FILE = "api-key"
+STORAGE_SECRET_FILE = "storage-secret"  # noqa: S105 (a file name)
+LIVEKIT_SECRET_FILE = "livekit-api-secret"  # noqa: S105 (a file name)
+
+
 def api_key(settings_dir: Path) -> str:
-    """`MEETPLANE_API_KEY`, or a generated key kept in the data dir."""
-    configured = os.environ.get("MEETPLANE_API_KEY")
-    if configured:
-        return configured
-    path = settings_dir / "api-key"
-    if path.exists():
-        return path.read_text().strip()
-    settings_dir.mkdir(parents=True, exist_ok=True)
-    key = secrets.token_urlsafe(24)
-    path.write_text(key)
-    path.chmod(0o600)
-    return key
+    """`MEETPLANE_API_KEY`, or a generated key kept in the data dir (mode 0600)."""
+    return configured_or_generated("MEETPLANE_API_KEY", settings_dir, API_KEY_FILE)
 
 
 def storage_secret(settings_dir: Path) -> str:
     """The embedded S3 server's secret key, generated once and kept in the data dir."""
-    configured = os.environ.get("MEETPLANE_STORAGE_SECRET_KEY")
-    if configured:
-        return configured
-    path = settings_dir / "storage-secret"
-    if not path.exists():
-        settings_dir.mkdir(parents=True, exist_ok=True)
-        path.write_text(secrets.token_urlsafe(24))
-        path.chmod(0o600)
-    return path.read_text().strip()
+    return configured_or_generated(
+        "MEETPLANE_STORAGE_SECRET_KEY", settings_dir, STORAGE_SECRET_FILE
+    )
+
+
+def livekit_secret(settings_dir: Path) -> str:
+    """The LiveKit API secret: configured, or generated once into the data dir.
+
+    Never the built-in development value: whoever knows it can forge LiveKit's
+    webhooks and sign participant tokens.
+    """
+    return configured_or_generated(
+        "MEETPLANE_LIVEKIT_API_SECRET", settings_dir, LIVEKIT_SECRET_FILE
+    )
+
+
+def admin_credentials(settings: RuntimeSettings) -> RuntimeSettings:
+    """`settings` with the embedded NATS's admin user, if the data dir has one."""
+    password = nats_auth.user_password_if_any(Path(settings.data_dir), nats_auth.ADMIN)
+    if password is None:
+        return settings
+    return settings.model_copy(
+        update={
+            "nats_user": nats_auth.ADMIN,
+            "nats_password": password,
+            "nats_inbox_prefix": nats_auth.inbox_prefix(nats_auth.ADMIN),
+        }
+    )
 
 
 def _last_line(path: Path) -> str:
@@ -111,6 +130,9 @@ class Platform:
         self.nats: NatsServer | None = None
         self.s3: object | None = None
         self.storage_port = int(os.environ.get("MEETPLANE_STORAGE_PORT", DEFAULT_STORAGE_PORT))
+        self.health_port_base = int(
+            os.environ.get("MEETPLANE_HEALTH_PORT_BASE", DEFAULT_HEALTH_PORT_BASE)
+        )
         self.run_dir = self.data_dir / "run"
         self.logs_dir = self.data_dir / "logs"
 
@@ -126,6 +148,26 @@ class Platform:
         """Whether `up` runs its own S3 server (the recordings service needs one)."""
         return not os.environ.get("MEETPLANE_STORAGE_ENDPOINT") and "recordings" in self.services
 
+    def health_ports(self) -> dict[str, int]:
+        """The health/metrics port of each started service (none with a base of 0)."""
+        if not self.health_port_base:
+            return {}
+        return {
+            service: self.health_port_base + index
+            for index, service in enumerate(s for s in SERVICES if s != "gateway")
+            if service in self.services
+        }
+
+    def metrics_urls(self) -> dict[str, str]:
+        """Where each started service's Prometheus metrics are scraped."""
+        urls = {
+            service: f"http://127.0.0.1:{port}/metrics"
+            for service, port in self.health_ports().items()
+        }
+        if "gateway" in self.services:
+            urls["gateway"] = f"{self.base_url}/metrics"
+        return urls
+
     def port_needs(self) -> list[PortNeed]:
         """Every port this `up` will listen on, with the variable that moves it."""
         needs = []
@@ -140,6 +182,12 @@ class Platform:
         if self.embedded_storage:
             needs.append(
                 PortNeed("the S3 server", "127.0.0.1", self.storage_port, "MEETPLANE_STORAGE_PORT")
+            )
+        for service, port in self.health_ports().items():
+            needs.append(
+                PortNeed(
+                    f"the {service} health port", "127.0.0.1", port, "MEETPLANE_HEALTH_PORT_BASE"
+                )
             )
         return needs
 
@@ -157,6 +205,22 @@ class Platform:
 
     # ---- start -------------------------------------------------------------------------------
 
+    def launcher_settings(self) -> RuntimeSettings:
+        """The launcher's own NATS settings: the admin user on the embedded server."""
+        if not self.embedded_nats:
+            return self.settings
+        return admin_credentials(self.settings)
+
+    def service_env(self, service: str) -> dict[str, str]:
+        """`child_env` plus the service's own NATS user on the embedded server."""
+        env = self.child_env()
+        if self.embedded_nats:
+            env["MEETPLANE_NATS_USER"] = service
+            env["MEETPLANE_NATS_PASSWORD"] = nats_auth.user_password(self.data_dir, service)
+            env["MEETPLANE_NATS_INBOX_PREFIX"] = nats_auth.inbox_prefix(service)
+            env.pop("MEETPLANE_NATS_TOKEN", None)
+        return env
+
     def child_env(self) -> dict[str, str]:
         """Environment for children: ours plus the resolved infrastructure addresses."""
         env = dict(os.environ)
@@ -165,6 +229,7 @@ class Platform:
         env["MEETPLANE_API_KEY"] = api_key(self.data_dir)
         env.setdefault("MEETPLANE_STORAGE_ACCESS_KEY", "meetplane")
         env["MEETPLANE_STORAGE_SECRET_KEY"] = storage_secret(self.data_dir)
+        env["MEETPLANE_LIVEKIT_API_SECRET"] = livekit_secret(self.data_dir)
         env["PYTHONUNBUFFERED"] = "1"
         env["MEETPLANE_READY_SERVICES"] = ",".join(s for s in self.services if s != "gateway")
         env["MEETPLANE_HTTP_HOST"] = self.http_host
@@ -185,6 +250,7 @@ class Platform:
                     "pid": os.getpid(),
                     "nats_url": self.settings.effective_nats_url(),
                     "gateway": self.base_url,
+                    "metrics": self.metrics_urls(),
                 }
             )
         )
@@ -192,7 +258,9 @@ class Platform:
     def _start_nats(self) -> None:
         if not self.embedded_nats:
             return
-        self.nats = NatsServer(self.data_dir / "nats", self.settings.nats_port)
+        # Every client must sign in as one of the users of the permission table.
+        config = nats_auth.write_server_config(self.data_dir, self.run_dir / "nats-server.conf")
+        self.nats = NatsServer(self.data_dir / "nats", self.settings.nats_port, config=config)
         self.supervisor.add(Supervised(NATS, self.nats.spawn, self.run_dir / f"{NATS}.pid")).start()
         try:
             wait_for_port(
@@ -216,7 +284,7 @@ class Platform:
     async def _declare_stream(self) -> None:
         from services.runtime.nats import connect_once, ensure_stream
 
-        nc = await connect_once(self.settings, "meetplane-launcher")
+        nc = await connect_once(self.launcher_settings(), "meetplane-launcher")
         try:
             await ensure_stream(nc, self.settings.stream_replicas, self.settings.stream_name)
         finally:
@@ -247,11 +315,17 @@ class Platform:
 
     def _start_services(self) -> None:
         """Spawn every service; the gateway last so it finds the others answering."""
-        env = self.child_env()
         for service in self.services:
             log_path = self.logs_dir / f"{service}.log"
+            env = self.service_env(service)
 
-            def start(service: str = service, log_path: Path = log_path) -> Popen[bytes]:
+            port = self.health_ports().get(service)
+            if port is not None:
+                env["MEETPLANE_HEALTH_PORT"] = str(port)
+
+            def start(
+                service: str = service, log_path: Path = log_path, env: dict[str, str] = env
+            ) -> Popen[bytes]:
                 return spawn(
                     [sys.executable, "-m", "services.runtime.cli", "serve", service],
                     env=env,
@@ -322,6 +396,22 @@ class Platform:
         self.lock.release()
 
 
+def _metrics_line(platform: Platform) -> str:
+    """Where Prometheus scrapes each service (`meetplane status` reads them too)."""
+    ports = platform.health_ports()
+    parts = [f"{service} :{port}" for service, port in ports.items()]
+    if "gateway" in platform.services:
+        parts.insert(0, f"gateway {platform.base_url}/metrics")
+    return ", ".join(parts) + (" (/metrics, /healthz, /readyz)" if ports else "")
+
+
+def _key_line(data_dir: Path) -> str:
+    """Where the API key is (never the key itself: stdout ends up in logs and scrollback)."""
+    if os.environ.get("MEETPLANE_API_KEY"):
+        return "\n  API key:  from MEETPLANE_API_KEY"
+    return f"\n  API key:  in {data_dir / API_KEY_FILE}"
+
+
 def _admin_line(data_dir: Path) -> str:
     """Where the root admin's password is (never the password itself)."""
     user = os.environ.get("MEETPLANE_ADMIN_USERNAME", "admin")
@@ -358,12 +448,13 @@ def run_up(
         not_ready = platform.wait_gateway(stopping)
         starting[0] = False
         if not stopping[0]:
-            key = api_key(platform.data_dir)
             base = platform.base_url
             print(
                 f"meetplane is up\n  gateway:  {base}/api/v1\n  docs:     {base}/docs\n"
-                f"  NATS:     {settings.effective_nats_url()}\n  API key:  {key}\n"
-                f"  data dir: {platform.data_dir}\n  logs:     {platform.logs_dir}"
+                f"  NATS:     {settings.effective_nats_url()}"
+                + _key_line(platform.data_dir)
+                + f"\n  data dir: {platform.data_dir}\n  logs:     {platform.logs_dir}"
+                + f"\n  metrics:  {_metrics_line(platform)}"
                 + _admin_line(platform.data_dir),
                 flush=True,
             )

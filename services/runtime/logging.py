@@ -7,12 +7,16 @@ import sys
 
 import structlog
 
+from services.runtime.telemetry import add_trace_ids, configure_tracing
+
 
 def configure_logging(fmt: str = "console", level: str = "INFO", service: str = "") -> None:
     """Configure structlog and the stdlib root logger once per process.
 
     Library logs (uvicorn, nats, faststream) go through the same renderer so a
-    production log stream is uniformly JSON.
+    production log stream is uniformly JSON.  Lines logged inside a span carry
+    its `trace_id` and `span_id`; with `service`, OTLP trace export is set up
+    too when the `OTEL_*` variables ask for it (`services.runtime.telemetry`).
     """
     renderer: structlog.types.Processor = (
         structlog.processors.JSONRenderer()
@@ -21,6 +25,7 @@ def configure_logging(fmt: str = "console", level: str = "INFO", service: str = 
     )
     shared: list[structlog.types.Processor] = [
         structlog.contextvars.merge_contextvars,
+        add_trace_ids,
         structlog.processors.add_log_level,
         structlog.processors.TimeStamper(fmt="iso", utc=True),
     ]
@@ -46,6 +51,8 @@ def configure_logging(fmt: str = "console", level: str = "INFO", service: str = 
         logging.getLogger(noisy).setLevel(logging.WARNING)
     if service:
         structlog.contextvars.bind_contextvars(service=service)
+        # Every service process configures logging first thing: tracing comes with it.
+        configure_tracing(service)
 
 
 def get_logger(name: str = "meetplane") -> structlog.stdlib.BoundLogger:

@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import ssl
+from collections.abc import Mapping, Sequence
 from typing import Any
 
 import nats
@@ -18,6 +19,7 @@ from contracts.streams import (
     stream_config,
 )
 from services.runtime.settings import RuntimeSettings
+from services.runtime.telemetry import broker_middlewares
 
 
 def _tls(settings: RuntimeSettings) -> ssl.SSLContext | None:
@@ -43,6 +45,7 @@ def connection_options(settings: RuntimeSettings, name: str) -> dict[str, Any]:
         "max_reconnect_attempts": -1,
         "reconnect_time_wait": 1,
         "connect_timeout": 5,
+        "inbox_prefix": settings.nats_inbox_prefix,
     }
     if settings.nats_user:
         options["user"] = settings.nats_user
@@ -59,9 +62,29 @@ def connection_options(settings: RuntimeSettings, name: str) -> dict[str, Any]:
 
 def make_broker(settings: RuntimeSettings, name: str) -> NatsBroker:
     """The faststream broker of one service process."""
+    from faststream.security import BaseSecurity, SASLPlaintext
+
+    options = connection_options(settings, name)
+    # faststream takes a user, a password and TLS as a `security` object, not as keywords.
+    user, password, tls = (
+        options.pop("user", None),
+        options.pop("password", None),
+        options.pop("tls", None),
+    )
+    security: BaseSecurity | None = None
+    if user is not None:
+        security = SASLPlaintext(username=user, password=password or "", ssl_context=tls)
+    elif tls is not None:
+        security = BaseSecurity(ssl_context=tls)
     # Per-message "Received/Processed" lines go to DEBUG; our handlers log what matters.
+    # faststream's middlewares: NATS message metrics, and with tracing on the trace
+    # context in the headers of every command and reply.
     return NatsBroker(
-        **connection_options(settings, name), graceful_timeout=3, log_level=logging.DEBUG
+        **options,
+        security=security,
+        graceful_timeout=3,
+        log_level=logging.DEBUG,
+        middlewares=broker_middlewares(name),
     )
 
 
@@ -221,13 +244,18 @@ async def start_broker(
 
 
 async def publish_events(
-    broker: NatsBroker, envelopes: list[Any], stream: str, timeout: float = 10.0
+    broker: NatsBroker,
+    envelopes: list[Any],
+    stream: str,
+    timeout: float = 10.0,
+    headers: Sequence[Mapping[str, str]] | None = None,
 ) -> list[Any]:
     """Publish integration events to JetStream pipelined, and wait for every ack.
 
     Each message carries `Nats-Msg-Id` = its event id, so re-publishing a batch
-    after a crash is deduplicated by the stream.  Returns the PubAcks (raises if
-    any publish failed, so the caller does not record progress).
+    after a crash is deduplicated by the stream, plus its entry of `headers`
+    (the trace context, see `services.runtime.telemetry`).  Returns the PubAcks
+    (raises if any publish failed, so the caller does not record progress).
     """
     import asyncio
 
@@ -239,13 +267,14 @@ async def publish_events(
     # the wait for all acks below is bounded instead.
     js = connection.jetstream()
     futures = []
-    for envelope in envelopes:
+    for index, envelope in enumerate(envelopes):
+        extra = headers[index] if headers is not None else {}
         futures.append(
             await js.publish_async(
                 subject_of(envelope.type),
                 envelope.model_dump_json().encode(),
                 stream=stream,
-                headers={"Nats-Msg-Id": str(envelope.id)},
+                headers={**extra, "Nats-Msg-Id": str(envelope.id)},
             )
         )
     return list(await asyncio.wait_for(asyncio.gather(*futures), timeout))

@@ -68,6 +68,7 @@ class NatsServer:
         cluster_name: str = "meetplane",
         die_with_parent: bool = True,
         advertise: bool = True,
+        config: Path | None = None,
     ) -> None:
         self.store_dir = Path(store_dir)
         self.port = port
@@ -79,6 +80,8 @@ class NatsServer:
         self.die_with_parent = die_with_parent
         # False: clients learn no other cluster nodes (tests that pin a client to one node).
         self.advertise = advertise
+        # A configuration file (users and permissions); the flags below override the rest.
+        self.config = config
         self.process: subprocess.Popen[bytes] | None = None
 
     @property
@@ -102,6 +105,8 @@ class NatsServer:
             "-l",
             str(self.store_dir / "nats-server.log"),
         ]
+        if self.config is not None:
+            cmd += ["-c", str(self.config)]
         if self.cluster_port:
             cmd += [
                 "--cluster_name",

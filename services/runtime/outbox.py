@@ -16,21 +16,26 @@ caller does next can be ordered after them (see `DurableConsumer.caught_up`).
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import uuid
-from collections.abc import Callable, Sequence
+import weakref
+from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
 from typing import Any
 
 from eventsourcing.persistence import IntegrityError, Notification, Tracking
 from faststream.nats import NatsBroker
-from prometheus_client import Counter
+from prometheus_client import REGISTRY, Counter
+from prometheus_client.core import GaugeMetricFamily
+from prometheus_client.registry import Collector
 
-from contracts.events import EventEnvelope
+from contracts.events import EventEnvelope, subject_of
 from services.runtime.follower import LogFollower
 from services.runtime.leader import Lease
 from services.runtime.logging import get_logger
 from services.runtime.nats import publish_events
 from services.runtime.store import ServiceApplication
+from services.runtime.telemetry import publish_spans
 from services.runtime.tracker import AggregateStates
 
 log = get_logger("meetplane.outbox")
@@ -42,6 +47,32 @@ PUBLISHED = Counter(
     "Integration events the outbox published (duplicate: JetStream already had it)",
     ["service", "duplicate"],
 )
+
+
+class _OutboxLag(Collector):
+    """`meetplane_outbox_lag`: notifications committed but not yet on the stream.
+
+    Read from the store at scrape time (head of the notification log minus the
+    recorded position), so it keeps growing while the outbox is stuck.
+    """
+
+    def __init__(self) -> None:
+        self.outboxes: weakref.WeakSet[Outbox] = weakref.WeakSet()
+
+    def collect(self) -> Iterator[GaugeMetricFamily]:
+        lag = GaugeMetricFamily(
+            "meetplane_outbox_lag",
+            "Notifications committed to the event store and not yet published",
+            labels=["service"],
+        )
+        for outbox in list(self.outboxes):
+            with contextlib.suppress(Exception):  # a store that is down: no sample
+                lag.add_metric([outbox.app.name], outbox.lag())
+        yield lag
+
+
+OUTBOX_LAG = _OutboxLag()
+REGISTRY.register(OUTBOX_LAG)
 
 # Maps one stored domain event, with its aggregate right after it, to the integration
 # events it stands for (often none: bookkeeping that stays inside the service).
@@ -87,6 +118,12 @@ class Outbox:
             lease=lease,
         )
         app.add_commit_listener(self.follower.poke)
+        OUTBOX_LAG.outboxes.add(self)
+
+    def lag(self) -> int:
+        """How many notifications are committed but not published (reads the store)."""
+        head = self.app.process_recorder.max_notification_id() or 0
+        return max(0, head - (self.position() or 0))
 
     def position(self) -> int | None:
         """The last notification id whose events are on the stream."""
@@ -94,28 +131,47 @@ class Outbox:
 
     async def run(self) -> None:
         """Follow the log until cancelled."""
-        await self.follower.run()
+        try:
+            await self.follower.run()
+        finally:
+            OUTBOX_LAG.outboxes.discard(self)  # a stopped outbox reports no lag
 
     async def wait_published(self, position: int, timeout: float = 10.0) -> bool:
         """Wait until everything up to notification `position` is on the stream."""
         return await self.follower.wait_until(position, timeout)
 
-    def _map(self, notifications: Sequence[Notification]) -> list[EventEnvelope]:
-        envelopes: list[EventEnvelope] = []
+    def _map(self, notifications: Sequence[Notification]) -> list[tuple[EventEnvelope, int]]:
+        """The integration events of a batch, each with its notification id."""
+        envelopes: list[tuple[EventEnvelope, int]] = []
         try:
-            for domain_event, state in self.states.advance(notifications):
-                envelopes.extend(self.mapper(domain_event, state))
+            pairs = self.states.advance(notifications)
+            for notification, (domain_event, state) in zip(notifications, pairs, strict=True):
+                envelopes.extend((e, notification.id) for e in self.mapper(domain_event, state))
         except Exception:
             self.states.forget()
             raise
         return envelopes
 
+    def _causes(self, mapped: list[tuple[EventEnvelope, int]]) -> list[tuple[str, str, Any]]:
+        """Each event's subject, id and the commit that stored it (for its publish span)."""
+        commits: dict[int, Any] = {}
+        causes = []
+        for envelope, notification_id in mapped:
+            if notification_id not in commits:
+                commits[notification_id] = self.app.commit_traces.pop(notification_id)
+            causes.append((subject_of(envelope.type), str(envelope.id), commits[notification_id]))
+        return causes
+
     async def _publish_batch(self, _start: int, notifications: Sequence[Notification]) -> None:
         while self.hold_file is not None and self.hold_file.exists():  # noqa: ASYNC110 - test hook
             await asyncio.sleep(0.05)
-        envelopes = await self.follower.run_sync(self._map, notifications)
+        mapped = await self.follower.run_sync(self._map, notifications)
+        envelopes = [envelope for envelope, _ in mapped]
         try:
-            acks = await publish_events(self.broker, envelopes, self.stream, self.publish_timeout)
+            with publish_spans(self._causes(mapped)) as headers:
+                acks = await publish_events(
+                    self.broker, envelopes, self.stream, self.publish_timeout, headers=headers
+                )
         except BaseException:
             self.states.forget()  # the batch is read again from the store
             raise

@@ -8,6 +8,8 @@ from typing import Literal
 from pydantic import Field
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
+from services.runtime.secrets import DEV_LIVEKIT_API_SECRET
+
 DEFAULT_NATS_PORT = 14222
 
 
@@ -23,6 +25,9 @@ class RuntimeSettings(BaseSettings):
     nats_password: str | None = None
     nats_token: str | None = None
     nats_creds: Path | None = None
+    # Replies come back on `<prefix>.<token>`; with per-service NATS users each has its
+    # own (`_INBOX_<user>`), so no other client may subscribe to its replies.
+    nats_inbox_prefix: str = "_INBOX"
     nats_tls_ca: Path | None = None
     nats_tls_cert: Path | None = None
     nats_tls_key: Path | None = None
@@ -46,10 +51,11 @@ class RuntimeSettings(BaseSettings):
     # committed events back (so a test can kill the service between commit and publish).
     outbox_hold_file: Path | None = None
     # LiveKit credentials: meetings and recordings call LiveKit, the gateway verifies
-    # its webhooks.  The default secret is for the embedded platform only.
+    # its webhooks.  The default secret is public: `serve` refuses it (unless
+    # MEETPLANE_ALLOW_DEV_SECRETS=1) and `up` generates one into the data dir.
     livekit_url: str = "ws://127.0.0.1:7880"
     livekit_api_key: str = "devkey"
-    livekit_api_secret: str = "meetplane-dev-secret-that-is-at-least-32-chars"  # noqa: S105
+    livekit_api_secret: str = DEV_LIVEKIT_API_SECRET
 
     def effective_nats_url(self) -> str:
         """The configured NATS URL, or the embedded server's loopback address."""

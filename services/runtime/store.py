@@ -21,6 +21,7 @@ from eventsourcing.persistence import IntegrityError, ProcessRecorder, Recording
 from services.runtime.commits import COMMIT_MARK
 from services.runtime.leader import FileLease, Lease, PostgresLease
 from services.runtime.settings import RuntimeSettings
+from services.runtime.telemetry import CommitTraces, commit_span
 
 if TYPE_CHECKING:
     from services.runtime.consumer import Consumed
@@ -209,6 +210,8 @@ class ServiceApplication(Application[Any]):
         super().__init__(env)
         self._listeners: list[Callable[[], None]] = []
         self._listeners_lock = threading.Lock()
+        # The commit span of each recent notification, for the outbox's publish spans.
+        self.commit_traces = CommitTraces()
 
     def construct_recorder(self) -> ProcessRecorder:
         """Use a process recorder so tracking can be written with events."""
@@ -235,6 +238,18 @@ class ServiceApplication(Application[Any]):
                 if attempt == attempts - 1:
                     raise
         raise AssertionError("unreachable")
+
+    def _record(self, processing_event: ProcessingEvent[Any]) -> list[Recording[Any]]:
+        """Record in a span, remembered per notification for the outbox (tracing on)."""
+        from opentelemetry import trace
+
+        with commit_span(self.name) as span:
+            recordings = super()._record(processing_event)
+            if span.is_recording() and recordings:
+                ids = [r.notification.id for r in recordings]
+                span.set_attribute("meetplane.notification_ids", ids)
+                self.commit_traces.record(ids, trace.set_span_in_context(span))
+        return recordings
 
     def add_commit_listener(self, listener: Callable[[], None]) -> None:
         """Call `listener` (from the committing thread) after every commit."""

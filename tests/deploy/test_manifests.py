@@ -254,3 +254,48 @@ def test_postgres_connection_budget_is_the_documented_one() -> None:
     documented = re.search(r"at most \*\*(\d+)\*\*\s+PostgreSQL\s+connections", readme)
     assert documented is not None, "deploy/k8s/README.md states no connection budget"
     assert total == int(documented.group(1)), f"the budget is {total}; update the README"
+
+
+def test_nats_users_and_permissions_are_the_runtime_table() -> None:
+    """NATS in Kubernetes carries the permission table of services/runtime/nats_auth.py."""
+    from services.runtime import nats_auth
+
+    docs = render("prod")
+    (config,) = [c for c in of_kind(docs, "ConfigMap") if c["metadata"]["name"] == "nats-config"]
+    refs = {user: f"NATS_PASSWORD_{user.upper()}" for user in nats_auth.USERS}
+    expected = nats_auth.authorization_block(refs, references=True)
+    assert expected in config["data"]["nats.conf"], "regenerate base/nats.yaml's authorization"
+    (nats,) = [s for s in of_kind(docs, "StatefulSet") if s["metadata"]["name"] == "nats"]
+    env = {e["name"]: e for e in nats["spec"]["template"]["spec"]["containers"][0]["env"]}
+    for user, variable in refs.items():
+        assert env[variable]["valueFrom"]["secretKeyRef"] == {"name": "meetplane-nats", "key": user}
+    deployments = {d["metadata"]["name"]: d for d in of_kind(docs, "Deployment")}
+    for service in SERVICES:
+        spec = deployments[f"meetplane-{service}"]["spec"]["template"]["spec"]
+        for container in [*spec["containers"], *spec.get("initContainers", [])]:
+            env = {e["name"]: e for e in container.get("env", [])}
+            assert env["MEETPLANE_NATS_USER"]["value"] == service
+            assert env["MEETPLANE_NATS_INBOX_PREFIX"]["value"] == nats_auth.inbox_prefix(service)
+            assert env["MEETPLANE_NATS_PASSWORD"]["valueFrom"]["secretKeyRef"] == {
+                "name": "meetplane-nats",
+                "key": service,
+            }
+
+
+def test_the_nats_configuration_is_valid_for_nats_server(tmp_path: Path) -> None:
+    import os
+
+    from services.runtime import nats_auth
+    from services.runtime.natsserver import nats_server_binary
+
+    (config,) = [
+        c for c in of_kind(render("prod"), "ConfigMap") if c["metadata"]["name"] == "nats-config"
+    ]
+    path = tmp_path / "nats.conf"
+    path.write_text(config["data"]["nats.conf"])
+    env = {**os.environ, "POD_NAME": "nats-0"}
+    env.update({f"NATS_PASSWORD_{user.upper()}": f"pw-{user}" for user in nats_auth.USERS})
+    checked = subprocess.run(
+        [nats_server_binary(), "-t", "-c", str(path)], env=env, capture_output=True, text=True
+    )
+    assert checked.returncode == 0, checked.stdout + checked.stderr

@@ -12,17 +12,20 @@ from pathlib import Path
 
 import httpx
 
-from tests.support.infra import free_port
+from tests.support.infra import free_port, free_port_range
 
 
 def start_up(data_dir: Path, http_port: int, nats_port: int, log: Path) -> subprocess.Popen[bytes]:
     env = {k: v for k, v in os.environ.items() if not k.startswith("MEETPLANE_")}
+    storage_port = free_port()
+    health = free_port_range(5, (http_port, nats_port, storage_port))
     env.update(
         {
             "MEETPLANE_DATA_DIR": str(data_dir),
             "MEETPLANE_HTTP_PORT": str(http_port),
             "MEETPLANE_NATS_PORT": str(nats_port),
-            "MEETPLANE_STORAGE_PORT": str(free_port()),
+            "MEETPLANE_STORAGE_PORT": str(storage_port),
+            "MEETPLANE_HEALTH_PORT_BASE": str(health),
         }
     )
     services = os.environ.get("MEETPLANE_E2E_SERVICES")
@@ -78,7 +81,8 @@ def test_up_runs_embedded_stops_cleanly_and_continues_with_same_data(tmp_path: P
         assert f"{base}/api/v1" in printed and f"{base}/docs" in printed
         assert f"nats://127.0.0.1:{nats_port}" in printed
         key = (data_dir / "api-key").read_text().strip()
-        assert re.search(rf"API key:\s+{re.escape(key)}", printed)
+        assert re.search(rf"API key:\s+in {re.escape(str(data_dir / 'api-key'))}", printed)
+        assert key not in printed  # where it is, never the key
         assert httpx.get(f"{base}/docs").status_code == 200
         room = httpx.post(
             f"{base}/api/v1/rooms", json={"roomName": "persisted"}, headers={"X-API-KEY": key}

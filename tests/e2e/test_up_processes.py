@@ -76,6 +76,7 @@ def test_a_second_up_on_the_same_data_dir_refuses_at_once(up: EmbeddedUp, tmp_pa
         ("http_port", "MEETPLANE_HTTP_PORT"),
         ("nats_port", "MEETPLANE_NATS_PORT"),
         ("storage_port", "MEETPLANE_STORAGE_PORT"),
+        ("health_port_base", "MEETPLANE_HEALTH_PORT_BASE"),
     ],
 )
 def test_a_busy_port_is_named_with_the_variable_to_change(

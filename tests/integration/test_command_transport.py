@@ -179,7 +179,7 @@ async def test_the_gateway_never_retries_an_answer_even_one_ending_in_unavailabl
     rpc = Rpc(caller, timeout=1.0, attempts=3)
     with pytest.raises(ApiError) as error:
         await rpc.retrying("probe", "media", {"key": "media"})
-    assert (error.value.status, error.value.error) == (503, "media_backend_unavailable")
+    assert (error.value.status, error.value.code) == (503, "media_backend_unavailable")
     assert probe.ran["media"] == 1
 
 
@@ -191,7 +191,7 @@ async def test_the_gateway_retries_a_timeout_only_when_repeating_is_safe(
     assert probe.ran["safe"] == 2
     with pytest.raises(ApiError) as error:
         await rpc("probe", "slow_once", {"key": "unsafe"})
-    assert (error.value.status, error.value.error) == (503, "probe_unavailable")
+    assert (error.value.status, error.value.code) == (503, "probe_unavailable")
     assert "did not answer" in error.value.message
     assert probe.ran["unsafe"] == 1
 
@@ -200,7 +200,7 @@ async def test_no_responders_names_the_missing_service(caller: NatsBroker) -> No
     rpc = Rpc(caller, timeout=1.0, attempts=2)
     with pytest.raises(ApiError) as error:
         await rpc("ghost", "count", {"key": "x"})
-    assert (error.value.status, error.value.error) == (503, "ghost_unavailable")
+    assert (error.value.status, error.value.code) == (503, "ghost_unavailable")
     assert "not running" in error.value.message
 
 

@@ -9,6 +9,7 @@ from typing import Any
 
 import pytest
 from eventsourcing.persistence import OperationalError, Tracking
+from prometheus_client import REGISTRY
 
 from contracts.events import RoomStatusChanged, make_envelope, subject_of
 from services.runtime.consumer import Consumed, DurableConsumer
@@ -120,6 +121,8 @@ async def test_poison_message_is_parked_and_other_aggregates_go_on(
     recorder = Recorder(app)
     recorder.poison = {"n2"}  # only this event of room-bad is a problem
     parts, durable = consumer(settings, recorder)
+    parked_total = {"consumer": "test-consumer", "outcome": "parked"}
+    parked_before = REGISTRY.get_sample_value("meetplane_consumer_events_total", parked_total) or 0
     async with running(parts, settings):
         await publish(client_broker, [("room-ok", 1), ("room-bad", 2), ("room-ok", 3)])
         await wait_for(lambda: len(recorder.applied) == 2)
@@ -136,6 +139,11 @@ async def test_poison_message_is_parked_and_other_aggregates_go_on(
         assert parked[0].consumer == "test-consumer" and parked[0].service == "consumertest"
         assert parked[0].attempts == FAST.attempts
         assert "cannot handle n2" in parked[0].error
+        # What the dead-letter alert and dashboard read (deploy/k8s/monitoring).
+        parked_now = REGISTRY.get_sample_value("meetplane_consumer_events_total", parked_total)
+        assert parked_now == parked_before + 2
+        gauge = {"consumer": "test-consumer"}
+        assert REGISTRY.get_sample_value("meetplane_consumer_parked_messages", gauge) == 2
 
         # Once the defect is fixed, a retry applies the parked events in order and
         # releases the aggregate: its next event is applied directly.
@@ -144,6 +152,7 @@ async def test_poison_message_is_parked_and_other_aggregates_go_on(
         assert result == {"retried": 2, "failed": []}
         assert recorder.applied[-2:] == [("room-bad", "n2"), ("room-bad", "n4")]
         assert await durable.parked() == []
+        assert REGISTRY.get_sample_value("meetplane_consumer_parked_messages", gauge) == 0
         await publish(client_broker, [("room-bad", 6)])
         await wait_for(lambda: recorder.applied[-1] == ("room-bad", "n6"))
 

@@ -14,6 +14,7 @@ from typing import Any
 
 import httpx
 import pytest
+from prometheus_client import REGISTRY
 
 from contracts.events import RecordingReady, RecordingStarted, make_envelope, subject_of
 from services.gateway.app import create_app
@@ -24,13 +25,20 @@ from tests.support.services import wait_for
 from tests.support.webhook_receivers import Receiver, accepted_by_all
 
 API_KEY = "webhook-test-key"
+# The receivers of these tests listen on loopback, which webhooks may not reach by default.
+RECEIVERS = "127.0.0.0/8"
 INTERNAL = "/meet/internal-api/v1"
 PUBLIC = "/meet/api/v1"
 
 
 @pytest.fixture
 async def gateway(settings_factory: Any) -> AsyncIterator[tuple[httpx.AsyncClient, Any]]:
-    settings = settings_factory(GatewaySettings, api_key=API_KEY, webhook_max_attempts=3)
+    settings = settings_factory(
+        GatewaySettings,
+        api_key=API_KEY,
+        webhook_max_attempts=3,
+        webhook_allowed_networks=RECEIVERS,
+    )
     async with serve_app(create_app(settings)) as base:
         async with httpx.AsyncClient(
             base_url=base, headers={"X-API-KEY": API_KEY}, timeout=30
@@ -130,12 +138,19 @@ async def test_test_event_is_signed_and_unreachable_urls_are_reported(gateway: A
     )
 
 
+def _deliveries(outcome: str) -> float:
+    return (
+        REGISTRY.get_sample_value("meetplane_webhook_deliveries_total", {"outcome": outcome}) or 0
+    )
+
+
 async def test_global_webhook_is_retried_logged_and_resent(
     gateway: Any, client_broker: Any
 ) -> None:
     http, _ = gateway
     receiver = Receiver()
     receiver.failing = True
+    before = {o: _deliveries(o) for o in ("failed", "given_up", "resent_ok")}
     async with serve_app(receiver.app) as hook:
         await http.put(f"{INTERNAL}/config/webhooks", json={"enabled": True, "url": f"{hook}/hook"})
         event_id = await publish_recording_event(client_broker, "r1")
@@ -154,11 +169,15 @@ async def test_global_webhook_is_retried_logged_and_resent(
         assert record["lastError"] == "Server error (500 Internal Server Error)"
         assert record["payload"]["event"] == "recordingStarted"
         assert {r["headers"]["x-event-id"] for r in receiver.received} == {event_id}
+        # What the webhook failure-ratio alert reads (deploy/k8s/monitoring).
+        assert _deliveries("failed") == before["failed"] + 2
+        assert _deliveries("given_up") == before["given_up"] + 1
         # The receiver is back: an admin sends the delivery again.
         receiver.failing = False
         resent = await http.post(f"{log_url}/resend")
         assert resent.status_code == 200
         assert resent.json()["status"] == "delivered" and resent.json()["attempts"] == 4
+        assert _deliveries("resent_ok") == before["resent_ok"] + 1
         assert resent.json()["history"][-1] == {
             "date": resent.json()["lastAttemptDate"],
             "statusCode": 200,
@@ -296,7 +315,13 @@ async def test_two_gateways_share_each_subscriber(
     async with AsyncExitStack() as stack:
         bases = [
             await stack.enter_async_context(
-                serve_app(create_app(settings_factory(GatewaySettings, api_key=API_KEY)))
+                serve_app(
+                    create_app(
+                        settings_factory(
+                            GatewaySettings, api_key=API_KEY, webhook_allowed_networks=RECEIVERS
+                        )
+                    )
+                )
             )
             for _ in range(2)
         ]

@@ -145,12 +145,18 @@ async def test_two_replicas_fire_each_timer_once(
 async def test_real_clock_short_date(settings_factory: Any, nats_server: Any) -> None:
     settings = settings_factory(JanitorSettings, timer_poll_seconds=5.0)
     timers = TimerStore(view_engine(settings, "janitor"))
+    lateness = "meetplane_janitor_firing_lateness_seconds_count"
+    observed = REGISTRY.get_sample_value(lateness) or 0
     async with running(build_janitor(settings), settings):
         due = int(time.time() * 1000) + 700
         timers.set("soon", due)  # inserted behind the scheduler's back: found by its poll/next-due
+        assert REGISTRY.get_sample_value("meetplane_janitor_timers_pending") == 1
         started = time.monotonic()
         events = await wait_for(lambda: due_events(nats_server.url, "soon"), timeout=10)
         late_ms = (time.monotonic() - started) * 1000 - 700
+        # The janitor row of the dashboard and the lateness alert read these.
+        await wait_for(lambda: REGISTRY.get_sample_value("meetplane_janitor_timers_pending") == 0)
+        assert REGISTRY.get_sample_value(lateness) == observed + 1
     assert events[0]["data"]["autoDeletionDate"] == due
     assert late_ms < 6000  # within one poll interval at worst
     timers.engine.dispose()

@@ -16,6 +16,7 @@ from livekit import api
 from livekit.protocol import egress as egress_proto
 from livekit.protocol import models
 from livekit.protocol import room as room_proto
+from prometheus_client import REGISTRY
 
 from services.meetings.media import LiveKitMediaBackend, MediaBackendUnavailable, MediaSettings
 from services.recordings.egress import LiveKitEgress
@@ -124,6 +125,7 @@ async def test_tokens_carry_the_role_grants() -> None:
 async def test_room_service_calls_reach_livekit_with_admin_tokens(livekit: Any) -> None:
     fake, url = livekit
     backend = LiveKitMediaBackend(settings(url))
+    not_found_before = _livekit("meetplane_external_call_errors_total", "delete_room")
     try:
         assert await backend.list_participants("standup") == ["alice", "bob"]
         assert await backend.list_participants("nowhere") == []
@@ -151,17 +153,29 @@ async def test_room_service_calls_reach_livekit_with_admin_tokens(livekit: Any) 
     assert update.identity == "alice" and update.permission.can_publish_data is False
     _, delete, delete_claims = fake.received[5]
     assert delete.room == "standup" and delete_claims.video.room_create
+    # "Not found" is LiveKit's answer, not its failure.
+    assert _livekit("meetplane_external_call_errors_total", "delete_room") == not_found_before
+
+
+def _livekit(metric: str, operation: str) -> float:
+    labels = {"dependency": "livekit", "operation": operation}
+    return REGISTRY.get_sample_value(metric, labels) or 0
 
 
 async def test_server_errors_become_unavailable(livekit: Any) -> None:
     fake, url = livekit
     fake.fail_with = 503
     backend = LiveKitMediaBackend(settings(url))
+    errors = _livekit("meetplane_external_call_errors_total", "remove_participant")
+    calls = _livekit("meetplane_external_call_seconds_count", "remove_participant")
     try:
         with pytest.raises(MediaBackendUnavailable):
             await backend.remove_participant("standup", "bob")
     finally:
         await backend.close()
+    # Timed and counted as a LiveKit failure (the dependency-errors alert and dashboard).
+    assert _livekit("meetplane_external_call_errors_total", "remove_participant") == errors + 1
+    assert _livekit("meetplane_external_call_seconds_count", "remove_participant") == calls + 1
 
 
 async def test_room_composite_egress_uploads_to_the_bucket(livekit: Any) -> None:

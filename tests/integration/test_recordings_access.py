@@ -155,3 +155,51 @@ async def test_each_caller_reaches_the_recordings_of_the_rooms_they_may_see(
     assert bulk.json()["deleted"] == [rec_a]
     assert [f["recordingId"] for f in bulk.json()["failed"]] == [rec_b]
     assert await listed(gw, KEY) == {rec_b, rec_c}
+
+
+async def test_a_revoked_share_link_stops_working(gw: httpx.AsyncClient) -> None:
+    _, recording_id = await recorded_room(gw, KEY)
+    url = (await gw.get(f"{PUB}/recordings/{recording_id}/url", headers=KEY)).json()["url"]
+    old = url.split("recordingSecret=")[1]
+    shared = {"recordingSecret": old}
+    assert (await gw.get(f"{PUB}/recordings/{recording_id}", params=shared)).status_code == 200
+    revoked = await gw.delete(f"{PUB}/recordings/{recording_id}/url", headers=KEY)
+    assert revoked.status_code == 200, revoked.text
+    for path in ("", "/media", "/download"):
+        refused = await gw.get(f"{PUB}/recordings/{recording_id}{path}", params=shared)
+        assert refused.status_code == 400, (path, refused.text)
+    # A new link works; the recording itself is untouched.
+    fresh = (await gw.get(f"{PUB}/recordings/{recording_id}/url", headers=KEY)).json()["url"]
+    new = fresh.split("recordingSecret=")[1]
+    assert new != old
+    got = await gw.get(f"{PUB}/recordings/{recording_id}", params={"recordingSecret": new})
+    assert got.status_code == 200 and got.json()["status"] in {"complete", "limit_reached"}
+    # Without credentials nobody revokes links.
+    assert (await gw.delete(f"{PUB}/recordings/{recording_id}/url")).status_code == 401
+
+
+async def test_a_share_link_older_than_the_maximum_lifetime_is_refused_and_renewed(
+    gw: httpx.AsyncClient, settings_factory: Any
+) -> None:
+    _, recording_id = await recorded_room(gw, KEY)
+    short = settings_factory(GatewaySettings, api_key=KEY["X-API-KEY"], share_link_max_seconds=2)
+    async with (
+        serve_app(create_app(short)) as base,
+        httpx.AsyncClient(base_url=base, timeout=30) as strict,
+    ):
+        url = (await strict.get(f"{PUB}/recordings/{recording_id}/url", headers=KEY)).json()["url"]
+        old = url.split("recordingSecret=")[1]
+
+        async def expired() -> bool:
+            got = await strict.get(
+                f"{PUB}/recordings/{recording_id}", params={"recordingSecret": old}
+            )
+            return got.status_code == 400 and "expired" in got.json()["message"]
+
+        await wait_for(expired, timeout=15, interval=0.2)
+        # Asking for the link again makes a new one, which works.
+        url = (await strict.get(f"{PUB}/recordings/{recording_id}/url", headers=KEY)).json()["url"]
+        new = url.split("recordingSecret=")[1]
+        assert new != old
+        got = await strict.get(f"{PUB}/recordings/{recording_id}", params={"recordingSecret": new})
+        assert got.status_code == 200

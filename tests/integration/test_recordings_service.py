@@ -10,6 +10,7 @@ from typing import Any
 
 import httpx
 import pytest
+from prometheus_client import REGISTRY
 
 from services.recordings.storage import ObjectStorage, StorageSettings
 from services.runtime.rpc import request
@@ -73,10 +74,22 @@ async def test_start_rules_and_lifecycle(http: Any) -> None:
     assert (
         no_meeting.status_code == 409 and no_meeting.json()["code"] == "room_has_no_active_meeting"
     )
+    written = REGISTRY.get_sample_value("meetplane_recording_bytes_written_total") or 0
+    s3 = {"dependency": "s3", "operation": "put_object"}
+    uploads = REGISTRY.get_sample_value("meetplane_external_call_seconds_count", s3) or 0
     room = await room_in_meeting(client)
     recording = await record(client, room["roomId"])
     assert recording["size"] > 1000 and recording["duration"] > 1.0
     assert storage.stat(f"recordings/{room['roomId']}/{recording['filename']}") is not None
+    # The recordings row of the dashboard: bytes written, S3 calls, none active now.
+    assert await wait_for(
+        lambda: (
+            REGISTRY.get_sample_value("meetplane_recording_bytes_written_total")
+            == written + recording["size"]
+        )
+    )
+    assert REGISTRY.get_sample_value("meetplane_external_call_seconds_count", s3) == uploads + 1
+    assert REGISTRY.get_sample_value("meetplane_recordings_active") is not None
     again = await client.post(f"/api/v1/recordings/{recording['recordingId']}/stop")
     assert again.status_code == 409 and again.json()["code"] == "recording_not_active"
     listed = (await client.get("/api/v1/recordings", params={"roomId": room["roomId"]})).json()

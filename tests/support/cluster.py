@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import os
+import secrets
 import signal
 import subprocess
 import sys
@@ -90,6 +91,7 @@ class Cluster:
             "MEETPLANE_API_KEY": self.api_key,
             # Replicas with their own data dirs must share the token signing key.
             "MEETPLANE_AUTH_SIGNING_KEY": "cluster-signing-key-0123456789abcdef",
+            "MEETPLANE_LIVEKIT_API_SECRET": secrets.token_urlsafe(32),
             "MEETPLANE_LOG_FORMAT": "json",
             "MEETPLANE_READY_SERVICES": ",".join(services),
             "MEETPLANE_COMMAND_TIMEOUT": "10",

@@ -20,11 +20,11 @@ class _Server(uvicorn.Server):
 
 
 @asynccontextmanager
-async def serve_app(app: Any, lifespan: str = "on") -> AsyncIterator[str]:
+async def serve_app(app: Any, lifespan: str = "on", host: str = "127.0.0.1") -> AsyncIterator[str]:
     """Run `app` with uvicorn on a free port; yields its base URL."""
     port = free_port()
     server = _Server(
-        uvicorn.Config(app, host="127.0.0.1", port=port, log_level="warning", lifespan=lifespan)
+        uvicorn.Config(app, host=host, port=port, log_level="warning", lifespan=lifespan)
     )
     task = asyncio.create_task(server.serve())
     while not server.started:
@@ -32,7 +32,7 @@ async def serve_app(app: Any, lifespan: str = "on") -> AsyncIterator[str]:
             task.result()
         await asyncio.sleep(0.02)
     try:
-        yield f"http://127.0.0.1:{port}"
+        yield f"http://{host}:{port}"
     finally:
         server.should_exit = True
         await task

@@ -13,7 +13,7 @@ from __future__ import annotations
 import os
 import socket
 import uuid
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
 from pathlib import Path
 
 import psycopg
@@ -29,6 +29,31 @@ def free_port() -> int:
     with socket.socket() as sock:
         sock.bind(("127.0.0.1", 0))
         return int(sock.getsockname()[1])
+
+
+def free_port_range(count: int, avoid: Iterable[int] = (), attempts: int = 50) -> int:
+    """The first of `count` consecutive TCP ports nobody listens on right now.
+
+    `avoid`: ports already picked for something that does not listen yet.
+    """
+    avoided = set(avoid)
+    for _ in range(attempts):
+        base = free_port()
+        if avoided & set(range(base, base + count)):
+            continue
+        socks = []
+        try:
+            for port in range(base, base + count):
+                sock = socket.socket()
+                socks.append(sock)
+                sock.bind(("127.0.0.1", port))
+        except OSError:
+            continue
+        finally:
+            for sock in socks:
+                sock.close()
+        return base
+    raise RuntimeError(f"no {count} consecutive free ports")
 
 
 def docker_available() -> bool:

@@ -13,7 +13,9 @@ from pathlib import Path
 import httpx
 import psutil
 
-from tests.support.infra import NatsHandle, free_port, local_nats
+from tests.support.infra import NatsHandle, free_port, free_port_range, local_nats
+
+HEALTH_PORTS = 5  # one per service besides the gateway (services.runtime.launcher)
 
 
 class Platform:
@@ -33,6 +35,7 @@ class Platform:
         self.hold_file = root / "outbox-hold"
         self.media_hold_file = root / "media-delete-hold"
         self.storage_port = free_port()
+        self.health_port_base = free_port_range(HEALTH_PORTS, (self.http_port, self.storage_port))
         self.base = f"http://127.0.0.1:{self.http_port}"
         env = dict(os.environ)
         env.update(
@@ -43,6 +46,7 @@ class Platform:
                 "MEETPLANE_API_KEY": self.api_key,
                 "MEETPLANE_OUTBOX_HOLD_FILE": str(self.hold_file),
                 "MEETPLANE_STORAGE_PORT": str(self.storage_port),
+                "MEETPLANE_HEALTH_PORT_BASE": str(self.health_port_base),
                 "MEETPLANE_RECORDINGS_HOLD_MEDIA_DELETE_FILE": str(root / "media-delete-hold"),
                 "MEETPLANE_LOG_FORMAT": "json",
                 "MEETPLANE_COMMAND_TIMEOUT": "5",
@@ -147,6 +151,8 @@ class EmbeddedUp:
         http_port: int | None = None,
         nats_port: int | None = None,
         storage_port: int | None = None,
+        health_port_base: int | None = None,
+        extra_env: dict[str, str] | None = None,
     ) -> None:
         root.mkdir(parents=True, exist_ok=True)
         self.root = root
@@ -154,6 +160,9 @@ class EmbeddedUp:
         self.http_port = http_port or free_port()
         self.nats_port = nats_port or free_port()
         self.storage_port = storage_port or free_port()
+        self.health_port_base = health_port_base or free_port_range(
+            HEALTH_PORTS, (self.http_port, self.nats_port, self.storage_port)
+        )
         self.base = f"http://127.0.0.1:{self.http_port}"
         self.api_key = "embedded-key"
         env = {k: v for k, v in os.environ.items() if not k.startswith("MEETPLANE_")}
@@ -163,7 +172,9 @@ class EmbeddedUp:
                 "MEETPLANE_HTTP_PORT": str(self.http_port),
                 "MEETPLANE_NATS_PORT": str(self.nats_port),
                 "MEETPLANE_STORAGE_PORT": str(self.storage_port),
+                "MEETPLANE_HEALTH_PORT_BASE": str(self.health_port_base),
                 "MEETPLANE_API_KEY": self.api_key,
+                **(extra_env or {}),
             }
         )
         self.env = env

@@ -45,7 +45,17 @@ async def recordings_platform(
         parts = build_recordings(rec_settings, storage=storage, egress=egress)
         await stack.enter_async_context(running(parts, rec_settings))
         base = await stack.enter_async_context(
-            serve_app(create_app(settings_factory(GatewaySettings, api_key=KEY, **(gateway or {}))))
+            serve_app(
+                create_app(
+                    settings_factory(
+                        GatewaySettings,
+                        api_key=KEY,
+                        # The tests' webhook receivers listen on loopback.
+                        webhook_allowed_networks="127.0.0.0/8",
+                        **(gateway or {}),
+                    )
+                )
+            )
         )
         client = await stack.enter_async_context(
             httpx.AsyncClient(base_url=base, headers={"X-API-KEY": KEY}, timeout=30)

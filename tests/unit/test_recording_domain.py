@@ -96,3 +96,12 @@ def test_one_recording_per_room() -> None:
     assert recorder.release("b") is False
     assert recorder.release("a") is True
     recorder.begin("b")
+
+
+def test_revoking_links_replaces_both_secrets() -> None:
+    rec = recording()
+    before = (rec.public_secret, rec.private_secret)
+    rec.revoke_links("new-public", "new-private", at=5_000)
+    assert rec.links_issued_at == 5_000
+    assert (rec.public_secret, rec.private_secret) == ("new-public", "new-private") != before
+    assert type(rec.collect_events()[-1]).__name__ == "LinksRevoked"

@@ -14,6 +14,7 @@ from fastapi import APIRouter, Header, Request
 from contracts.commands import identity as cmd
 from contracts.identity import LoginRequest
 from services.gateway.errors import ApiError
+from services.gateway.ratelimits import client_address, rate_limits
 from services.gateway.rpc import RpcDep
 from services.gateway.schemas import (
     Message,
@@ -48,23 +49,17 @@ def issue_tokens(request: Request, session: dict[str, Any]) -> dict[str, Any]:
     return body
 
 
-def _client_address(request: Request) -> str:
-    return request.client.host if request.client else "unknown"
-
-
 @router.post("/login", summary="Sign in", **documented(Tokens, errors=(404,)))
 async def login(body: LoginRequest, request: Request, rpc: RpcDep) -> dict[str, Any]:
-    limits = request.app.state.login_limits
-    address = _client_address(request)
-    await limits.check(body.userId, address)
     try:
-        session = await rpc(
-            "identity", "login", cmd.Login(userId=body.userId, password=body.password)
+        session = await rate_limits(request).login_attempt(
+            body.userId,
+            client_address(request),
+            lambda: rpc("identity", "login", cmd.Login(userId=body.userId, password=body.password)),
         )
     except ApiError as exc:
         if exc.status != 401:
             raise
-        await limits.failed(body.userId, address)
         raise ApiError(404, "Login Error", "Invalid user ID or password") from None
     return {
         "message": f"User '{session['userId']}' logged in successfully",

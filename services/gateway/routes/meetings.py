@@ -6,14 +6,16 @@ import re
 import uuid
 from typing import Annotated, Any, Literal
 
-from fastapi import APIRouter, Depends, Header, Path
+from fastapi import APIRouter, Depends, Header, Path, Request
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 from contracts.commands import meetings as cmd
 from contracts.commands import recordings as recordings_cmd
 from contracts.commands import rooms as rooms_cmd
+from contracts.commands.meetings import ParticipantName
 from services.gateway.errors import ApiError
 from services.gateway.params import RoomIdPath
+from services.gateway.ratelimits import client_address, rate_limits
 from services.gateway.rpc import Rpc, RpcDep
 from services.gateway.schemas import (
     Joined,
@@ -63,7 +65,7 @@ class JoinBody(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
     secret: Annotated[str, Field(min_length=1, max_length=200)]
-    participantName: Annotated[str, Field(min_length=1, max_length=50)]
+    participantName: ParticipantName
 
 
 class RoleBody(BaseModel):
@@ -109,6 +111,7 @@ def participant(record: dict[str, Any]) -> dict[str, Any]:
 async def join(
     roomId: RoomIdPath,
     body: JoinBody,
+    request: Request,
     rpc: RpcDep,
     idempotency_key: Annotated[str | None, Header(alias="Idempotency-Key", max_length=100)] = None,
 ) -> dict[str, Any]:
@@ -119,7 +122,10 @@ async def join(
         participantName=body.participantName,
         commandId=idempotency_key or uuid.uuid4().hex,
     )
-    result: dict[str, Any] = await rpc.retrying("meetings", "join", command)
+    # A wrong secret (401) counts against the caller's address and the room.
+    result: dict[str, Any] = await rate_limits(request).secret_attempt(
+        client_address(request), roomId, lambda: rpc.retrying("meetings", "join", command), {401}
+    )
     return result
 
 

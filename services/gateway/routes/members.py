@@ -12,6 +12,7 @@ from pydantic import BaseModel, ConfigDict, Field, StrictBool
 
 from contracts.commands import identity as cmd
 from contracts.commands import meetings as meetings_cmd
+from contracts.commands.meetings import ParticipantName
 from contracts.identity import AddMemberRequest, MemberRole, UpdateMemberRequest
 from services.gateway.api import PUBLIC_API
 from services.gateway.auth import Principal, forbidden, principal
@@ -19,6 +20,7 @@ from services.gateway.errors import ApiError
 from services.gateway.params import RoomIdPath
 from services.gateway.permissions import member_permissions, role_permissions
 from services.gateway.policy import user_room_access
+from services.gateway.ratelimits import client_address, rate_limits
 from services.gateway.rooms_view import parse_field_list
 from services.gateway.rpc import Rpc, RpcDep
 from services.gateway.schemas import (
@@ -252,7 +254,7 @@ class TokenBody(BaseModel):
 
     secret: Annotated[str, Field(min_length=1, max_length=200)] | None = None
     joinMeeting: StrictBool = False
-    participantName: Annotated[str, Field(min_length=1, max_length=50)] | None = None
+    participantName: ParticipantName | None = None
 
 
 def _tokens(request: Request) -> TokenService:
@@ -311,8 +313,11 @@ async def member_token(
     who = principal(request)
     previous = who.member if who.kind == "member" else None
     member: dict[str, Any] | None
-    if body.secret is not None:
-        kind, role, permissions, member = await _claims_from_secret(room, body.secret, rpc)
+    if (secret := body.secret) is not None:
+        # A secret that is not recognized (400) counts against the address and the room.
+        kind, role, permissions, member = await rate_limits(request).secret_attempt(
+            client_address(request), roomId, lambda: _claims_from_secret(room, secret, rpc), {400}
+        )
     elif who.kind in ("user", "api_key"):
         kind, role, permissions, member = await _claims_for_user(request, room, who)
     elif previous is not None:

@@ -25,6 +25,7 @@ from services.gateway.params import StrictQueryBool
 from services.gateway.recordings_access import (
     anonymous_disabled,
     authorize_read,
+    link_expired,
     recording_ids,
     selected_fields,
     shape,
@@ -266,16 +267,28 @@ async def share_url(
     rpc: RpcDep,
     privateAccess: StrictQueryBool = False,
 ) -> dict[str, Any]:
+    ref = cmd.RecordingRef(recordingId=recordingId)
     secrets = cmd.AccessSecrets.model_validate(
-        await rpc.retrying(
-            "recordings", "access_secrets", cmd.RecordingRef(recordingId=recordingId)
-        )
+        await rpc.retrying("recordings", "access_secrets", ref)
     )
+    if link_expired(request, secrets):
+        # The old link outlived MEETPLANE_SHARE_LINK_MAX_SECONDS: hand out a new one.
+        await rpc("recordings", "revoke_links", ref)
+        secrets = cmd.AccessSecrets.model_validate(
+            await rpc.retrying("recordings", "access_secrets", ref)
+        )
     if not privateAccess and not secrets.anonymousAccess:
         raise anonymous_disabled(secrets.roomId)
     secret = secrets.privateSecret if privateAccess else secrets.publicSecret
     base = request.app.state.settings.base_url()
     return {"url": f"{base}/recording/{recordingId}?recordingSecret={secret}"}
+
+
+@router.delete("/{recordingId}/url", summary="Revoke the recording's share links (meetplane)")
+async def revoke_share_links(recordingId: RecordingIdPath, rpc: RpcDep) -> dict[str, Any]:
+    """New secrets for the recording: every link given out so far stops working."""
+    await rpc("recordings", "revoke_links", cmd.RecordingRef(recordingId=recordingId))
+    return {"message": f"Share links of recording '{recordingId}' revoked"}
 
 
 def parse_range(header: str, size: int, recording_id: str) -> tuple[int, int]:
@@ -318,7 +331,7 @@ async def _stream(url: str, start: int, end: int) -> AsyncIterator[bytes]:
                 yield chunk
 
 
-async def _media(
+async def media_response(
     recording_id: str, rpc: Rpc, range_header: str | None, attachment: bool
 ) -> Response:
     location = await rpc.retrying("recordings", "media", cmd.RecordingRef(recordingId=recording_id))
@@ -360,7 +373,7 @@ async def media(
     recordingSecret: SecretQuery = None,
 ) -> Response:
     await authorize_read(request, rpc, recordingId, recordingSecret)
-    return await _media(recordingId, rpc, range_header, attachment=False)
+    return await media_response(recordingId, rpc, range_header, attachment=False)
 
 
 @router.get(
@@ -376,4 +389,4 @@ async def download(
     recordingSecret: SecretQuery = None,
 ) -> Response:
     await authorize_read(request, rpc, recordingId, recordingSecret)
-    return await _media(recordingId, rpc, range_header, attachment=True)
+    return await media_response(recordingId, rpc, range_header, attachment=True)

@@ -27,6 +27,7 @@ from services.gateway.schemas import (
 from services.gateway.schemas import Webhook as WebhookBody
 from services.gateway.webhooks import wire
 from services.gateway.webhooks.delivery import Dispatcher, Sender, test_payload
+from services.gateway.webhooks.ssrf import FORBIDDEN_REASON
 from services.gateway.webhooks.store import (
     GLOBAL,
     MAX_WEBHOOKS,
@@ -126,8 +127,16 @@ def _unreachable(url: str, reason: str) -> ApiError:
     return ApiError(400, "Webhook Error", f"Webhook URL '{url}' is invalid: {reason}")
 
 
+async def _public_only(request: Request, url: str | None) -> None:
+    """400 when the URL's host is an internal address (see webhooks/ssrf.py)."""
+    sender: Sender = request.app.state.webhook_sender
+    if url and await sender.forbidden(url):
+        raise _unreachable(url, FORBIDDEN_REASON)
+
+
 async def _send_test(request: Request, url: str) -> None:
     sender: Sender = request.app.state.webhook_sender
+    await _public_only(request, url)
     attempt = await sender.post(url, test_payload(), None)
     if attempt.error is not None:
         raise _unreachable(url, attempt.error)
@@ -149,6 +158,7 @@ async def get_webhooks_config(request: Request) -> dict[str, Any]:
     "", summary="Update the webhooks config", **documented(WebhookConfig, errors=(400,))
 )
 async def put_webhooks_config(body: WebhooksConfigBody, request: Request) -> dict[str, Any]:
+    await _public_only(request, body.url)
     store = _store(request)
     current = await store.global_config()
     updated = GlobalWebhook(enabled=body.enabled, url=body.url or current.url)
@@ -226,6 +236,7 @@ async def _existing(request: Request, webhook_id: str) -> Webhook:
 async def create_webhook(
     body: WebhookOptions, request: Request, response: Response
 ) -> dict[str, Any]:
+    await _public_only(request, body.url)
     store = _store(request)
     if len(await store.webhooks()) >= MAX_WEBHOOKS:
         raise ApiError(
@@ -263,6 +274,7 @@ async def update_webhook(
     webhookId: WebhookIdPath, body: WebhookOptions, request: Request
 ) -> dict[str, Any]:
     current = await _existing(request, webhookId)
+    await _public_only(request, body.url)
     webhook = Webhook(webhookId=webhookId, creationDate=current.creationDate, **body.model_dump())
     await _store(request).put_webhook(webhook)
     return _webhook(webhook)

@@ -25,13 +25,34 @@ from nats.aio.msg import Msg
 from nats.errors import TimeoutError as NatsTimeoutError
 from nats.js.api import AckPolicy, ConsumerConfig, DeliverPolicy
 from nats.js.errors import NotFoundError
+from prometheus_client import Counter, Histogram
 
 from services.gateway.webhooks import wire
 from services.gateway.webhooks.payloads import PayloadBuilder, room_of, webhook_event
+from services.gateway.webhooks.ssrf import (
+    FORBIDDEN_REASON,
+    AddressPolicy,
+    ForbiddenAddress,
+    Resolver,
+    guarded_client,
+    system_resolve,
+)
 from services.gateway.webhooks.store import GLOBAL, Attempt, Delivery, WebhookStore
 from services.runtime.logging import get_logger
+from services.runtime.telemetry import consume_spans
 
 log = get_logger("meetplane.webhooks")
+
+DELIVERIES = Counter(
+    "meetplane_webhook_deliveries_total",
+    "Webhook delivery attempts by outcome (delivered, failed: retried later, given_up, resent_*)",
+    ["outcome"],
+)
+ATTEMPTS = Histogram(
+    "meetplane_webhook_delivery_attempts",
+    "Attempts a delivery took when it ended (delivered or given up)",
+    buckets=(1, 2, 3, 5, 10, 20),
+)
 
 BACKOFF_SECONDS = (1, 2, 5, 10, 30, 60, 120, 300, 600)
 SUBJECTS = ["meetplane.evt.meeting.>", "meetplane.evt.recording.>"]
@@ -57,6 +78,8 @@ def _reason(exc: Exception) -> str:
     if isinstance(exc, httpx.TimeoutException):
         return f"Request timed out after {TIMEOUT_SECONDS:g} seconds"
     causes = _causes(exc)
+    if any(isinstance(c, ForbiddenAddress) for c in causes):
+        return FORBIDDEN_REASON  # the same for every port: no scanning through webhooks
     if any(isinstance(c, socket.gaierror) for c in causes):
         return "Domain name could not be resolved"
     if any(isinstance(c, ConnectionRefusedError) for c in causes):
@@ -81,11 +104,38 @@ def status_reason(response: httpx.Response) -> str:
 
 
 class Sender:
-    """Posts webhook bodies, signed with the API key at the moment of sending."""
+    """Posts webhook bodies, signed with the API key at the moment of sending.
 
-    def __init__(self, secret: str, timeout: float = TIMEOUT_SECONDS) -> None:
+    Only to public addresses (or `policy`'s allowed networks), checked when
+    connecting (`services.gateway.webhooks.ssrf`); redirects are not followed.
+    """
+
+    def __init__(
+        self,
+        secret: str,
+        policy: AddressPolicy | None = None,
+        timeout: float = TIMEOUT_SECONDS,
+        resolve: Resolver = system_resolve,
+    ) -> None:
         self.secret = secret
-        self.client = httpx.AsyncClient(timeout=timeout, follow_redirects=False)
+        self.policy = policy or AddressPolicy()
+        self.resolve = resolve
+        self.client = guarded_client(self.policy, timeout, resolve)
+
+    async def forbidden(self, url: str) -> bool:
+        """Whether `url`'s host is (or resolves to) an address webhooks may not reach.
+
+        A name that does not resolve now is not refused here: delivery says so later.
+        """
+        parsed = httpx.URL(url)
+        port = parsed.port or (443 if parsed.scheme == "https" else 80)
+        try:
+            await self.policy.check(parsed.host, port, self.resolve)
+        except ForbiddenAddress:
+            return True
+        except OSError:
+            return False
+        return False
 
     async def post(self, url: str, payload: dict[str, Any], event_id: str | None) -> Attempt:
         """One attempt; never raises for the receiver's faults."""
@@ -237,6 +287,11 @@ class Dispatcher:
 
     async def handle(self, subscriber: str, message: Msg) -> None:
         """Deliver one event to one subscriber: ack, or nak for a later retry, or give up."""
+        attributes = {"messaging.destination.name": message.subject}
+        with consume_spans(consumer_name(subscriber), [(message.headers, attributes)]):
+            await self._handle(subscriber, message)
+
+    async def _handle(self, subscriber: str, message: Msg) -> None:
         try:
             envelope = json.loads(message.data)
         except ValueError:
@@ -260,9 +315,12 @@ class Dispatcher:
             # The room could not be described (its service is down): like a failed attempt.
             if attempt_number >= self.max_attempts:
                 bound.error("webhook.payload_given_up", error=repr(exc))
+                DELIVERIES.labels("given_up").inc()
+                ATTEMPTS.observe(attempt_number)
                 await message.term()
                 return
             bound.warning("webhook.payload_failed", error=repr(exc), attempt=attempt_number)
+            DELIVERIES.labels("failed").inc()
             await message.nak(delay=self._backoff(attempt_number))
             return
         if payload is None:
@@ -280,6 +338,9 @@ class Dispatcher:
         final = not ok and attempt_number >= self.max_attempts
         record.record(attempt, ok, final)
         await self.store.put_delivery(record)
+        DELIVERIES.labels("delivered" if ok else "given_up" if final else "failed").inc()
+        if ok or final:
+            ATTEMPTS.observe(attempt_number)
         if ok:
             bound.info("webhook.delivered", status=attempt.statusCode, attempt=attempt_number)
             await message.ack()
@@ -305,6 +366,7 @@ class Dispatcher:
         attempt = await self.sender.post(url, record.payload, delivery_id)
         attempt.resend = True
         record.record(attempt, attempt.error is None)
+        DELIVERIES.labels("resent_ok" if attempt.error is None else "resent_failed").inc()
         await self.store.put_delivery(record)
         log.info(
             "webhook.resent", subscriber=subscriber, event_id=delivery_id, ok=attempt.error is None
