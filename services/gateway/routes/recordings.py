@@ -284,7 +284,11 @@ async def share_url(
     return {"url": f"{base}/recording/{recordingId}?recordingSecret={secret}"}
 
 
-@router.delete("/{recordingId}/url", summary="Revoke the recording's share links (meetplane)")
+@router.delete(
+    "/{recordingId}/url",
+    summary="Revoke the recording's share links (meetplane extension)",
+    **documented(Message, errors=(404,)),
+)
 async def revoke_share_links(recordingId: RecordingIdPath, rpc: RpcDep) -> dict[str, Any]:
     """New secrets for the recording: every link given out so far stops working."""
     await rpc("recordings", "revoke_links", cmd.RecordingRef(recordingId=recordingId))
