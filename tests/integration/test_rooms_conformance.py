@@ -323,6 +323,12 @@ async def test_update_routes_answer_the_updated_resource(gw: httpx.AsyncClient) 
         json={"config": {"e2ee": {"enabled": True}}},
         expect=200,
     )
+    nulled = await call(
+        gw, "PUT", f"/rooms/{room_id}/config", json={"config": {"chat": None}}, expect=422
+    )
+    assert nulled.json()["details"] == [
+        {"field": "config", "message": "chat must be an object, not null"}
+    ]
     # e2ee on switches recording off rather than refusing the config.
     assert config.json()["e2ee"] == {"enabled": True}
     assert config.json()["recording"]["enabled"] is False

@@ -7,7 +7,7 @@ import uuid
 from typing import Annotated, Any, Literal
 
 from fastapi import APIRouter, Header, Query, Request, Response
-from pydantic import BaseModel, ConfigDict, Field, StrictBool, model_validator
+from pydantic import BaseModel, ConfigDict, Field, StrictBool, field_validator, model_validator
 
 from contracts.commands import rooms as cmd
 from contracts.rooms import (
@@ -97,6 +97,16 @@ class UpdateConfigBody(_Strict):
     """PUT /rooms/{roomId}/config body."""
 
     config: RoomConfigPatch
+
+    @field_validator("config", mode="before")
+    @classmethod
+    def _no_nulls(cls, value: Any) -> Any:
+        # v3.8.0's config sections are objects: leave one out, but `null` is not one.
+        if isinstance(value, dict):
+            nulls = sorted(k for k, v in value.items() if v is None)
+            if nulls:
+                raise ValueError(f"{', '.join(nulls)} must be an object, not null")
+        return value
 
 
 _selection = selection
