@@ -26,6 +26,11 @@ class EventEnvelope(BaseModel):
     `id` is stable across re-publication (the outbox derives it from the domain
     event), so it doubles as the JetStream `Nats-Msg-Id` and as the consumers'
     idempotency key.
+
+    `traceparent` is a meetplane extension: the W3C trace context of the commit
+    that stored the event (set by the outbox when tracing was on), so a consumer
+    joins the trace of the command that caused it even when the message headers
+    carry none.  Absent from the JSON when unset.
     """
 
     model_config = ConfigDict(extra="forbid")
@@ -37,6 +42,11 @@ class EventEnvelope(BaseModel):
     source: Source
     subject_id: str
     data: dict[str, Any]
+    # Not validated: a malformed one is ignored by consumers, never a reason to park.
+    traceparent: str | None = Field(
+        default=None,
+        description="meetplane extension: W3C traceparent of the commit that stored the event",
+    )
 
     def parse_data(self) -> BaseModel:
         """Validate `data` against the model registered for `type`."""

@@ -30,7 +30,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import time
-from collections.abc import Awaitable, Callable, Sequence
+from collections.abc import Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -55,7 +55,7 @@ from services.runtime.leader import Leadership, Lease
 from services.runtime.logging import get_logger
 from services.runtime.nats import dlq_stream_name
 from services.runtime.retry import Patience, retry_async, retry_forever
-from services.runtime.telemetry import consume_spans
+from services.runtime.telemetry import TRACEPARENT, consume_spans, with_traceparent
 
 log = get_logger("meetplane.consumer")
 
@@ -114,10 +114,16 @@ class _Item:
     def token(self) -> str:
         return aggregate_token(self.subject_id)
 
+    @property
+    def trace_headers(self) -> Mapping[str, str] | None:
+        """The headers' trace context, else the envelope's `traceparent` (durable)."""
+        envelope = self.consumed.envelope if self.consumed else None
+        return with_traceparent(self.msg.headers, envelope.traceparent if envelope else None)
 
-def _span_of(item: _Item) -> tuple[dict[str, str] | None, dict[str, Any]]:
-    """What a message's trace span needs: its headers and attributes."""
-    return item.msg.headers, {
+
+def _span_of(item: _Item) -> tuple[Mapping[str, str] | None, dict[str, Any]]:
+    """What a message's trace span needs: its trace context and attributes."""
+    return item.trace_headers, {
         "messaging.destination.name": item.msg.subject,
         "messaging.message.id": str(item.consumed.envelope.id) if item.consumed else "",
         "meetplane.stream_seq": item.seq,
@@ -382,6 +388,7 @@ class DurableConsumer:
             subject=item.msg.subject,
             subject_id=item.subject_id,
             data=item.msg.data,
+            traceparent=(item.trace_headers or {}).get(TRACEPARENT),
         )
         EVENTS.labels(self.name, "parked").inc()
         PARKED.labels(self.name).inc()

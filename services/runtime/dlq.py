@@ -1,7 +1,9 @@
 """The dead-letter stream: where a consumer parks a message it cannot handle, and moves on.
 
 A parked message keeps the original bytes and says, in headers, which consumer
-parked it, why, after how many attempts, and where it came from.  Its subject is
+parked it, why, after how many attempts, and where it came from; it keeps the
+W3C `traceparent` of the original message (its headers', else its envelope's),
+so `dlq show` gives the trace id of the command that caused it.  Its subject is
 `meetplane.dlq.<consumer>.<aggregate token>`, so "has this consumer parked
 anything of this aggregate?" is one question to the stream (`subjects_filter`),
 and a consumer holds back later events of such an aggregate (parks them too, in
@@ -26,6 +28,7 @@ from nats.js.api import ConsumerConfig, DeliverPolicy
 from nats.js.errors import NotFoundError
 
 from contracts.streams import DLQ_SUBJECT_PREFIX
+from services.runtime.telemetry import TRACEPARENT, trace_id_of
 
 HEADER_CONSUMER = "Meetplane-Consumer"
 HEADER_SERVICE = "Meetplane-Service"
@@ -75,6 +78,7 @@ class Parked:
     subject_id: str
     parked_at: float
     data: bytes
+    traceparent: str = ""
 
     def summary(self) -> dict[str, Any]:
         """Everything but the body."""
@@ -89,6 +93,7 @@ class Parked:
             "subject": self.subject,
             "subjectId": self.subject_id,
             "parkedAt": self.parked_at,
+            "traceId": trace_id_of(self.traceparent),
         }
 
 
@@ -106,6 +111,7 @@ def _parked(seq: int, headers: dict[str, str] | None, data: bytes) -> Parked:
         subject_id=h.get(HEADER_SUBJECT_ID, ""),
         parked_at=float(h.get(HEADER_PARKED_AT, "0") or 0),
         data=data,
+        traceparent=h.get(TRACEPARENT, ""),
     )
 
 
@@ -129,8 +135,12 @@ class DeadLetters:
         subject: str,
         subject_id: str,
         data: bytes,
+        traceparent: str | None = None,
     ) -> None:
-        """Store a message; a second park of the same (consumer, stream seq) is a duplicate."""
+        """Store a message; a second park of the same (consumer, stream seq) is a duplicate.
+
+        `traceparent` is the original message's trace context, kept as its header.
+        """
         headers = {
             "Nats-Msg-Id": f"{consumer}:{stream_seq}",
             HEADER_CONSUMER: consumer,
@@ -144,6 +154,8 @@ class DeadLetters:
             HEADER_SUBJECT_ID: subject_id,
             HEADER_PARKED_AT: f"{time.time():.3f}",
         }
+        if traceparent:
+            headers[TRACEPARENT] = traceparent
         await self.js.publish(
             parked_subject(consumer, subject_id), data, stream=self.stream, headers=headers
         )

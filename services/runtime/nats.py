@@ -272,7 +272,10 @@ async def publish_events(
         futures.append(
             await js.publish_async(
                 subject_of(envelope.type),
-                envelope.model_dump_json().encode(),
+                # No `"traceparent": null` when unset: the bytes stay as before.
+                envelope.model_dump_json(
+                    exclude=None if envelope.traceparent else {"traceparent"}
+                ).encode(),
                 stream=stream,
                 headers={**extra, "Nats-Msg-Id": str(envelope.id)},
             )

@@ -35,7 +35,7 @@ from services.runtime.leader import Lease
 from services.runtime.logging import get_logger
 from services.runtime.nats import publish_events
 from services.runtime.store import ServiceApplication
-from services.runtime.telemetry import publish_spans
+from services.runtime.telemetry import publish_spans, traceparent_context, tracing_enabled
 from services.runtime.tracker import AggregateStates
 
 log = get_logger("meetplane.outbox")
@@ -140,35 +140,35 @@ class Outbox:
         """Wait until everything up to notification `position` is on the stream."""
         return await self.follower.wait_until(position, timeout)
 
-    def _map(self, notifications: Sequence[Notification]) -> list[tuple[EventEnvelope, int]]:
-        """The integration events of a batch, each with its notification id."""
-        envelopes: list[tuple[EventEnvelope, int]] = []
+    def _map(self, notifications: Sequence[Notification]) -> list[EventEnvelope]:
+        """The integration events of a batch, each with the trace context of its commit."""
+        envelopes: list[EventEnvelope] = []
         try:
-            pairs = self.states.advance(notifications)
-            for notification, (domain_event, state) in zip(notifications, pairs, strict=True):
-                envelopes.extend((e, notification.id) for e in self.mapper(domain_event, state))
+            for domain_event, state, traceparent in self.states.traced(notifications):
+                for envelope in self.mapper(domain_event, state):
+                    if traceparent is not None and envelope.traceparent is None:
+                        envelope.traceparent = traceparent
+                    envelopes.append(envelope)
         except Exception:
             self.states.forget()
             raise
         return envelopes
 
-    def _causes(self, mapped: list[tuple[EventEnvelope, int]]) -> list[tuple[str, str, Any]]:
+    @staticmethod
+    def _causes(envelopes: list[EventEnvelope]) -> list[tuple[str, str, Any]]:
         """Each event's subject, id and the commit that stored it (for its publish span)."""
-        commits: dict[int, Any] = {}
-        causes = []
-        for envelope, notification_id in mapped:
-            if notification_id not in commits:
-                commits[notification_id] = self.app.commit_traces.pop(notification_id)
-            causes.append((subject_of(envelope.type), str(envelope.id), commits[notification_id]))
-        return causes
+        if not tracing_enabled():
+            return []  # no spans to parent
+        return [
+            (subject_of(e.type), str(e.id), traceparent_context(e.traceparent)) for e in envelopes
+        ]
 
     async def _publish_batch(self, _start: int, notifications: Sequence[Notification]) -> None:
         while self.hold_file is not None and self.hold_file.exists():  # noqa: ASYNC110 - test hook
             await asyncio.sleep(0.05)
-        mapped = await self.follower.run_sync(self._map, notifications)
-        envelopes = [envelope for envelope, _ in mapped]
+        envelopes = await self.follower.run_sync(self._map, notifications)
         try:
-            with publish_spans(self._causes(mapped)) as headers:
+            with publish_spans(self._causes(envelopes)) as headers:
                 acks = await publish_events(
                     self.broker, envelopes, self.stream, self.publish_timeout, headers=headers
                 )

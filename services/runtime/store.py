@@ -9,6 +9,7 @@ from __future__ import annotations
 import functools
 import threading
 from collections.abc import Callable, Sequence
+from contextvars import ContextVar
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, ClassVar, TypeVar, cast
 from urllib.parse import unquote, urlparse
@@ -16,12 +17,19 @@ from uuid import UUID
 
 import sqlalchemy as sa
 from eventsourcing.application import AggregateNotFoundError, Application, ProcessingEvent
-from eventsourcing.persistence import IntegrityError, ProcessRecorder, Recording, Tracking
+from eventsourcing.persistence import (
+    IntegrityError,
+    Mapper,
+    ProcessRecorder,
+    Recording,
+    StoredEvent,
+    Tracking,
+)
 
 from services.runtime.commits import COMMIT_MARK
 from services.runtime.leader import FileLease, Lease, PostgresLease
 from services.runtime.settings import RuntimeSettings
-from services.runtime.telemetry import CommitTraces, commit_span
+from services.runtime.telemetry import commit_span, span_traceparent
 
 if TYPE_CHECKING:
     from services.runtime.consumer import Consumed
@@ -194,6 +202,37 @@ class UnitOfWork:
 
 Apply = Callable[[UnitOfWork, "Consumed"], None]
 
+# The reserved key of a stored event's state that holds the `traceparent` of the
+# commit that stored it (never a domain event attribute: stripped when read).
+TRACE_KEY = "_meetplane_traceparent"
+_COMMIT_TRACEPARENT: ContextVar[str | None] = ContextVar("commit_traceparent", default=None)
+
+
+class TracedMapper(Mapper[Any]):
+    """eventsourcing's mapper, keeping the commit's trace context in each stored event.
+
+    While `ServiceApplication._record` has a recording commit span, every event it
+    stores gets the span's W3C `traceparent` under `TRACE_KEY` in its state (one
+    more short field; nothing when tracing is off).  Reading strips it again, so
+    domain events never see it; `traced_event` also returns it, for the outbox.
+    """
+
+    def to_stored_event(self, domain_event: Any) -> StoredEvent:
+        traceparent = _COMMIT_TRACEPARENT.get()
+        if traceparent is None:
+            return super().to_stored_event(domain_event)
+        carrier = object.__new__(type(domain_event))
+        object.__setattr__(carrier, "__dict__", {**vars(domain_event), TRACE_KEY: traceparent})
+        return super().to_stored_event(carrier)
+
+    def to_domain_event(self, stored_event: StoredEvent) -> Any:
+        return self.traced_event(stored_event)[0]
+
+    def traced_event(self, stored_event: StoredEvent) -> tuple[Any, str | None]:
+        """The domain event and the `traceparent` of the commit that stored it (or None)."""
+        domain_event = super().to_domain_event(stored_event)
+        return domain_event, vars(domain_event).pop(TRACE_KEY, None)
+
 
 class ServiceApplication(Application[Any]):
     """An eventsourcing Application with a process recorder and commit listeners.
@@ -210,8 +249,20 @@ class ServiceApplication(Application[Any]):
         super().__init__(env)
         self._listeners: list[Callable[[], None]] = []
         self._listeners_lock = threading.Lock()
-        # The commit span of each recent notification, for the outbox's publish spans.
-        self.commit_traces = CommitTraces()
+
+    def construct_mapper(self) -> TracedMapper:
+        """The mapper that stores each commit's trace context with its events."""
+        mapper = self.factory.mapper(
+            transcoder=self.construct_transcoder(), mapper_class=TracedMapper
+        )
+        assert isinstance(mapper, TracedMapper)
+        return mapper
+
+    @property
+    def traced_mapper(self) -> TracedMapper:
+        """The mapper, typed as the `TracedMapper` it is."""
+        assert isinstance(self.mapper, TracedMapper)
+        return self.mapper
 
     def construct_recorder(self) -> ProcessRecorder:
         """Use a process recorder so tracking can be written with events."""
@@ -240,15 +291,20 @@ class ServiceApplication(Application[Any]):
         raise AssertionError("unreachable")
 
     def _record(self, processing_event: ProcessingEvent[Any]) -> list[Recording[Any]]:
-        """Record in a span, remembered per notification for the outbox (tracing on)."""
-        from opentelemetry import trace
-
+        """Record in a span whose `traceparent` is stored with the events (tracing on)."""
         with commit_span(self.name) as span:
-            recordings = super()._record(processing_event)
-            if span.is_recording() and recordings:
-                ids = [r.notification.id for r in recordings]
-                span.set_attribute("meetplane.notification_ids", ids)
-                self.commit_traces.record(ids, trace.set_span_in_context(span))
+            traceparent = span_traceparent(span)
+            if traceparent is None:
+                return super()._record(processing_event)
+            token = _COMMIT_TRACEPARENT.set(traceparent)
+            try:
+                recordings = super()._record(processing_event)
+            finally:
+                _COMMIT_TRACEPARENT.reset(token)
+            if recordings:
+                span.set_attribute(
+                    "meetplane.notification_ids", [r.notification.id for r in recordings]
+                )
         return recordings
 
     def add_commit_listener(self, listener: Callable[[], None]) -> None:

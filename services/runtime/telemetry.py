@@ -8,9 +8,12 @@
   context (`traceparent`) in NATS message headers: faststream's
   `NatsTelemetryMiddleware` does it for command request/reply; the outbox and
   `DurableConsumer` use `inject`/`extract` here for JetStream events.
-- **Commit to publication.**  The outbox publishes a commit later, from another
-  task, so the event store's commit span is remembered per notification id
-  (`CommitTraces`) and the outbox parents its publish spans on it.
+- **Commit to publication, durably.**  The outbox publishes a commit later,
+  maybe after a restart or from another replica, so the commit span's
+  `traceparent` is stored with each event (`ServiceApplication`'s mapper in
+  `services.runtime.store`, only while a span records); the outbox parents its
+  publish spans on it and copies it into the envelope (`EventEnvelope.traceparent`),
+  which a consumer falls back on when the message headers carry no context.
 - **Logs carry the ids.**  `add_trace_ids` is a structlog processor that adds
   `trace_id` and `span_id` of the current span to every log line.
 """
@@ -19,15 +22,14 @@ from __future__ import annotations
 
 import contextlib
 import os
-import threading
 import time
-from collections import OrderedDict
-from collections.abc import Callable, Iterable, Iterator, Mapping, MutableMapping, Sequence
+from collections.abc import Callable, Iterator, Mapping, MutableMapping, Sequence
 from typing import Any
 
 from opentelemetry import propagate, trace
 from opentelemetry.context import Context
 from opentelemetry.trace import Link, Span, SpanKind, Status, StatusCode
+from opentelemetry.trace.propagation.tracecontext import TraceContextTextMapPropagator
 from prometheus_client import Counter, Histogram
 
 TRACER = trace.get_tracer("meetplane")
@@ -44,9 +46,8 @@ EXTERNAL_ERRORS = Counter(
     ["dependency", "operation"],
 )
 
-# Spans per notification id kept for the outbox; older ones (a long NATS outage)
-# are dropped and their events published without a parent.
-COMMIT_TRACES_MAX = 10_000
+TRACEPARENT = "traceparent"
+_W3C = TraceContextTextMapPropagator()
 
 
 def tracing_requested(env: Mapping[str, str] | None = None) -> bool:
@@ -167,30 +168,38 @@ def add_trace_ids(_: Any, __: str, event_dict: MutableMapping[str, Any]) -> Any:
 # ---- event store commit -> outbox publication -----------------------------------------
 
 
-class CommitTraces:
-    """The commit span of recent notifications, for the outbox that publishes them.
+def span_traceparent(span: Span) -> str | None:
+    """The W3C `traceparent` of a recording span (None when tracing is off)."""
+    if not span.is_recording():
+        return None
+    carrier: dict[str, str] = {}
+    _W3C.inject(carrier, trace.set_span_in_context(span))
+    return carrier.get(TRACEPARENT)
 
-    Written by the committing thread, read by the outbox's; bounded, so a
-    publication that never comes (another replica publishes) costs nothing.
-    """
 
-    def __init__(self, maxsize: int = COMMIT_TRACES_MAX) -> None:
-        self.maxsize = maxsize
-        self._contexts: OrderedDict[int, Context] = OrderedDict()
-        self._lock = threading.Lock()
+def traceparent_context(traceparent: str | None) -> Context | None:
+    """The context a stored or carried `traceparent` stands for (None if none or invalid)."""
+    if not traceparent:
+        return None
+    context = _W3C.extract({TRACEPARENT: traceparent})
+    return context if trace.get_current_span(context).get_span_context().is_valid else None
 
-    def record(self, notification_ids: Iterable[int], context: Context) -> None:
-        """Remember `context` as the cause of these notifications."""
-        with self._lock:
-            for notification_id in notification_ids:
-                self._contexts[notification_id] = context
-            while len(self._contexts) > self.maxsize:
-                self._contexts.popitem(last=False)
 
-    def pop(self, notification_id: int) -> Context | None:
-        """The commit context of a notification (once), or None if unknown."""
-        with self._lock:
-            return self._contexts.pop(notification_id, None)
+def trace_id_of(traceparent: str | None) -> str:
+    """The trace id (32 hex digits) of a `traceparent`, "" if none or malformed."""
+    context = traceparent_context(traceparent)
+    if context is None:
+        return ""
+    return format(trace.get_current_span(context).get_span_context().trace_id, "032x")
+
+
+def with_traceparent(
+    headers: Mapping[str, str] | None, traceparent: str | None
+) -> Mapping[str, str] | None:
+    """A message's headers, or the envelope's `traceparent` when they carry no trace context."""
+    if not traceparent or (headers and TRACEPARENT in headers):
+        return headers
+    return {**(headers or {}), TRACEPARENT: traceparent}
 
 
 @contextlib.contextmanager

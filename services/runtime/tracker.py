@@ -36,9 +36,17 @@ class AggregateStates:
         The yielded aggregate is the cached object: use it before asking for the
         next pair (a later event of the same aggregate mutates it).
         """
+        for event, state, _ in self.traced(notifications):
+            yield event, state
+
+    def traced(
+        self, notifications: Sequence[Notification]
+    ) -> Iterator[tuple[Any, Any, str | None]]:
+        """Like `advance`, with the `traceparent` of the commit that stored each event."""
+        mapper = self.app.traced_mapper
         for notification in notifications:
-            event = self.app.mapper.to_domain_event(notification)
-            yield event, self._after(event)
+            event, traceparent = mapper.traced_event(notification)
+            yield event, self._after(event), traceparent
 
     def _after(self, event: Any) -> Any:
         aggregate_id: UUID = event.originator_id

@@ -27,7 +27,9 @@ def k8s_environment(service: str) -> set[str]:
         d for d in of_kind(docs, "Deployment") if d["metadata"]["name"] == f"meetplane-{service}"
     )
     (container,) = deployment["spec"]["template"]["spec"]["containers"]
-    return set(config["data"]) | {e["name"] for e in container.get("env", [])}
+    variables = set(config["data"]) | {e["name"] for e in container.get("env", [])}
+    # The dev overlay's fake secrets need it; compose takes real ones from deploy/.env.
+    return variables - {"MEETPLANE_ALLOW_DEV_SECRETS"}
 
 
 def test_every_service_gets_the_variables_its_deployment_gets() -> None:
@@ -60,3 +62,38 @@ def test_secrets_come_from_the_env_file_only() -> None:
     example = (DEPLOY / "compose.env.example").read_text()
     defined = set(re.findall(r"^([A-Z0-9_]+)=", example, flags=re.MULTILINE))
     assert required and required <= defined, required - defined
+
+
+def test_nats_takes_the_runtime_permission_table_and_every_service_signs_in() -> None:
+    from services.runtime import nats_auth
+
+    refs = {user: f"NATS_PASSWORD_{user.upper()}" for user in nats_auth.USERS}
+    config = (DEPLOY / "nats" / "compose-nats.conf").read_text()
+    assert nats_auth.authorization_block(refs, references=True) in config
+    services = compose()["services"]
+    assert "/etc/nats/nats.conf" in services["nats"]["command"]
+    assert set(refs.values()) <= set(services["nats"]["environment"])
+    for service in [*SERVICES, "declare-stream"]:
+        user = "gateway" if service == "declare-stream" else service
+        env = services[service]["environment"]
+        assert env["MEETPLANE_NATS_USER"] == user
+        assert env["MEETPLANE_NATS_INBOX_PREFIX"] == nats_auth.inbox_prefix(user)
+        assert env["MEETPLANE_NATS_PASSWORD"].startswith(f"${{NATS_PASSWORD_{user.upper()}:?")
+
+
+def test_the_compose_nats_configuration_is_valid_for_nats_server(tmp_path: Path) -> None:
+    import os
+    import subprocess
+
+    from services.runtime import nats_auth
+    from services.runtime.natsserver import nats_server_binary
+
+    env = {**os.environ}
+    env.update({f"NATS_PASSWORD_{user.upper()}": f"pw-{user}" for user in nats_auth.USERS})
+    checked = subprocess.run(
+        [nats_server_binary(), "-t", "-c", str(DEPLOY / "nats" / "compose-nats.conf")],
+        env=env,
+        capture_output=True,
+        text=True,
+    )
+    assert checked.returncode == 0, checked.stdout + checked.stderr

@@ -53,3 +53,18 @@ async def test_unreadable_room_and_participant_names_get_422(
     assert joined.status_code == 422 and "participantName" in joined.text
     listed = (await http.get("/api/v1/rooms")).json()
     assert all(r["roomName"] == "fine" for r in listed["rooms"])
+
+
+async def test_names_with_markup_are_shown_escaped_on_the_pages(http: httpx.AsyncClient) -> None:
+    """Markup is readable text (accepted), and every page escapes it."""
+    evil = "<script>alert(1)</script>"
+    created = await http.post("/api/v1/rooms", json={"roomName": evil})
+    assert created.status_code == 201, created.text
+    room = created.json()
+    secret = room["access"]["anonymous"]["moderator"]["url"].split("secret=")[1]
+    page = await http.get(f"/room/{room['roomId']}", params={"secret": secret}, headers={})
+    assert page.status_code == 200, page.text[:500]
+    assert page.headers["content-type"].startswith("text/html")
+    assert evil not in page.text
+    assert "&lt;script&gt;alert(1)&lt;/script&gt;" in page.text
+    assert "script-src 'self'" in page.headers["content-security-policy"]

@@ -221,3 +221,99 @@ async def test_consumer_lag_grows_while_a_batch_is_stuck_and_returns_to_zero(
         unblocked.set()
         await wait_for(lambda: len(recorder.applied) == 4)
         await wait_for(lambda: REGISTRY.get_sample_value("meetplane_consumer_lag", lag) == 0)
+
+
+def _trace_of(traceparent: str | None) -> int:
+    assert traceparent, "no traceparent"
+    return int(traceparent.split("-")[1], 16)
+
+
+async def test_events_published_after_a_restart_keep_the_trace_of_their_command(
+    settings_factory: Any, spans: InMemorySpanExporter, tmp_path: Any
+) -> None:
+    """The commit's trace context is stored with its events, not held in memory.
+
+    The rooms service commits a room while its outbox is held, and stops; a new
+    rooms instance (new application, new outbox: nothing in memory) publishes it.
+    The envelope carries the command's trace, its publish span is a child of the
+    commit span, and the consumer's span is in the same trace.
+    """
+    from tests.support.services import stream_events
+
+    hold = tmp_path / "outbox-hold"
+    hold.touch()
+    rooms = settings_factory(RoomsSettings, outbox_hold_file=hold)
+    async with AsyncExitStack() as stack:
+        meetings = settings_factory(MeetingsSettings)
+        await stack.enter_async_context(running(build_meetings(meetings), meetings))
+        gateway = settings_factory(GatewaySettings, api_key=KEY)
+        base = await stack.enter_async_context(serve_app(create_app(gateway)))
+        client = await stack.enter_async_context(
+            httpx.AsyncClient(base_url=base, headers={"X-API-KEY": KEY}, timeout=15)
+        )
+        async with running(build_rooms(rooms), rooms):
+            spans.clear()
+            response = await client.post("/api/v1/rooms", json={"roomName": "restarted"})
+            assert response.status_code == 201
+            room_id = response.json()["roomId"]
+        trace_id = _one(list(spans.get_finished_spans()), "POST /api/v1/rooms").context.trace_id
+        of_room = [e for e in await stream_events(rooms.nats_url) if e["subject_id"] == room_id]
+        assert of_room == [], "held: committed, not published"
+
+        hold.unlink()
+        async with running(build_rooms(rooms), rooms):
+
+            def consumed() -> list[ReadableSpan] | None:
+                finished = list(spans.get_finished_spans())
+                in_trace = [s for s in finished if s.context.trace_id == trace_id]
+                return in_trace if _named(in_trace, "meetings-events process") else None
+
+            in_trace = await wait_for(consumed)
+            [created] = [
+                e for e in await stream_events(rooms.nats_url) if e["subject_id"] == room_id
+            ]
+
+    assert created["type"] == "RoomCreated"
+    assert _trace_of(created["traceparent"]) == trace_id
+    publish = _one(in_trace, "meetplane.evt.room.RoomCreated publish")
+    commit = _parent_of(publish, in_trace)
+    assert commit.name == "eventstore.commit"
+    assert "rooms.create" in _ancestors(commit, in_trace)
+    assert _parent_of(_one(in_trace, "meetings-events process"), in_trace) is publish
+
+
+async def test_a_consumer_without_trace_headers_joins_the_envelope_trace_and_parks_it(
+    settings_factory: Any, client_broker: Any, spans: InMemorySpanExporter
+) -> None:
+    """No trace context in the headers: the envelope's `traceparent` is the parent,
+    and the dead-letter stream keeps it, so `dlq show` gives the command's trace id."""
+    import uuid
+
+    from contracts.events import RoomStatusChanged, make_envelope
+    from services.runtime.dlq import DeadLetters
+    from services.runtime.nats import dlq_stream_name
+    from services.runtime.store import eventsourcing_env
+    from tests.integration.test_consumer import SUBJECT, Recorder, Tracker, consumer
+
+    traceparent = "00-" + uuid.uuid4().hex + "-" + uuid.uuid4().hex[:16] + "-01"
+    js = client_broker._connection.jetstream()
+    for reason in ("fine", "poison"):
+        data = RoomStatusChanged(roomId="room-t", status="closed", reason=reason)
+        event = make_envelope(uuid.uuid4(), data, source="rooms", subject_id="room-t")
+        event.traceparent = traceparent
+        await js.publish(SUBJECT, event.model_dump_json().encode())  # no headers
+
+    settings = settings_factory()
+    recorder = Recorder(Tracker(env=eventsourcing_env(settings, "consumertest")))
+    recorder.poison.add("poison")
+    parts, durable = consumer(settings, recorder)
+    spans.clear()
+    async with running(parts, settings):
+        dead = DeadLetters(client_broker._connection, dlq_stream_name("MEETPLANE"))
+        [parked] = await wait_for(lambda: dead.list(durable.name), 15)
+    assert recorder.applied == [("room-t", "fine")]
+    assert parked.summary()["traceId"] == traceparent.split("-")[1]
+    processed = _named(list(spans.get_finished_spans()), f"{durable.name} process")
+    assert processed
+    assert {s.context.trace_id for s in processed} == {_trace_of(traceparent)}
+    assert {s.parent.span_id for s in processed if s.parent} == {int(traceparent[-19:-3], 16)}

@@ -14,6 +14,7 @@ from typing import Any
 
 import httpx
 
+from services.runtime import nats_auth
 from tests.support.containers import images
 from tests.support.infra import free_port
 
@@ -51,6 +52,10 @@ class ComposePlatform:
             "MEETPLANE_PUBLISH": f"127.0.0.1:{self.port}",
             "MEETPLANE_PUBLIC_URL": f"http://127.0.0.1:{self.port}",
             "MEETPLANE_MEDIA_BACKEND": "local",
+            **{
+                f"NATS_PASSWORD_{user.upper()}": secrets.token_urlsafe(16)
+                for user in nats_auth.USERS
+            },
         }
         for name, tag in images().items():
             values[f"MEETPLANE_IMAGE_{name.upper().replace('-', '_')}"] = tag

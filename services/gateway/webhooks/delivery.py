@@ -16,7 +16,7 @@ import json
 import socket
 import ssl
 import time
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Mapping
 from typing import Any
 
 import httpx
@@ -39,7 +39,12 @@ from services.gateway.webhooks.ssrf import (
 )
 from services.gateway.webhooks.store import GLOBAL, Attempt, Delivery, WebhookStore
 from services.runtime.logging import get_logger
-from services.runtime.telemetry import consume_spans
+from services.runtime.telemetry import (
+    TRACEPARENT,
+    consume_spans,
+    tracing_enabled,
+    with_traceparent,
+)
 
 log = get_logger("meetplane.webhooks")
 
@@ -62,6 +67,17 @@ TIMEOUT_SECONDS = 5.0  # OpenVidu Meet gives a receiver 5 s
 def consumer_name(subscriber: str) -> str:
     """The durable consumer of a subscriber."""
     return f"webhook-{subscriber}"
+
+
+def _trace_headers(message: Msg) -> Mapping[str, str] | None:
+    """A message's trace context: its headers', else its envelope's `traceparent` (durable)."""
+    if not tracing_enabled() or (message.headers and TRACEPARENT in message.headers):
+        return message.headers
+    try:
+        traceparent = json.loads(message.data).get("traceparent")
+    except (ValueError, AttributeError):
+        return message.headers
+    return with_traceparent(message.headers, traceparent if isinstance(traceparent, str) else None)
 
 
 def _causes(exc: BaseException) -> list[BaseException]:
@@ -288,7 +304,7 @@ class Dispatcher:
     async def handle(self, subscriber: str, message: Msg) -> None:
         """Deliver one event to one subscriber: ack, or nak for a later retry, or give up."""
         attributes = {"messaging.destination.name": message.subject}
-        with consume_spans(consumer_name(subscriber), [(message.headers, attributes)]):
+        with consume_spans(consumer_name(subscriber), [(_trace_headers(message), attributes)]):
             await self._handle(subscriber, message)
 
     async def _handle(self, subscriber: str, message: Msg) -> None:
