@@ -12,7 +12,7 @@ from __future__ import annotations
 from enum import StrEnum
 from typing import Annotated, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, model_validator
+from pydantic import BaseModel, ConfigDict, Field, StrictBool, model_validator
 
 from contracts.rooms import Permissions
 from contracts.text import Readable
@@ -109,7 +109,7 @@ class AddMemberRequest(Strict):
     userId: Annotated[str, Field(min_length=1, max_length=100)] | None = None
     name: DisplayName | None = None
     baseRole: MemberRole
-    customPermissions: dict[str, bool] = Field(default_factory=dict)
+    customPermissions: dict[str, StrictBool] = Field(default_factory=dict)
 
     @model_validator(mode="after")
     def _user_xor_name(self) -> AddMemberRequest:
@@ -123,7 +123,7 @@ class UpdateMemberRequest(Strict):
     """PUT /rooms/{roomId}/members/{memberId} body."""
 
     baseRole: MemberRole | None = None
-    customPermissions: dict[str, bool] | None = None
+    customPermissions: dict[str, StrictBool] | None = None
 
     @model_validator(mode="after")
     def _known(self) -> UpdateMemberRequest:

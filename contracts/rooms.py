@@ -112,9 +112,15 @@ class RecordingConfig(Strict):
     enabled: StrictBool = True
     layout: RecordingLayout = "grid"
     encoding: EncodingPreset | AdvancedEncoding = "H264_720P_30"
-    allowAccessTo: Literal["admin", "admin_moderator", "admin_moderator_speaker"] = (
-        "admin_moderator_speaker"
-    )
+
+    @model_validator(mode="before")
+    @classmethod
+    def _drop_removed_fields(cls, data: Any) -> Any:
+        # v3.8.0 removed `allowAccessTo` (room roles decide who sees recordings); rooms
+        # stored before still carry it.
+        if isinstance(data, dict) and "allowAccessTo" in data:
+            data = {k: v for k, v in data.items() if k != "allowAccessTo"}
+        return data
 
 
 class RoomConfig(Strict):
@@ -336,6 +342,7 @@ class RoomRecord(BaseModel):
     pendingDeletion: bool = False
     owner: str | None = None
     userAccess: bool = False
+    rolesUpdatedAt: int | None = None
 
 
 class LinkHash(BaseModel):

@@ -55,6 +55,7 @@ INTERNAL_ROUTERS = [
     users.me_router,
     members.token_router,
     webhooks.config_router,
+    meetings.internal_router,
 ]
 ROOT_ROUTERS = [ops.router]
 

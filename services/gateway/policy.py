@@ -221,6 +221,14 @@ POLICIES: dict[Key, Policy] = {
         "canKickParticipants"
     ),
     ("public", "POST", "/meetings/{roomId}/participants/{identity}/leave"): _meeting("*"),
+    # v3.8.0's internal copies: member tokens only.
+    ("internal", "DELETE", "/meetings/{roomId}"): Policy(member="canEndMeeting", room="path"),
+    ("internal", "DELETE", "/meetings/{roomId}/participants/{identity}"): Policy(
+        member="canKickParticipants", room="path"
+    ),
+    ("internal", "PUT", "/meetings/{roomId}/participants/{identity}/role"): Policy(
+        member="canMakeModerator", room="path"
+    ),
     ("public", "PUT", "/meetings/{roomId}/participants/{identity}/role"): _meeting(
         "canMakeModerator"
     ),

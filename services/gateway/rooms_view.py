@@ -76,8 +76,7 @@ def shape_room(
 
     `config` and `roles` are extra fields: present only when asked for, and then
     whatever `fields` says.  `_extraFields` names them (left out inside lists, where the
-    list carries it once).  A room whose deletion waits for its meeting to end says so
-    in `meetingEndAction`.
+    list carries it once).
     """
     links = room_links(base_url, record)
     room: dict[str, Any] = {
@@ -95,10 +94,8 @@ def shape_room(
             },
         },
         "status": record["status"],
-        "rolesUpdatedAt": record.get("rolesUpdatedAt", record["creationDate"]),
-        "meetingEndAction": "delete"
-        if record.get("pendingDeletion")
-        else record["meetingEndAction"],
+        "rolesUpdatedAt": record.get("rolesUpdatedAt") or record["creationDate"],
+        "meetingEndAction": record["meetingEndAction"],
     }
     room = {k: v for k, v in room.items() if v is not None}
     if fields:

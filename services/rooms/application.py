@@ -82,11 +82,13 @@ def to_record(room: Room) -> RoomRecord:
             "config": room.config,
             "roles": room.roles,
             "anonymous": room.anonymous,
-            "status": room.status,
-            "meetingEndAction": room.meeting_end_action,
+            "status": room.api_status,
+            "meetingEndAction": room.end_action,
             "pendingDeletion": room.pending_deletion is not None,
             "owner": room.owner,
             "userAccess": room.user_access,
+            # Rooms whose roles and access never changed (or changed before it was kept).
+            "rolesUpdatedAt": getattr(room, "roles_updated_at", room.creation_date),
         }
     )
 
@@ -251,7 +253,7 @@ class RoomsApplication(ServiceApplication):
             current = getattr(roles, role).permissions.model_dump()
             current.update(getattr(patch, role) or {})
             merged[role] = {"permissions": Permissions.model_validate(current).model_dump()}
-        room.update_roles(merged)
+        room.update_roles(merged, at=self.clock.now_ms())
         self.save(room)
         return to_record(room)
 
@@ -265,9 +267,9 @@ class RoomsApplication(ServiceApplication):
                 anonymous[role]["enabled"] = getattr(update.anonymous, role).enabled
         for role in update.regenerate:
             anonymous[role]["secret"] = new_secret()
-        room.update_access(anonymous)
+        room.update_access(anonymous, at=self.clock.now_ms())
         if update.user is not None:
-            room.set_user_access(update.user.enabled)
+            room.set_user_access(update.user.enabled, at=self.clock.now_ms())
         self.save(room)
         return to_record(room)
 
@@ -327,7 +329,8 @@ class RoomsApplication(ServiceApplication):
                 "closed", reason=f"{reason}_kept_recordings", end_meeting=with_meeting == "force"
             )
         else:
-            room.schedule_deletion(with_meeting, with_recordings, reason)
+            end_action = "close" if plan.success_code.endswith("closed") else "delete"
+            room.schedule_deletion(with_meeting, with_recordings, reason, end_action)
             room.change_status("closed", reason="deletion_scheduled")
 
     def _save(self, room: Room, tracking: Tracking | None) -> None:

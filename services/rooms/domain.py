@@ -142,6 +142,7 @@ class Room(Aggregate):
         self.room_id = room_id
         self.room_name = room_name
         self.creation_date = creation_date
+        self.roles_updated_at = creation_date
         self.auto_deletion_date = auto_deletion_date
         self.auto_deletion_policy = auto_deletion_policy
         self.config = config
@@ -173,6 +174,21 @@ class Room(Aggregate):
             )
 
     @property
+    def api_status(self) -> str:
+        """The status v3.8.0 shows: a room whose deletion waits for its live meeting to end
+        is still `active_meeting` (it takes no new joins all the same)."""
+        if self.pending_deletion and self.active_meeting_id:
+            return "active_meeting"
+        return self.status
+
+    @property
+    def end_action(self) -> str:
+        """`meetingEndAction` as v3.8.0 shows it, a scheduled deletion included."""
+        if self.pending_deletion:
+            return self.pending_deletion.get("endAction", "delete")
+        return self.meeting_end_action
+
+    @property
     def status(self) -> str:
         """open | active_meeting | closed, as OpenVidu Meet reports it."""
         if self.closed:
@@ -202,38 +218,45 @@ class Room(Aggregate):
     def _config_updated(self, config: dict[str, Any]) -> None:
         self.config = config
 
-    def update_roles(self, roles: dict[str, Any]) -> None:
+    def update_roles(self, roles: dict[str, Any], at: int | None = None) -> None:
         """Replace role permissions with already merged and validated ones."""
         self._require_live()
         self._require_no_meeting()
         if roles != self.roles:
-            self._roles_updated(roles=roles)
+            self._roles_updated(roles=roles, at=at)
 
+    # `at` (epoch ms) is v3.8.0's `rolesUpdatedAt`; events stored before it lack it.
     @event("RolesUpdated")
-    def _roles_updated(self, roles: dict[str, Any]) -> None:
+    def _roles_updated(self, roles: dict[str, Any], at: int | None = None) -> None:
         self.roles = roles
+        if at is not None:
+            self.roles_updated_at = at
 
-    def update_access(self, anonymous: dict[str, dict[str, Any]]) -> None:
+    def update_access(self, anonymous: dict[str, dict[str, Any]], at: int | None = None) -> None:
         """Replace the anonymous links (enabled flags and secrets)."""
         self._require_live()
         self._require_no_meeting()
         if anonymous != self.anonymous:
-            self._access_updated(anonymous=anonymous)
+            self._access_updated(anonymous=anonymous, at=at)
 
     @event("AccessUpdated")
-    def _access_updated(self, anonymous: dict[str, dict[str, Any]]) -> None:
+    def _access_updated(self, anonymous: dict[str, dict[str, Any]], at: int | None = None) -> None:
         self.anonymous = anonymous
+        if at is not None:
+            self.roles_updated_at = at
 
-    def set_user_access(self, enabled: bool) -> None:
+    def set_user_access(self, enabled: bool, at: int | None = None) -> None:
         """Open the room to every signed-in user (owner, admins, members always may)."""
         self._require_live()
         self._require_no_meeting()
         if enabled != self.user_access:
-            self._user_access_set(enabled=enabled)
+            self._user_access_set(enabled=enabled, at=at)
 
     @event("UserAccessSet")
-    def _user_access_set(self, enabled: bool) -> None:
+    def _user_access_set(self, enabled: bool, at: int | None = None) -> None:
         self.user_access = enabled
+        if at is not None:
+            self.roles_updated_at = at
 
     def set_auto_deletion(self, date: int, policy: dict[str, str], now_ms: int) -> None:
         """Set or move the auto-deletion date (at least one hour ahead)."""
@@ -364,10 +387,21 @@ class Room(Aggregate):
             return DeletionPlan("delete", "room_and_recordings_deleted", "")
         return DeletionPlan("delete", "room_deleted", "")
 
-    def schedule_deletion(self, with_meeting: str, with_recordings: str, reason: str) -> None:
-        """Delete when the active meeting ends; the room takes no new joins meanwhile."""
+    def schedule_deletion(
+        self, with_meeting: str, with_recordings: str, reason: str, end_action: str = "delete"
+    ) -> None:
+        """Delete when the active meeting ends; the room takes no new joins meanwhile.
+
+        `end_action` is what v3.8.0 shows meanwhile as `meetingEndAction`: `close` when
+        the room will be kept for its recordings, else `delete`.
+        """
         self._require_live()
-        plan = {"withMeeting": with_meeting, "withRecordings": with_recordings, "reason": reason}
+        plan = {
+            "withMeeting": with_meeting,
+            "withRecordings": with_recordings,
+            "reason": reason,
+            "endAction": end_action,
+        }
         if self.pending_deletion != plan:
             self._deletion_scheduled(plan=plan)
 

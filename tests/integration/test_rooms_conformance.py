@@ -102,7 +102,6 @@ async def test_room_shapes_and_field_selection_conform(gw: httpx.AsyncClient) ->
         "enabled": True,
         "layout": "grid",
         "encoding": "H264_720P_30",
-        "allowAccessTo": "admin_moderator_speaker",
     }
     assert body["roles"]["speaker"]["permissions"]["canRecord"] is False
 
@@ -119,6 +118,14 @@ async def test_room_shapes_and_field_selection_conform(gw: httpx.AsyncClient) ->
         "message": 'Room "no_such_room" does not exist',
         "code": "room_not_found",
     }
+
+    # Path room ids are sanitized as v3.8.0 does.
+    sloppy = await call(gw, "GET", f"/rooms/ {room_id}--!", expect=200)
+    assert sloppy.json()["roomId"] == room_id
+    empty = await call(gw, "GET", "/rooms/-!-", expect=422)
+    assert empty.json()["details"] == [
+        {"field": "roomId", "message": "roomId cannot be empty after sanitization"}
+    ]
 
     config = await call(gw, "GET", f"/rooms/{room_id}/config", expect=200)
     assert config.json() == body["config"]
@@ -239,7 +246,9 @@ async def test_bulk_delete_reports_deleted_and_failed(gw: httpx.AsyncClient) -> 
             }
         ],
     }
-    done = await call(gw, "DELETE", "/rooms", params={"roomIds": b["roomId"]}, expect=200)
+    done = await call(
+        gw, "DELETE", "/rooms", params={"roomIds": f"{b['roomId']}, {b['roomId']}-,"}, expect=200
+    )
     assert done.json()["message"] == "All rooms successfully processed for deletion"
     assert [d["successCode"] for d in done.json()["deleted"]] == ["room_deleted"]
     assert done.json()["failed"] == []
@@ -300,6 +309,8 @@ async def test_live_meeting_locks_config_roles_and_access(gw: httpx.AsyncClient)
     assert answer["room"]["status"] == "active_meeting"
     assert answer["room"]["meetingEndAction"] == "delete"
     assert "config" in answer["room"] and answer["room"]["_extraFields"] == ["config", "roles"]
+    shown = (await call(gw, "GET", f"/rooms/{room_id}", expect=200)).json()
+    assert (shown["status"], shown["meetingEndAction"]) == ("active_meeting", "delete")
 
 
 async def test_update_routes_answer_the_updated_resource(gw: httpx.AsyncClient) -> None:
@@ -312,6 +323,12 @@ async def test_update_routes_answer_the_updated_resource(gw: httpx.AsyncClient) 
         json={"config": {"e2ee": {"enabled": True}}},
         expect=200,
     )
+    nulled = await call(
+        gw, "PUT", f"/rooms/{room_id}/config", json={"config": {"chat": None}}, expect=422
+    )
+    assert nulled.json()["details"] == [
+        {"field": "config", "message": "chat must be an object, not null"}
+    ]
     # e2ee on switches recording off rather than refusing the config.
     assert config.json()["e2ee"] == {"enabled": True}
     assert config.json()["recording"]["enabled"] is False
@@ -333,6 +350,9 @@ async def test_update_routes_answer_the_updated_resource(gw: httpx.AsyncClient) 
     )
     assert access.json()["anonymous"]["speaker"]["enabled"] is False
     assert set(access.json()) == {"anonymous", "user"}
+    # rolesUpdatedAt moves with role and access changes.
+    after = (await call(gw, "GET", f"/rooms/{room_id}", expect=200)).json()
+    assert after["rolesUpdatedAt"] > room["creationDate"]
     closed = await call(
         gw, "PUT", f"/rooms/{room_id}/status", json={"status": "closed"}, expect=200
     )

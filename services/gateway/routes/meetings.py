@@ -2,10 +2,11 @@
 
 from __future__ import annotations
 
+import re
 import uuid
 from typing import Annotated, Any, Literal
 
-from fastapi import APIRouter, Header, Path, Request
+from fastapi import APIRouter, Depends, Header, Path, Request
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 from contracts.commands import meetings as cmd
@@ -13,6 +14,7 @@ from contracts.commands import recordings as recordings_cmd
 from contracts.commands import rooms as rooms_cmd
 from contracts.commands.meetings import ParticipantName
 from services.gateway.errors import ApiError
+from services.gateway.params import RoomIdPath
 from services.gateway.ratelimits import client_address, rate_limits
 from services.gateway.rpc import Rpc, RpcDep
 from services.gateway.schemas import (
@@ -27,8 +29,30 @@ from services.gateway.schemas import (
 )
 from services.runtime.logging import get_logger
 
-RoomIdPath = Annotated[str, Path(min_length=1, max_length=100, pattern=r"^[A-Za-z0-9_\-]+$")]
-IdentityPath = Annotated[str, Path(min_length=1, max_length=100, pattern=r"^[A-Za-z0-9_\-.]+$")]
+_ROOM_ID = re.compile(r"[A-Za-z0-9_\-]{1,100}")
+_IDENTITY = re.compile(r"[A-Za-z0-9_\-.]{1,100}")
+
+
+# Meeting control answers 404 for an id that cannot exist, as 3.9 documents (no 422).
+def _room_id(roomId: Annotated[str, Path()]) -> str:
+    if not _ROOM_ID.fullmatch(roomId):
+        raise ApiError(404, "Room Error", f"Room '{roomId[:100]}' not found", code="room_not_found")
+    return roomId
+
+
+def _identity(roomId: Annotated[str, Path()], identity: Annotated[str, Path()]) -> str:
+    if not _IDENTITY.fullmatch(identity):
+        raise ApiError(
+            404,
+            "Participant Error",
+            f'Participant "{identity[:100]}" not found in room "{roomId[:100]}"',
+            code="participant_not_found",
+        )
+    return identity
+
+
+MeetingRoomId = Annotated[str, Depends(_room_id)]
+IdentityPath = Annotated[str, Depends(_identity)]
 
 log = get_logger("meetplane.gateway")
 join_router = APIRouter(prefix="/rooms", tags=["meetings"])
@@ -110,7 +134,7 @@ async def join(
     summary="The live meeting (3.9 shape; meetplane adds its participants and ids)",
     **documented(Meeting, errors=(404,)),
 )
-async def get_meeting(roomId: RoomIdPath, rpc: RpcDep) -> dict[str, Any]:
+async def get_meeting(roomId: MeetingRoomId, rpc: RpcDep) -> dict[str, Any]:
     meeting: dict[str, Any] = await rpc.retrying("meetings", "get", cmd.RoomMeeting(roomId=roomId))
     room = await rpc.retrying("rooms", "get", rooms_cmd.GetRoom(roomId=roomId))
     present = [p for p in meeting["participants"] if p.get("present")]
@@ -146,7 +170,7 @@ async def _recording_active(rpc: Rpc, room_id: str) -> bool:
     summary="The participants of the live meeting",
     **documented(ParticipantList, errors=(404,)),
 )
-async def list_participants(roomId: RoomIdPath, rpc: RpcDep) -> dict[str, Any]:
+async def list_participants(roomId: MeetingRoomId, rpc: RpcDep) -> dict[str, Any]:
     meeting = await rpc.retrying("meetings", "get", cmd.RoomMeeting(roomId=roomId))
     return {"participants": [participant(p) for p in meeting["participants"] if p.get("present")]}
 
@@ -157,7 +181,7 @@ async def list_participants(roomId: RoomIdPath, rpc: RpcDep) -> dict[str, Any]:
     **documented(Participant, errors=(404,)),
 )
 async def get_participant(
-    roomId: RoomIdPath, identity: IdentityPath, rpc: RpcDep
+    roomId: MeetingRoomId, identity: IdentityPath, rpc: RpcDep
 ) -> dict[str, Any]:
     meeting = await rpc.retrying("meetings", "get", cmd.RoomMeeting(roomId=roomId))
     for record in meeting["participants"]:
@@ -172,7 +196,7 @@ async def get_participant(
 
 
 @router.delete("/{roomId}", summary="End the meeting", **documented(MeetingEnded, errors=(404,)))
-async def end_meeting(roomId: RoomIdPath, rpc: RpcDep) -> dict[str, Any]:
+async def end_meeting(roomId: MeetingRoomId, rpc: RpcDep) -> dict[str, Any]:
     result = await rpc.retrying("meetings", "end", cmd.RoomMeeting(roomId=roomId))
     return {"message": f"Meeting in room '{roomId}' ended successfully", **result}
 
@@ -182,7 +206,7 @@ async def end_meeting(roomId: RoomIdPath, rpc: RpcDep) -> dict[str, Any]:
     summary="Evict a participant",
     **documented(Message, errors=(404,)),
 )
-async def evict(roomId: RoomIdPath, identity: IdentityPath, rpc: RpcDep) -> dict[str, Any]:
+async def evict(roomId: MeetingRoomId, identity: IdentityPath, rpc: RpcDep) -> dict[str, Any]:
     await rpc.retrying("meetings", "evict", cmd.ParticipantRef(roomId=roomId, identity=identity))
     return {
         "message": f"Participant '{identity}' kicked successfully from meeting in room '{roomId}'"
@@ -194,7 +218,7 @@ async def evict(roomId: RoomIdPath, identity: IdentityPath, rpc: RpcDep) -> dict
     summary="Participant left (meetplane; presence for the local media backend)",
     **documented(Message, errors=(404,)),
 )
-async def leave(roomId: RoomIdPath, identity: IdentityPath, rpc: RpcDep) -> dict[str, Any]:
+async def leave(roomId: MeetingRoomId, identity: IdentityPath, rpc: RpcDep) -> dict[str, Any]:
     await rpc("meetings", "leave", cmd.ParticipantRef(roomId=roomId, identity=identity))
     return {"message": f"Participant '{identity}' left"}
 
@@ -205,7 +229,7 @@ async def leave(roomId: RoomIdPath, identity: IdentityPath, rpc: RpcDep) -> dict
     **documented(ParticipantRoleChanged, errors=(404, 409)),
 )
 async def change_role(
-    roomId: RoomIdPath, identity: IdentityPath, body: RoleBody, rpc: RpcDep
+    roomId: MeetingRoomId, identity: IdentityPath, body: RoleBody, rpc: RpcDep
 ) -> dict[str, Any]:
     changed = await rpc.retrying(
         "meetings",
@@ -218,3 +242,29 @@ async def change_role(
         f' in room "{roomId}"',
         "participant": changed,
     }
+
+
+# v3.8.0's internal API has the same three meeting-control routes (member tokens only):
+# the same functions, mounted once more.
+internal_router = APIRouter(prefix="/meetings", tags=["meetings"])
+internal_router.add_api_route(
+    "/{roomId}",
+    end_meeting,
+    methods=["DELETE"],
+    summary="End the meeting",
+    **documented(MeetingEnded, errors=(404,)),
+)
+internal_router.add_api_route(
+    "/{roomId}/participants/{identity}",
+    evict,
+    methods=["DELETE"],
+    summary="Kick a participant",
+    **documented(Message, errors=(404,)),
+)
+internal_router.add_api_route(
+    "/{roomId}/participants/{identity}/role",
+    change_role,
+    methods=["PUT"],
+    summary="Change a participant's role",
+    **documented(ParticipantRoleChanged, errors=(404, 409)),
+)

@@ -8,7 +8,7 @@ import uuid
 from typing import Annotated, Any, Literal
 
 from fastapi import APIRouter, Header, Path, Query, Request, Response
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, StrictBool
 
 from contracts.commands import identity as cmd
 from contracts.commands import meetings as meetings_cmd
@@ -17,6 +17,7 @@ from contracts.identity import AddMemberRequest, MemberRole, UpdateMemberRequest
 from services.gateway.api import PUBLIC_API
 from services.gateway.auth import Principal, forbidden, principal
 from services.gateway.errors import ApiError
+from services.gateway.params import RoomIdPath
 from services.gateway.permissions import member_permissions, role_permissions
 from services.gateway.policy import user_room_access
 from services.gateway.ratelimits import client_address, rate_limits
@@ -35,7 +36,6 @@ from services.gateway.tokens import MemberClaims, TokenService
 router = APIRouter(prefix="/rooms/{roomId}/members", tags=["room members"])
 token_router = APIRouter(prefix="/rooms/{roomId}/members/token", tags=["room members"])
 
-RoomIdPath = Annotated[str, Path(min_length=1, max_length=100, pattern=r"^[A-Za-z0-9_\-]+$")]
 MemberIdPath = Annotated[str, Path(min_length=1, max_length=100, pattern=r"^[A-Za-z0-9_\-]+$")]
 MEMBER_FIELDS = {
     "memberId",
@@ -253,7 +253,7 @@ class TokenBody(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
     secret: Annotated[str, Field(min_length=1, max_length=200)] | None = None
-    joinMeeting: bool = False
+    joinMeeting: StrictBool = False
     participantName: ParticipantName | None = None
 
 

@@ -286,7 +286,7 @@ async def share_url(
 
 @router.delete(
     "/{recordingId}/url",
-    summary="Revoke the recording's share links (meetplane)",
+    summary="Revoke the recording's share links (meetplane extension)",
     **documented(Message, errors=(404,)),
 )
 async def revoke_share_links(recordingId: RecordingIdPath, rpc: RpcDep) -> dict[str, Any]:

@@ -6,8 +6,8 @@ import re
 import uuid
 from typing import Annotated, Any, Literal
 
-from fastapi import APIRouter, Header, Path, Query, Request, Response
-from pydantic import BaseModel, ConfigDict, Field, StrictBool, model_validator
+from fastapi import APIRouter, Header, Query, Request, Response
+from pydantic import BaseModel, ConfigDict, Field, StrictBool, field_validator, model_validator
 
 from contracts.commands import rooms as cmd
 from contracts.rooms import (
@@ -26,7 +26,7 @@ from contracts.rooms import (
 from services.gateway.api import PUBLIC_API
 from services.gateway.auth import principal
 from services.gateway.errors import ApiError, error_name
-from services.gateway.params import StrictQueryBool
+from services.gateway.params import RoomIdPath, StrictQueryBool, room_id_list
 from services.gateway.rooms_view import EXTRA_FIELDS, selection, shape_room
 from services.gateway.rpc import RpcDep
 from services.gateway.schemas import (
@@ -43,8 +43,6 @@ from services.gateway.schemas import (
 from services.gateway.schemas import RoomConfig as RoomConfigModel
 
 router = APIRouter(prefix="/rooms", tags=["rooms"])
-
-RoomIdPath = Annotated[str, Path(min_length=1, max_length=100, pattern=r"^[A-Za-z0-9_\-]+$")]
 
 
 class _Strict(BaseModel):
@@ -99,6 +97,16 @@ class UpdateConfigBody(_Strict):
     """PUT /rooms/{roomId}/config body."""
 
     config: RoomConfigPatch
+
+    @field_validator("config", mode="before")
+    @classmethod
+    def _no_nulls(cls, value: Any) -> Any:
+        # v3.8.0's config sections are objects: leave one out, but `null` is not one.
+        if isinstance(value, dict):
+            nulls = sorted(k for k, v in value.items() if v is None)
+            if nulls:
+                raise ValueError(f"{', '.join(nulls)} must be an object, not null")
+        return value
 
 
 _selection = selection
@@ -248,9 +256,11 @@ async def bulk_delete_rooms(
     x_extra: XExtra = None,
 ) -> dict[str, Any]:
     selected, extra = _selection(fields, extraFields, x_fields, x_extra)
-    ids = [part.strip() for part in roomIds.split(",") if part.strip()]
+    ids = room_id_list(roomIds)
     if not ids:
-        raise ApiError.invalid("roomIds", "at least one room id is required")
+        raise ApiError.invalid(
+            "roomIds", "At least one valid roomId is required after sanitization"
+        )
     if len(ids) > 100:
         raise ApiError.invalid("roomIds", "at most 100 room ids per request")
     who = principal(request)

@@ -7,11 +7,12 @@ each has a delivery log an admin can read and re-send from (meetplane extension:
 
 from __future__ import annotations
 
+import re
 import time
 from typing import Annotated, Any
 
-from fastapi import APIRouter, Path, Query, Request, Response
-from pydantic import AfterValidator, BaseModel, ConfigDict, Field, HttpUrl, TypeAdapter
+from fastapi import APIRouter, Depends, Path, Query, Request, Response
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field, HttpUrl, StrictBool, TypeAdapter
 
 from services.gateway.api import PUBLIC_API
 from services.gateway.errors import ApiError
@@ -54,7 +55,22 @@ def _http_url(value: str) -> str:
 
 Url = Annotated[str, Field(min_length=1, max_length=2000), AfterValidator(_http_url)]
 WebhookEvent = Annotated[str, AfterValidator(lambda v: _event(v))]
-WebhookIdPath = Annotated[str, Path(min_length=1, max_length=64, pattern=r"^[A-Za-z0-9_-]+$")]
+_WEBHOOK_ID = re.compile(r"[A-Za-z0-9_-]{1,64}")
+
+
+def _webhook_id(webhookId: Annotated[str, Path()]) -> str:
+    # An id that cannot exist is a 404, as 3.9 documents (no 422).
+    if not _WEBHOOK_ID.fullmatch(webhookId):
+        raise ApiError(
+            404,
+            "Webhook Error",
+            f"Webhook '{webhookId[:64]}' does not exist",
+            code="webhook_not_found",
+        )
+    return webhookId
+
+
+WebhookIdPath = Annotated[str, Depends(_webhook_id)]
 DeliveryIdPath = Annotated[str, Path(min_length=1, max_length=64, pattern=r"^[A-Za-z0-9-]+$")]
 MaxItems = Annotated[int, Query(ge=1, le=100)]
 
@@ -70,7 +86,7 @@ class WebhooksConfigBody(BaseModel):
 
     model_config = ConfigDict(extra="forbid", strict=True)
 
-    enabled: bool
+    enabled: StrictBool
     url: Url | None = None
 
 
@@ -90,7 +106,7 @@ class WebhookOptions(BaseModel):
     url: Url
     events: Annotated[list[WebhookEvent], Field(min_length=1, max_length=20)] | None = None
     roomId: Annotated[str, Field(min_length=1, max_length=100)] | None = None
-    enabled: bool = True
+    enabled: StrictBool = True
 
 
 def _store(request: Request) -> WebhookStore:
