@@ -18,6 +18,8 @@ from typing import Any
 import httpx
 import pytest
 
+from services.runtime import nats_auth
+from services.runtime.launcher import livekit_secret
 from tests.support.infra import free_port
 from tests.support.platform import Platform
 
@@ -39,6 +41,11 @@ def second_gateway(platform: Platform, tmp_path_factory: pytest.TempPathFactory)
         "MEETPLANE_HTTP_PORT": str(port),
         "MEETPLANE_AUTH_SIGNING_KEY": (platform.data_dir / "auth-signing-key").read_text().strip(),
         "MEETPLANE_READY_SERVICES": "rooms,identity",
+        # The secrets `up` generated, as a second Deployment gets them from the same Secret.
+        "MEETPLANE_LIVEKIT_API_SECRET": livekit_secret(platform.data_dir),
+        "MEETPLANE_NATS_USER": "gateway",
+        "MEETPLANE_NATS_PASSWORD": nats_auth.user_password(platform.data_dir, "gateway"),
+        "MEETPLANE_NATS_INBOX_PREFIX": nats_auth.inbox_prefix("gateway"),
     }
     env.pop("MEETPLANE_NATS_PORT", None)
     log = (root / "gateway.log").open("wb")

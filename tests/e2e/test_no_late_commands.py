@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import asyncio
 import os
+import secrets
 import threading
 import time
 import uuid
@@ -84,6 +85,8 @@ class Topology:
             "MEETPLANE_COMMAND_TIMEOUT": str(COMMAND_TIMEOUT),
             "MEETPLANE_READY_SERVICES": "rooms",
             "MEETPLANE_LOG_FORMAT": "json",
+            # `serve` refuses the built-in development secret.
+            "MEETPLANE_LIVEKIT_API_SECRET": secrets.token_urlsafe(32),
         }
         rooms_env = {**base_env, "MEETPLANE_NATS_URL": f"{self.nats[1].url},{self.nats[2].url}"}
         gateway_env = {
