@@ -18,6 +18,7 @@ from services.runtime.natsserver import NatsServer
 from services.runtime.seaweedfs import SeaweedFS
 from services.runtime.settings import RuntimeSettings
 from tests.support.infra import free_port, nats_cluster
+from tests.support.services import wait_for, wait_until
 
 
 class Replica:
@@ -133,32 +134,37 @@ class Cluster:
         return [f"http://127.0.0.1:{p}" for p in self.gateway_ports]
 
     async def _declare(self) -> None:
-        deadline = time.monotonic() + 60
-        while True:
+        errors: list[Exception] = []
+
+        async def declared() -> bool:
             try:
                 nc = await connect(RuntimeSettings(nats_url=self.nats_url), "cluster-setup")
                 try:
                     await ensure_stream(nc, replicas=self.stream_replicas)
                 finally:
                     await nc.close()
-                return
-            except Exception:
-                if time.monotonic() > deadline:
-                    raise
-                await asyncio.sleep(0.5)
+            except Exception as exc:  # the cluster may still be electing its meta leader
+                errors.append(exc)
+                return False
+            return True
+
+        try:
+            await wait_for(declared, timeout=60, interval=0.5)
+        except TimeoutError as exc:
+            raise TimeoutError(f"stream not declared: {errors[-1:]!r}") from exc
 
     def wait_ready(self, timeout: float = 180) -> None:
         deadline = time.monotonic() + timeout
         for base in self.gateways:
-            while True:
-                try:
-                    if httpx.get(f"{base}/readyz/platform", timeout=3).status_code == 200:
-                        break
-                except httpx.HTTPError:
-                    pass
-                if time.monotonic() > deadline:
-                    raise TimeoutError(f"{base} not ready\n{self.logs()}")
-                time.sleep(0.3)
+            wait_until(
+                lambda base=base: (
+                    httpx.get(f"{base}/readyz/platform", timeout=3).status_code == 200
+                ),
+                max(0.0, deadline - time.monotonic()),
+                0.3,
+                ignore=(httpx.HTTPError,),
+                message=lambda base=base: f"{base} not ready\n{self.logs()}",
+            )
 
     def logs(self, tail: int = 30) -> str:
         out = []

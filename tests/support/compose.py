@@ -7,7 +7,6 @@ import secrets
 import shutil
 import subprocess
 import sys
-import time
 import uuid
 from pathlib import Path
 from typing import Any
@@ -17,6 +16,7 @@ import httpx
 from services.runtime import nats_auth
 from tests.support.containers import images
 from tests.support.infra import free_port
+from tests.support.services import wait_until
 
 REPO = Path(__file__).resolve().parents[2]
 COMPOSE_FILE = REPO / "deploy" / "compose.yaml"
@@ -100,18 +100,20 @@ class ComposePlatform:
 
     def wait_ready(self, timeout: float = 300.0) -> None:
         """Until every service answers through the gateway."""
-        deadline = time.monotonic() + timeout
-        last: object = None
-        while time.monotonic() < deadline:
-            try:
-                response = self.client.get("/readyz/platform")
-                if response.status_code == 200:
-                    return
-                last = response.text
-            except httpx.HTTPError as exc:
-                last = exc
-            time.sleep(1)
-        raise TimeoutError(f"compose platform not ready: {last}\n{self.logs()}")
+        last: list[str] = []
+
+        def ready() -> bool:
+            response = self.client.get("/readyz/platform")
+            last[:] = [response.text]
+            return response.status_code == 200
+
+        wait_until(
+            ready,
+            timeout,
+            1.0,
+            ignore=(httpx.HTTPError,),
+            message=lambda: f"compose platform not ready: {last}\n{self.logs()}",
+        )
 
     def events(self) -> list[dict[str, Any]]:
         """Every integration event on the stream, read inside the gateway container."""

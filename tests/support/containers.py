@@ -13,10 +13,11 @@ import atexit
 import os
 import secrets
 import shutil
-import time
 from functools import cache
 from pathlib import Path
 from typing import Any
+
+from tests.support.services import wait_until
 
 REPO = Path(__file__).resolve().parents[2]
 TAGS_FILE = REPO / ".images.env"
@@ -34,18 +35,13 @@ def engine_available() -> bool:
         return False
     import docker
 
-    last: Exception | None = None
-    for _ in range(3):  # podman's API can be slow to answer on a busy machine
-        try:
-            docker.from_env(timeout=30).ping()
-            last = None
-            break
-        except Exception as exc:
-            last = exc
-            time.sleep(1)
-    if last is not None:
+    try:  # podman's API can be slow to answer on a busy machine: a few tries
+        wait_until(lambda: docker.from_env(timeout=30).ping(), 60, 1.0, ignore=(Exception,))
+    except TimeoutError as exc:
         if _required():
-            raise RuntimeError(f"MEETPLANE_TEST_CONTAINERS=required; no engine answers: {last}")
+            raise RuntimeError(
+                f"MEETPLANE_TEST_CONTAINERS=required; no engine answers: {exc}"
+            ) from exc
         return False
     # Ryuk (the reaper container) cannot be pulled here; fixtures stop their containers.
     os.environ.setdefault("TESTCONTAINERS_RYUK_DISABLED", "true")
@@ -223,16 +219,13 @@ class S3Container:
             secure=False,
             http_client=urllib3.PoolManager(retries=False, timeout=2.0),
         )
-        deadline = time.monotonic() + timeout
-        while True:
-            try:
-                client.list_buckets()
-                return
-            except Exception as exc:
-                if time.monotonic() > deadline:
-                    logs = self.container.get_logs()
-                    raise TimeoutError(f"S3 container not ready: {exc}\n{logs}") from exc
-                time.sleep(0.2)
+        wait_until(
+            lambda: client.list_buckets() is not None,
+            timeout,
+            0.2,
+            ignore=(Exception,),  # connection refused, S3 errors while the server starts
+            message=lambda: f"S3 container not ready\n{self.container.get_logs()}",
+        )
 
     def stop(self) -> None:
         self.container.stop()

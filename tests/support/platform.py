@@ -7,15 +7,19 @@ import os
 import signal
 import subprocess
 import sys
-import time
 from pathlib import Path
 
 import httpx
 import psutil
 
 from tests.support.infra import NatsHandle, free_port, free_port_range, local_nats
+from tests.support.services import wait_until
 
 HEALTH_PORTS = 5  # one per service besides the gateway (services.runtime.launcher)
+
+
+class _NotReady(Exception):
+    """The gateway answered, but not 200 (the body says what is not ready)."""
 
 
 class Platform:
@@ -66,20 +70,22 @@ class Platform:
 
     def wait_ready(self, timeout: float = 180.0, path: str = "/readyz/platform") -> None:
         """Wait until the gateway answers 200 on `path`."""
-        deadline = time.monotonic() + timeout
-        last: object = None
-        while time.monotonic() < deadline:
+
+        def ready() -> bool:
             if self.process.poll() is not None:
                 raise RuntimeError(f"meetplane up exited: {self.process.returncode}\n{self.logs()}")
-            try:
-                response = self.client.get(path)
-                if response.status_code == 200:
-                    return
-                last = response.text
-            except httpx.HTTPError as exc:
-                last = exc
-            time.sleep(0.2)
-        raise TimeoutError(f"platform not ready: {last}\n{self.logs()}")
+            response = self.client.get(path)
+            if response.status_code != 200:
+                raise _NotReady(response.text)
+            return True
+
+        wait_until(
+            ready,
+            timeout,
+            0.2,
+            ignore=(httpx.HTTPError, _NotReady),
+            message=lambda: f"platform not ready\n{self.logs()}",
+        )
 
     def storage(self) -> object:
         """The embedded S3 server, as the recordings service sees it."""
@@ -104,15 +110,12 @@ class Platform:
 
     def wait_restarted(self, service: str, old_pid: int, timeout: float = 30.0) -> None:
         """Wait until the launcher has started a new process for `service`."""
-        deadline = time.monotonic() + timeout
-        while time.monotonic() < deadline:
-            try:
-                if self.pid(service) != old_pid:
-                    return
-            except (FileNotFoundError, ValueError):
-                pass
-            time.sleep(0.1)
-        raise TimeoutError(f"{service} was not restarted")
+        wait_until(
+            lambda: self.pid(service) != old_pid,
+            timeout,
+            ignore=(FileNotFoundError, ValueError),
+            message=f"{service} was not restarted",
+        )
 
     def logs(self, tail: int = 60) -> str:
         """Last lines of the launcher and service logs (for failure messages)."""
@@ -196,17 +199,19 @@ class EmbeddedUp:
 
     def wait_ready(self, timeout: float = 120.0) -> None:
         """Wait until the gateway's /readyz/platform answers 200."""
-        deadline = time.monotonic() + timeout
-        while time.monotonic() < deadline:
+
+        def ready() -> bool:
             if self.process.poll() is not None:
                 raise RuntimeError(f"up exited {self.process.returncode}:\n{self.output()}")
-            try:
-                if self.client.get("/readyz/platform").status_code == 200:
-                    return
-            except httpx.HTTPError:
-                pass
-            time.sleep(0.2)
-        raise TimeoutError(f"not ready:\n{self.output()[-3000:]}")
+            return self.client.get("/readyz/platform").status_code == 200
+
+        wait_until(
+            ready,
+            timeout,
+            0.2,
+            ignore=(httpx.HTTPError,),
+            message=lambda: f"not ready:\n{self.output()[-3000:]}",
+        )
 
     def readyz(self) -> tuple[int, dict[str, object]]:
         """Status and body of /readyz/platform (what is down, by name)."""

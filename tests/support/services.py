@@ -4,15 +4,18 @@ from __future__ import annotations
 
 import asyncio
 import json
-from collections.abc import AsyncIterator
+import time
+from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
-from typing import Any
+from typing import Any, TypeVar
 
 import nats
 from nats.js.api import ConsumerConfig, DeliverPolicy
 
 from services.runtime.service import RunningService, ServiceParts
 from services.runtime.settings import RuntimeSettings
+
+T = TypeVar("T")
 
 
 @asynccontextmanager
@@ -71,3 +74,33 @@ async def wait_for(predicate: Any, timeout: float = 10.0, interval: float = 0.05
         if asyncio.get_running_loop().time() > deadline:
             raise TimeoutError(f"condition not met in {timeout}s")
         await asyncio.sleep(interval)
+
+
+def wait_until(
+    predicate: Callable[[], T],
+    timeout: float = 10.0,
+    interval: float = 0.1,
+    *,
+    ignore: tuple[type[BaseException], ...] = (),
+    message: Callable[[], str] | str = "",
+) -> T:
+    """Poll a sync predicate until it returns a truthy value (the sync twin of `wait_for`).
+
+    Exceptions of the `ignore` types count as "not yet"; any other exception propagates at once
+    (so a predicate can fail fast, e.g. when the process it waits for has exited). On timeout,
+    raises TimeoutError naming `message` and the last ignored exception.
+    This is the one place a sync test helper sleeps: between polls.
+    """
+    deadline = time.monotonic() + timeout
+    last: BaseException | None = None
+    while True:
+        try:
+            value = predicate()
+            if value:
+                return value
+        except ignore as exc:
+            last = exc
+        if time.monotonic() > deadline:
+            text = message() if callable(message) else message
+            raise TimeoutError(f"condition not met in {timeout}s: {text} (last: {last!r})")
+        time.sleep(interval)
