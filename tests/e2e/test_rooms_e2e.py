@@ -11,7 +11,7 @@ import httpx
 import pytest
 
 from tests.support.platform import Platform
-from tests.support.services import stream_events
+from tests.support.services import stream_events, wait_until
 
 
 def events(platform: Platform) -> list[dict[str, Any]]:
@@ -19,16 +19,18 @@ def events(platform: Platform) -> list[dict[str, Any]]:
 
 
 def wait_events(platform: Platform, predicate: Any, timeout: float = 20.0) -> list[dict[str, Any]]:
-    deadline = time.monotonic() + timeout
-    while True:
-        current = events(platform)
-        if predicate(current):
-            return current
-        if time.monotonic() > deadline:
-            raise AssertionError(
-                f"events never matched; have {Counter(e['type'] for e in current)}"
-            )
-        time.sleep(0.2)
+    last: list[dict[str, Any]] = []
+
+    def matched() -> list[dict[str, Any]] | None:
+        last[:] = events(platform)
+        return last if predicate(last) else None
+
+    try:
+        return wait_until(matched, timeout, 0.2)
+    except TimeoutError:
+        raise AssertionError(
+            f"events never matched; have {Counter(e['type'] for e in last)}"
+        ) from None
 
 
 def of_room(all_events: list[dict[str, Any]], room_id: str) -> list[str]:
@@ -113,32 +115,41 @@ def test_kill_after_commit_before_publish_publishes_once(platform: Platform) -> 
     platform.hold_file.touch()
     try:
         room = create(platform, roomName="crash between commit and publish")
+        # A negative check with no positive barrier (the held outbox signals nothing): the 201
+        # means committed; give a publish that ignores the hold a moment to show up.
         time.sleep(0.3)
         assert of_room(events(platform), room["roomId"]) == []  # committed, not published
         old = platform.kill9("rooms")
     finally:
         platform.hold_file.unlink()
     platform.wait_restarted("rooms", old)
-    stream = wait_events(platform, lambda evs: of_room(evs, room["roomId"]) == ["RoomCreated"])
-    time.sleep(1.0)  # give a duplicate every chance to appear
-    assert of_room(events(platform), room["roomId"]) == ["RoomCreated"]
+    wait_events(platform, lambda evs: of_room(evs, room["roomId"]) == ["RoomCreated"])
+    # Barrier instead of "give a duplicate every chance to appear": the outbox publishes in
+    # commit order, so once an event committed later is on the stream, any second publish of
+    # the first one (a replay of the unacknowledged batch) has already happened.
+    marker = create(platform, roomName="after the restart")
+    stream = wait_events(platform, lambda evs: of_room(evs, marker["roomId"]) == ["RoomCreated"])
+    assert of_room(stream, room["roomId"]) == ["RoomCreated"]
     assert len({e["id"] for e in stream}) == len(stream)
     assert platform.client.get(f"/api/v1/rooms/{room['roomId']}").status_code == 200
 
 
 def _create_retrying(platform: Platform, name: str, timeout: float = 30.0) -> dict[str, Any]:
-    deadline = time.monotonic() + timeout
-    while True:
-        try:
-            response = platform.client.post("/api/v1/rooms", json={"roomName": name})
-            if response.status_code == 201:
-                return response.json()  # type: ignore[no-any-return]
-            assert response.status_code == 503, response.text  # NATS down: unavailable, not 500
-        except httpx.HTTPError:
-            pass
-        if time.monotonic() > deadline:
-            raise AssertionError(f"could not create {name}\n{platform.logs()}")
-        time.sleep(0.2)
+
+    def created() -> dict[str, Any] | None:
+        response = platform.client.post("/api/v1/rooms", json={"roomName": name})
+        if response.status_code == 201:
+            return response.json()  # type: ignore[no-any-return]
+        assert response.status_code == 503, response.text  # NATS down: unavailable, not 500
+        return None
+
+    return wait_until(
+        created,
+        timeout,
+        0.2,
+        ignore=(httpx.HTTPError,),
+        message=lambda: f"could not create {name}\n{platform.logs()}",
+    )
 
 
 def test_nats_restart_mid_run_loses_nothing(platform: Platform) -> None:
