@@ -11,11 +11,11 @@ from __future__ import annotations
 import json
 import subprocess
 import sys
-import time
 from typing import Any
 
 from tests.e2e.test_meetings_e2e import join
 from tests.support.platform import Platform
+from tests.support.services import wait_until
 
 
 def create(platform: Platform, name: str) -> dict[str, Any]:
@@ -115,18 +115,20 @@ def test_a_poison_event_is_parked_and_the_operator_sees_and_drops_it(platform: P
         await nc.close()
 
     asyncio.run(publish_poison())
-    deadline = time.monotonic() + 60
-    while True:
-        parked = [
+    parked: list[dict[str, Any]] = []
+
+    def both_parked() -> list[dict[str, Any]] | None:
+        parked[:] = [
             json.loads(line)
             for line in _cli_text(platform, "dlq", "list", "--json").splitlines()
             if line.strip()
         ]
         mine = [p for p in parked if p["subjectId"] == "poisoned_room-000000"]
-        if {p["consumer"] for p in mine} >= {"meetings-events", "janitor-events"}:
-            break
-        assert time.monotonic() < deadline, parked
-        time.sleep(0.2)
+        return (
+            mine if {p["consumer"] for p in mine} >= {"meetings-events", "janitor-events"} else None
+        )
+
+    mine = wait_until(both_parked, 60, 0.2, message=lambda: repr(parked))
     # The consumers went on: a room created after the poison is joinable at once.
     room = create(platform, "after the poison")
     assert join(platform, room, "speaker", "Carol").status_code == 200

@@ -22,6 +22,7 @@ from services.runtime import nats_auth
 from services.runtime.launcher import livekit_secret
 from tests.support.infra import free_port
 from tests.support.platform import Platform
+from tests.support.services import wait_until
 
 PUB, INT = "/meet/api/v1", "/meet/internal-api/v1"
 REVOKED_WITHIN = 1.0
@@ -57,16 +58,18 @@ def second_gateway(platform: Platform, tmp_path_factory: pytest.TempPathFactory)
     )
     base = f"http://127.0.0.1:{port}"
     try:
-        deadline = time.monotonic() + 180
-        while True:
+
+        def ready() -> bool:
             assert process.poll() is None, (root / "gateway.log").read_text()
-            try:
-                if httpx.get(f"{base}/readyz", timeout=2).status_code == 200:
-                    break
-            except httpx.HTTPError:
-                pass
-            assert time.monotonic() < deadline, (root / "gateway.log").read_text()[-3000:]
-            time.sleep(0.2)
+            return httpx.get(f"{base}/readyz", timeout=2).status_code == 200
+
+        wait_until(
+            ready,
+            180,
+            0.2,
+            ignore=(httpx.HTTPError,),
+            message=lambda: (root / "gateway.log").read_text()[-3000:],
+        )
         yield base
     finally:
         process.terminate()
