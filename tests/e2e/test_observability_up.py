@@ -11,7 +11,6 @@ import json
 import re
 import subprocess
 import sys
-import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any, TypeVar
@@ -24,6 +23,7 @@ from prometheus_client.parser import text_string_to_metric_families
 from services.runtime.launcher import SERVICES
 from tests.support.otlp import OtlpReceiver, ReceivedSpan
 from tests.support.platform import Platform
+from tests.support.services import wait_until
 
 MONITORING = Path(__file__).resolve().parents[2] / "deploy" / "k8s" / "monitoring"
 T = TypeVar("T")
@@ -87,13 +87,7 @@ def value(
 
 def wait_for_sync(predicate: Callable[[], list[T] | None], timeout: float = 30.0) -> list[T]:
     """Poll `predicate` until it returns a non-empty list."""
-    deadline = time.monotonic() + timeout
-    while True:
-        result = predicate()
-        if result:
-            return result
-        assert time.monotonic() < deadline, "condition not met"
-        time.sleep(0.1)
+    return wait_until(predicate, timeout)  # type: ignore[return-value]
 
 
 def _by_id(spans: list[ReceivedSpan]) -> dict[str, ReceivedSpan]:

@@ -8,16 +8,11 @@ from typing import Any
 
 from tests.e2e.test_meetings_e2e import join
 from tests.support.platform import Platform
+from tests.support.services import wait_until
 
 
 def wait(predicate: Any, timeout: float = 30.0) -> Any:
-    deadline = time.monotonic() + timeout
-    while True:
-        value = predicate()
-        if value:
-            return value
-        assert time.monotonic() < deadline, "condition not met"
-        time.sleep(0.2)
+    return wait_until(predicate, timeout, 0.2)
 
 
 def complete_recording(platform: Platform) -> tuple[dict[str, Any], dict[str, Any]]:
@@ -30,6 +25,8 @@ def complete_recording(platform: Platform) -> tuple[dict[str, Any], dict[str, An
         return response.json() if response.status_code == 201 else None
 
     recording = wait(started)
+    # Time passing is the behaviour here: the local backend records in real time, and the
+    # API reports no duration before the recording is complete, so there is no condition.
     time.sleep(1.5)
     assert client.post(f"/api/v1/recordings/{recording['recordingId']}/stop").status_code == 202
 
@@ -57,6 +54,8 @@ def test_kill_between_metadata_and_object_delete_leaves_no_orphan(platform: Plat
     try:
         deleted = platform.client.delete(f"/api/v1/recordings/{recording['recordingId']}")
         assert deleted.status_code == 200
+        # A negative check with no positive barrier (the held delete signals nothing): give a
+        # delete that ignores the hold a moment to happen.
         time.sleep(0.5)
         assert storage.stat(key) is not None  # metadata gone, object not yet
         old = platform.kill9("recordings")

@@ -127,7 +127,7 @@ def test_kill_after_commit_before_publish_publishes_once(platform: Platform) -> 
     # Barrier instead of "give a duplicate every chance to appear": the outbox publishes in
     # commit order, so once an event committed later is on the stream, any second publish of
     # the first one (a replay of the unacknowledged batch) has already happened.
-    marker = create(platform, roomName="after the restart")
+    marker = create(platform, roomName="marker after the kill")
     stream = wait_events(platform, lambda evs: of_room(evs, marker["roomId"]) == ["RoomCreated"])
     assert of_room(stream, room["roomId"]) == ["RoomCreated"]
     assert len({e["id"] for e in stream}) == len(stream)

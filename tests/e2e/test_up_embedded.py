@@ -7,12 +7,12 @@ import re
 import signal
 import subprocess
 import sys
-import time
 from pathlib import Path
 
 import httpx
 
 from tests.support.infra import free_port, free_port_range
+from tests.support.services import wait_until
 
 
 def start_up(data_dir: Path, http_port: int, nats_port: int, log: Path) -> subprocess.Popen[bytes]:
@@ -36,25 +36,29 @@ def start_up(data_dir: Path, http_port: int, nats_port: int, log: Path) -> subpr
 
 
 def wait_ready(base: str, proc: subprocess.Popen[bytes], log: Path, timeout: float = 180) -> None:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
+
+    def ready() -> bool:
         assert proc.poll() is None, log.read_text()
-        try:
-            if httpx.get(f"{base}/readyz/platform", timeout=2).status_code == 200:
-                return
-        except httpx.HTTPError:
-            pass
-        time.sleep(0.3)
-    raise AssertionError(f"not ready\n{log.read_text()[-3000:]}")
+        return httpx.get(f"{base}/readyz/platform", timeout=2).status_code == 200
+
+    wait_until(
+        ready,
+        timeout,
+        0.3,
+        ignore=(httpx.HTTPError,),
+        message=lambda: f"not ready\n{log.read_text()[-3000:]}",
+    )
 
 
 def wait_printed(log: Path, text: str, proc: subprocess.Popen[bytes], timeout: float = 30) -> str:
     """`up` prints its banner once it saw the gateway ready itself (it polls too)."""
-    deadline = time.monotonic() + timeout
-    while text not in (printed := log.read_text()):
-        assert proc.poll() is None and time.monotonic() < deadline, printed
-        time.sleep(0.1)
-    return printed
+
+    def printed() -> str | None:
+        assert proc.poll() is None, log.read_text()
+        out = log.read_text()
+        return out if text in out else None
+
+    return wait_until(printed, timeout, message=lambda: log.read_text())
 
 
 def children_alive(data_dir: Path) -> list[int]:

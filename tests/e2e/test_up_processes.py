@@ -23,6 +23,7 @@ import pytest
 
 from tests.support.infra import free_port
 from tests.support.platform import EmbeddedUp
+from tests.support.services import wait_until
 
 
 @pytest.fixture
@@ -192,15 +193,12 @@ class Observer:
 
 
 def _wait_restarted_and_ready(platform: EmbeddedUp, component: str, old_pid: int) -> None:
-    deadline = time.monotonic() + 60
-    while time.monotonic() < deadline:
-        try:
-            if platform.pid(component) != old_pid and platform.readyz()[0] == 200:
-                return
-        except (FileNotFoundError, ValueError, httpx.HTTPError):
-            pass
-        time.sleep(0.1)
-    raise AssertionError(f"{component} not back\n{platform.output()[-3000:]}")
+    wait_until(
+        lambda: platform.pid(component) != old_pid and platform.readyz()[0] == 200,
+        60,
+        ignore=(FileNotFoundError, ValueError, httpx.HTTPError),
+        message=lambda: f"{component} not back\n{platform.output()[-3000:]}",
+    )
 
 
 def test_nats_and_storage_are_supervised_and_named_while_down(up: EmbeddedUp) -> None:

@@ -7,7 +7,6 @@ docs/screenshots/ (shown in the README).
 
 from __future__ import annotations
 
-import time
 import zipfile
 from collections.abc import Iterator
 from typing import Any
@@ -17,6 +16,7 @@ import pytest
 
 from tests.support.browser import DESKTOP, PHONE, browser, screenshot, serious_violations
 from tests.support.platform import Platform
+from tests.support.services import wait_until
 
 PUB = "/meet/api/v1"
 WITHIN = 5_000  # ms: how long a page may take to show what the test waits for
@@ -347,14 +347,13 @@ def test_moderator_records_and_the_recording_plays(platform: Platform, chromium:
 
 def wait_complete(platform: Platform, room_id: str, timeout: float = 30.0) -> None:
     """Until the room's newest recording is complete (the API says so)."""
-    deadline = time.monotonic() + timeout
     with api(platform) as client:
-        while True:
+
+        def complete() -> bool:
             page = client.get(f"{PUB}/recordings", params={"roomId": room_id}).json()
-            if page["recordings"] and page["recordings"][0]["status"] == "complete":
-                return
-            assert time.monotonic() < deadline, page
-            time.sleep(0.2)
+            return bool(page["recordings"]) and page["recordings"][0]["status"] == "complete"
+
+        wait_until(complete, timeout, 0.2, message=f"recording of {room_id} not complete")
 
 
 def recording_id_of(url: str) -> str:
