@@ -22,7 +22,7 @@ import threading
 import time
 import uuid
 from collections import Counter
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -34,7 +34,8 @@ from services.runtime.natsserver import NatsServer
 from services.runtime.settings import RuntimeSettings
 from tests.support.cluster import Replica
 from tests.support.infra import free_port
-from tests.support.services import stream_events
+from tests.support.services import stream_events, wait_for
+from tests.support.services import wait_until as poll_until
 
 COMMAND_TIMEOUT = 2.0
 WORKERS = 6
@@ -103,19 +104,24 @@ class Topology:
         )
 
     async def _declare(self) -> None:
-        deadline = time.monotonic() + 60
-        while True:  # the cluster elects its meta leader first
+        errors: list[Exception] = []
+
+        async def declared() -> bool:
             try:
                 nc = await connect(RuntimeSettings(nats_url=self.all_urls), "late-setup")
                 try:
                     await ensure_stream(nc, replicas=3)
                 finally:
                     await nc.close()
-                return
-            except Exception:
-                if time.monotonic() > deadline:
-                    raise
-                await asyncio.sleep(0.5)
+            except Exception as exc:  # the cluster elects its meta leader first
+                errors.append(exc)
+                return False
+            return True
+
+        try:
+            await wait_for(declared, timeout=60, interval=0.5)
+        except TimeoutError as exc:
+            raise TimeoutError(f"stream not declared: {errors[-1:]!r}") from exc
 
     def wait_ready(self) -> None:
         wait_until(self._ready, 90, "the gateway to be ready")
@@ -188,13 +194,15 @@ class Load:
             thread.join()
 
 
-def wait_until(condition: object, timeout: float, what: str, detail: object = None) -> None:
-    deadline = time.monotonic() + timeout
-    while not condition():  # type: ignore[operator]
-        if time.monotonic() > deadline:
-            more = detail() if detail else ""  # type: ignore[operator]
-            raise AssertionError(f"timed out waiting for {what} {more}")
-        time.sleep(0.05)
+def wait_until(
+    condition: Callable[[], object], timeout: float, what: str, detail: object = None
+) -> None:
+    poll_until(
+        condition,
+        timeout,
+        0.05,
+        message=lambda: f"{what} {detail() if detail else ''}",  # type: ignore[operator]
+    )
 
 
 def test_requests_failed_while_nats_was_down_never_run_after_it_returns(
@@ -228,17 +236,16 @@ def test_requests_failed_while_nats_was_down_never_run_after_it_returns(
     # A barrier: a room created now is published after anything NATS delivered late.
     barrier = f"barrier-{uuid.uuid4().hex[:8]}"
     assert platform.client.post("/api/v1/rooms", json={"roomName": barrier}).status_code == 201
-    deadline = time.monotonic() + 30
-    while True:
-        created = {
+
+    def barrier_published() -> set[str] | None:
+        names = {
             e["data"]["room"]["roomName"]
             for e in asyncio.run(stream_events(platform.all_urls, "meetplane.evt.room.>"))
             if e["type"] == "RoomCreated"
         }
-        if barrier in created:
-            break
-        assert time.monotonic() < deadline, "the barrier room was never published"
-        time.sleep(0.2)
+        return names if barrier in names else None
+
+    created = poll_until(barrier_published, 30, 0.2, message="the barrier room was never published")
 
     # Sent while node 0 was down and answered as failed: none may ever run.  (The
     # gateway's own retry of a request it could not send may succeed once NATS is back.)
