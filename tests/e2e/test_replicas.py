@@ -23,7 +23,7 @@ import pytest
 
 from tests.support.cluster import Cluster
 from tests.support.infra import drop_schemas, postgres_dsn, schema_prefix
-from tests.support.services import stream_events
+from tests.support.services import stream_events, wait_for, wait_until
 
 SERVICES = ["rooms", "meetings", "recordings", "janitor"]
 USERS = 8
@@ -65,8 +65,9 @@ class Client:
         """Send until answered below 500; on a retry, `retry_ok` errors mean "done before"."""
         headers = {**self.headers, "Idempotency-Key": uuid.uuid4().hex}
         attempt = 0
-        deadline = time.monotonic() + 60
-        while True:
+
+        async def answered() -> httpx.Response | None:
+            nonlocal attempt
             base = self.gateways[self.turn % len(self.gateways)]
             attempt += 1
             try:
@@ -76,24 +77,26 @@ class Client:
             except httpx.HTTPError:
                 self.stats["gateway_unreachable"] += 1
                 self.turn += 1
-                response = None
-            if response is not None:
-                if (
-                    attempt > 1
-                    and response.status_code < 500
-                    and response.json().get("error") in retry_ok
-                ):
-                    self.stats["retry_found_done"] += 1
-                    return response
-                if response.status_code < 500:
-                    self.stats[f"{method} {response.status_code}"] += 1
-                    return response
-                self.stats["5xx"] += 1
-                self.stats[f"5xx:{response.text[:80]}"] += 1
-                self.turn += 1
-            if time.monotonic() > deadline:
-                raise AssertionError(f"{method} {path} never succeeded: {dict(self.stats)}")
-            await asyncio.sleep(0.2)
+                return None
+            if (
+                attempt > 1
+                and response.status_code < 500
+                and response.json().get("error") in retry_ok
+            ):
+                self.stats["retry_found_done"] += 1
+                return response
+            if response.status_code < 500:
+                self.stats[f"{method} {response.status_code}"] += 1
+                return response
+            self.stats["5xx"] += 1
+            self.stats[f"5xx:{response.text[:80]}"] += 1
+            self.turn += 1
+            return None
+
+        try:
+            return await wait_for(answered, timeout=60, interval=0.2)  # type: ignore[no-any-return]
+        except TimeoutError:
+            raise AssertionError(f"{method} {path} never succeeded: {dict(self.stats)}") from None
 
 
 async def user(client: Client, n: int, accepted: dict[str, int]) -> None:
@@ -120,14 +123,15 @@ async def user(client: Client, n: int, accepted: dict[str, int]) -> None:
                 http, "DELETE", f"/api/v1/meetings/{room_id}", retry_ok=("meeting_not_found",)
             )
             assert ended.status_code in (200, 404), ended.text
+
             # The rooms service learns of the end from the meetings service's event;
             # until then v3.8.0 answers a close with 202 (scheduled for the meeting's
             # end). A client that wants the change now waits for the room to say so.
-            while True:
+            async def meeting_gone(room_id: str = room_id) -> bool:
                 room_now = await client.send(http, "GET", f"/api/v1/rooms/{room_id}")
-                if room_now.json().get("status") != "active_meeting":
-                    break
-                await asyncio.sleep(0.05)  # polling the API as a client does, not a sync sleep
+                return room_now.json().get("status") != "active_meeting"
+
+            await wait_for(meeting_gone, timeout=60)
             for status in ("closed", "open"):
                 changed = await client.send(
                     http, "PUT", f"/api/v1/rooms/{room_id}/status", json={"status": status}
@@ -145,8 +149,8 @@ def test_replicas_survive_kills_with_exactly_once_effects(cluster: Cluster) -> N
     stats: Counter[str] = Counter()
     accepted: dict[str, int] = {}
 
-    def chaos() -> None:
-        time.sleep(2.0)
+    def chaos() -> None:  # once the load is under way: every user has a room
+        wait_until(lambda: len(accepted) >= USERS, 120, 0.1)
         for service in [*SERVICES, "gateway"]:
             cluster.replicas[service][0].kill9()
         cluster.nats[2].kill()
@@ -174,23 +178,31 @@ def test_replicas_survive_kills_with_exactly_once_effects(cluster: Cluster) -> N
     cluster.wait_ready()
 
     expected_rooms = USERS * ROOMS_PER_USER
-    deadline = time.monotonic() + 60
-    while True:
+    seen: list[tuple[list[dict[str, Any]], dict[str, Counter[str]]]] = []
+
+    def all_on_stream() -> bool:
         events = asyncio.run(stream_events(cluster.nats_url, idle=1.0))
         by_type: dict[str, Counter[str]] = {}
         for e in events:
             room_of = e["data"].get("roomId") or e["subject_id"]
             by_type.setdefault(e["type"], Counter())[room_of] += 1
-        created = by_type.get("RoomCreated", Counter())
+        seen[:] = [(events, by_type)]
         flips = by_type.get("RoomStatusChanged", Counter())
         done = by_type.get("RoomDeleted", Counter())
-        if set(done) >= set(accepted) and all(flips[r] >= n for r, n in accepted.items()):
-            break
-        if time.monotonic() > deadline:
-            raise AssertionError(
-                f"events missing: {len(created)} created of {len(accepted)}\n{cluster.logs()}"
-            )
-        time.sleep(1.0)
+        return set(done) >= set(accepted) and all(flips[r] >= n for r, n in accepted.items())
+
+    wait_until(
+        all_on_stream,
+        60,
+        1.0,
+        message=lambda: (
+            f"events missing: {len(seen[0][1].get('RoomCreated', {}))} created of "
+            f"{len(accepted)}\n{cluster.logs()}"
+        ),
+    )
+    events, by_type = seen[0]
+    created = by_type.get("RoomCreated", Counter())
+    flips = by_type.get("RoomStatusChanged", Counter())
 
     ids = [e["id"] for e in events]
     print(
