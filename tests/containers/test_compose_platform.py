@@ -14,16 +14,11 @@ from typing import Any
 import httpx
 
 from tests.support.compose import ComposePlatform
+from tests.support.services import wait_until
 
 
 def wait(predicate: Any, timeout: float = 60.0, what: str = "condition") -> Any:
-    deadline = time.monotonic() + timeout
-    while True:
-        value = predicate()
-        if value:
-            return value
-        assert time.monotonic() < deadline, f"{what} not met in {timeout}s"
-        time.sleep(0.3)
+    return wait_until(predicate, timeout, 0.3, message=what)
 
 
 def test_rooms_meetings_and_recordings_through_the_gateway_container(
@@ -46,7 +41,9 @@ def test_rooms_meetings_and_recordings_through_the_gateway_container(
         return response.json() if response.status_code == 201 else None
 
     recording = wait(started, what="recording start")
-    time.sleep(1.5)  # a recording of some length: the local backend records in real time
+    # Time passing is the behaviour: a recording of some length (the local backend records in
+    # real time, and the API reports no duration before the recording is complete).
+    time.sleep(1.5)
     stopped = client.post(f"/api/v1/recordings/{recording['recordingId']}/stop")
     assert stopped.status_code == 202, stopped.text
 
@@ -90,20 +87,24 @@ def test_killed_service_container_restarts_and_nothing_is_lost(
     def create(name: str) -> str:
         """Like a real client: retry on failure with the same Idempotency-Key."""
         headers = {"X-API-KEY": compose_platform.api_key, "Idempotency-Key": uuid.uuid4().hex}
-        deadline = time.monotonic() + 180
         with httpx.Client(base_url=compose_platform.base, timeout=20) as http:
-            while True:
+
+            def created() -> str | None:
                 try:
                     response = http.post("/api/v1/rooms", json={"roomName": name}, headers=headers)
-                    if response.status_code == 201:
-                        stats["201"] += 1
-                        return str(response.json()["roomId"])
-                    stats[str(response.status_code)] += 1
-                    assert response.status_code >= 500, response.text
                 except httpx.HTTPError:
                     stats["transport"] += 1
-                assert time.monotonic() < deadline, f"{name} never created: {dict(stats)}"
-                time.sleep(0.5)
+                    return None
+                if response.status_code == 201:
+                    stats["201"] += 1
+                    return str(response.json()["roomId"])
+                stats[str(response.status_code)] += 1
+                assert response.status_code >= 500, response.text
+                return None
+
+            return wait_until(
+                created, 180, 0.5, message=lambda: f"{name} never created: {dict(stats)}"
+            )
 
     with ThreadPoolExecutor(4) as pool:
         futures = [pool.submit(create, name) for name in names]
