@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import asyncio
 import os
 import signal
 import subprocess
@@ -92,7 +91,9 @@ async def test_timers_follow_room_dates_and_fire_once(
 
         await wait_for(deleted)
         assert (await request(client_broker, "rooms", "get", {"roomId": moved["roomId"]})).ok
-        await asyncio.sleep(0.5)
+        # Barrier instead of a pause for a second firing: a timer row is removed only after
+        # JetStream acked its event, and only a row can fire; once it is gone, all is published.
+        await wait_for(lambda: timers.due_of(doomed["roomId"]) is None)
         fired = await due_events(nats_server.url, doomed["roomId"])
         assert (
             len(fired) == 1 and fired[0]["data"]["autoDeletionDate"] == doomed["autoDeletionDate"]
@@ -179,12 +180,14 @@ async def test_timers_due_during_downtime_fire_on_restart(
         stdout=log,
         stderr=subprocess.STDOUT,
     )
-    await asyncio.sleep(2.0)
+    log_path = tmp_path / "janitor.log"
+    await wait_for(lambda: "service.started" in log_path.read_text(errors="replace"), timeout=60)
     janitor.send_signal(signal.SIGKILL)
     janitor.wait()
     now = int(time.time() * 1000)
     timers.set_many([(f"down-{i}", now + 200 + i) for i in range(50)])
-    await asyncio.sleep(0.5)  # all due while the janitor is down
+    # All due while the janitor is down, by the wall clock the janitor reads.
+    await wait_for(lambda: time.time() * 1000 > now + 200 + 49)
     restarted_at = time.monotonic()
     janitor = subprocess.Popen(
         [sys.executable, "-m", "services.runtime.cli", "serve", "janitor"],
