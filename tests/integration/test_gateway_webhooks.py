@@ -6,7 +6,6 @@ so no service is needed); `test_webhook_events.py` drives the whole platform.
 
 from __future__ import annotations
 
-import asyncio
 import uuid
 from collections.abc import AsyncIterator
 from contextlib import AsyncExitStack
@@ -85,6 +84,19 @@ async def publish_recording_event(client_broker: Any, room_id: str, kind: str = 
     js = client_broker._connection.jetstream()
     await js.publish(subject_of(type(data).__name__), envelope.model_dump_json().encode())
     return str(envelope.id)
+
+
+async def webhooks_caught_up(client_broker: Any) -> bool:
+    """Every webhook consumer has nothing pending and nothing unacknowledged.
+
+    A delivery is acknowledged after it was sent (or filtered out), so this is the barrier
+    after which nothing more can arrive for the events published so far.
+    """
+    js = client_broker._connection.jetstream()
+    infos = [
+        info for info in await js.consumers_info("MEETPLANE") if info.name.startswith("webhook-")
+    ]
+    return bool(infos) and all(i.num_pending == 0 and i.num_ack_pending == 0 for i in infos)
 
 
 async def test_v380_config_routes(gateway: Any) -> None:
@@ -230,7 +242,7 @@ async def test_webhook_filters_by_event_and_room(gateway: Any, client_broker: An
         await publish_recording_event(client_broker, "other", "ended")
         ended = await publish_recording_event(client_broker, "wanted", "ended")
         await wait_for(lambda: len(receiver.received) >= 1, timeout=10)
-        await asyncio.sleep(0.5)  # nothing else may arrive (the others were filtered out)
+        await wait_for(lambda: webhooks_caught_up(client_broker), timeout=10)
         assert len(receiver.received) == 1
         assert receiver.received[0]["headers"]["x-event-id"] == ended
         body = receiver.events()[0]
@@ -332,5 +344,5 @@ async def test_two_gateways_share_each_subscriber(
         await http.post(f"{PUBLIC}/webhooks", json={"url": f"{hook}/hook"})
         ids = [await publish_recording_event(client_broker, f"r{i}") for i in range(20)]
         await wait_for(lambda: len(receiver.received) >= 20, timeout=15)
-        await asyncio.sleep(0.5)
+        await wait_for(lambda: webhooks_caught_up(client_broker), timeout=15)  # no duplicates
     assert sorted(r["headers"]["x-event-id"] for r in receiver.received) == sorted(ids)
