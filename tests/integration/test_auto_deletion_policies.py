@@ -88,6 +88,8 @@ async def busy_room(
         return response if response.status_code == 201 else None
 
     recording = (await wait_for(start)).json()
+    # Time passing is the behaviour: a recording of some length (the local backend records in
+    # real time, and the API reports no duration before the recording is complete).
     await asyncio.sleep(1.0)
     await http.post(f"/api/v1/recordings/{recording['recordingId']}/stop")
 

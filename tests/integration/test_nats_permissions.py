@@ -6,7 +6,6 @@ nats-server runs it and clients sign in as the services do.
 
 from __future__ import annotations
 
-import asyncio
 from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
 from typing import Any
@@ -21,6 +20,7 @@ from services.runtime.nats import connection_options, ensure_stream
 from services.runtime.natsserver import NatsServer
 from services.runtime.settings import RuntimeSettings
 from tests.support.infra import free_port
+from tests.support.services import wait_for
 
 
 @pytest.fixture(scope="module")
@@ -42,10 +42,12 @@ class Client:
 
     async def violation(self, text: str) -> None:
         """Wait until the server reported a permissions violation mentioning `text`."""
-        async with asyncio.timeout(5):
-            while not any("permissions violation" in e and text in e for e in self.errors):
-                await self.nc.flush()
-                await asyncio.sleep(0.02)
+
+        async def reported() -> bool:
+            await self.nc.flush()
+            return any("permissions violation" in e and text in e for e in self.errors)
+
+        await wait_for(reported, timeout=5, interval=0.02)
 
 
 async def connect(server: tuple[NatsServer, Path], user: str) -> Client:
@@ -120,9 +122,7 @@ async def test_a_service_cannot_publish_another_services_events(
     await meetings.nc.publish("meetplane.evt.meeting.MeetingEnded", b"{}")
     await meetings.violation("meetplane.evt.room.roomdeleted")
     await meetings.violation("meetplane.evt.user.userdeleted")
-    async with asyncio.timeout(5):
-        while "meetplane.evt.meeting.MeetingEnded" not in seen:
-            await asyncio.sleep(0.02)
+    await wait_for(lambda: "meetplane.evt.meeting.MeetingEnded" in seen, timeout=5, interval=0.02)
     assert seen == ["meetplane.evt.meeting.MeetingEnded"]
 
 

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import io
+import time
 import zipfile
 from collections.abc import AsyncIterator, Iterator
 from typing import Any
@@ -368,7 +369,8 @@ async def test_list_sorts_filters_fields_and_pages(quick_on_each_store: Any) -> 
         egress.sizes[room["roomId"]], egress.durations[room["roomId"]] = size, duration
         rid = (await started(client, {"roomId": room["roomId"]})).json()["recordingId"]
         made.append(await finished(client, rid))
-        await asyncio.sleep(0.01)  # distinct start dates
+        last_start = made[-1]["startDate"]  # distinct start dates (ms): until the clock moved on
+        await wait_for(lambda t=last_start: int(time.time() * 1000) > t, interval=0.002)
 
     ids = {r["recordingId"] for r in made}
 

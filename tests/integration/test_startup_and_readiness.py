@@ -22,7 +22,7 @@ from services.runtime.service import RunningService
 from services.runtime.settings import RuntimeSettings
 from tests.support.http import serve_app
 from tests.support.infra import NatsHandle, nats_cluster
-from tests.support.services import running
+from tests.support.services import running, wait_for
 
 
 async def test_service_waits_for_the_stream_instead_of_failing(
@@ -71,14 +71,20 @@ async def test_config_bucket_follows_the_stream_replicas(tmp_path: Path) -> None
             js = nc.jetstream()
 
             async def retried(action: Any) -> None:
-                for attempt in range(40):  # a fresh cluster elects its meta leader first
+                errors: list[Exception] = []
+
+                async def done() -> bool:
                     try:
                         await action()
-                        return
-                    except Exception:
-                        if attempt == 39:
-                            raise
-                        await asyncio.sleep(0.5)
+                    except Exception as exc:  # a fresh cluster elects its meta leader first
+                        errors.append(exc)
+                        return False
+                    return True
+
+                try:
+                    await wait_for(done, timeout=20, interval=0.5)
+                except TimeoutError as exc:
+                    raise TimeoutError(f"never succeeded: {errors[-1:]!r}") from exc
 
             # A gateway of an earlier release made the bucket with one replica.
             await retried(lambda: js.create_key_value(bucket=CONFIG_BUCKET, history=5, replicas=1))

@@ -11,6 +11,7 @@ from typing import Any
 import uvicorn
 
 from tests.support.infra import free_port
+from tests.support.services import wait_for
 
 
 class _Server(uvicorn.Server):
@@ -27,10 +28,13 @@ async def serve_app(app: Any, lifespan: str = "on", host: str = "127.0.0.1") -> 
         uvicorn.Config(app, host=host, port=port, log_level="warning", lifespan=lifespan)
     )
     task = asyncio.create_task(server.serve())
-    while not server.started:
+
+    def started() -> bool:
         if task.done():
-            task.result()
-        await asyncio.sleep(0.02)
+            task.result()  # the server failed to start: raise its error
+        return bool(server.started)
+
+    await wait_for(started, interval=0.02)
     try:
         yield f"http://{host}:{port}"
     finally:

@@ -89,6 +89,8 @@ async def record(
 
     started = await wait_for(start)  # the meeting event may still be on its way
     recording_id = started.json()["recordingId"]
+    # Time passing is the behaviour: a recording of some length (the local backend records in
+    # real time, and the API reports no duration before the recording is complete).
     await asyncio.sleep(seconds)
     stopped = await http.post(f"/api/v1/recordings/{recording_id}/stop")
     assert stopped.status_code == 202 and stopped.json()["status"] == "ending"

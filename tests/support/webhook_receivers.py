@@ -166,7 +166,7 @@ class Receiver:
         @self.app.post("/hook")
         async def hook(request: Request) -> Response:
             self.received.append({"headers": dict(request.headers), "body": await request.body()})
-            await asyncio.sleep(delay)
+            await asyncio.sleep(delay)  # a deliberately slow receiver: time is the behaviour
             return Response(status_code=500 if self.failing else 200)
 
     def events(self) -> list[dict[str, Any]]:

@@ -48,7 +48,7 @@ async def record(storage: MemoryStorage, seconds: float) -> tuple[tuple[Any, ...
     egress = LocalEgress(storage, finished, max_seconds=60)  # type: ignore[arg-type]
     assert egress.effective_encoding(SMALL) == SMALL
     await egress.start("r--EG_1--a", "r", "recordings/r/r.mp4", "grid", SMALL)
-    await asyncio.sleep(seconds)
+    await asyncio.sleep(seconds)  # time is the behaviour: a recording of this wall-clock length
     await egress.stop("r--EG_1--a", "local-r--EG_1--a")
     assert await asyncio.to_thread(done.wait, 30)
     return reported[0], storage.objects["recordings/r/r.mp4"]
@@ -61,7 +61,7 @@ async def test_duration_is_the_files_when_the_encoder_falls_behind(monkeypatch: 
 
     def starved(seconds: float, spec: Any, should_stop: Any) -> Any:
         def slower() -> bool:
-            time.sleep(0.05)
+            time.sleep(0.05)  # time is the behaviour: a starved encoder, 20 frames a second
             return bool(should_stop())
 
         return real(seconds, spec, should_stop=slower)
