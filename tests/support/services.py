@@ -35,19 +35,22 @@ async def stream_events(
     """Every event currently on the MEETPLANE stream for `subject`, oldest first."""
     nc = await nats.connect(servers=url.split(","))
     js = nc.jetstream()
-    for attempt in range(20):  # a cluster that just lost or regained a node may time out
+
+    async def subscribed() -> Any:
         try:
-            sub = await js.subscribe(
+            return await js.subscribe(
                 subject,
                 ordered_consumer=True,
                 config=ConsumerConfig(deliver_policy=DeliverPolicy.ALL),
             )
-            break
         except (TimeoutError, nats.errors.TimeoutError):
-            if attempt == 19:
-                await nc.close()
-                raise
-            await asyncio.sleep(0.5)
+            return None  # a cluster that just lost or regained a node may time out
+
+    try:
+        sub = await wait_for(subscribed, timeout=60, interval=0.5)
+    except TimeoutError:
+        await nc.close()
+        raise
     events: list[dict[str, Any]] = []
     try:
         while True:
