@@ -118,13 +118,14 @@ def test_a_deadline_passes_with_time() -> None:
 def test_stopping_follows_dependencies(tmp_path: Path) -> None:
     journal = tmp_path / "stopped"
     script = (
-        "import signal, sys, time\n"
+        "import signal, sys\n"
         "def stop(*_):\n"
         "    open(sys.argv[1], 'a').write(sys.argv[2] + '\\n')\n"
         "    sys.exit(0)\n"
         "signal.signal(signal.SIGTERM, stop)\n"
         "print('ready', flush=True)\n"
-        "time.sleep(60)\n"
+        "while True:\n"
+        "    signal.pause()  # until the supervisor's SIGTERM\n"
     )
     supervisor = Supervisor()
     for name in ("infra", "back", "front"):
