@@ -6,7 +6,8 @@ from typing import Any
 
 from services.gateway.errors import ApiError
 
-ROOM_FIELDS = {
+# OpenVidu Meet v3.8.0's MeetRoom, in its order (webhook payloads keep it).
+ROOM_FIELDS = (
     "roomId",
     "roomName",
     "owner",
@@ -19,7 +20,7 @@ ROOM_FIELDS = {
     "status",
     "rolesUpdatedAt",
     "meetingEndAction",
-}
+)
 EXTRA_FIELDS = {"config", "roles"}
 
 
@@ -52,7 +53,7 @@ def selection(
 ) -> tuple[set[str] | None, set[str]]:
     """v3.8.0: the query parameter and the header combine (their union)."""
     chosen = [
-        parse_field_list(raw, ROOM_FIELDS, name)
+        parse_field_list(raw, set(ROOM_FIELDS), name)
         for raw, name in ((fields, "fields"), (x_fields, "X-Fields"))
     ]
     picked = [c for c in chosen if c is not None]

@@ -20,8 +20,6 @@ from __future__ import annotations
 
 import hashlib
 import json
-import os
-import secrets
 import time
 import uuid
 from dataclasses import dataclass
@@ -29,6 +27,8 @@ from pathlib import Path
 from typing import Any
 
 import jwt
+
+from services.runtime.secrets import data_dir_secret
 
 ALGORITHM = "HS256"
 ISSUER = "meetplane"
@@ -50,22 +50,7 @@ def key_id(key: str) -> str:
 
 def load_signing_key(configured: str | None, data_dir: Path) -> str:
     """The configured key, or one generated once (exclusively, mode 0600) in the data dir."""
-    if configured:
-        return configured
-    path = Path(data_dir) / "auth-signing-key"
-    path.parent.mkdir(parents=True, exist_ok=True)
-    try:
-        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
-    except FileExistsError:
-        for _ in range(50):  # another replica is writing it right now
-            value = path.read_text().strip()
-            if value:
-                return value
-            time.sleep(0.02)
-        raise RuntimeError(f"{path} is empty") from None
-    with os.fdopen(fd, "w") as file:
-        file.write(secrets.token_urlsafe(48))
-    return path.read_text().strip()
+    return configured or data_dir_secret(data_dir, "auth-signing-key", 48)
 
 
 @dataclass(frozen=True)

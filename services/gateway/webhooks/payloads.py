@@ -16,26 +16,10 @@ from typing import Any
 
 from contracts.commands import rooms as room_cmd
 from services.gateway.errors import ApiError
-from services.gateway.rooms_view import shape_room
+from services.gateway.rooms_view import ROOM_FIELDS, shape_room
 from services.gateway.rpc import Rpc
 from services.gateway.webhooks.store import WebhookStore
 from services.gateway.webhooks.wire import WEBHOOK_EVENTS
-
-# OpenVidu Meet v3.8.0's MeetRoom: the fields a meeting webhook's room has.
-ROOM_FIELDS = (
-    "roomId",
-    "roomName",
-    "owner",
-    "creationDate",
-    "autoDeletionDate",
-    "autoDeletionPolicy",
-    "config",
-    "roles",
-    "access",
-    "status",
-    "rolesUpdatedAt",
-    "meetingEndAction",
-)
 
 
 def occurred_ms(envelope: dict[str, Any]) -> int:
