@@ -127,11 +127,26 @@ DEADLINE_EXCEEDED = CommandError(
 )
 
 
+# A probe that is merely slow (a busy machine, a loaded S3) is not a dependency that
+# is down: within this many seconds of its last success, a timeout keeps it "up".
+# A refused connection or an error is "down" at once.
+SLOW_IS_UP_SECONDS = 10.0
+_last_up: dict[int, float] = {}
+
+
 async def _probe(check: DependencyCheck) -> bool:
+    key = id(check)
     try:
-        return bool(await asyncio.wait_for(check(), CHECK_TIMEOUT))
+        up = bool(await asyncio.wait_for(check(), CHECK_TIMEOUT))
+    except TimeoutError:
+        return time.monotonic() - _last_up.get(key, float("-inf")) < SLOW_IS_UP_SECONDS
     except Exception:
-        return False
+        up = False
+    if up:
+        _last_up[key] = time.monotonic()
+    else:
+        _last_up.pop(key, None)
+    return up
 
 
 class CommandRouter:

@@ -127,7 +127,11 @@ def test_one_post_rooms_is_one_trace_through_every_hop(
             return None
         trace = [s for s in spans if s.trace_id == server[-1].trace_id]
         have = {(s.service, s.name) for s in trace}
+        # Each process exports in its own batches: wait for every span the test reads.
         wanted = {
+            ("meetplane-rooms", "rooms.create"),
+            ("meetplane-rooms", "eventstore.commit"),
+            ("meetplane-rooms", "meetplane.evt.room.RoomCreated publish"),
             ("meetplane-meetings", "meetings-events process"),
             ("meetplane-janitor", "janitor-events process"),
         }
