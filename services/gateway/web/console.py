@@ -15,6 +15,7 @@ from typing import Annotated, Any
 from urllib.parse import urlencode
 
 from fastapi import APIRouter, Form, Query, Request, Response
+from starlette.datastructures import FormData
 from starlette.responses import RedirectResponse
 
 from services.gateway.errors import ApiError
@@ -157,6 +158,16 @@ class Console:
             "POST", f"{INTERNAL_API}/rooms/{room_id}/members/token", json={}
         )
         return str(answer["token"])
+
+
+async def signed_in_form(request: Request) -> tuple[Console, FormData] | Response:
+    """A console form post: the signed-in user's console and the form, its CSRF checked."""
+    console = await signed_in(request)
+    if isinstance(console, Response):
+        return console
+    form = await request.form()
+    check_csrf(request, str(form.get("csrf") or ""))
+    return console, form
 
 
 async def signed_in(request: Request) -> Console | Response:
@@ -345,11 +356,10 @@ async def rooms_page(
 @router.post("/rooms")
 async def rooms_bulk_delete(request: Request) -> Response:
     """Delete the rooms ticked in the list, with the chosen policies; one result per room."""
-    console = await signed_in(request)
-    if isinstance(console, Response):
-        return console
-    form = await request.form()
-    check_csrf(request, str(form.get("csrf") or ""))
+    posted = await signed_in_form(request)
+    if isinstance(posted, Response):
+        return posted
+    console, form = posted
     room_ids = [str(v) for v in form.getlist("roomIds")]
     if not room_ids:
         return error_page(request, 400, "Tick at least one room to delete.", "Nothing selected")
@@ -528,11 +538,10 @@ async def new_room_page(request: Request) -> Response:
 
 @router.post("/rooms/new")
 async def create_room(request: Request) -> Response:
-    console = await signed_in(request)
-    if isinstance(console, Response):
-        return console
-    form = await request.form()
-    check_csrf(request, str(form.get("csrf") or ""))
+    posted = await signed_in_form(request)
+    if isinstance(posted, Response):
+        return posted
+    console, form = posted
     try:
         body = _room_form(form, creating=True)
         room = await console.api.call("POST", f"{PUBLIC_API}/rooms", json=body)
@@ -608,11 +617,10 @@ async def room_participants(request: Request, roomId: str) -> Response:
 @router.post("/rooms/{roomId}")
 async def room_action(request: Request, roomId: str) -> Response:
     """The room page's buttons: open, close, new links, end meeting, evict, role, delete."""
-    console = await signed_in(request)
-    if isinstance(console, Response):
-        return console
-    form = await request.form()
-    check_csrf(request, str(form.get("csrf") or ""))
+    posted = await signed_in_form(request)
+    if isinstance(posted, Response):
+        return posted
+    console, form = posted
     action = str(form.get("action", ""))
     api = console.api
     base = f"{PUBLIC_API}/rooms/{roomId}"
@@ -695,11 +703,10 @@ async def edit_room_page(request: Request, roomId: str) -> Response:
 
 @router.post("/rooms/{roomId}/edit")
 async def edit_room(request: Request, roomId: str) -> Response:
-    console = await signed_in(request)
-    if isinstance(console, Response):
-        return console
-    form = await request.form()
-    check_csrf(request, str(form.get("csrf") or ""))
+    posted = await signed_in_form(request)
+    if isinstance(posted, Response):
+        return posted
+    console, form = posted
     room = await console.api.get(f"{PUBLIC_API}/rooms/{roomId}", extraFields="config,roles")
     try:
         body = _room_form(form, creating=False)
@@ -781,11 +788,10 @@ async def recordings_zip(request: Request) -> Response:
 
 @router.post("/recordings")
 async def recordings_bulk_delete(request: Request) -> Response:
-    console = await signed_in(request)
-    if isinstance(console, Response):
-        return console
-    form = await request.form()
-    check_csrf(request, str(form.get("csrf") or ""))
+    posted = await signed_in_form(request)
+    if isinstance(posted, Response):
+        return posted
+    console, form = posted
     if form.get("action") == "share":
         recording_id = str(form.get("recordingId", ""))
         private = form.get("private") == "on"
@@ -838,11 +844,10 @@ async def users_page(request: Request) -> Response:
 
 @router.post("/users")
 async def users_action(request: Request) -> Response:
-    console = await signed_in(request)
-    if isinstance(console, Response):
-        return console
-    form = await request.form()
-    check_csrf(request, str(form.get("csrf") or ""))
+    posted = await signed_in_form(request)
+    if isinstance(posted, Response):
+        return posted
+    console, form = posted
     action = str(form.get("action", ""))
     user = str(form.get("userId", ""))
     if action == "delete":
@@ -957,11 +962,10 @@ async def config_page(request: Request) -> Response:
 @router.post("/config")
 async def config_action(request: Request) -> Response:
     """Settings: the v3.8.0 webhook, more webhooks (3.9 line), API keys."""
-    console = await signed_in(request)
-    if isinstance(console, Response):
-        return console
-    form = await request.form()
-    check_csrf(request, str(form.get("csrf") or ""))
+    posted = await signed_in_form(request)
+    if isinstance(posted, Response):
+        return posted
+    console, form = posted
     url = str(form.get("url", "")).strip() or None
     action = form.get("action")
     webhook_id = str(form.get("webhookId", ""))
