@@ -37,6 +37,7 @@ from typing import Any
 from eventsourcing.persistence import IntegrityError, Tracking
 from faststream.nats import NatsBroker
 from nats.aio.msg import Msg
+from nats.errors import Error as NatsError
 from nats.errors import TimeoutError as NatsTimeoutError
 from nats.js import JetStreamContext
 from nats.js.api import AckPolicy, ConsumerConfig, DeliverPolicy
@@ -410,7 +411,12 @@ class DurableConsumer:
     # ---- read-your-writes ----------------------------------------------------------
 
     async def caught_up(self, timeout: float = 5.0) -> bool:
-        """Wait until every event of our subjects already on the stream is processed."""
+        """Wait until every event of our subjects already on the stream is processed.
+
+        False when the stream cannot say where its head is (a NATS node died and
+        JetStream is electing a new leader): the caller then asks the owner
+        instead of trusting a view that may be behind.
+        """
         js = self._js()
 
         async def last(subject: str) -> int:
@@ -419,7 +425,11 @@ class DurableConsumer:
             except NotFoundError:
                 return 0
 
-        target = max(await asyncio.gather(*(last(s) for s in self.subjects)))
+        try:
+            target = max(await asyncio.gather(*(last(s) for s in self.subjects)))
+        except (NatsError, TimeoutError) as exc:
+            log.warning("consumer.head_unknown", consumer=self.name, error=repr(exc))
+            return False
         deadline = time.monotonic() + timeout
         delay = 0.002
         while True:

@@ -23,6 +23,7 @@ from typing import Any
 
 from faststream.nats import NatsBroker
 from nats.errors import ConnectionClosedError, NoRespondersError, OutboundBufferLimitError
+from nats.errors import Error as NatsError
 from nats.errors import TimeoutError as NatsTimeoutError
 from pydantic import BaseModel
 
@@ -119,6 +120,15 @@ async def send(
             service,
             "timeout",
             f"the {service} service did not answer in {timeout:g}s",
+            delivered=True,
+        ) from None
+    except NatsError as exc:
+        # Any other client-side NATS failure (a reconnect in progress, a slow
+        # consumer): the request may have gone out, so it counts as delivered.
+        raise TransportFailure(
+            "nats",
+            type(exc).__name__,
+            f"NATS failed while the {service} command was pending: {exc}",
             delivered=True,
         ) from None
     try:

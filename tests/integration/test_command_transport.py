@@ -196,6 +196,23 @@ async def test_the_gateway_retries_a_timeout_only_when_repeating_is_safe(
     assert probe.ran["unsafe"] == 1
 
 
+async def test_any_other_nats_client_failure_is_a_transport_failure_not_a_500(
+    caller: NatsBroker, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A NATS client error nobody listed (here a slow consumer) maps to 503, not a 500."""
+    from nats.errors import SlowConsumerError
+
+    async def failing(*_: Any, **__: Any) -> Any:
+        raise SlowConsumerError(subject="x", reply="", sid=1, sub=None)
+
+    monkeypatch.setattr(caller, "request", failing)
+    rpc = Rpc(caller, timeout=1.0, attempts=2)
+    with pytest.raises(ApiError) as error:
+        await rpc("probe", "count", {"key": "x"})
+    assert (error.value.status, error.value.code) == (503, "nats_unavailable")
+    assert "NATS failed" in error.value.message
+
+
 async def test_no_responders_names_the_missing_service(caller: NatsBroker) -> None:
     rpc = Rpc(caller, timeout=1.0, attempts=2)
     with pytest.raises(ApiError) as error:

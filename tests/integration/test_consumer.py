@@ -216,6 +216,34 @@ async def test_caught_up_waits_until_published_events_are_processed(
         assert len(recorder.applied) == 40  # no waiting on a condition: caught_up is the wait
 
 
+async def test_caught_up_is_false_when_the_stream_cannot_say_its_head(
+    settings_factory: Any, client_broker: Any, app: Tracker, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A NATS node died and JetStream elects a new leader: its API times out.
+
+    The read-your-writes barrier must answer "not known to be caught up" (the
+    caller then asks the owner), not raise into the command as an internal error.
+    """
+    from nats.errors import TimeoutError as NatsTimeoutError
+
+    settings: RuntimeSettings = settings_factory()
+    parts, durable = consumer(settings, Recorder(app))
+    async with running(parts, settings):
+        real_js = durable._js
+
+        def electing() -> Any:
+            js = real_js()
+
+            async def get_last_msg(*_: Any, **__: Any) -> Any:
+                raise NatsTimeoutError
+
+            js.get_last_msg = get_last_msg  # type: ignore[method-assign]
+            return js
+
+        monkeypatch.setattr(durable, "_js", electing)
+        assert await durable.caught_up(timeout=1.0) is False
+
+
 async def test_two_replicas_share_one_lease_and_keep_order(
     settings_factory: Any, client_broker: Any, app: Tracker, tmp_path: Path
 ) -> None:

@@ -166,10 +166,14 @@ class Cluster:
                 message=lambda base=base: f"{base} not ready\n{self.logs()}",
             )
 
-    def logs(self, tail: int = 30) -> str:
+    def logs(self, tail: int = 30, errors_only: bool = False) -> str:
+        """The last `tail` lines of every process log (only its error lines if asked)."""
         out = []
         for path in sorted(self.root.glob("*.log")):
-            lines = path.read_text(errors="replace").splitlines()[-tail:]
+            lines = path.read_text(errors="replace").splitlines()
+            if errors_only:
+                lines = [line for line in lines if '"level": "error"' in line]
+            lines = lines[-tail:]
             out.append(f"== {path.name}\n" + "\n".join(lines))
         return "\n".join(out)
 
