@@ -114,6 +114,8 @@ async def drain(
         if started is None and floor > 0:
             started = now
             cpu_start = cpu(process)
+        if process is not None and process.status() == psutil.STATUS_ZOMBIE:
+            raise RuntimeError(f"the {durable} service exited; see its log")
         if floor >= last:
             await nc.close()
             assert started is not None and cpu_start is not None
@@ -169,6 +171,7 @@ async def bench_service(service: str, count: int, root: Path) -> dict[str, float
             "MEETPLANE_NATS_URL": nats_server.url,
             "MEETPLANE_DATA_DIR": str(root / service / "data"),
             "MEETPLANE_LOG_LEVEL": "WARNING",
+            "MEETPLANE_ALLOW_DEV_SECRETS": "1",  # a throwaway data dir, no LiveKit
         }
         s3 = None
         if service == "recordings":
@@ -217,6 +220,7 @@ async def backlog_rooms(url: str, count: int, root: Path) -> int:
         "MEETPLANE_NATS_URL": url,
         "MEETPLANE_DATA_DIR": str(root / "rooms" / "data"),
         "MEETPLANE_LOG_LEVEL": "WARNING",
+        "MEETPLANE_ALLOW_DEV_SECRETS": "1",
     }
     nc = await nats.connect(url)
     await ensure_stream(nc)

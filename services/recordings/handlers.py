@@ -24,7 +24,13 @@ from services.recordings.domain import (
     RecordingNotFound,
 )
 from services.recordings.egress import Egress
-from services.recordings.projection import RecordingsView
+from services.recordings.projection import (
+    LiveMeeting,
+    MirrorChange,
+    RecordingsView,
+    RoomGone,
+    RoomSeen,
+)
 from services.recordings.storage import ObjectStorage
 from services.runtime.commands import CommandRouter
 from services.runtime.consumer import Consumed, DurableConsumer
@@ -296,15 +302,6 @@ class RecordingsHandlers:
 
     # ---- consumed events --------------------------------------------------------------------
 
-    async def on_room_event(self, consumed: Consumed) -> None:
-        envelope, data = consumed.envelope, consumed.envelope.data
-        if envelope.type in ("RoomCreated", "RoomUpdated"):
-            await asyncio.to_thread(self.view.put_room, data["room"])
-        elif envelope.type == "RoomDeleted":
-            await asyncio.to_thread(self.view.mark_room_deleted, data["roomId"])
-            if data["withRecordings"] == "force":
-                await self._delete_room_recordings(data["roomId"])
-
     async def _delete_room_recordings(self, room_id: str) -> None:
         await self._view_caught_up()
         active = await asyncio.to_thread(self.app.active_in_room, room_id)
@@ -319,32 +316,46 @@ class RecordingsHandlers:
                 continue  # already deleted: a replayed event
         log.info("recordings.room_deleted", room_id=room_id)
 
-    async def on_meeting_event(self, consumed: Consumed) -> None:
-        envelope, data = consumed.envelope, consumed.envelope.data
-        if envelope.type == "MeetingStarted":
-            await asyncio.to_thread(self.view.set_live_meeting, data["roomId"], data["meetingId"])
-        elif envelope.type == "MeetingEnded":
-            await asyncio.to_thread(self.view.set_live_meeting, data["roomId"], None)
-            active = await asyncio.to_thread(self.app.active_in_room, data["roomId"])
-            if active is not None:
-                with contextlib.suppress(RecordingConflict):  # already ending
-                    await self.stop(cmd.RecordingRef(recordingId=active), reason="meeting_ended")
-                log.info(
-                    "recording.stopped_by_meeting_end", room_id=data["roomId"], recording_id=active
-                )
+    async def _meeting_ended(self, room_id: str) -> None:
+        active = await asyncio.to_thread(self.app.active_in_room, room_id)
+        if active is not None:
+            with contextlib.suppress(RecordingConflict):  # already ending
+                await self.stop(cmd.RecordingRef(recordingId=active), reason="meeting_ended")
+            log.info("recording.stopped_by_meeting_end", room_id=room_id, recording_id=active)
 
     async def process_events(self, batch: Sequence[Consumed], position: Tracking) -> None:
         """The `recordings-events` consumer: rooms and their meetings, in stream order.
 
-        Its room/meeting tables are written as it goes (idempotent upserts) and
-        the position is recorded after the batch.
+        What the events say about rooms and meetings is mirrored in one view
+        transaction per run of events; an event that acts (a room deleted with
+        its recordings, a meeting ended while recording) first writes the run
+        before it, so it sees the view as of itself.  The position is recorded
+        after the batch (every write is idempotent).
         """
+        pending: list[MirrorChange] = []
         for consumed in batch:
-            if consumed.envelope.type.startswith("Room"):
-                await self.on_room_event(consumed)
-            else:
-                await self.on_meeting_event(consumed)
-        await asyncio.to_thread(self.app.save_tracked, tracking=position)
+            kind, data = consumed.envelope.type, consumed.envelope.data
+            if kind in ("RoomCreated", "RoomUpdated"):
+                pending.append(RoomSeen(data["room"]))
+            elif kind == "RoomDeleted":
+                pending.append(RoomGone(data["roomId"]))
+                if data["withRecordings"] == "force":
+                    await asyncio.to_thread(self.view.mirror, pending)
+                    pending = []
+                    await self._delete_room_recordings(data["roomId"])
+            elif kind == "MeetingStarted":
+                pending.append(LiveMeeting(data["roomId"], data["meetingId"]))
+            elif kind == "MeetingEnded":
+                pending.append(LiveMeeting(data["roomId"], None))
+                await asyncio.to_thread(self.view.mirror, pending)
+                pending = []
+                await self._meeting_ended(data["roomId"])
+        await asyncio.to_thread(self._mirror_and_track, pending, position)
+
+    def _mirror_and_track(self, pending: Sequence[MirrorChange], position: Tracking) -> None:
+        """One thread hop for the batch's last view writes and its position."""
+        self.view.mirror(pending)
+        self.app.save_tracked(tracking=position)
 
     def register(self, router: CommandRouter) -> None:
         """Answer the recordings commands on `router`."""

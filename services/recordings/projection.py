@@ -10,20 +10,20 @@ from __future__ import annotations
 
 import base64
 import contextlib
+import functools
 import json
 import weakref
 from collections.abc import Iterator, Sequence
+from dataclasses import dataclass
 from typing import Any
 
 import sqlalchemy as sa
 from prometheus_client import REGISTRY
 from prometheus_client.core import GaugeMetricFamily
 from prometheus_client.registry import Collector
-from sqlalchemy.dialects.postgresql import insert as pg_insert
-from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 
 from services.recordings.domain import Recording, RecordingError
-from services.runtime.projection import TableView, text_match
+from services.runtime.projection import TableView, text_match, upsert
 from services.runtime.store import create_tables
 
 metadata = sa.MetaData()
@@ -65,6 +65,46 @@ live_meetings = sa.Table(
     sa.Column("room_id", sa.String(80), primary_key=True),
     sa.Column("meeting_id", sa.String(80), nullable=True),
 )
+
+
+@dataclass(frozen=True)
+class RoomSeen:
+    """RoomCreated / RoomUpdated: the room's name, config and recording-link switch."""
+
+    state: dict[str, Any]
+
+    def config_row(self) -> dict[str, Any]:
+        return {
+            "room_id": self.state["roomId"],
+            "room_name": self.state["roomName"],
+            "config": self.state["config"],
+            "deleted": False,
+        }
+
+    def access_row(self) -> dict[str, Any]:
+        anonymous = (self.state.get("anonymous") or {}).get("recording") or {}
+        return {
+            "room_id": self.state["roomId"],
+            "anonymous_enabled": bool(anonymous.get("enabled")),
+        }
+
+
+@dataclass(frozen=True)
+class RoomGone:
+    """RoomDeleted: the room stays as a tombstone."""
+
+    room_id: str
+
+
+@dataclass(frozen=True)
+class LiveMeeting:
+    """MeetingStarted (its id) / MeetingEnded (None)."""
+
+    room_id: str
+    meeting_id: str | None
+
+
+MirrorChange = RoomSeen | RoomGone | LiveMeeting
 
 
 def recording_record(recording: Recording) -> dict[str, Any]:
@@ -153,17 +193,6 @@ class RecordingsView(TableView):
                 for r in states
             ]
         }
-
-    def _upsert(
-        self, table: sa.Table, values: dict[str, Any], key: str, newer_only: bool = False
-    ) -> Any:
-        insert = pg_insert if self.engine.dialect.name == "postgresql" else sqlite_insert
-        stmt = insert(table).values(**values)
-        return stmt.on_conflict_do_update(
-            index_elements=[key],
-            set_={k: getattr(stmt.excluded, k) for k in values if k != key},
-            where=(table.c.version < stmt.excluded.version) if newer_only else None,
-        )
 
     def _sort_key(self, field: str) -> Any:
         """The sort expression: a column, or a JSON field of the stored record.
@@ -288,26 +317,39 @@ class RecordingsView(TableView):
 
     # ---- rooms and meetings, from events -----------------------------------------------
 
-    def put_room(self, state: dict[str, Any]) -> None:
-        """RoomCreated / RoomUpdated."""
-        values = {
-            "room_id": state["roomId"],
-            "room_name": state["roomName"],
-            "config": state["config"],
-            "deleted": False,
-        }
-        anonymous = (state.get("anonymous") or {}).get("recording") or {}
-        access = {"room_id": state["roomId"], "anonymous_enabled": bool(anonymous.get("enabled"))}
-        with self.engine.begin() as conn:
-            conn.execute(self._upsert(room_config, values, "room_id"))
-            conn.execute(self._upsert(room_recording_access, access, "room_id"))
+    def mirror(self, changes: Sequence[MirrorChange]) -> None:
+        """Apply what a batch of consumed room/meeting events says, in order, in one transaction.
 
-    def mark_room_deleted(self, room_id: str) -> None:
-        """RoomDeleted (a tombstone)."""
+        The statements are built once per view (`upsert`), and a batch is one
+        transaction: a consumer draining thousands of events writes them at the
+        database's pace, not one transaction per event.  Every write is
+        idempotent (an upsert or a tombstone), so a redelivered batch is harmless.
+        """
+        if not changes:
+            return
         with self.engine.begin() as conn:
-            conn.execute(
-                room_config.update().where(room_config.c.room_id == room_id).values(deleted=True)
-            )
+            for change in changes:
+                if isinstance(change, RoomSeen):
+                    conn.execute(self._mirror["room"], [change.config_row()])
+                    conn.execute(self._mirror["access"], [change.access_row()])
+                elif isinstance(change, RoomGone):
+                    conn.execute(self._mirror["deleted"], {"rid": change.room_id})
+                else:
+                    conn.execute(
+                        self._mirror["live"],
+                        [{"room_id": change.room_id, "meeting_id": change.meeting_id}],
+                    )
+
+    @functools.cached_property
+    def _mirror(self) -> dict[str, Any]:
+        return {
+            "room": upsert(self.engine, room_config, ["room_id"]),
+            "access": upsert(self.engine, room_recording_access, ["room_id"]),
+            "live": upsert(self.engine, live_meetings, ["room_id"]),
+            "deleted": room_config.update()
+            .where(room_config.c.room_id == sa.bindparam("rid"))
+            .values(deleted=True),
+        }
 
     def room(self, room_id: str) -> dict[str, Any] | None:
         """A room's name and config as the events said."""
@@ -328,15 +370,6 @@ class RecordingsView(TableView):
                 )
             ).scalar_one_or_none()
         return bool(value)
-
-    def set_live_meeting(self, room_id: str, meeting_id: str | None) -> None:
-        """MeetingStarted / MeetingEnded."""
-        with self.engine.begin() as conn:
-            conn.execute(
-                self._upsert(
-                    live_meetings, {"room_id": room_id, "meeting_id": meeting_id}, "room_id"
-                )
-            )
 
     def live_meeting(self, room_id: str) -> str | None:
         """The room's live meeting id, if any."""

@@ -357,11 +357,13 @@ class RoomsApplication(ServiceApplication):
         """
         needed: set[str] = set()
         for consumed in batch:
+            kind = consumed.envelope.type
+            if kind not in ("MeetingEnded", "RoomAutoDeletionDue"):
+                continue  # no other event asks (and a room load per event is not free)
             data = consumed.envelope.data
             room = self._find(str(data.get("roomId", "")))
             if not isinstance(room, Room) or room.deleted:
                 continue
-            kind = consumed.envelope.type
             if kind == "MeetingEnded":
                 pending = room.pending_after(data["meetingId"])
                 if pending and "close" not in pending:
