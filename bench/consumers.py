@@ -3,8 +3,11 @@
 For each consumer, a fresh nats-server gets a backlog of N realistic events on
 the MEETPLANE stream (RoomCreated with a whole room state; for the rooms
 service, MeetingStarted/MeetingEnded of rooms it created), then the service
-starts alone and drains it.  Printed per consumer: events/s from the first to
-the last acknowledgement, and the service's CPU per event (psutil).  A
+starts alone and drains it.  The rooms service twice: `rooms`, the process that
+created the rooms, still running (steady state), and `rooms-cold`, one restarted
+before the events arrive (it first loads every room once).  Printed per
+consumer: events/s from the first to the last acknowledgement, and the
+service's CPU per event (psutil).  A
 baseline in the same run: a bare nats-py pull consumer that only parses and
 acks the same backlog (what fetching costs without doing anything).
 
@@ -46,6 +49,7 @@ CONSUMERS = {
     "recordings": "recordings-events",
     "janitor": "janitor-events",
     "rooms": "rooms-events",
+    "rooms-cold": "rooms-events",
 }
 
 
@@ -162,8 +166,17 @@ async def bench_service(service: str, count: int, root: Path) -> dict[str, float
     nats_server = NatsServer(root / service / "nats", free_port())
     nats_server.start()
     try:
+        running: subprocess.Popen[bytes] | None = None
         if service == "rooms":
-            last = await backlog_rooms(nats_server.url, count, root)
+            # Steady state: the rooms service that created the rooms keeps running and
+            # consumes the meeting events as they pile up (a restarted one first loads
+            # every room it has not seen since: that cold start is `rooms-cold`).
+            last, running = await backlog_rooms(nats_server.url, count, root)
+        elif service == "rooms-cold":
+            last, first = await backlog_rooms(nats_server.url, count, root, events=False)
+            first.terminate()
+            first.wait()
+            last = await meeting_events(nats_server.url, root / service)
         else:
             last = await backlog(nats_server.url, service, count)
         env = {
@@ -189,8 +202,8 @@ async def bench_service(service: str, count: int, root: Path) -> dict[str, float
             elapsed, spent = await bare_baseline(nats_server.url, last)
         else:
             log = (root / f"{service}.log").open("wb")
-            child = subprocess.Popen(
-                [sys.executable, "-m", "services.runtime.cli", "serve", service],
+            child = running or subprocess.Popen(
+                [sys.executable, "-m", "services.runtime.cli", "serve", service.split("-")[0]],
                 env=env,
                 stdout=log,
                 stderr=subprocess.STDOUT,
@@ -213,12 +226,18 @@ async def bench_service(service: str, count: int, root: Path) -> dict[str, float
         nats_server.stop()
 
 
-async def backlog_rooms(url: str, count: int, root: Path) -> int:
-    """For the rooms consumer: create the rooms first (through its command), then meeting events."""
+async def backlog_rooms(
+    url: str, count: int, root: Path, events: bool = True
+) -> tuple[int, subprocess.Popen[bytes]]:
+    """For the rooms consumer: create the rooms through its command, then meeting events.
+
+    Returns the last stream sequence and the rooms service, still running.
+    """
+    root = root / ("rooms" if events else "rooms-cold")
     env = {
         **os.environ,
         "MEETPLANE_NATS_URL": url,
-        "MEETPLANE_DATA_DIR": str(root / "rooms" / "data"),
+        "MEETPLANE_DATA_DIR": str(root / "data"),
         "MEETPLANE_LOG_LEVEL": "WARNING",
         "MEETPLANE_ALLOW_DEV_SECRETS": "1",
     }
@@ -232,30 +251,34 @@ async def backlog_rooms(url: str, count: int, root: Path) -> int:
         stdout=log,
         stderr=subprocess.STDOUT,
     )
-    try:
-        from faststream.nats import NatsBroker
+    from faststream.nats import NatsBroker
 
-        from contracts.commands import command_subject
+    from contracts.commands import command_subject
 
-        broker = NatsBroker(url)
-        await broker.connect()
-        ids: list[str] = []
-        for i in range(count // 2):
-            for _ in range(100):
-                try:
-                    reply = await broker.request(
-                        {"request": {"roomName": f"bench room {i}"}},
-                        command_subject("rooms", "create"),
-                        timeout=5,
-                    )
-                    ids.append((await reply.decode())["result"]["roomId"])  # type: ignore[index]
-                    break
-                except Exception:
-                    await asyncio.sleep(0.1)
-        await broker.stop()
-    finally:
-        child.terminate()
-        child.wait()
+    broker = NatsBroker(url)
+    await broker.connect()
+    ids: list[str] = []
+    for i in range(count // 2):
+        for _ in range(100):
+            try:
+                reply = await broker.request(
+                    {"request": {"roomName": f"bench room {i}"}},
+                    command_subject("rooms", "create"),
+                    timeout=5,
+                )
+                ids.append((await reply.decode())["result"]["roomId"])  # type: ignore[index]
+                break
+            except Exception:
+                await asyncio.sleep(0.1)
+    await broker.stop()
+    (root / "rooms-ids.txt").write_text("\n".join(ids))
+    last = await meeting_events(url, root) if events else 0
+    return last, child
+
+
+async def meeting_events(url: str, root: Path) -> int:
+    """A MeetingStarted and a MeetingEnded for every room `backlog_rooms` created."""
+    ids = (root / "rooms-ids.txt").read_text().split()
     nc = await nats.connect(url)
     js = nc.jetstream()
     futures = []
@@ -279,13 +302,15 @@ async def backlog_rooms(url: str, count: int, root: Path) -> int:
 async def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--events", type=int, default=20_000)
-    parser.add_argument("--services", default="bare,meetings,recordings,janitor,rooms")
+    parser.add_argument("--services", default="bare,meetings,recordings,janitor,rooms,rooms-cold")
     args = parser.parse_args()
     root = Path(tempfile.mkdtemp(prefix="meetplane-bench-consumers-"))
     print(f"meetplane bench/consumers.py: a backlog of {args.events} events per consumer")
     for service in args.services.split(","):
         result = await bench_service(service, args.events, root)
         label = "bare nats-py fetch+parse+ack" if service == "bare" else CONSUMERS[service]
+        if service == "rooms-cold":
+            label += " (restarted)"
         print(
             f"{label:<30} {result['events_per_s']:9.0f} events/s   "
             f"cpu {result['cpu_ms_per_event']:6.3f} ms/event"

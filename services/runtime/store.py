@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import functools
 import threading
+from collections import OrderedDict
 from collections.abc import Callable, Sequence
 from contextvars import ContextVar
 from pathlib import Path
@@ -20,6 +21,7 @@ from eventsourcing.application import AggregateNotFoundError, Application, Proce
 from eventsourcing.persistence import (
     IntegrityError,
     Mapper,
+    Notification,
     ProcessRecorder,
     Recording,
     StoredEvent,
@@ -225,8 +227,32 @@ class TracedMapper(Mapper[Any]):
         object.__setattr__(carrier, "__dict__", {**vars(domain_event), TRACE_KEY: traceparent})
         return super().to_stored_event(carrier)
 
+    # Notifications decoded lately, shared by the followers of one application (the
+    # outbox, the projection, side effects read the same notifications moments apart).
+    DECODED_MAX = 4096
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self._decoded: OrderedDict[int, tuple[Any, str | None]] = OrderedDict()
+        self._decoded_lock = threading.Lock()
+
     def to_domain_event(self, stored_event: StoredEvent) -> Any:
         return self.traced_event(stored_event)[0]
+
+    def traced_notification(self, notification: Notification) -> tuple[Any, str | None]:
+        """`traced_event` of a notification, decoded once for every follower that reads it.
+
+        Stored events never change, so the decoded event (immutable) is shared.
+        """
+        with self._decoded_lock:
+            decoded = self._decoded.get(notification.id)
+        if decoded is None:
+            decoded = self.traced_event(notification)
+            with self._decoded_lock:
+                self._decoded[notification.id] = decoded
+                if len(self._decoded) > self.DECODED_MAX:
+                    self._decoded.popitem(last=False)
+        return decoded
 
     def traced_event(self, stored_event: StoredEvent) -> tuple[Any, str | None]:
         """The domain event and the `traceparent` of the commit that stored it (or None)."""

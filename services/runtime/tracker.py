@@ -45,7 +45,7 @@ class AggregateStates:
         """Like `advance`, with the `traceparent` of the commit that stored each event."""
         mapper = self.app.traced_mapper
         for notification in notifications:
-            event, traceparent = mapper.traced_event(notification)
+            event, traceparent = mapper.traced_notification(notification)
             yield event, self._after(event), traceparent
 
     def _after(self, event: Any) -> Any:
