@@ -105,9 +105,12 @@ class RoomsApplication(ServiceApplication):
 
     # ---- loading ---------------------------------------------------------------
 
-    def _get(self, room_id: str) -> Room:
+    def _get(self, room_id: str, *, to_change: bool = True) -> Room:
+        """A live room: a copy to change, or (`to_change=False`) the cached one to read."""
         try:
-            room = cast(Room, self.repository.get(aggregate_id(room_id)))
+            room = cast(
+                Room, self.repository.get(aggregate_id(room_id), deepcopy_from_cache=to_change)
+            )
         except AggregateNotFoundError:
             raise RoomNotFound(f'Room "{room_id}" does not exist') from None
         if room.deleted:
@@ -115,9 +118,14 @@ class RoomsApplication(ServiceApplication):
         return room
 
     def _find(self, room_id: str) -> Room | None:
-        """The room, deleted or not; None if it never existed."""
+        """The room, deleted or not; None if it never existed.
+
+        For reading only: it is the cached object itself, not a copy (a copy of
+        every room read cost a fifth of the rooms consumer's time); commands
+        that change a room load it with `_get`.
+        """
         try:
-            return cast(Room, self.repository.get(aggregate_id(room_id)))
+            return cast(Room, self.repository.get(aggregate_id(room_id), deepcopy_from_cache=False))
         except AggregateNotFoundError:
             return None
 
@@ -194,7 +202,7 @@ class RoomsApplication(ServiceApplication):
 
     def get_room(self, room_id: str) -> RoomRecord:
         """One room."""
-        return to_record(self._get(room_id))
+        return to_record(self._get(room_id, to_change=False))
 
     @retries_on_conflict
     def update_config(self, room_id: str, patch: RoomConfigPatch) -> RoomRecord:
@@ -277,7 +285,8 @@ class RoomsApplication(ServiceApplication):
         self, room_id: str, with_meeting: str, with_recordings: str, has_recordings: bool
     ) -> DeletionPlan:
         """What a delete would do (raises if the policy refuses)."""
-        return self._get(room_id).plan_deletion(with_meeting, with_recordings, has_recordings)
+        room = self._get(room_id, to_change=False)
+        return room.plan_deletion(with_meeting, with_recordings, has_recordings)
 
     @retries_on_conflict
     def delete_room(
@@ -344,7 +353,7 @@ class RoomsApplication(ServiceApplication):
     def room_exists(self, room_id: str) -> bool:
         """Whether a live room with this id exists."""
         try:
-            self._get(room_id)
+            self._get(room_id, to_change=False)
         except RoomNotFound:
             return False
         return True
