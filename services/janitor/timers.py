@@ -8,6 +8,7 @@ fires from one of them (a crashed claimer's lease simply expires).
 
 from __future__ import annotations
 
+import functools
 import uuid
 from collections.abc import Iterable
 from dataclasses import dataclass
@@ -180,9 +181,9 @@ class TimerStore:
                 sa.select(positions.c.position).where(positions.c.consumer == consumer)
             ).scalar_one_or_none()
 
-    def apply(self, changes: Iterable[tuple[str, int | None]], consumer: str, seq: int) -> None:
-        """Set (due ms) or clear (None) room timers and record `consumer` at `seq`, atomically."""
-        latest = dict(changes)  # the last change of a room in the batch wins
+    @functools.cached_property
+    def _apply_statements(self) -> tuple[Any, Any]:
+        """`apply`'s timer upsert and position compare-and-raise, built once (not per batch)."""
         upsert = self._insert(timers)
         upsert = upsert.on_conflict_do_update(
             index_elements=["room_id"],
@@ -197,6 +198,12 @@ class TimerStore:
                 else sa.func.max(positions.c.position, moved.excluded.position)
             },
         )
+        return upsert, moved
+
+    def apply(self, changes: Iterable[tuple[str, int | None]], consumer: str, seq: int) -> None:
+        """Set (due ms) or clear (None) room timers and record `consumer` at `seq`, atomically."""
+        latest = dict(changes)  # the last change of a room in the batch wins
+        upsert, moved = self._apply_statements
         with self.engine.begin() as conn:
             due = [{"room_id": r, "due_ms": d} for r, d in latest.items() if d is not None]
             if due:
