@@ -122,7 +122,17 @@ async def test_a_service_cannot_publish_another_services_events(
     await meetings.nc.publish("meetplane.evt.meeting.MeetingEnded", b"{}")
     await meetings.violation("meetplane.evt.room.roomdeleted")
     await meetings.violation("meetplane.evt.user.userdeleted")
-    await wait_for(lambda: "meetplane.evt.meeting.MeetingEnded" in seen, timeout=5, interval=0.02)
+    admin = clients["admin"]
+    try:
+        await wait_for(
+            lambda: "meetplane.evt.meeting.MeetingEnded" in seen, timeout=10, interval=0.02
+        )
+    except TimeoutError:
+        raise AssertionError(
+            f"the allowed event never arrived: seen {seen}; meetings errors {meetings.errors}, "
+            f"connected {meetings.nc.is_connected}; admin errors {admin.errors}, "
+            f"connected {admin.nc.is_connected}"
+        ) from None
     assert seen == ["meetplane.evt.meeting.MeetingEnded"]
 
 
