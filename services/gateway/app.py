@@ -35,7 +35,9 @@ from services.gateway.webhooks.payloads import PayloadBuilder
 from services.gateway.webhooks.ssrf import AddressPolicy, parse_networks
 from services.gateway.webhooks.store import WebhookStore
 from services.runtime.kv_limits import NatsKVStorage, rate_limit_bucket
+from services.runtime.logging import get_logger
 from services.runtime.nats import make_broker, start_broker
+from services.runtime.retry import Patience, retry_async
 from services.runtime.telemetry import instrument_fastapi
 
 # Routers without a base path; `mount_api` puts them under OpenVidu's prefixes.
@@ -60,6 +62,16 @@ INTERNAL_ROUTERS = [
 ROOT_ROUTERS = [ops.router]
 
 
+log = get_logger("meetplane.gateway")
+
+# Start-up steps against JetStream: transient errors for up to two minutes, others once.
+STARTUP_PATIENCE = Patience(attempts=1, transient_seconds=120.0, initial_delay=0.2, max_delay=5.0)
+
+
+def _retrying(error: BaseException, attempt: int, delay: float) -> None:
+    log.warning("gateway.start_retry", error=repr(error), attempt=attempt, retry_in=delay)
+
+
 def create_app(settings: GatewaySettings) -> FastAPI:
     """Build the gateway app; its lifespan connects to NATS."""
     tokens = TokenService(
@@ -77,9 +89,12 @@ def create_app(settings: GatewaySettings) -> FastAPI:
         await start_broker(broker, stream=settings.stream_name)
         connection = broker._connection
         assert connection is not None
-        await revocations.start(connection)
+        # JetStream may still be electing leaders (a NATS node restarting): each step
+        # is retried while its errors are transient, instead of failing the start.
+        await retry_async(lambda: revocations.start(connection), STARTUP_PATIENCE, _retrying)
+        bucket = await retry_async(lambda: rate_limit_bucket(connection), STARTUP_PATIENCE)
         limits = app.state.rate_limits = RateLimits(
-            NatsKVStorage(await rate_limit_bucket(connection)),
+            NatsKVStorage(bucket),
             enabled=settings.rate_limits_enabled,
             login_per_user=settings.login_failures_per_user,
             login_per_address=settings.login_failures_per_address,
@@ -101,7 +116,7 @@ def create_app(settings: GatewaySettings) -> FastAPI:
             settings.stream_name,
             settings.webhook_max_attempts,
         )
-        await dispatcher.start()
+        await retry_async(dispatcher.start, STARTUP_PATIENCE, _retrying)
         app.state.broker = broker
         app.state.rpc = rpc
         app.state.webhook_store = store

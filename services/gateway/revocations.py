@@ -77,9 +77,13 @@ class RevocationFollower:
         self.caught_up = False
 
     async def start(self, nc: nats.NATS, timeout: float = 30.0) -> None:
-        """Subscribe from the start of the stream and wait until the backlog is applied."""
+        """Subscribe from the start of the stream and wait until the backlog is applied.
+
+        Safe to call again after a failure (JetStream electing a leader): the
+        aggregates already subscribed are not subscribed twice.
+        """
         js = nc.jetstream()
-        for aggregate in AGGREGATES:
+        for aggregate in AGGREGATES[len(self._subs) :]:
             sub = await js.subscribe(
                 aggregate_subjects(aggregate),
                 stream=self.stream,

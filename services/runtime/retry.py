@@ -38,11 +38,13 @@ def is_transient(exc: BaseException) -> bool:
     """Whether an error is an infrastructure fault that goes away by itself.
 
     Store lock contention or a lost connection, NATS timeouts and missing
-    responders, a peer service reporting itself unavailable, network errors.
+    responders, JetStream unavailable while it elects, a peer service reporting
+    itself unavailable, network errors.
     """
     from eventsourcing.persistence import InterfaceError, OperationalError
     from nats.errors import ConnectionClosedError, NoRespondersError
     from nats.errors import TimeoutError as NatsTimeoutError
+    from nats.js.errors import ServiceUnavailableError
 
     from contracts.commands import ErrorCode
 
@@ -54,6 +56,7 @@ def is_transient(exc: BaseException) -> bool:
         | NoRespondersError
         | NatsTimeoutError
         | ConnectionClosedError
+        | ServiceUnavailableError  # JetStream electing a leader
         | ConnectionError
         | TimeoutError,
     ):
