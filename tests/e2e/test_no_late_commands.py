@@ -29,12 +29,10 @@ from pathlib import Path
 import httpx
 import pytest
 
-from services.runtime.nats import connect, ensure_stream
 from services.runtime.natsserver import NatsServer
-from services.runtime.settings import RuntimeSettings
-from tests.support.cluster import Replica
+from tests.support.cluster import Replica, declare_stream
 from tests.support.infra import free_port
-from tests.support.services import stream_events, wait_for
+from tests.support.services import stream_events
 from tests.support.services import wait_until as poll_until
 
 COMMAND_TIMEOUT = 2.0
@@ -104,24 +102,7 @@ class Topology:
         )
 
     async def _declare(self) -> None:
-        errors: list[Exception] = []
-
-        async def declared() -> bool:
-            try:
-                nc = await connect(RuntimeSettings(nats_url=self.all_urls), "late-setup")
-                try:
-                    await ensure_stream(nc, replicas=3)
-                finally:
-                    await nc.close()
-            except Exception as exc:  # the cluster elects its meta leader first
-                errors.append(exc)
-                return False
-            return True
-
-        try:
-            await wait_for(declared, timeout=60, interval=0.5)
-        except TimeoutError as exc:
-            raise TimeoutError(f"stream not declared: {errors[-1:]!r}") from exc
+        await declare_stream(self.all_urls, 3, "late-setup")
 
     def wait_ready(self) -> None:
         wait_until(self._ready, 90, "the gateway to be ready")

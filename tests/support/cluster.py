@@ -21,6 +21,28 @@ from tests.support.infra import free_port, nats_cluster
 from tests.support.services import wait_for, wait_until
 
 
+async def declare_stream(nats_url: str, replicas: int, client: str) -> None:
+    """Declare the event stream on a fresh NATS cluster, retrying while it elects its leader."""
+    errors: list[Exception] = []
+
+    async def declared() -> bool:
+        try:
+            nc = await connect(RuntimeSettings(nats_url=nats_url), client)
+            try:
+                await ensure_stream(nc, replicas=replicas)
+            finally:
+                await nc.close()
+        except Exception as exc:  # the cluster may still be electing its meta leader
+            errors.append(exc)
+            return False
+        return True
+
+    try:
+        await wait_for(declared, timeout=60, interval=0.5)
+    except TimeoutError as exc:
+        raise TimeoutError(f"stream not declared: {errors[-1:]!r}") from exc
+
+
 class Replica:
     """One `meetplane serve <service>` process."""
 
@@ -134,24 +156,7 @@ class Cluster:
         return [f"http://127.0.0.1:{p}" for p in self.gateway_ports]
 
     async def _declare(self) -> None:
-        errors: list[Exception] = []
-
-        async def declared() -> bool:
-            try:
-                nc = await connect(RuntimeSettings(nats_url=self.nats_url), "cluster-setup")
-                try:
-                    await ensure_stream(nc, replicas=self.stream_replicas)
-                finally:
-                    await nc.close()
-            except Exception as exc:  # the cluster may still be electing its meta leader
-                errors.append(exc)
-                return False
-            return True
-
-        try:
-            await wait_for(declared, timeout=60, interval=0.5)
-        except TimeoutError as exc:
-            raise TimeoutError(f"stream not declared: {errors[-1:]!r}") from exc
+        await declare_stream(self.nats_url, self.stream_replicas, "cluster-setup")
 
     def wait_ready(self, timeout: float = 180) -> None:
         deadline = time.monotonic() + timeout
