@@ -306,15 +306,22 @@ class ServiceApplication(Application[Any]):
 
         Two replicas (or a command and a consumed event) may save the same aggregate
         version; the event store refuses the second (optimistic concurrency), and
-        re-running the action on freshly loaded state is the resolution.
+        re-running the action on freshly loaded state is the resolution.  Between
+        tries a short jittered pause (the one retry policy's backoff) spreads the
+        losers out: fifty joins racing for one meeting otherwise collide again and
+        again, and one of them could lose every try.
         """
-        for attempt in range(attempts):
-            try:
-                return action()
-            except IntegrityError:
-                if attempt == attempts - 1:
-                    raise
-        raise AssertionError("unreachable")
+        from tenacity import Retrying, retry_if_exception_type, stop_after_attempt
+
+        from services.runtime.retry import backoff
+
+        retrying = Retrying(
+            stop=stop_after_attempt(attempts),
+            wait=backoff(initial=0.002, maximum=0.05),
+            retry=retry_if_exception_type(IntegrityError),
+            reraise=True,
+        )
+        return retrying(action)
 
     def _record(self, processing_event: ProcessingEvent[Any]) -> list[Recording[Any]]:
         """Record in a span whose `traceparent` is stored with the events (tracing on)."""
