@@ -114,15 +114,18 @@ async def test_a_service_cannot_publish_another_services_events(
     async def record(msg: Msg) -> None:
         seen.append(msg.subject)
 
-    await clients["admin"].nc.subscribe("meetplane.evt.>", cb=record)
-    await clients["admin"].nc.flush()
+    admin = clients["admin"]
+    await admin.nc.subscribe("meetplane.evt.>", cb=record)
+    # The subscription is live once it receives a message of its own.
+    await admin.nc.publish("meetplane.evt.meeting.Probe", b"{}")
+    await wait_for(lambda: "meetplane.evt.meeting.Probe" in seen, timeout=10, interval=0.02)
+    seen.clear()
     meetings = clients["meetings"]
+    await meetings.nc.publish("meetplane.evt.meeting.MeetingEnded", b"{}")
     await meetings.nc.publish("meetplane.evt.room.RoomDeleted", b"{}")
     await meetings.nc.publish("meetplane.evt.user.UserDeleted", b"{}")
-    await meetings.nc.publish("meetplane.evt.meeting.MeetingEnded", b"{}")
     await meetings.violation("meetplane.evt.room.roomdeleted")
     await meetings.violation("meetplane.evt.user.userdeleted")
-    admin = clients["admin"]
     try:
         await wait_for(
             lambda: "meetplane.evt.meeting.MeetingEnded" in seen, timeout=10, interval=0.02
