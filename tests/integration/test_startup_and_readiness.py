@@ -20,9 +20,10 @@ from services.runtime.nats import connect, ensure_stream
 from services.runtime.rpc import request
 from services.runtime.service import RunningService
 from services.runtime.settings import RuntimeSettings
+from tests.support.cluster import once_elected
 from tests.support.http import serve_app
 from tests.support.infra import NatsHandle, nats_cluster
-from tests.support.services import running, wait_for
+from tests.support.services import running
 
 
 async def test_service_waits_for_the_stream_instead_of_failing(
@@ -70,26 +71,12 @@ async def test_config_bucket_follows_the_stream_replicas(tmp_path: Path) -> None
         try:
             js = nc.jetstream()
 
-            async def retried(action: Any) -> None:
-                errors: list[Exception] = []
-
-                async def done() -> bool:
-                    try:
-                        await action()
-                    except Exception as exc:  # a fresh cluster elects its meta leader first
-                        errors.append(exc)
-                        return False
-                    return True
-
-                try:
-                    await wait_for(done, timeout=20, interval=0.5)
-                except TimeoutError as exc:
-                    raise TimeoutError(f"never succeeded: {errors[-1:]!r}") from exc
-
             # A gateway of an earlier release made the bucket with one replica.
-            await retried(lambda: js.create_key_value(bucket=CONFIG_BUCKET, history=5, replicas=1))
+            await once_elected(
+                lambda: js.create_key_value(bucket=CONFIG_BUCKET, history=5, replicas=1)
+            )
             assert (await js.stream_info(f"KV_{CONFIG_BUCKET}")).config.num_replicas == 1
-            await retried(lambda: ensure_stream(nc, replicas=3))
+            await once_elected(lambda: ensure_stream(nc, replicas=3))
             info = await js.stream_info(f"KV_{CONFIG_BUCKET}")
             assert info.config.num_replicas == 3
             assert (await js.stream_info("MEETPLANE")).config.num_replicas == 3

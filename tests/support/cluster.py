@@ -9,7 +9,9 @@ import signal
 import subprocess
 import sys
 import time
+from collections.abc import Awaitable, Callable
 from pathlib import Path
+from typing import Any
 
 import httpx
 
@@ -21,26 +23,35 @@ from tests.support.infra import free_port, nats_cluster
 from tests.support.services import wait_for, wait_until
 
 
-async def declare_stream(nats_url: str, replicas: int, client: str) -> None:
-    """Declare the event stream on a fresh NATS cluster, retrying while it elects its leader."""
+async def once_elected(action: Callable[[], Awaitable[Any]], timeout: float = 60) -> None:
+    """Run `action` until it succeeds: a fresh NATS cluster first elects its meta leader."""
     errors: list[Exception] = []
 
-    async def declared() -> bool:
+    async def done() -> bool:
         try:
-            nc = await connect(RuntimeSettings(nats_url=nats_url), client)
-            try:
-                await ensure_stream(nc, replicas=replicas)
-            finally:
-                await nc.close()
+            await action()
         except Exception as exc:  # the cluster may still be electing its meta leader
             errors.append(exc)
             return False
         return True
 
     try:
-        await wait_for(declared, timeout=60, interval=0.5)
+        await wait_for(done, timeout=timeout, interval=0.5)
     except TimeoutError as exc:
-        raise TimeoutError(f"stream not declared: {errors[-1:]!r}") from exc
+        raise TimeoutError(f"never succeeded: {errors[-1:]!r}") from exc
+
+
+async def declare_stream(nats_url: str, replicas: int, client: str) -> None:
+    """Declare the event stream on a fresh NATS cluster, retrying while it elects its leader."""
+
+    async def declare() -> None:
+        nc = await connect(RuntimeSettings(nats_url=nats_url), client)
+        try:
+            await ensure_stream(nc, replicas=replicas)
+        finally:
+            await nc.close()
+
+    await once_elected(declare)
 
 
 class Replica:
