@@ -35,7 +35,7 @@ def sanitize_room_id(value: str) -> str:
     return re.sub(r"\s+", "", text)
 
 
-def _room_id_path(roomId: Annotated[str, Path(min_length=1, max_length=100)]) -> str:
+async def _room_id_path(roomId: Annotated[str, Path(min_length=1, max_length=100)]) -> str:
     sanitized = sanitize_room_id(roomId)
     if not sanitized:
         raise ApiError.invalid("roomId", "roomId cannot be empty after sanitization")

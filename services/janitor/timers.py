@@ -182,8 +182,8 @@ class TimerStore:
             ).scalar_one_or_none()
 
     @functools.cached_property
-    def _apply_statements(self) -> tuple[Any, Any]:
-        """`apply`'s timer upsert and position compare-and-raise, built once (not per batch)."""
+    def _apply_statements(self) -> tuple[Any, Any, Any]:
+        """`apply`'s timer upsert, delete and position compare-and-raise, built once."""
         upsert = self._insert(timers)
         upsert = upsert.on_conflict_do_update(
             index_elements=["room_id"],
@@ -198,17 +198,20 @@ class TimerStore:
                 else sa.func.max(positions.c.position, moved.excluded.position)
             },
         )
-        return upsert, moved
+        delete = timers.delete().where(
+            timers.c.room_id.in_(sa.bindparam("gone", expanding=True))
+        )
+        return upsert, delete, moved
 
     def apply(self, changes: Iterable[tuple[str, int | None]], consumer: str, seq: int) -> None:
         """Set (due ms) or clear (None) room timers and record `consumer` at `seq`, atomically."""
         latest = dict(changes)  # the last change of a room in the batch wins
-        upsert, moved = self._apply_statements
+        upsert, delete, moved = self._apply_statements
         with self.engine.begin() as conn:
             due = [{"room_id": r, "due_ms": d} for r, d in latest.items() if d is not None]
             if due:
                 conn.execute(upsert, due)
             gone = [r for r, d in latest.items() if d is None]
             if gone:
-                conn.execute(timers.delete().where(timers.c.room_id.in_(gone)))
+                conn.execute(delete, {"gone": gone})
             conn.execute(moved, [{"consumer": consumer, "position": seq}])

@@ -10,7 +10,6 @@ from collections.abc import Awaitable, Callable, Mapping, Sequence
 from typing import Any, TypeVar
 
 from faststream.nats import NatsBroker
-from faststream.nats.annotations import NatsMessage
 from opentelemetry.trace import SpanKind, Status, StatusCode
 from prometheus_client import Counter, Histogram
 from pydantic import BaseModel, ValidationError
@@ -210,7 +209,11 @@ class CommandRouter:
             title=subject,
             max_workers=self.concurrency,
         )
-        async def _handle(body: Any, message: NatsMessage) -> dict[str, Any]:
+        async def _handle(body: Any) -> dict[str, Any]:
+            # The message comes from the broker's context, not a `NatsMessage`
+            # parameter: faststream resolves such a parameter with a sync call that
+            # fast_depends runs in a worker thread, one needless hop per command.
+            message = self.broker.context.get_local("message")
             if expired(message.headers):
                 # The caller gave up (NATS may have held the request through a
                 # reconnect): running it now would act on a request reported failed.

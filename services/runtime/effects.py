@@ -48,7 +48,12 @@ class SideEffects:
         self.states = AggregateStates(app)
         self.done = 0
         self.follower = LogFollower(
-            self.tracking_name, app.process_recorder, self.position, self._carry_out, lease=lease
+            self.tracking_name,
+            app.process_recorder,
+            self.position,
+            self._carry_out,
+            lease=lease,
+            record=self._record_position,
         )
         app.add_commit_listener(self.follower.poke)
 
@@ -72,8 +77,10 @@ class SideEffects:
             raise
         return planned
 
-    async def _carry_out(self, _start: int, notifications: Sequence[Notification]) -> None:
+    async def _carry_out(self, _start: int, notifications: Sequence[Notification]) -> bool:
         planned = await self.follower.run_sync(self._plan, notifications)
+        if not planned:
+            return False  # no effect: the follower records the position later
         for kind, action in planned:
 
             def failed(error: BaseException, attempt: int, delay: float, kind: str = kind) -> None:
@@ -88,10 +95,13 @@ class SideEffects:
 
             await retry_forever(action, failed, initial=0.2, maximum=30.0)
             self.done += 1
+        await self._record_position(_start, notifications[-1].id)
+        return True
+
+    async def _record_position(self, _start: int, end: int) -> None:
         try:
             await self.follower.run_sync(
-                self.app.process_recorder.insert_tracking,
-                Tracking(self.tracking_name, notifications[-1].id),
+                self.app.process_recorder.insert_tracking, Tracking(self.tracking_name, end)
             )
         except IntegrityError:
             log.info("effects.position_taken", effects=self.tracking_name)

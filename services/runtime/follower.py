@@ -9,12 +9,20 @@ listener (and by other replicas over NATS, see `wakeup.py`) and otherwise polls.
 Each follower runs its store calls on its own single thread, so it never waits
 behind command handlers on the default thread pool, and keeps its position in
 memory while it leads (it is the only writer of it).
+
+A batch that means nothing to a follower (the meetings outbox reading the
+service's record of a room, say) writes nothing: `process` returns False and
+the follower records the skipped position later, with one write, once the log
+has been quiet for `flush_delay` or the skip is `flush_age` old.  Until then a
+restart re-reads those notifications, which is harmless (they mean nothing),
+and another replica waiting on the recorded position waits at most that long.
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
+import time
 from collections.abc import Awaitable, Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any, TypeVar
@@ -28,7 +36,11 @@ from services.runtime.retry import retry_forever
 log = get_logger("meetplane.follower")
 
 # `process(start, notifications)`: the batch follows the recorded position `start`.
-ProcessBatch = Callable[[int, Sequence[Notification]], Awaitable[None]]
+# It records the batch's last id as the new position and returns None or True, or
+# returns False when the batch meant nothing to it and it wrote nothing.
+ProcessBatch = Callable[[int, Sequence[Notification]], Awaitable[bool | None]]
+# `record(start, end)`: move the recorded position from `start` to `end` (nothing else).
+RecordPosition = Callable[[int, int], Awaitable[None]]
 T = TypeVar("T")
 
 
@@ -51,6 +63,9 @@ class LogFollower:
         poll_interval: float = 1.0,
         lease: Lease | None = None,
         executor: ThreadPoolExecutor | None = None,
+        record: RecordPosition | None = None,
+        flush_delay: float = 0.05,
+        flush_age: float = 0.5,
     ) -> None:
         self.name = name
         self._recorder = recorder
@@ -63,7 +78,12 @@ class LogFollower:
         self._wake = asyncio.Event()
         self._progress = asyncio.Event()
         self._loop: asyncio.AbstractEventLoop | None = None
-        self._known: int | None = None  # our recorded position, while leading
+        self._record = record
+        self._flush_delay = flush_delay
+        self._flush_age = flush_age
+        self._known: int | None = None  # what we processed, while leading
+        self._recorded = 0  # what the store holds, while leading (<= _known)
+        self._skipped_since: float | None = None  # when _known first passed _recorded
         self._processed_up_to = 0
         self._stopping = False
 
@@ -116,19 +136,40 @@ class LogFollower:
         total = 0
         while not self._stopping:
             if self._known is None:
-                self._known = await self.run_sync(self._position) or 0
-            start = self._known
-            notifications = await self.run_sync(self._select, start)
+                recorded: int | None = await self.run_sync(self._position)
+                self._known = self._recorded = recorded or 0
+                self._skipped_since = None
+            # A poke from here on means a commit this select may not see.
+            self._wake.clear()
+            notifications = await self.run_sync(self._select, self._known)
             if not notifications:
-                self._advance(start)
+                self._advance(self._known)
                 return total
-            await self._process(start, notifications)
+            end = notifications[-1].id
+            if await self._process(self._recorded, notifications) is False:
+                if self._record is None:
+                    raise TypeError(f"follower {self.name}: a skipped batch needs `record`")
+                if self._skipped_since is None:
+                    self._skipped_since = time.monotonic()
+            else:
+                self._recorded, self._skipped_since = end, None
             total += len(notifications)
-            self._known = notifications[-1].id
-            self._advance(self._known)
+            self._known = end
+            self._advance(end)
+            if self._skipped_since is not None and (
+                time.monotonic() - self._skipped_since >= self._flush_age
+            ):
+                await self.flush()
             if len(notifications) < self._batch_size:
                 return total
         return total
+
+    async def flush(self) -> None:
+        """Record the position of batches that were skipped without a write."""
+        if self._known is None or self._skipped_since is None or self._record is None:
+            return
+        await self._record(self._recorded, self._known)
+        self._recorded, self._skipped_since = self._known, None
 
     def _select(self, start: int) -> Sequence[Notification]:
         return self._recorder.select_notifications(
@@ -155,6 +196,8 @@ class LogFollower:
 
         try:
             await retry_forever(self._follow, failed)
+            with contextlib.suppress(Exception):  # stopping: a restart re-reads the skip
+                await self.flush()
         finally:
             await self.leadership.release()
             self.executor.shutdown(wait=False)
@@ -163,9 +206,15 @@ class LogFollower:
         while not self._stopping:
             if not await self.leadership.leads():
                 self._known = None
+                self._wake.clear()
                 await self._idle()
                 continue
             if await self.catch_up():
+                continue
+            if self._skipped_since is not None:
+                # Record skipped batches once the log is quiet for a moment.
+                if not await self._idle(self._flush_delay):
+                    await self.flush()
                 continue
             if not await self._idle():
                 # Re-read the recorded position after a quiet poll interval: a rebuild
@@ -178,11 +227,14 @@ class LogFollower:
         """Re-read the recorded position before the next batch (after a reset here)."""
         self._known = None
 
-    async def _idle(self) -> bool:
-        """Wait for a poke or the poll interval; whether it was a poke."""
-        self._wake.clear()
+    async def _idle(self, timeout: float | None = None) -> bool:
+        """Wait for a poke or the poll interval (or `timeout`); whether it was a poke.
+
+        The event is cleared before each select, not here: a commit poked while
+        the last select ran wakes this wait at once instead of being lost.
+        """
         try:
-            await asyncio.wait_for(self._wake.wait(), self._poll_interval)
+            await asyncio.wait_for(self._wake.wait(), timeout or self._poll_interval)
         except TimeoutError:
             return False
         return True

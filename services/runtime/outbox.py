@@ -116,6 +116,7 @@ class Outbox:
             self.position,
             self._publish_batch,
             lease=lease,
+            record=self._record_position,
         )
         app.add_commit_listener(self.follower.poke)
         OUTBOX_LAG.outboxes.add(self)
@@ -163,10 +164,12 @@ class Outbox:
             (subject_of(e.type), str(e.id), traceparent_context(e.traceparent)) for e in envelopes
         ]
 
-    async def _publish_batch(self, _start: int, notifications: Sequence[Notification]) -> None:
+    async def _publish_batch(self, _start: int, notifications: Sequence[Notification]) -> bool:
         while self.hold_file is not None and self.hold_file.exists():  # noqa: ASYNC110 - test hook
             await asyncio.sleep(0.05)
         envelopes = await self.follower.run_sync(self._map, notifications)
+        if not envelopes:
+            return False  # bookkeeping only: the follower records the position later
         try:
             with publish_spans(self._causes(envelopes)) as headers:
                 acks = await publish_events(
@@ -177,14 +180,7 @@ class Outbox:
             raise
         duplicates = sum(1 for ack in acks if getattr(ack, "duplicate", False))
         last = notifications[-1].id
-        try:
-            await self.follower.run_sync(
-                self.app.process_recorder.insert_tracking, Tracking(self.tracking_name, last)
-            )
-        except IntegrityError:
-            # Another replica recorded the same position first; its publish and
-            # ours carried the same Nats-Msg-Id, so the stream holds one copy.
-            log.info("outbox.position_taken", position=last)
+        await self._record_position(_start, last)
         self.published += len(envelopes)
         if envelopes:
             PUBLISHED.labels(self.app.name, "false").inc(len(envelopes) - duplicates)
@@ -197,3 +193,14 @@ class Outbox:
             position=last,
             event_ids=[str(e.id) for e in envelopes[:20]],
         )
+        return True
+
+    async def _record_position(self, _start: int, end: int) -> None:
+        try:
+            await self.follower.run_sync(
+                self.app.process_recorder.insert_tracking, Tracking(self.tracking_name, end)
+            )
+        except IntegrityError:
+            # Another replica recorded the same position first; its publish and
+            # ours carried the same Nats-Msg-Id, so the stream holds one copy.
+            log.info("outbox.position_taken", position=end)

@@ -127,6 +127,14 @@ class TableView:
             for table in self.metadata.sorted_tables
         }
         self._where = view_positions.c.view == self.name
+        # Built once: a statement built per batch costs its cache key every time.
+        self._select_position = sa.select(view_positions.c.position).where(self._where)
+        self._move_position = (
+            view_positions.update()
+            .where(self._where, view_positions.c.position == sa.bindparam("start"))
+            .values(position=sa.bindparam("end"))
+        )
+        self._create_position = self._insert_position()
 
     def rows(self, states: Sequence[Any]) -> dict[str, list[dict[str, Any]]]:
         """Rows per table for the latest states of the aggregates of one batch."""
@@ -135,22 +143,16 @@ class TableView:
     def position(self) -> int | None:
         """The last notification id the view reflects."""
         with self.engine.connect() as conn:
-            return conn.execute(
-                sa.select(view_positions.c.position).where(self._where)
-            ).scalar_one_or_none()
+            return conn.execute(self._select_position).scalar_one_or_none()
 
     def apply(self, states: Sequence[Any], start: int, end: int) -> None:
         """Write the rows of `states` and move the position from `start` to `end`, atomically."""
         with self.engine.begin() as conn:
             if start:
-                moved = conn.execute(
-                    view_positions.update()
-                    .where(self._where, view_positions.c.position == start)
-                    .values(position=end)
-                ).rowcount
+                moved = conn.execute(self._move_position, {"start": start, "end": end}).rowcount
             else:
                 inserted = conn.execute(
-                    self._insert_position(), {"view": self.name, "position": end}
+                    self._create_position, {"view": self.name, "position": end}
                 ).first()
                 moved = 1 if inserted is not None else 0
             if moved != 1:
@@ -196,6 +198,7 @@ class Projection:
             view.position,
             self._project,
             lease=lease,
+            record=self._record_position,
         )
         app.add_commit_listener(self.follower.poke)
 
@@ -203,19 +206,26 @@ class Projection:
         """Follow the log until stopped."""
         await self.follower.run()
 
-    def _apply(self, start: int, notifications: Sequence[Notification]) -> None:
+    def _apply(self, start: int, notifications: Sequence[Notification]) -> bool:
+        """Write the batch's rows and position; False (nothing written) if it has none."""
         latest: dict[UUID, Any] = {}
         try:
             for _, state in self.states.advance(notifications):
                 if self.kinds is None or isinstance(state, self.kinds):
                     latest[state.id] = state
+            if not latest:
+                return False  # the follower records the position later
             self.view.apply(list(latest.values()), start, notifications[-1].id)
         except Exception:
             self.states.forget()
             raise
+        return True
 
-    async def _project(self, start: int, notifications: Sequence[Notification]) -> None:
-        await self.follower.run_sync(self._apply, start, notifications)
+    async def _project(self, start: int, notifications: Sequence[Notification]) -> bool:
+        return await self.follower.run_sync(self._apply, start, notifications)
+
+    async def _record_position(self, start: int, end: int) -> None:
+        await self.follower.run_sync(self.view.apply, [], start, end)
 
     async def wait_caught_up(self, timeout: float = 5.0) -> bool:
         """Wait until the view reflects every commit made so far (read-your-writes)."""

@@ -235,3 +235,36 @@ async def test_a_failure_while_a_dependency_is_down_names_it(
     assert named.error is not None
     assert (named.error.kind, named.error.error) == ("unavailable", "storage_unavailable")
     assert "storage is unreachable" in named.error.message
+
+
+async def test_a_command_runs_without_a_worker_thread_hop(
+    probe: Probe, nats_binary: NatsHandle, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Receiving, parsing and answering a command stays on the event loop.
+
+    A sync step anywhere in faststream's handler chain (a `NatsMessage`
+    parameter is one) is run by anyio in a worker thread: a hop per command.
+    """
+    import anyio.to_thread
+
+    hops: list[Any] = []
+    run_sync = anyio.to_thread.run_sync
+
+    async def counting(func: Any, *args: Any, **kwargs: Any) -> Any:
+        hops.append(func)
+        return await run_sync(func, *args, **kwargs)
+
+    monkeypatch.setattr(anyio.to_thread, "run_sync", counting)
+    nc = await nats.connect(nats_binary.url)
+    try:
+        reply = await nc.request(
+            command_subject("probe", "count"),
+            b'{"key": "k"}',
+            timeout=2,
+            headers=deadline_header(2),
+        )
+    finally:
+        await nc.close()
+    assert json.loads(reply.data)["ok"] is True
+    assert probe.ran == Counter({"k": 1})
+    assert hops == [], f"worker-thread hops per command: {hops}"

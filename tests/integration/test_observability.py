@@ -182,6 +182,9 @@ async def test_log_lines_carry_the_trace_and_span_ids(
 
             structlog.configure(logger_factory=structlog.PrintLoggerFactory(file=captured))
             response = await http.post("/api/v1/rooms", json={"roomName": "logged"})
+            # The access line is written after the response is sent: the client can
+            # see the 201 first.
+            await wait_for(lambda: '"http.request"' in captured.getvalue())
     finally:
         configure_logging("console", "INFO")
     assert response.status_code == 201

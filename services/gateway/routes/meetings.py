@@ -34,13 +34,13 @@ _IDENTITY = re.compile(r"[A-Za-z0-9_\-.]{1,100}")
 
 
 # Meeting control answers 404 for an id that cannot exist, as 3.9 documents (no 422).
-def _room_id(roomId: Annotated[str, Path()]) -> str:
+async def _room_id(roomId: Annotated[str, Path()]) -> str:
     if not _ROOM_ID.fullmatch(roomId):
         raise ApiError(404, "Room Error", f"Room '{roomId[:100]}' not found", code="room_not_found")
     return roomId
 
 
-def _identity(roomId: Annotated[str, Path()], identity: Annotated[str, Path()]) -> str:
+async def _identity(roomId: Annotated[str, Path()], identity: Annotated[str, Path()]) -> str:
     if not _IDENTITY.fullmatch(identity):
         raise ApiError(
             404,

@@ -58,7 +58,7 @@ WebhookEvent = Annotated[str, AfterValidator(lambda v: _event(v))]
 _WEBHOOK_ID = re.compile(r"[A-Za-z0-9_-]{1,64}")
 
 
-def _webhook_id(webhookId: Annotated[str, Path()]) -> str:
+async def _webhook_id(webhookId: Annotated[str, Path()]) -> str:
     # An id that cannot exist is a 404, as 3.9 documents (no 422).
     if not _WEBHOOK_ID.fullmatch(webhookId):
         raise ApiError(
