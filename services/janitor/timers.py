@@ -198,9 +198,7 @@ class TimerStore:
                 else sa.func.max(positions.c.position, moved.excluded.position)
             },
         )
-        delete = timers.delete().where(
-            timers.c.room_id.in_(sa.bindparam("gone", expanding=True))
-        )
+        delete = timers.delete().where(timers.c.room_id.in_(sa.bindparam("gone", expanding=True)))
         return upsert, delete, moved
 
     def apply(self, changes: Iterable[tuple[str, int | None]], consumer: str, seq: int) -> None:
