@@ -129,6 +129,22 @@ class RoomsApplication(ServiceApplication):
         except AggregateNotFoundError:
             return None
 
+    def _peek(self, room_id: str) -> Room | None:
+        """The cached room as it is, without asking the store for newer events.
+
+        For hints only (`rooms_to_check_for_recordings`): another replica may
+        have changed the room since, and `react` refuses a batch whose hint was
+        wrong.  Each `_find` of a cached room costs a query (the cache
+        fast-forwards), and the batch then loads the room again to change it.
+        """
+        cache = self.repository.cache
+        if cache is not None:
+            try:
+                return cast(Room, cache.get(aggregate_id(room_id)))
+            except KeyError:
+                pass
+        return self._find(room_id)
+
     def load(self, aggregate: UUID, version: int | None = None) -> Room:
         """A room by aggregate id, optionally at a version (outbox, projections)."""
         return cast(Room, self.repository.get(aggregate, version=version))
@@ -370,7 +386,7 @@ class RoomsApplication(ServiceApplication):
             if kind not in ("MeetingEnded", "RoomAutoDeletionDue"):
                 continue  # no other event asks (and a room load per event is not free)
             data = consumed.envelope.data
-            room = self._find(str(data.get("roomId", "")))
+            room = self._peek(str(data.get("roomId", "")))
             if not isinstance(room, Room) or room.deleted:
                 continue
             if kind == "MeetingEnded":

@@ -41,6 +41,8 @@ class RuntimeSettings(BaseSettings):
     # connection budget in deploy/k8s/README.md.
     postgres_pool_size: int = Field(default=2, ge=1)
     postgres_pool_overflow: int = Field(default=8, ge=0)
+    # Aggregates each replica keeps in memory (a room is about 7 KB: 10,000 ~ 70 MB).
+    aggregate_cache_size: int = Field(default=10_000, ge=1)
     log_format: Literal["console", "json"] = "console"
     log_level: str = "INFO"
     command_timeout: float = Field(default=5.0, gt=0)

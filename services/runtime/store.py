@@ -6,6 +6,7 @@ either, through eventsourcing's persistence modules and SQLAlchemy Core.
 
 from __future__ import annotations
 
+import copy
 import functools
 import threading
 from collections import OrderedDict
@@ -61,13 +62,19 @@ def service_dsn(settings: RuntimeSettings, service: str, env: dict[str, str]) ->
     return dsn
 
 
-# Keep recently used aggregates in memory; "fast-forward" reads the events other
-# replicas stored since, so a cached aggregate is never stale when loaded.
-AGGREGATE_CACHE = {
-    "AGGREGATE_CACHE_MAXSIZE": "2000",
-    "AGGREGATE_CACHE_FASTFORWARD": "y",
-    "DEEPCOPY_FROM_AGGREGATE_CACHE": "y",
-}
+def aggregate_cache(settings: RuntimeSettings) -> dict[str, str]:
+    """Keep recently used aggregates in memory (`MEETPLANE_AGGREGATE_CACHE_SIZE` of them).
+
+    "Fast-forward" reads the events other replicas stored since, so a cached
+    aggregate is never stale when loaded.  A miss rebuilds the aggregate from its
+    snapshot and events: sized below the live rooms, a consumer that touches
+    every room (meeting starts and ends) rebuilds most of them.
+    """
+    return {
+        "AGGREGATE_CACHE_MAXSIZE": str(settings.aggregate_cache_size),
+        "AGGREGATE_CACHE_FASTFORWARD": "y",
+        "DEEPCOPY_FROM_AGGREGATE_CACHE": "y",
+    }
 
 
 def postgres_schema(settings: RuntimeSettings, service: str, env: dict[str, str]) -> str:
@@ -106,7 +113,7 @@ def eventsourcing_env(
             "POSTGRES_MAX_OVERFLOW": str(settings.postgres_pool_overflow),
             "SINGLE_ROW_TRACKING": "f",
             "CREATE_TABLE": "y",
-            **AGGREGATE_CACHE,
+            **aggregate_cache(settings),
         }
     folder = Path(settings.data_dir) / service
     folder.mkdir(parents=True, exist_ok=True)
@@ -117,7 +124,7 @@ def eventsourcing_env(
         "SQLITE_LOCK_TIMEOUT": "10",
         "SINGLE_ROW_TRACKING": "f",
         "CREATE_TABLE": "y",
-        **AGGREGATE_CACHE,
+        **aggregate_cache(settings),
     }
 
 
@@ -327,18 +334,36 @@ class ServiceApplication(Application[Any]):
         """Record in a span whose `traceparent` is stored with the events (tracing on)."""
         with commit_span(self.name) as span:
             traceparent = span_traceparent(span)
-            if traceparent is None:
-                return super()._record(processing_event)
-            token = _COMMIT_TRACEPARENT.set(traceparent)
+            token = _COMMIT_TRACEPARENT.set(traceparent) if traceparent is not None else None
             try:
                 recordings = super()._record(processing_event)
             finally:
-                _COMMIT_TRACEPARENT.reset(token)
-            if recordings:
+                if token is not None:
+                    _COMMIT_TRACEPARENT.reset(token)
+            if recordings and traceparent is not None:
                 span.set_attribute(
                     "meetplane.notification_ids", [r.notification.id for r in recordings]
                 )
+        self._cache_created(processing_event)
         return recordings
+
+    def _cache_created(self, processing_event: ProcessingEvent[Any]) -> None:
+        """Put aggregates this commit created into the cache (a copy: the caller keeps its own).
+
+        In fast-forward mode eventsourcing caches an aggregate only when it is
+        first loaded, so the first load after a create rebuilt it from the store
+        (a room: a snapshot query, an events query, decoding); a copy now costs
+        less than that rebuild.  Later commits reach the cached copy by fast-forward.
+        """
+        cache = self.repository.cache
+        if cache is None:
+            return
+        for event in processing_event.events:
+            aggregate = processing_event.aggregates.get(event.originator_id)
+            if aggregate is not None and event.originator_version == getattr(
+                aggregate, "INITIAL_VERSION", 1
+            ):
+                cache.put(event.originator_id, copy.deepcopy(aggregate))
 
     def add_commit_listener(self, listener: Callable[[], None]) -> None:
         """Call `listener` (from the committing thread) after every commit."""

@@ -1,0 +1,51 @@
+"""An aggregate a commit creates is cached: its first load does not rebuild it from the store.
+
+In fast-forward mode eventsourcing caches an aggregate only on its first load;
+the rooms consumer then rebuilt every new room (snapshot query, events query,
+decoding) when its first meeting started, a third of its time per event.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from contracts.rooms import CreateRoomRequest
+from services.rooms.application import RoomsApplication
+from services.rooms.domain import aggregate_id
+from services.rooms.settings import RoomsSettings
+from services.runtime.store import eventsourcing_env
+
+
+@pytest.fixture
+def app(tmp_path: Path) -> RoomsApplication:
+    settings = RoomsSettings(data_dir=tmp_path, store="sqlite", aggregate_cache_size=100)
+    return RoomsApplication(env=eventsourcing_env(settings, "rooms"))
+
+
+def test_a_created_room_is_loaded_from_the_cache_not_rebuilt(
+    app: RoomsApplication, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    rebuilt: list[object] = []
+    rebuild = app.repository._reconstruct_aggregate
+    monkeypatch.setattr(
+        app.repository,
+        "_reconstruct_aggregate",
+        lambda *args: rebuilt.append(args[0]) or rebuild(*args),
+    )
+    created = app.create_room(CreateRoomRequest.model_validate({"roomName": "cached"}))
+    rebuilt.clear()  # the create looked for a room of that id first
+    room = app.repository.get(aggregate_id(created.roomId))
+    assert rebuilt == []
+    assert room.room_id == created.roomId
+
+
+def test_the_cached_copy_is_not_the_callers_and_follows_later_commits(
+    app: RoomsApplication,
+) -> None:
+    created = app.create_room(CreateRoomRequest.model_validate({"roomName": "before"}))
+    app.update_status(created.roomId, "closed")  # a later commit, reached by fast-forward
+    room = app.repository.get(aggregate_id(created.roomId))
+    assert room.status == "closed"
+    assert app.get_room(created.roomId).roomName == "before"
