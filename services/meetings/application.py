@@ -108,9 +108,17 @@ class MeetingsApplication(ServiceApplication):
         return self.retry_on_conflict(action, attempts=20)
 
     def known_room(self, room_id: str) -> KnownRoom:
-        """What the room events said of this room; RoomNotFound if none or deleted."""
+        """What the room events said of this room; RoomNotFound if none or deleted.
+
+        For reading only: the cached object itself, not a copy (commands read a
+        room's links, roles and status; only consumed room events change it, and
+        they load their own copy through the unit of work).
+        """
         try:
-            room = cast(KnownRoom, self.repository.get(known_room_id(room_id)))
+            room = cast(
+                KnownRoom,
+                self.repository.get(known_room_id(room_id), deepcopy_from_cache=False),
+            )
         except AggregateNotFoundError:
             raise RoomNotFound(f"room '{room_id}' does not exist") from None
         if room.deleted:
