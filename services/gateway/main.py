@@ -6,6 +6,7 @@ import uvicorn
 
 from services.gateway.app import create_app
 from services.gateway.settings import GatewaySettings
+from services.runtime.heap import freeze_startup_heap
 from services.runtime.logging import configure_logging
 
 
@@ -13,8 +14,10 @@ def serve() -> None:
     """Run the gateway until SIGINT/SIGTERM."""
     settings = GatewaySettings()
     configure_logging(settings.log_format, settings.log_level, "gateway")
+    app = create_app(settings)
+    freeze_startup_heap()
     uvicorn.run(
-        create_app(settings),
+        app,
         host=settings.http_host,
         port=settings.http_port,
         log_config=None,

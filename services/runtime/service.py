@@ -13,6 +13,7 @@ from faststream.nats import NatsBroker
 
 from services.runtime.commands import CHECKS_CONTEXT_KEY, DependencyCheck
 from services.runtime.health import serve_health
+from services.runtime.heap import freeze_startup_heap
 from services.runtime.logging import get_logger
 from services.runtime.nats import start_broker
 from services.runtime.rpc import nats_connected
@@ -146,6 +147,7 @@ async def run_until_signalled(
         loop.add_signal_handler(sig, stop.set)
     running = RunningService(await build(), settings)
     await running.start()
+    freeze_startup_heap()
     try:
         await stop.wait()
     finally:
