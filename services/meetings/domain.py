@@ -131,6 +131,18 @@ class KnownRoom(Aggregate):
     def _deleted(self) -> None:
         self.deleted = True
 
+    def __deepcopy__(self, memo: dict[int, Any]) -> KnownRoom:
+        """A copy that shares the room's state: every event replaces it, none changes it.
+
+        The aggregate cache copies a room for every unit of work that loads it
+        and when the commit that created it is cached; a deep copy of a whole
+        room's state was a third of the meetings consumer's time per event.
+        """
+        clone = object.__new__(type(self))
+        clone.__dict__.update(self.__dict__)
+        clone._pending_events = copy.deepcopy(self._pending_events, memo)
+        return clone
+
     @property
     def accepts_participants(self) -> bool:
         """Open: not closed, not waiting to be deleted."""

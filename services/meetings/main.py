@@ -51,7 +51,11 @@ def build(
     )
     media = media or media_backend(MediaSettings())
     effects = SideEffects(
-        app, "media", media_effect(media), lease=make_lease(settings, SERVICE, "effects-media")
+        app,
+        "media",
+        media_effect(media),
+        lease=make_lease(settings, SERVICE, "effects-media"),
+        kinds=(Meeting,),
     )
     outbox = Outbox(
         app,
@@ -60,6 +64,7 @@ def build(
         stream=settings.stream_name,
         hold_file=settings.outbox_hold_file,
         lease=make_lease(settings, SERVICE, "outbox"),
+        kinds=(Meeting,),
     )
     signal = CommitSignal(broker, SERVICE)
     signal.follow(projection.follower, effects.follower, outbox.follower)

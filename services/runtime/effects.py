@@ -41,11 +41,13 @@ class SideEffects:
         planner: Planner,
         *,
         lease: Lease | None = None,
+        kinds: tuple[type, ...] | None = None,
     ) -> None:
+        """`kinds`: the aggregates `planner` plans for (default all); others are not decoded."""
         self.app = app
         self.planner = planner
         self.tracking_name = f"{app.name}.effects.{name}"
-        self.states = AggregateStates(app)
+        self.states = AggregateStates(app, kinds=kinds)
         self.done = 0
         self.follower = LogFollower(
             self.tracking_name,

@@ -100,7 +100,9 @@ class Outbox:
         publish_timeout: float = 10.0,
         hold_file: Path | None = None,
         lease: Lease | None = None,
+        kinds: tuple[type, ...] | None = None,
     ) -> None:
+        """`kinds`: the aggregates `mapper` maps (default all); others are not decoded."""
         self.app = app
         self.broker = broker
         self.mapper = mapper
@@ -109,7 +111,7 @@ class Outbox:
         self.hold_file = hold_file
         self.tracking_name = f"{app.name}.outbox"
         self.published = 0
-        self.states = AggregateStates(app)
+        self.states = AggregateStates(app, kinds=kinds)
         self.follower = LogFollower(
             self.tracking_name,
             app.process_recorder,

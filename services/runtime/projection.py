@@ -191,7 +191,7 @@ class Projection:
         self.app = app
         self.view = view
         self.kinds = kinds
-        self.states = AggregateStates(app)
+        self.states = AggregateStates(app, kinds=kinds)
         self.follower = LogFollower(
             f"{app.name}.{view.name}",
             app.process_recorder,

@@ -7,6 +7,10 @@ at that version from the store for every event costs a query and a replay each
 time; following the log in order, the next event applies to the state the
 previous one left, so the state is advanced in memory.  An aggregate seen for
 the first time, or out of sequence (after a restart mid-history), is loaded once.
+
+A follower that cares for some kinds of aggregate only (the meetings outbox:
+meetings, not the service's record of rooms) names them; notifications of other
+kinds are passed over by their topic, neither decoded nor applied.
 """
 
 from __future__ import annotations
@@ -17,6 +21,7 @@ from typing import Any
 from uuid import UUID
 
 from eventsourcing.persistence import Notification
+from eventsourcing.utils import get_topic
 
 from services.runtime.store import ServiceApplication
 
@@ -24,14 +29,23 @@ from services.runtime.store import ServiceApplication
 class AggregateStates:
     """An LRU of aggregate states, advanced by the events a follower reads."""
 
-    def __init__(self, app: ServiceApplication, maxsize: int = 10_000) -> None:
+    def __init__(
+        self,
+        app: ServiceApplication,
+        maxsize: int = 10_000,
+        kinds: tuple[type, ...] | None = None,
+    ) -> None:
         self.app = app
         self.maxsize = maxsize
+        # An aggregate's events are classes nested in it: their topics start so.
+        self._topics = tuple(f"{get_topic(kind)}." for kind in kinds) if kinds else None
         self._states: OrderedDict[UUID, Any] = OrderedDict()
         self.loads = 0  # how often the store had to be asked (tests, metrics)
 
     def advance(self, notifications: Sequence[Notification]) -> Iterator[tuple[Any, Any]]:
         """Yield (domain event, aggregate right after it) for each notification, in order.
+
+        Notifications of aggregates not of the tracker's `kinds` are skipped.
 
         The yielded aggregate is the cached object: use it before asking for the
         next pair (a later event of the same aggregate mutates it).
@@ -44,7 +58,10 @@ class AggregateStates:
     ) -> Iterator[tuple[Any, Any, str | None]]:
         """Like `advance`, with the `traceparent` of the commit that stored each event."""
         mapper = self.app.traced_mapper
+        topics = self._topics
         for notification in notifications:
+            if topics is not None and not notification.topic.startswith(topics):
+                continue
             event, traceparent = mapper.traced_notification(notification)
             yield event, self._after(event), traceparent
 

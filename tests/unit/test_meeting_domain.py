@@ -113,3 +113,19 @@ def test_a_copy_of_a_meeting_is_independent_and_does_not_copy_participants() -> 
     # Participant records are shared, never copied: a copy (what the aggregate cache
     # hands every join) costs the same at 300 participants as at 1 (bench/perf.py).
     assert clone.participants["p1"] is big.participants["p1"]
+
+
+def test_a_copy_of_a_known_room_shares_its_state_and_changes_alone() -> None:
+    import copy as _copy
+
+    from services.meetings.domain import KnownRoom
+
+    room = KnownRoom(room_id="r", state={"status": "open", "anonymous": {}})
+    room.collect_events()
+    clone = _copy.deepcopy(room)
+    assert clone.state is room.state  # no copy of the whole room per load
+    clone.record({"status": "closed", "anonymous": {}})
+    clone.set_closed(True)
+    assert room.state == {"status": "open", "anonymous": {}} and not room.closed
+    assert clone.state["status"] == "closed" and clone.closed
+    assert len(clone.collect_events()) == 2 and room.collect_events() == []
