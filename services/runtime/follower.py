@@ -65,7 +65,7 @@ class LogFollower:
         executor: ThreadPoolExecutor | None = None,
         record: RecordPosition | None = None,
         flush_delay: float = 0.05,
-        flush_age: float = 0.5,
+        flush_age: float = 0.1,
     ) -> None:
         self.name = name
         self._recorder = recorder
