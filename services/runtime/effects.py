@@ -14,9 +14,9 @@ from __future__ import annotations
 from collections.abc import Awaitable, Callable, Sequence
 from typing import Any
 
-from eventsourcing.persistence import IntegrityError, Notification, Tracking
+from eventsourcing.persistence import Notification
 
-from services.runtime.follower import LogFollower
+from services.runtime.follower import LogFollower, TrackingPosition
 from services.runtime.leader import Lease
 from services.runtime.logging import get_logger
 from services.runtime.retry import retry_forever
@@ -46,22 +46,22 @@ class SideEffects:
         """`kinds`: the aggregates `planner` plans for (default all); others are not decoded."""
         self.app = app
         self.planner = planner
-        self.tracking_name = f"{app.name}.effects.{name}"
+        self.tracking = TrackingPosition(app.process_recorder, f"{app.name}.effects.{name}")
         self.states = AggregateStates(app, kinds=kinds)
         self.done = 0
         self.follower = LogFollower(
-            self.tracking_name,
+            self.tracking.name,
             app.process_recorder,
-            self.position,
+            self.tracking.read,
             self._carry_out,
             lease=lease,
-            record=self._record_position,
+            record=self.tracking.write,
         )
         app.add_commit_listener(self.follower.poke)
 
     def position(self) -> int | None:
         """The last notification whose effects are done."""
-        return self.app.process_recorder.max_tracking_id(self.tracking_name)
+        return self.tracking.read()
 
     async def run(self) -> None:
         """Follow the log until stopped."""
@@ -88,7 +88,7 @@ class SideEffects:
             def failed(error: BaseException, attempt: int, delay: float, kind: str = kind) -> None:
                 log.warning(
                     "effect.failed",
-                    effects=self.tracking_name,
+                    effects=self.tracking.name,
                     domain_event=kind,
                     error=repr(error),
                     attempt=attempt,
@@ -97,13 +97,5 @@ class SideEffects:
 
             await retry_forever(action, failed, initial=0.2, maximum=30.0)
             self.done += 1
-        await self._record_position(_start, notifications[-1].id)
+        await self.follower.run_sync(self.tracking.write, _start, notifications[-1].id)
         return True
-
-    async def _record_position(self, _start: int, end: int) -> None:
-        try:
-            await self.follower.run_sync(
-                self.app.process_recorder.insert_tracking, Tracking(self.tracking_name, end)
-            )
-        except IntegrityError:
-            log.info("effects.position_taken", effects=self.tracking_name)

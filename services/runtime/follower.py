@@ -27,7 +27,13 @@ from collections.abc import Awaitable, Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any, TypeVar
 
-from eventsourcing.persistence import ApplicationRecorder, Notification
+from eventsourcing.persistence import (
+    ApplicationRecorder,
+    IntegrityError,
+    Notification,
+    ProcessRecorder,
+    Tracking,
+)
 
 from services.runtime.leader import Leadership, Lease
 from services.runtime.logging import get_logger
@@ -39,9 +45,35 @@ log = get_logger("meetplane.follower")
 # It records the batch's last id as the new position and returns None or True, or
 # returns False when the batch meant nothing to it and it wrote nothing.
 ProcessBatch = Callable[[int, Sequence[Notification]], Awaitable[bool | None]]
-# `record(start, end)`: move the recorded position from `start` to `end` (nothing else).
-RecordPosition = Callable[[int, int], Awaitable[None]]
+# `record(start, end)`: move the recorded position from `start` to `end` (nothing else);
+# a store call, run on the follower's thread.
+RecordPosition = Callable[[int, int], None]
 T = TypeVar("T")
+
+
+class TrackingPosition:
+    """A follower's position kept as tracking records in the service's own event store.
+
+    Positions only grow and the work behind them is idempotent, so no
+    compare-and-set: a replica that recorded the same position first turns ours
+    into a duplicate, which is harmless (the outbox's publishes carried the same
+    `Nats-Msg-Id`; effects are idempotent).
+    """
+
+    def __init__(self, recorder: ProcessRecorder, name: str) -> None:
+        self.recorder = recorder
+        self.name = name
+
+    def read(self) -> int | None:
+        """The last recorded notification id."""
+        return self.recorder.max_tracking_id(self.name)
+
+    def write(self, _start: int, end: int) -> None:
+        """Record `end` (a `RecordPosition`: the start is not compared)."""
+        try:
+            self.recorder.insert_tracking(Tracking(self.name, end))
+        except IntegrityError:
+            log.info("follower.position_taken", follower=self.name, position=end)
 
 
 class LogFollower:
@@ -168,7 +200,7 @@ class LogFollower:
         """Record the position of batches that were skipped without a write."""
         if self._known is None or self._skipped_since is None or self._record is None:
             return
-        await self._record(self._recorded, self._known)
+        await self.run_sync(self._record, self._recorded, self._known)
         self._recorded, self._skipped_since = self._known, None
 
     def _select(self, start: int) -> Sequence[Notification]:

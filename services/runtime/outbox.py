@@ -23,14 +23,14 @@ from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
 from typing import Any
 
-from eventsourcing.persistence import IntegrityError, Notification, Tracking
+from eventsourcing.persistence import Notification
 from faststream.nats import NatsBroker
 from prometheus_client import REGISTRY, Counter
 from prometheus_client.core import GaugeMetricFamily
 from prometheus_client.registry import Collector
 
 from contracts.events import EventEnvelope, subject_of
-from services.runtime.follower import LogFollower
+from services.runtime.follower import LogFollower, TrackingPosition
 from services.runtime.leader import Lease
 from services.runtime.logging import get_logger
 from services.runtime.nats import publish_events
@@ -109,16 +109,16 @@ class Outbox:
         self.stream = stream
         self.publish_timeout = publish_timeout
         self.hold_file = hold_file
-        self.tracking_name = f"{app.name}.outbox"
+        self.tracking = TrackingPosition(app.process_recorder, f"{app.name}.outbox")
         self.published = 0
         self.states = AggregateStates(app, kinds=kinds)
         self.follower = LogFollower(
-            self.tracking_name,
+            self.tracking.name,
             app.process_recorder,
-            self.position,
+            self.tracking.read,
             self._publish_batch,
             lease=lease,
-            record=self._record_position,
+            record=self.tracking.write,
         )
         app.add_commit_listener(self.follower.poke)
         OUTBOX_LAG.outboxes.add(self)
@@ -130,7 +130,7 @@ class Outbox:
 
     def position(self) -> int | None:
         """The last notification id whose events are on the stream."""
-        return self.app.process_recorder.max_tracking_id(self.tracking_name)
+        return self.tracking.read()
 
     async def run(self) -> None:
         """Follow the log until cancelled."""
@@ -182,7 +182,7 @@ class Outbox:
             raise
         duplicates = sum(1 for ack in acks if getattr(ack, "duplicate", False))
         last = notifications[-1].id
-        await self._record_position(_start, last)
+        await self.follower.run_sync(self.tracking.write, _start, last)
         self.published += len(envelopes)
         if envelopes:
             PUBLISHED.labels(self.app.name, "false").inc(len(envelopes) - duplicates)
@@ -196,13 +196,3 @@ class Outbox:
             event_ids=[str(e.id) for e in envelopes[:20]],
         )
         return True
-
-    async def _record_position(self, _start: int, end: int) -> None:
-        try:
-            await self.follower.run_sync(
-                self.app.process_recorder.insert_tracking, Tracking(self.tracking_name, end)
-            )
-        except IntegrityError:
-            # Another replica recorded the same position first; its publish and
-            # ours carried the same Nats-Msg-Id, so the stream holds one copy.
-            log.info("outbox.position_taken", position=end)

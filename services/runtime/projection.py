@@ -190,7 +190,6 @@ class Projection:
     ) -> None:
         self.app = app
         self.view = view
-        self.kinds = kinds
         self.states = AggregateStates(app, kinds=kinds)
         self.follower = LogFollower(
             f"{app.name}.{view.name}",
@@ -210,9 +209,8 @@ class Projection:
         """Write the batch's rows and position; False (nothing written) if it has none."""
         latest: dict[UUID, Any] = {}
         try:
-            for _, state in self.states.advance(notifications):
-                if self.kinds is None or isinstance(state, self.kinds):
-                    latest[state.id] = state
+            for _, state in self.states.advance(notifications):  # of `kinds` only
+                latest[state.id] = state
             if not latest:
                 return False  # the follower records the position later
             self.view.apply(list(latest.values()), start, notifications[-1].id)
@@ -224,8 +222,8 @@ class Projection:
     async def _project(self, start: int, notifications: Sequence[Notification]) -> bool:
         return await self.follower.run_sync(self._apply, start, notifications)
 
-    async def _record_position(self, start: int, end: int) -> None:
-        await self.follower.run_sync(self.view.apply, [], start, end)
+    def _record_position(self, start: int, end: int) -> None:
+        self.view.apply([], start, end)
 
     async def wait_caught_up(self, timeout: float = 5.0) -> bool:
         """Wait until the view reflects every commit made so far (read-your-writes)."""

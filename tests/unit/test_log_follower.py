@@ -9,7 +9,9 @@ event; now the position is recorded once the log goes quiet (or the skip ages).
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Sequence
+import contextlib
+from collections.abc import AsyncIterator, Sequence
+from typing import Any
 
 from eventsourcing.application import Application
 from eventsourcing.domain import Aggregate
@@ -39,7 +41,7 @@ class Recorded:
         self.position = notifications[-1].id
         return True
 
-    async def record(self, start: int, end: int) -> None:
+    def record(self, start: int, end: int) -> None:
         assert start == self.position, "a skipped range starts at the recorded position"
         self.records.append((start, end))
         self.position = end
@@ -51,21 +53,23 @@ async def _wait(condition: object, timeout: float = 5.0) -> None:
             await asyncio.sleep(0.005)
 
 
-async def test_skipped_batches_are_recorded_once_the_log_is_quiet() -> None:
-    app = Application()
-    seen = Recorded()
+@contextlib.asynccontextmanager
+async def following(app: Application, seen: Recorded, **options: Any) -> AsyncIterator[LogFollower]:
+    """A running follower of `app`'s log that hands batches to `seen`; stopped on exit."""
     follower = LogFollower(
-        "test",
-        app.recorder,
-        lambda: seen.position,
-        seen.process,
-        record=seen.record,
-        batch_size=2,
-        flush_delay=0.05,
-        flush_age=60,
+        "test", app.recorder, lambda: seen.position, seen.process, record=seen.record, **options
     )
     runner = asyncio.create_task(follower.run())
     try:
+        yield follower
+    finally:
+        follower.stop()
+        await runner
+
+
+async def test_skipped_batches_are_recorded_once_the_log_is_quiet() -> None:
+    app, seen = Application(), Recorded()
+    async with following(app, seen, batch_size=2, flush_delay=0.05, flush_age=60) as follower:
         app.save(Thing(False), Thing(False), Thing(False))  # notifications 1-3
         follower.poke()
         assert await follower.wait_until(3)
@@ -81,52 +85,22 @@ async def test_skipped_batches_are_recorded_once_the_log_is_quiet() -> None:
         assert await follower.wait_until(5)
         await _wait(lambda: seen.position == 5)
         assert seen.records == [(0, 3)], "a relevant batch records the skipped range itself"
-    finally:
-        follower.stop()
-        await runner
 
 
 async def test_a_long_run_of_skipped_batches_is_recorded_before_the_log_goes_quiet() -> None:
-    app = Application()
-    seen = Recorded()
-    follower = LogFollower(
-        "test",
-        app.recorder,
-        lambda: seen.position,
-        seen.process,
-        record=seen.record,
-        batch_size=1,
-        flush_delay=60,
-        flush_age=0,
-    )
-    runner = asyncio.create_task(follower.run())
-    try:
+    app, seen = Application(), Recorded()
+    async with following(app, seen, batch_size=1, flush_delay=60, flush_age=0) as follower:
         app.save(Thing(False), Thing(False))
         follower.poke()
         await _wait(lambda: seen.position == 2)
         assert seen.records == [(0, 1), (1, 2)]
-    finally:
-        follower.stop()
-        await runner
 
 
 async def test_a_stopping_follower_records_what_it_skipped() -> None:
-    app = Application()
-    seen = Recorded()
-    follower = LogFollower(
-        "test",
-        app.recorder,
-        lambda: seen.position,
-        seen.process,
-        record=seen.record,
-        flush_delay=60,
-        flush_age=60,
-    )
-    runner = asyncio.create_task(follower.run())
-    app.save(Thing(False))
-    follower.poke()
-    assert await follower.wait_until(1)
-    assert seen.records == []
-    follower.stop()
-    await runner
+    app, seen = Application(), Recorded()
+    async with following(app, seen, flush_delay=60, flush_age=60) as follower:
+        app.save(Thing(False))
+        follower.poke()
+        assert await follower.wait_until(1)
+        assert seen.records == []
     assert seen.records == [(0, 1)]
