@@ -125,13 +125,18 @@ def permission_table() -> str:
     return "\n".join(rows) + "\n"
 
 
+AUTH_TIMEOUT_SECONDS = 5
+
+
 def authorization_block(passwords: Mapping[str, str], *, references: bool = False) -> str:
     """nats-server's `authorization` block for every user.
 
     `passwords` maps users to their password, or with `references` to the name of
     the environment variable nats-server reads it from (`$NAME`, Kubernetes).
     """
-    lines = ["authorization {", "  users: ["]
+    # A client has 5 s (nats-server's default: 2 s) from the server's INFO to its
+    # CONNECT: on a loaded node a starved client would otherwise be cut off mid-handshake.
+    lines = ["authorization {", f"  timeout: {AUTH_TIMEOUT_SECONDS}", "  users: ["]
     for user in USERS:
         password = f"${passwords[user]}" if references else json.dumps(passwords[user])
         permissions = json.dumps(PERMISSIONS[user].as_config())

@@ -98,8 +98,12 @@ class ComposePlatform:
         ).stdout
         return dict(json.loads(out)[0])
 
-    def wait_ready(self, timeout: float = 300.0) -> None:
-        """Until every service answers through the gateway."""
+    def wait_ready(self, timeout: float = 200.0) -> None:
+        """Until every service answers through the gateway.
+
+        The timeout stays well under pytest's own (300 s), so a platform that never comes
+        up fails here, with every container's state and logs, not in a bare pytest timeout.
+        """
         last: list[str] = []
 
         def ready() -> bool:
@@ -146,8 +150,27 @@ class ComposePlatform:
         return pid
 
     def logs(self, tail: int = 40) -> str:
-        parts = []
-        for service in ("gateway", "rooms", "meetings", "recordings", "janitor", "identity"):
+        """Every container's state, then the last lines of each one's log."""
+        states = subprocess.run(
+            [
+                "podman",
+                "ps",
+                "-a",
+                "--filter",
+                f"name={self.project}_",
+                "--format",
+                "{{.Names}} {{.Status}}",
+            ],
+            capture_output=True,
+            text=True,
+        )
+        compose_log = self.log.read_text()[-4000:] if self.log.exists() else ""
+        parts = [
+            f"== podman-compose\n{compose_log}",
+            f"== containers\n{states.stdout}{states.stderr}",
+        ]
+        services = ("gateway", "rooms", "meetings", "recordings", "janitor", "identity")
+        for service in (*services, "nats", "postgres", "s3"):
             out = subprocess.run(
                 ["podman", "logs", "--tail", str(tail), self.container(service)],
                 capture_output=True,
