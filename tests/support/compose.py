@@ -15,7 +15,7 @@ import httpx
 
 from services.runtime import nats_auth
 from tests.support.containers import images
-from tests.support.infra import free_port
+from tests.support.infra import free_port_below_ephemeral
 from tests.support.services import wait_until
 
 REPO = Path(__file__).resolve().parents[2]
@@ -38,7 +38,7 @@ class ComposePlatform:
 
     def __init__(self, root: Path) -> None:
         self.project = f"mpt{uuid.uuid4().hex[:8]}"
-        self.port = free_port()
+        self.port = free_port_below_ephemeral()
         self.api_key = secrets.token_urlsafe(16)
         values = {
             "MEETPLANE_API_KEY": self.api_key,

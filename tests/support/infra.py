@@ -31,6 +31,27 @@ def free_port() -> int:
         return int(sock.getsockname()[1])
 
 
+def free_port_below_ephemeral(low: int = 20000) -> int:
+    """A free TCP port below the kernel's ephemeral range.
+
+    For a port that is bound seconds after it is picked (podman-compose publishes the
+    gateway only once its dependencies started): no outgoing connection of the busy
+    machine can take it as its source port meanwhile, as one can a `free_port()`.
+    """
+    import random
+
+    first_ephemeral = int(Path("/proc/sys/net/ipv4/ip_local_port_range").read_text().split()[0])
+    for _ in range(200):
+        port = random.randrange(low, first_ephemeral)
+        with socket.socket() as sock:
+            try:
+                sock.bind(("127.0.0.1", port))
+            except OSError:
+                continue
+            return port
+    raise RuntimeError(f"no free port in {low}..{first_ephemeral}")
+
+
 def free_port_range(count: int, avoid: Iterable[int] = (), attempts: int = 50) -> int:
     """The first of `count` consecutive TCP ports nobody listens on right now.
 
