@@ -57,7 +57,7 @@ class SideEffects:
             lease=lease,
             record=self.tracking.write,
         )
-        app.add_commit_listener(self.follower.poke)
+        app.add_commit_listener(self.follower.offer)
 
     def position(self) -> int | None:
         """The last notification whose effects are done."""

@@ -6,6 +6,13 @@ process a batch, and record the new position.  SQLite recorders cannot push
 (no LISTEN/NOTIFY), so a follower is woken by the application's commit
 listener (and by other replicas over NATS, see `wakeup.py`) and otherwise polls.
 
+A commit in this process hands its notifications to the follower with the wake-up
+(`offer`).  When they continue the follower's position without a gap they are the
+next batch as the store would return it (ids are assigned in commit order and the
+listener runs after the commit), so the follower takes them without reading them
+back; anything else (a gap: another replica's commit, a notification it has not
+been offered yet) falls back to the select.
+
 Each follower runs its store calls on its own single thread, so it never waits
 behind command handlers on the default thread pool, and keeps its position in
 memory while it leads (it is the only writer of it).
@@ -22,6 +29,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import threading
 import time
 from collections.abc import Awaitable, Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
@@ -118,6 +126,8 @@ class LogFollower:
         self._skipped_since: float | None = None  # when _known first passed _recorded
         self._processed_up_to = 0
         self._stopping = False
+        self._offered: list[Notification] = []  # from commits here, while leading
+        self._offered_lock = threading.Lock()
 
     @property
     def leading(self) -> bool:
@@ -133,6 +143,43 @@ class LogFollower:
         loop = self._loop
         if loop is not None and not loop.is_closed():
             loop.call_soon_threadsafe(self._wake.set)
+
+    def offer(self, notifications: Sequence[Notification]) -> None:
+        """Commit listener (any thread): the commit's notifications, then a wake-up.
+
+        Kept only while leading and up to a few batches: beyond that the select
+        reads them (a follower far behind gains nothing from a copy in memory).
+        """
+        if notifications and self.leading:
+            with self._offered_lock:
+                if len(self._offered) < 4 * self._batch_size:
+                    self._offered.extend(notifications)
+        self.poke()
+
+    def _take_offered(self, known: int) -> tuple[list[Notification], bool]:
+        """The offered notifications right after `known`, in order and without a gap.
+
+        Returns them (at most a batch) and whether offered ones remain beyond them
+        (after a gap or the batch): the caller then goes on reading.  Offered ones at
+        or before `known` are dropped (a select already returned them).
+        """
+        with self._offered_lock:
+            offered, self._offered = self._offered, []
+        if not offered:
+            return [], False
+        offered.sort(key=lambda n: n.id)
+        batch: list[Notification] = []
+        expected = known + 1
+        rest = 0
+        for index, notification in enumerate(offered):
+            if notification.id < expected:
+                continue
+            if notification.id > expected or len(batch) == self._batch_size:
+                rest = len(offered) - index
+                break
+            batch.append(notification)
+            expected += 1
+        return batch, rest > 0
 
     def stop(self) -> None:
         """Ask the loop to finish after its current batch (safe from any thread)."""
@@ -173,7 +220,11 @@ class LogFollower:
                 self._skipped_since = None
             # A poke from here on means a commit this select may not see.
             self._wake.clear()
-            notifications = await self.run_sync(self._select, self._known)
+            notifications: Sequence[Notification]
+            notifications, more = self._take_offered(self._known)
+            if not notifications:
+                notifications = await self.run_sync(self._select, self._known)
+                more = len(notifications) == self._batch_size
             if not notifications:
                 self._advance(self._known)
                 return total
@@ -192,8 +243,8 @@ class LogFollower:
                 time.monotonic() - self._skipped_since >= self._flush_age
             ):
                 await self.flush()
-            if len(notifications) < self._batch_size:
-                return total
+            if not more:
+                return total  # read to the end: a later commit pokes again
         return total
 
     async def flush(self) -> None:
@@ -239,10 +290,13 @@ class LogFollower:
             if not await self.leadership.leads():
                 self._known = None
                 self._wake.clear()
+                with self._offered_lock:
+                    self._offered.clear()
                 await self._idle()
                 continue
-            if await self.catch_up():
-                continue
+            # catch_up reads to the end of the log; a commit after its last read
+            # poked the wake-up, which `_idle` then returns on at once.
+            await self.catch_up()
             if self._skipped_since is not None:
                 # Record skipped batches once the log is quiet for a moment.
                 if not await self._idle(self._flush_delay):

@@ -120,7 +120,7 @@ class Outbox:
             lease=lease,
             record=self.tracking.write,
         )
-        app.add_commit_listener(self.follower.poke)
+        app.add_commit_listener(self.follower.offer)
         OUTBOX_LAG.outboxes.add(self)
 
     def lag(self) -> int:

@@ -199,7 +199,7 @@ class Projection:
             lease=lease,
             record=self._record_position,
         )
-        app.add_commit_listener(self.follower.poke)
+        app.add_commit_listener(self.follower.offer)
 
     async def run(self) -> None:
         """Follow the log until stopped."""

@@ -39,6 +39,9 @@ if TYPE_CHECKING:
 
 T = TypeVar("T")
 F = TypeVar("F", bound=Callable[..., Any])
+# Called from the committing thread after a commit, with the notifications it wrote
+# (in id order): followers in this process take them without reading them back.
+CommitListener = Callable[[Sequence[Notification]], None]
 
 
 def retries_on_conflict(method: F) -> F:
@@ -280,7 +283,7 @@ class ServiceApplication(Application[Any]):
 
     def __init__(self, env: dict[str, str] | None = None) -> None:
         super().__init__(env)
-        self._listeners: list[Callable[[], None]] = []
+        self._listeners: list[CommitListener] = []
         self._listeners_lock = threading.Lock()
 
     def construct_mapper(self) -> TracedMapper:
@@ -365,8 +368,8 @@ class ServiceApplication(Application[Any]):
             ):
                 cache.put(event.originator_id, copy.deepcopy(aggregate))
 
-    def add_commit_listener(self, listener: Callable[[], None]) -> None:
-        """Call `listener` (from the committing thread) after every commit."""
+    def add_commit_listener(self, listener: CommitListener) -> None:
+        """Call `listener` (from the committing thread) after every commit, with what it wrote."""
         with self._listeners_lock:
             self._listeners.append(listener)
 
@@ -376,8 +379,9 @@ class ServiceApplication(Application[Any]):
             mark = COMMIT_MARK.get()
             if mark is not None:
                 mark.raise_to(max(r.notification.id for r in recordings))
+            notifications = [r.notification for r in recordings]
             for listener in list(self._listeners):
-                listener()
+                listener(notifications)
 
     def save_tracked(self, *objs: Any, tracking: Tracking) -> list[Recording[Any]]:
         """Save aggregates and record `tracking` in one transaction."""

@@ -10,7 +10,9 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+from collections.abc import Sequence
 
+from eventsourcing.persistence import Notification
 from faststream.nats import NatsBroker
 
 from services.runtime.follower import LogFollower
@@ -40,7 +42,7 @@ class CommitSignal:
         """Remember the event loop (call once the service runs)."""
         self.loop = asyncio.get_running_loop()
 
-    def committed(self) -> None:
+    def committed(self, _notifications: Sequence[Notification] = ()) -> None:
         """Commit listener (any thread): one wake-up per burst, only if a leader is elsewhere."""
         loop = self.loop
         if loop is None or loop.is_closed() or self._pending:

@@ -172,9 +172,15 @@ async def test_metrics_move_when_a_room_is_created(http: httpx.AsyncClient) -> N
 
 
 async def test_log_lines_carry_the_trace_and_span_ids(
-    http: httpx.AsyncClient, spans: InMemorySpanExporter
+    http: httpx.AsyncClient, spans: InMemorySpanExporter, monkeypatch: pytest.MonkeyPatch
 ) -> None:
+    from services.gateway import middleware
+    from services.runtime.logging import get_logger
+
     configure_logging("json", "INFO")
+    # structlog caches a logger on first use: one an earlier test used writes with the
+    # configuration of then. A fresh one takes this test's.
+    monkeypatch.setattr(middleware, "log", get_logger("meetplane.gateway.http"))
     captured = io.StringIO()
     try:
         with redirect_stderr(captured):

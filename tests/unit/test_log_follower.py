@@ -104,3 +104,62 @@ async def test_a_stopping_follower_records_what_it_skipped() -> None:
         assert await follower.wait_until(1)
         assert seen.records == []
     assert seen.records == [(0, 1)]
+
+
+class CountedSelects:
+    """Counts the follower's reads of the log (wraps the recorder's select)."""
+
+    def __init__(self, app: Application) -> None:
+        self.count = 0
+        select = app.recorder.select_notifications
+
+        def counted(*args: Any, **kwargs: Any) -> Any:
+            self.count += 1
+            return select(*args, **kwargs)
+
+        app.recorder.select_notifications = counted  # type: ignore[method-assign]
+
+
+def offer(follower: LogFollower, app: Application, *things: Thing) -> int:
+    """Save `things` and hand the commit's notifications to the follower, as a commit
+    listener of a ServiceApplication does; returns the last notification id."""
+    recordings = app.save(*things)
+    follower.offer([r.notification for r in recordings])
+    return recordings[-1].notification.id
+
+
+async def test_offered_commits_are_processed_without_reading_them_back() -> None:
+    app, seen = Application(), Recorded()
+    selects = CountedSelects(app)
+    async with following(app, seen) as follower:
+        await _wait(lambda: selects.count == 1)  # the start: read to the (empty) end
+        for _ in range(3):
+            last = offer(follower, app, Thing(True), Thing(True))
+            await _wait(lambda last=last: seen.position == last)
+        assert seen.batches == [(0, [1, 2]), (2, [3, 4]), (4, [5, 6])]
+        assert selects.count == 1, "each commit was taken as offered, not selected"
+
+
+async def test_a_gap_before_what_was_offered_is_read_from_the_store() -> None:
+    app, seen = Application(), Recorded()
+    selects = CountedSelects(app)
+    async with following(app, seen) as follower:
+        await _wait(lambda: selects.count == 1)
+        app.save(Thing(True), Thing(True))  # 1-2: committed elsewhere, never offered
+        offer(follower, app, Thing(True))  # 3
+        await _wait(lambda: seen.position == 3)
+        assert seen.batches == [(0, [1, 2, 3])], "nothing before the offered one is lost"
+        assert selects.count == 2
+
+
+async def test_a_follower_reads_the_log_once_per_wake_up() -> None:
+    app, seen = Application(), Recorded()
+    selects = CountedSelects(app)
+    async with following(app, seen) as follower:
+        await _wait(lambda: selects.count == 1)
+        for n in range(1, 5):
+            app.save(Thing(True))
+            follower.poke()
+            await _wait(lambda n=n: seen.position == n)
+        # The follower works in order: a read after the 3rd batch happened before the 4th.
+        assert selects.count == 1 + 4, "no second read to find the end it already saw"
