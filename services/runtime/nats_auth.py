@@ -23,6 +23,7 @@ unauthenticated client is refused at connect.
 from __future__ import annotations
 
 import json
+import secrets
 from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
@@ -126,6 +127,18 @@ def permission_table() -> str:
 
 
 AUTH_TIMEOUT_SECONDS = 5
+
+
+def new_password() -> str:
+    """A random NATS password that nats-server reads as a string through `$VARIABLE`.
+
+    Compose and Kubernetes hand passwords to nats-server as variable references,
+    whose values nats-server parses as configuration values: one starting with `-`
+    or looking like a number or size (`12`, `1kb`) fails to parse or is not a string,
+    and NATS does not start.  A letter first and URL-safe characters after it are
+    always a plain string (`tests/integration/test_nats_permissions.py` checks).
+    """
+    return "n" + secrets.token_urlsafe(24)
 
 
 def authorization_block(passwords: Mapping[str, str], *, references: bool = False) -> str:

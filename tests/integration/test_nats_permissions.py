@@ -223,3 +223,34 @@ async def test_a_service_broker_signs_in_with_its_user(server: tuple[NatsServer,
         assert connection.is_connected
     finally:
         await broker.stop()
+
+
+def test_generated_passwords_pass_through_nats_variable_references(tmp_path: Path) -> None:
+    """Compose and Kubernetes give nats-server its passwords as `$VARIABLE`s, which it
+    parses as configuration values: a leading `-` once kept NATS from starting in CI."""
+    import os
+    import subprocess
+
+    from services.runtime.natsserver import nats_server_binary
+
+    refs = {user: f"NATS_PASSWORD_{user.upper()}" for user in nats_auth.USERS}
+    config = tmp_path / "nats.conf"
+    config.write_text(nats_auth.authorization_block(refs, references=True))
+
+    def check(passwords: dict[str, str]) -> subprocess.CompletedProcess[str]:
+        env = {**os.environ, **{refs[user]: value for user, value in passwords.items()}}
+        return subprocess.run(
+            [nats_server_binary(), "-c", str(config), "-t"],
+            env=env,
+            capture_output=True,
+            text=True,
+            timeout=30,
+        )
+
+    for _ in range(20):
+        generated = {user: nats_auth.new_password() for user in nats_auth.USERS}
+        result = check(generated)
+        assert result.returncode == 0, (generated, result.stderr)
+    # What the generator avoids: nats-server refuses these.
+    for bad in ("-b4Xq", "12", "1kb"):
+        assert check({**generated, "gateway": bad}).returncode != 0, bad

@@ -15,7 +15,7 @@ import httpx
 
 from services.runtime import nats_auth
 from tests.support.containers import images
-from tests.support.infra import free_port_below_ephemeral
+from tests.support.infra import free_port
 from tests.support.services import wait_until
 
 REPO = Path(__file__).resolve().parents[2]
@@ -38,7 +38,7 @@ class ComposePlatform:
 
     def __init__(self, root: Path) -> None:
         self.project = f"mpt{uuid.uuid4().hex[:8]}"
-        self.port = free_port_below_ephemeral()
+        self.port = free_port()
         self.api_key = secrets.token_urlsafe(16)
         values = {
             "MEETPLANE_API_KEY": self.api_key,
@@ -53,7 +53,7 @@ class ComposePlatform:
             "MEETPLANE_PUBLIC_URL": f"http://127.0.0.1:{self.port}",
             "MEETPLANE_MEDIA_BACKEND": "local",
             **{
-                f"NATS_PASSWORD_{user.upper()}": secrets.token_urlsafe(16)
+                f"NATS_PASSWORD_{user.upper()}": nats_auth.new_password()
                 for user in nats_auth.USERS
             },
         }

@@ -24,19 +24,14 @@ from tests.support.containers import engine_available, session_nats, session_pos
 DEFAULT_TEST_DSN = "postgresql://postgres@127.0.0.1:5432/test"
 
 
-def free_port() -> int:
-    """A TCP port nobody listens on right now."""
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
+def free_port(low: int = 20000) -> int:
+    """A TCP port nobody listens on right now, below the kernel's ephemeral range.
 
-
-def free_port_below_ephemeral(low: int = 20000) -> int:
-    """A free TCP port below the kernel's ephemeral range.
-
-    For a port that is bound seconds after it is picked (podman-compose publishes the
-    gateway only once its dependencies started): no outgoing connection of the busy
-    machine can take it as its source port meanwhile, as one can a `free_port()`.
+    The servers a test starts bind their port moments (podman: seconds) after it is
+    picked. A port from the ephemeral range (the kernel's pick for port 0) can be taken
+    meanwhile as the source port of any outgoing connection on this busy machine: seen
+    as "address already in use" from a gateway under the parallel suites. Below that
+    range only another test's pick can collide, and picks are spread at random.
     """
     import random
 
