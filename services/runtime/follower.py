@@ -170,16 +170,14 @@ class LogFollower:
         offered.sort(key=lambda n: n.id)
         batch: list[Notification] = []
         expected = known + 1
-        rest = 0
-        for index, notification in enumerate(offered):
+        for notification in offered:
             if notification.id < expected:
                 continue
             if notification.id > expected or len(batch) == self._batch_size:
-                rest = len(offered) - index
-                break
+                return batch, True  # a gap or a full batch: the rest is read next
             batch.append(notification)
             expected += 1
-        return batch, rest > 0
+        return batch, False
 
     def stop(self) -> None:
         """Ask the loop to finish after its current batch (safe from any thread)."""
