@@ -6,8 +6,9 @@ How a consumer works, in one place:
   (`services.runtime.leader`); only its holder fetches.  On taking the lease it
   points the JetStream consumer at the position the service recorded in its
   own store, so the store (not JetStream's cursor) says what was processed.
-- **Batches, in order.**  The leader fetches what is available (up to
-  `CONSUMER_BATCH`), skips what its position says is done (a redelivery), and
+- **Batches, in order.**  The leader keeps a pull request open on the
+  JetStream consumer (`services.runtime.pull`), takes what has been delivered
+  (up to `CONSUMER_BATCH`), skips what its position says is done (a redelivery), and
   hands the rest, in stream order, to the service's `process(batch, position)`,
   which writes the effects and the position of the batch's last message in one
   transaction.  One ack (policy "all") per batch.
@@ -38,7 +39,6 @@ from eventsourcing.persistence import IntegrityError, Tracking
 from faststream.nats import NatsBroker
 from nats.aio.msg import Msg
 from nats.errors import Error as NatsError
-from nats.errors import TimeoutError as NatsTimeoutError
 from nats.js import JetStreamContext
 from nats.js.api import AckPolicy, ConsumerConfig, DeliverPolicy
 from nats.js.errors import NotFoundError
@@ -55,6 +55,7 @@ from services.runtime.dlq import DeadLetters, Parked, aggregate_token, changed_s
 from services.runtime.leader import Leadership, Lease
 from services.runtime.logging import get_logger
 from services.runtime.nats import dlq_stream_name
+from services.runtime.pull import PullBroken, PullStream
 from services.runtime.retry import Patience, retry_async, retry_forever
 from services.runtime.telemetry import TRACEPARENT, consume_spans, with_traceparent
 
@@ -163,7 +164,7 @@ class DurableConsumer:
         self.position = 0  # valid while leading
         self._held: set[str] = set()
         self._held_dirty = True
-        self._sub: JetStreamContext.PullSubscription | None = None
+        self._sub: PullStream | None = None
         self._stopping = False
         self._progress = asyncio.Event()
         self.dead: DeadLetters | None = None
@@ -219,13 +220,16 @@ class DurableConsumer:
                 await self._refresh_held()
             assert self._sub is not None
             try:
-                msgs = await self._sub.fetch(self.batch, timeout=self.fetch_timeout)
-            except (TimeoutError, NatsTimeoutError):
-                LAG.labels(self.name).set(0)  # nothing left to fetch
+                msgs = await self._sub.take(self.batch, timeout=self.fetch_timeout)
+            except PullBroken as exc:
+                log.warning("consumer.rebind", consumer=self.name, reason=str(exc))
+                await self._unbind()
                 continue
             if msgs:
                 await self._handle(msgs)
                 LAG.labels(self.name).set(msgs[-1].metadata.num_pending)
+            else:
+                LAG.labels(self.name).set(0)  # nothing left to take
 
     async def _bind(self) -> None:
         """Point the JetStream consumer at our recorded position and subscribe to it."""
@@ -250,7 +254,11 @@ class DurableConsumer:
         with contextlib.suppress(NotFoundError):
             await js.delete_consumer(self.stream, self.name)
         await js.add_consumer(self.stream, config)
-        self._sub = await js.pull_subscribe_bind(self.name, stream=self.stream)
+        connection = self.broker._connection
+        assert connection is not None, "broker not connected"
+        pull = PullStream(connection, self.stream, self.name, self.batch)
+        await pull.start()
+        self._sub = pull
         log.info("consumer.bound", consumer=self.name, position=self.position)
 
     async def _unbind(self) -> None:
@@ -259,7 +267,7 @@ class DurableConsumer:
         sub, self._sub = self._sub, None
         if sub is not None:
             with contextlib.suppress(Exception):
-                await sub.unsubscribe()
+                await sub.close()
 
     async def _refresh_held(self) -> None:
         assert self.dead is not None
@@ -306,8 +314,7 @@ class DurableConsumer:
                 with contextlib.suppress(Exception):
                     await msg.in_progress()
             with contextlib.suppress(Exception):
-                assert self._sub is not None
-                info = await self._sub.consumer_info()
+                info = await self._js().consumer_info(self.stream, self.name)
                 LAG.labels(self.name).set(
                     int(info.num_pending or 0) + int(info.num_ack_pending or 0)
                 )

@@ -274,3 +274,47 @@ async def test_dead_letters_carry_the_original_message(
     assert parked.stream_seq == seq
     assert parked.subject == SUBJECT
     assert b'"reason":"n7"' in parked.data
+
+
+async def test_a_lost_delivery_rebinds_from_the_recorded_position(
+    settings_factory: Any, client_broker: Any, app: Tracker, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A delivery that never reached us (a dropped connection) must not be acked by ack-all."""
+    from services.runtime.pull import PullStream
+
+    settings: RuntimeSettings = settings_factory()
+    recorder = Recorder(app)
+    deliver = PullStream._on_message
+    dropped: list[int] = []
+
+    async def lossy(self: PullStream, msg: Any) -> None:
+        status = msg.headers.get("Status") if msg.headers else None
+        if status is None and msg.data and b'"n2"' in msg.data and not dropped:
+            dropped.append(msg.metadata.sequence.stream)
+            self._outstanding -= 1
+            return  # lost in transit: the server counts it as delivered
+        await deliver(self, msg)
+
+    monkeypatch.setattr(PullStream, "_on_message", lossy)
+    parts, _ = consumer(settings, recorder)
+    async with running(parts, settings):
+        await publish(client_broker, [("room-a", 1), ("room-a", 2), ("room-a", 3)])
+        await wait_for(lambda: len(recorder.applied) == 3)
+    assert dropped, "the test dropped one delivery"
+    assert recorder.applied == [("room-a", "n1"), ("room-a", "n2"), ("room-a", "n3")]
+
+
+async def test_a_deleted_jetstream_consumer_is_recreated_and_nothing_is_lost(
+    settings_factory: Any, client_broker: Any, app: Tracker
+) -> None:
+    settings: RuntimeSettings = settings_factory()
+    recorder = Recorder(app)
+    parts, durable = consumer(settings, recorder)
+    js = client_broker._connection.jetstream()
+    async with running(parts, settings):
+        await publish(client_broker, [("room-a", 1)])
+        await wait_for(lambda: len(recorder.applied) == 1)
+        await js.delete_consumer("MEETPLANE", "test-consumer")
+        await publish(client_broker, [("room-a", 2), ("room-b", 3)])
+        await wait_for(lambda: len(recorder.applied) == 3)
+    assert recorder.applied == [("room-a", "n1"), ("room-a", "n2"), ("room-b", "n3")]

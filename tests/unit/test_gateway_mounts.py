@@ -23,3 +23,24 @@ def test_openapi_documents_the_openvidu_prefix_only() -> None:
     schema = create_app(GatewaySettings(api_key="k")).openapi()
     assert "/meet/api/v1/rooms" in schema["paths"]
     assert not any(p.startswith("/api/v1") for p in schema["paths"])
+
+
+def test_every_prefixed_router_skips_paths_outside_its_prefix() -> None:
+    """The prefix guard is in place (a FastAPI upgrade that drops it shows here) and exact."""
+    from starlette.routing import Match
+
+    from services.gateway.api import guard_prefixes
+
+    app = create_app(GatewaySettings(api_key="k"))
+    assert guard_prefixes(app) == 0, "create_app guarded every prefixed router already"
+    guarded = [r for r in app.router.routes if type(r).__name__ == "_PrefixGuarded"]
+    assert len(guarded) >= 28  # 2 public prefixes x 8 routers + 2 internal x 6
+
+    def matched(path: str, method: str = "GET") -> list[str]:
+        scope = {"type": "http", "path": path, "method": method, "root_path": "", "headers": []}
+        return [r.include_context.prefix for r in guarded if r.matches(scope)[0] != Match.NONE]
+
+    assert set(matched("/api/v1/rooms")) == {"/api/v1"}
+    assert set(matched("/meet/api/v1/rooms/r1", "DELETE")) == {"/meet/api/v1"}
+    assert set(matched("/internal-api/v1/auth/login", "POST")) == {"/internal-api/v1"}
+    assert matched("/api/v1x/rooms") == [] and matched("/healthz") == []

@@ -1,0 +1,146 @@
+"""A continuous pull from a JetStream consumer: requests kept outstanding, deliveries buffered.
+
+nats-py's `fetch()` sends a no-wait request and then a waiting one for every
+call, so a consumer that handles one event at a time (one client, one create)
+pays four messages and two server round trips per event on top of the event
+and its ack.  `PullStream` keeps one waiting request of `batch` messages open
+(with an idle heartbeat), tops it up when half of it has been delivered, and
+buffers what arrives; the consumer takes what is buffered.  Per event that
+leaves the delivery and the ack (bench/fanout_floor.py measures the difference).
+
+A pull can lose deliveries only when the connection drops while they are in
+flight.  An ack-all after such a loss would acknowledge messages nobody saw, so
+the stream reports it instead (`PullBroken`): after a reconnect, after a
+delivery whose consumer sequence skips one, or on a 409 (the consumer was
+deleted, its leader changed).  The consumer then rebinds from the position
+recorded in its own store.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+import time
+
+from nats.aio.client import Client
+from nats.aio.msg import Msg
+from nats.aio.subscription import Subscription
+
+from services.runtime.logging import get_logger
+
+log = get_logger("meetplane.pull")
+
+STATUS = "Status"
+PENDING_MESSAGES = "Nats-Pending-Messages"
+
+
+class PullBroken(Exception):
+    """Deliveries may have been lost: rebind from the recorded position."""
+
+
+class PullStream:
+    """Keeps pull requests open on one durable consumer and buffers its messages in order."""
+
+    def __init__(
+        self,
+        connection: Client,
+        stream: str,
+        consumer: str,
+        batch: int,
+        *,
+        expires: float = 30.0,
+        heartbeat: float = 5.0,
+    ) -> None:
+        self.connection = connection
+        self.subject = f"$JS.API.CONSUMER.MSG.NEXT.{stream}.{consumer}"
+        self.batch = batch
+        self.expires = expires
+        self.heartbeat = heartbeat
+        self._inbox = connection.new_inbox()
+        self._sub: Subscription | None = None
+        self._buffer: list[Msg] = []
+        self._arrived = asyncio.Event()
+        self._outstanding = 0  # messages requested and neither delivered nor expired
+        self._heard = time.monotonic()  # last delivery or heartbeat
+        self._delivered = 0  # consumer sequence of the last first delivery
+        self._broken = ""
+        self._reconnects = int(connection.stats["reconnects"])
+
+    async def start(self) -> None:
+        """Subscribe to the inbox and open the first request."""
+        self._sub = await self.connection.subscribe(self._inbox, cb=self._on_message)
+        await self._request()
+
+    async def close(self) -> None:
+        """Stop receiving (the open request expires on the server)."""
+        sub, self._sub = self._sub, None
+        if sub is not None:
+            await sub.unsubscribe()
+
+    async def take(self, limit: int, timeout: float) -> list[Msg]:
+        """Up to `limit` buffered messages in delivery order; waits up to `timeout` for one.
+
+        Empty when nothing arrived in time.  Raises `PullBroken` when deliveries
+        may have been lost since the last call.
+        """
+        if not self._buffer and not self._broken:
+            self._arrived.clear()
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self._arrived.wait(), timeout)
+        self._check()
+        taken, self._buffer = self._buffer[:limit], self._buffer[limit:]
+        if not taken:
+            await self._keep_open()
+        elif self._outstanding <= self.batch // 2:
+            await self._request()
+        return taken
+
+    # ---- internals ---------------------------------------------------------------------
+
+    async def _request(self) -> None:
+        wanted = self.batch - self._outstanding
+        if wanted <= 0:
+            return
+        body = {
+            "batch": wanted,
+            "expires": int(self.expires * 1e9),
+            "idle_heartbeat": int(self.heartbeat * 1e9),
+        }
+        await self.connection.publish(self.subject, json.dumps(body).encode(), reply=self._inbox)
+        self._outstanding += wanted
+
+    async def _keep_open(self) -> None:
+        """Reopen the request when the server has gone quiet for three heartbeats."""
+        if time.monotonic() - self._heard > 3 * self.heartbeat:
+            log.info("pull.reopened", subject=self.subject, outstanding=self._outstanding)
+            self._outstanding = 0
+            self._heard = time.monotonic()
+        if self._outstanding <= self.batch // 2:
+            await self._request()
+
+    def _check(self) -> None:
+        if int(self.connection.stats["reconnects"]) != self._reconnects:
+            self._broken = self._broken or "reconnected"
+        if self._broken:
+            raise PullBroken(self._broken)
+
+    async def _on_message(self, msg: Msg) -> None:
+        self._heard = time.monotonic()
+        status = msg.headers.get(STATUS) if msg.headers else None
+        if status is None:
+            self._outstanding = max(0, self._outstanding - 1)
+            if msg.metadata.num_delivered == 1:
+                sequence = msg.metadata.sequence.consumer
+                if self._delivered and sequence != self._delivered + 1:
+                    self._broken = f"consumer sequence {self._delivered} -> {sequence}"
+                self._delivered = max(self._delivered, sequence)
+            self._buffer.append(msg)
+            self._arrived.set()
+        elif status == "408":  # a request expired: what it did not deliver is not coming
+            left = (msg.headers or {}).get(PENDING_MESSAGES)
+            self._outstanding = max(0, self._outstanding - int(left)) if left else 0
+        elif status == "409":  # consumer deleted, leader changed, limits: start over
+            self._broken = f"409 {(msg.headers or {}).get('Description', '')}".strip()
+            self._arrived.set()
+        # 100: idle heartbeat (already noted); 404 is only sent to no-wait requests
