@@ -19,7 +19,6 @@ recorded in its own store.
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import json
 import time
 
@@ -60,7 +59,7 @@ class PullStream:
         self._inbox = connection.new_inbox()
         self._sub: Subscription | None = None
         self._buffer: list[Msg] = []
-        self._arrived = asyncio.Event()
+        self._waiter: asyncio.Future[None] | None = None
         self._outstanding = 0  # messages requested and neither delivered nor expired
         self._heard = time.monotonic()  # last delivery or heartbeat
         self._delivered = 0  # consumer sequence of the last first delivery
@@ -85,9 +84,15 @@ class PullStream:
         may have been lost since the last call.
         """
         if not self._buffer and not self._broken:
-            self._arrived.clear()
-            with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(self._arrived.wait(), timeout)
+            # A bare future and a timer: `asyncio.wait_for` would start a task per wait.
+            loop = asyncio.get_running_loop()
+            self._waiter = waiter = loop.create_future()
+            timer = loop.call_later(timeout, _wake, waiter)
+            try:
+                await waiter
+            finally:
+                timer.cancel()
+                self._waiter = None
         self._check()
         taken, self._buffer = self._buffer[:limit], self._buffer[limit:]
         if not taken:
@@ -136,11 +141,16 @@ class PullStream:
                     self._broken = f"consumer sequence {self._delivered} -> {sequence}"
                 self._delivered = max(self._delivered, sequence)
             self._buffer.append(msg)
-            self._arrived.set()
+            _wake(self._waiter)
         elif status == "408":  # a request expired: what it did not deliver is not coming
             left = (msg.headers or {}).get(PENDING_MESSAGES)
             self._outstanding = max(0, self._outstanding - int(left)) if left else 0
         elif status == "409":  # consumer deleted, leader changed, limits: start over
             self._broken = f"409 {(msg.headers or {}).get('Description', '')}".strip()
-            self._arrived.set()
+            _wake(self._waiter)
         # 100: idle heartbeat (already noted); 404 is only sent to no-wait requests
+
+
+def _wake(waiter: asyncio.Future[None] | None) -> None:
+    if waiter is not None and not waiter.done():
+        waiter.set_result(None)
