@@ -309,7 +309,7 @@ async def test_a_deleted_jetstream_consumer_is_recreated_and_nothing_is_lost(
 ) -> None:
     settings: RuntimeSettings = settings_factory()
     recorder = Recorder(app)
-    parts, durable = consumer(settings, recorder)
+    parts, _ = consumer(settings, recorder)
     js = client_broker._connection.jetstream()
     async with running(parts, settings):
         await publish(client_broker, [("room-a", 1)])
