@@ -145,6 +145,7 @@ class PullStream:
         elif status == "408":  # a request expired: what it did not deliver is not coming
             left = (msg.headers or {}).get(PENDING_MESSAGES)
             self._outstanding = max(0, self._outstanding - int(left)) if left else 0
+            _wake(self._waiter)  # `take` opens the next one now, not at its timeout
         elif status == "409":  # consumer deleted, leader changed, limits: start over
             self._broken = f"409 {(msg.headers or {}).get('Description', '')}".strip()
             _wake(self._waiter)

@@ -318,3 +318,36 @@ async def test_a_deleted_jetstream_consumer_is_recreated_and_nothing_is_lost(
         await publish(client_broker, [("room-a", 2), ("room-b", 3)])
         await wait_for(lambda: len(recorder.applied) == 3)
     assert recorder.applied == [("room-a", "n1"), ("room-a", "n2"), ("room-b", "n3")]
+
+
+async def test_an_expired_pull_is_reopened_at_once(client_broker: Any) -> None:
+    """When the open request expires, the next one opens then, not at the take's timeout."""
+    import time
+
+    from nats.js.api import AckPolicy, ConsumerConfig, DeliverPolicy
+
+    from services.runtime.nats import ensure_stream
+    from services.runtime.pull import PullStream
+
+    connection = client_broker._connection
+    await ensure_stream(connection)
+    js = connection.jetstream()
+    config = ConsumerConfig(
+        durable_name="pull-expiry",
+        ack_policy=AckPolicy.ALL,
+        deliver_policy=DeliverPolicy.NEW,
+        filter_subject=SUBJECT,
+    )
+    await js.add_consumer("MEETPLANE", config)
+    pull = PullStream(connection, "MEETPLANE", "pull-expiry", 8, expires=0.3, heartbeat=0.1)
+    await pull.start()
+    try:
+        started = time.monotonic()
+        assert await pull.take(8, timeout=10) == []
+        assert time.monotonic() - started < 5, "woken by the expiry, not the timeout"
+        [seq] = await publish(client_broker, [("room-a", 1)])
+        [msg] = await pull.take(8, timeout=10)
+        assert msg.metadata.sequence.stream == seq
+    finally:
+        await pull.close()
+        await js.delete_consumer("MEETPLANE", "pull-expiry")
