@@ -37,6 +37,7 @@ from typing import Any
 
 from eventsourcing.persistence import IntegrityError, Tracking
 from faststream.nats import NatsBroker
+from nats.aio.client import Client
 from nats.aio.msg import Msg
 from nats.errors import Error as NatsError
 from nats.js import JetStreamContext
@@ -164,22 +165,24 @@ class DurableConsumer:
         self.position = 0  # valid while leading
         self._held: set[str] = set()
         self._held_dirty = True
-        self._sub: PullStream | None = None
+        self._pull: PullStream | None = None
         self._stopping = False
         self._progress = asyncio.Event()
         self.dead: DeadLetters | None = None
 
     # ---- lifecycle -------------------------------------------------------------------
 
-    def _js(self) -> JetStreamContext:
+    def _connection(self) -> Client:
         connection = self.broker._connection
         assert connection is not None, "broker not connected"
-        return connection.jetstream()
+        return connection
+
+    def _js(self) -> JetStreamContext:
+        return self._connection().jetstream()
 
     async def run(self) -> None:
         """Consume until `stop()`; every error is logged and retried with backoff."""
-        connection = self.broker._connection
-        assert connection is not None, "broker not connected"
+        connection = self._connection()
         self.dead = DeadLetters(connection, dlq_stream_name(self.stream))
 
         async def _changed(_: Msg) -> None:
@@ -206,7 +209,7 @@ class DurableConsumer:
             attempt=attempt,
             retry_in=round(delay, 2),
         )
-        self._sub = None  # rebind from the recorded position
+        self._pull = None  # rebind from the recorded position
 
     async def _loop(self) -> None:
         while not self._stopping:
@@ -214,13 +217,13 @@ class DurableConsumer:
                 await self._unbind()
                 await asyncio.sleep(self.fetch_timeout)
                 continue
-            if self._sub is None:
+            if self._pull is None:
                 await self._bind()
             if self._held_dirty:
                 await self._refresh_held()
-            assert self._sub is not None
+            assert self._pull is not None
             try:
-                msgs = await self._sub.take(self.batch, timeout=self.fetch_timeout)
+                msgs = await self._pull.take(self.batch, timeout=self.fetch_timeout)
             except PullBroken as exc:
                 log.warning("consumer.rebind", consumer=self.name, reason=str(exc))
                 await self._unbind()
@@ -254,20 +257,18 @@ class DurableConsumer:
         with contextlib.suppress(NotFoundError):
             await js.delete_consumer(self.stream, self.name)
         await js.add_consumer(self.stream, config)
-        connection = self.broker._connection
-        assert connection is not None, "broker not connected"
-        pull = PullStream(connection, self.stream, self.name, self.batch)
+        pull = PullStream(self._connection(), self.stream, self.name, self.batch)
         await pull.start()
-        self._sub = pull
+        self._pull = pull
         log.info("consumer.bound", consumer=self.name, position=self.position)
 
     async def _unbind(self) -> None:
         with contextlib.suppress(KeyError):
             LAG.remove(self.name)  # the leading replica reports it
-        sub, self._sub = self._sub, None
-        if sub is not None:
+        pull, self._pull = self._pull, None
+        if pull is not None:
             with contextlib.suppress(Exception):
-                await sub.close()
+                await pull.close()
 
     async def _refresh_held(self) -> None:
         assert self.dead is not None
@@ -440,7 +441,7 @@ class DurableConsumer:
         deadline = time.monotonic() + timeout
         delay = 0.002
         while True:
-            if self.leadership.leading and self._sub is not None:
+            if self.leadership.leading and self._pull is not None:
                 current = self.position
             else:
                 recorded = await asyncio.to_thread(self._position)

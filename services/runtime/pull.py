@@ -95,10 +95,7 @@ class PullStream:
                 self._waiter = None
         self._check()
         taken, self._buffer = self._buffer[:limit], self._buffer[limit:]
-        if not taken:
-            await self._keep_open()
-        elif self._outstanding <= self.batch // 2:
-            await self._request()
+        await self._keep_open()
         return taken
 
     # ---- internals ---------------------------------------------------------------------
@@ -116,7 +113,7 @@ class PullStream:
         self._outstanding += wanted
 
     async def _keep_open(self) -> None:
-        """Reopen the request when the server has gone quiet for three heartbeats."""
+        """Top the request up at half; reopen it when the server was quiet for three heartbeats."""
         if time.monotonic() - self._heard > 3 * self.heartbeat:
             log.info("pull.reopened", subject=self.subject, outstanding=self._outstanding)
             self._outstanding = 0
@@ -125,7 +122,7 @@ class PullStream:
             await self._request()
 
     def _check(self) -> None:
-        if int(self.connection.stats["reconnects"]) != self._reconnects:
+        if self.connection.stats["reconnects"] != self._reconnects:
             self._broken = self._broken or "reconnected"
         if self._broken:
             raise PullBroken(self._broken)

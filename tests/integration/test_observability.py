@@ -223,7 +223,7 @@ async def test_consumer_lag_grows_while_a_batch_is_stuck_and_returns_to_zero(
     lag = {"consumer": durable.name}
     async with running(parts, settings):
         await publish(client_broker, [("room-a", 1)])
-        await wait_for(lambda: durable.position == 0 and durable._sub is not None)
+        await wait_for(lambda: durable.position == 0 and durable._pull is not None)
         await publish(client_broker, [("room-a", 2), ("room-b", 3), ("room-c", 4)])
         # Refreshed with the batch's heartbeat: the stuck event and the three behind it.
         await wait_for(lambda: REGISTRY.get_sample_value("meetplane_consumer_lag", lag) == 4, 15)
