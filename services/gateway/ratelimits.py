@@ -24,6 +24,8 @@ import time
 from collections.abc import Awaitable, Callable, Sequence
 from typing import TypeVar
 
+import nats.errors
+import nats.js.errors
 from fastapi import Request
 from limits import RateLimitItem, parse
 from limits.aio.strategies import FixedWindowRateLimiter
@@ -48,6 +50,10 @@ def rate_limits(request: Request) -> RateLimits:
     return limits
 
 
+# What the shared counters raise while NATS or JetStream is unavailable.
+STORE_UNAVAILABLE = (nats.errors.Error, nats.js.errors.Error)
+
+
 def too_many(message: str, reset_time: float) -> ApiError:
     """429 with `Retry-After` (whole seconds until the window ends, at least one)."""
     retry = max(1, math.ceil(reset_time - time.time()))
@@ -67,17 +73,31 @@ class FailureLimit:
         self.message = message
 
     async def check(self, *who: str) -> None:
-        """429 when any of the keys used up its failures."""
+        """429 when any of the keys used up its failures.
+
+        While the shared counters cannot be read (a NATS node down, JetStream
+        electing a leader) the attempt is let through, as `RequestBudget` does:
+        refusing every credential for those seconds would take the API down
+        with NATS, for the few guesses an attacker gains.
+        """
         for (item, scope), key in zip(self.rules, who, strict=True):
-            if not await self.limiter.test(item, scope, key):
+            try:
+                if await self.limiter.test(item, scope, key):
+                    continue
                 stats = await self.limiter.get_window_stats(item, scope, key)
-                log.warning("ratelimit.refused", scope=scope)
-                raise too_many(self.message, stats.reset_time)
+            except STORE_UNAVAILABLE as exc:
+                log.warning("ratelimit.read_failed", scope=scope, error=type(exc).__name__)
+                continue
+            log.warning("ratelimit.refused", scope=scope)
+            raise too_many(self.message, stats.reset_time)
 
     async def failed(self, *who: str) -> None:
-        """Count one failure against every key."""
+        """Count one failure against every key (not counted while the counters are away)."""
         for (item, scope), key in zip(self.rules, who, strict=True):
-            await self.limiter.hit(item, scope, key)
+            try:
+                await self.limiter.hit(item, scope, key)
+            except STORE_UNAVAILABLE as exc:
+                log.warning("ratelimit.count_failed", scope=scope, error=type(exc).__name__)
 
     async def guard(
         self, who: Sequence[str], attempt: Callable[[], Awaitable[T]], failures: set[int]
