@@ -34,6 +34,8 @@ def timer_change(envelope: EventEnvelope) -> tuple[str, int | None] | None:
     if envelope.type in ("RoomCreated", "RoomUpdated"):
         room = data["room"]
         date = room.get("autoDeletionDate")
+        if date is None and envelope.type == "RoomCreated":
+            return None  # a new room has no timer to clear
         return room["roomId"], None if date is None else int(date)
     if envelope.type == "RoomDeleted":
         return data["roomId"], None
@@ -48,9 +50,15 @@ class JanitorHandlers:
         self.scheduler = scheduler
         self.broker = broker
 
-    async def process_events(self, batch: Sequence[Consumed], position: Tracking) -> None:
-        """The `janitor-events` consumer: a batch of timer changes and the position, at once."""
+    async def process_events(self, batch: Sequence[Consumed], position: Tracking) -> bool:
+        """The `janitor-events` consumer: a batch of timer changes and the position, at once.
+
+        A batch without a timer change (rooms created without a date) writes
+        nothing: the consumer records its position later.
+        """
         changes = [c for c in (timer_change(item.envelope) for item in batch) if c is not None]
+        if batch and not changes:
+            return False
         await asyncio.to_thread(
             self.store.apply, changes, position.application_name, position.notification_id
         )
@@ -58,6 +66,7 @@ class JanitorHandlers:
             self.scheduler.poke()
         if changes:
             log.debug("janitor.timers", changed=len(changes), position=position.notification_id)
+        return True
 
     async def status(self, _: Status) -> dict[str, Any]:
         return {

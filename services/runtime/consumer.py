@@ -12,6 +12,13 @@ How a consumer works, in one place:
   hands the rest, in stream order, to the service's `process(batch, position)`,
   which writes the effects and the position of the batch's last message in one
   transaction.  One ack (policy "all") per batch.
+- **No write for nothing.**  A batch that meant nothing to the service
+  (`process` returns False: the janitor reading a room created without an
+  auto-deletion date) writes nothing; its position is recorded later, with one
+  write, once the stream is quiet for `flush_delay` or the first unrecorded
+  batch is `flush_age` old.  Safe because the position in the service's store,
+  not JetStream's cursor, says where a consumer resumes: a no-op event whose
+  position was not recorded is read again as a no-op.
 - **Nothing wedges.**  If a batch fails, its messages are handled one at a time:
   a failing message is retried with backoff (`services.runtime.retry.Patience`:
   a few attempts for a defect, longer while the error is an infrastructure
@@ -97,8 +104,10 @@ class Consumed:
 
 
 # `process(batch, position)`: apply the batch in order and record `position` with the
-# effects, atomically.  `batch` may be empty (only the position moves).
-Process = Callable[[Sequence[Consumed], Tracking], Awaitable[None]]
+# effects, atomically.  `batch` may be empty: then only the position moves, always.
+# It may return False for a non-empty batch that meant nothing to it (it wrote
+# nothing, the position included): the consumer records the position later.
+Process = Callable[[Sequence[Consumed], Tracking], Awaitable[bool | None]]
 # The last stream sequence the service recorded for this consumer (sync: runs in a thread).
 Position = Callable[[], int | None]
 
@@ -150,6 +159,8 @@ class DurableConsumer:
         batch: int = CONSUMER_BATCH,
         patience: Patience | None = None,
         fetch_timeout: float = 1.0,
+        flush_delay: float = 0.05,
+        flush_age: float = 0.5,
     ) -> None:
         self.broker = broker
         self.service = service
@@ -162,7 +173,11 @@ class DurableConsumer:
         self.batch = batch
         self.patience = patience or Patience()
         self.fetch_timeout = fetch_timeout
+        self.flush_delay = flush_delay
+        self.flush_age = flush_age
         self.position = 0  # valid while leading
+        self._recorded = 0  # the position the store holds, while leading (<= position)
+        self._unrecorded_since: float | None = None  # when `position` first passed it
         self._held: set[str] = set()
         self._held_dirty = True
         self._pull: PullStream | None = None
@@ -191,6 +206,8 @@ class DurableConsumer:
         notices = await connection.subscribe(changed_subject(self.name), cb=_changed)
         try:
             await retry_forever(self._loop, self._log_retry)
+            with contextlib.suppress(Exception):  # stopping: a restart re-reads the no-ops
+                await self._record()
         finally:
             with contextlib.suppress(Exception):
                 await notices.unsubscribe()
@@ -198,8 +215,10 @@ class DurableConsumer:
             await self.leadership.release()
 
     def stop(self) -> None:
-        """Finish the current batch, then return from `run()`."""
+        """Finish the current batch, then return from `run()` (a waiting take ends now)."""
         self._stopping = True
+        if self._pull is not None:
+            self._pull.interrupt()
 
     def _log_retry(self, error: BaseException, attempt: int, delay: float) -> None:
         log.warning(
@@ -222,8 +241,11 @@ class DurableConsumer:
             if self._held_dirty:
                 await self._refresh_held()
             assert self._pull is not None
+            waiting = self._unrecorded_since is not None
             try:
-                msgs = await self._pull.take(self.batch, timeout=self.fetch_timeout)
+                msgs = await self._pull.take(
+                    self.batch, timeout=self.flush_delay if waiting else self.fetch_timeout
+                )
             except PullBroken as exc:
                 log.warning("consumer.rebind", consumer=self.name, reason=str(exc))
                 await self._unbind()
@@ -231,13 +253,17 @@ class DurableConsumer:
             if msgs:
                 await self._handle(msgs)
                 LAG.labels(self.name).set(msgs[-1].metadata.num_pending)
+                since = self._unrecorded_since
+                if since is not None and time.monotonic() - since >= self.flush_age:
+                    await self._record()
             else:
                 LAG.labels(self.name).set(0)  # nothing left to take
+                await self._record()  # quiet: record what the no-op batches passed
 
     async def _bind(self) -> None:
         """Point the JetStream consumer at our recorded position and subscribe to it."""
         recorded = await asyncio.to_thread(self._position)
-        self.position = recorded or 0
+        self.position = self._recorded = recorded or 0
         POSITION.labels(self.name).set(self.position)
         js = self._js()
         config = ConsumerConfig(
@@ -265,6 +291,7 @@ class DurableConsumer:
     async def _unbind(self) -> None:
         with contextlib.suppress(KeyError):
             LAG.remove(self.name)  # the leading replica reports it
+        self._unrecorded_since = None  # the rebind reads the recorded position again
         pull, self._pull = self._pull, None
         if pull is not None:
             with contextlib.suppress(Exception):
@@ -293,6 +320,15 @@ class DurableConsumer:
                 heartbeat.cancel()
         await msgs[-1].ack()  # ack policy "all": the whole batch
         BATCH_SECONDS.labels(self.name).observe(time.perf_counter() - started)
+
+    async def _record(self) -> None:
+        """Record the position that batches which wrote nothing moved past."""
+        if self._unrecorded_since is None:
+            return
+        if self._recorded < self.position:
+            await self._process([], Tracking(self.name, self.position))
+            self._recorded = self.position
+        self._unrecorded_since = None
 
     def _item(self, msg: Msg) -> _Item:
         seq = msg.metadata.sequence.stream
@@ -336,19 +372,25 @@ class DurableConsumer:
             raise RuntimeError(f"lost the lease of consumer {self.name}")
         try:
             with consume_spans(self.name, [_span_of(i) for i in ready]):
-                await self._process([i.consumed for i in ready if i.consumed], last)
+                wrote = await self._process([i.consumed for i in ready if i.consumed], last)
         except Exception as exc:
             log.warning(
                 "consumer.batch_failed", consumer=self.name, size=len(ready), error=repr(exc)
             )
             await self._one_by_one(ready, last)
+            wrote = True
         else:
             EVENTS.labels(self.name, "processed").inc(len(ready))
+        if wrote is not False or not ready:
+            self._recorded, self._unrecorded_since = last.notification_id, None
+        elif self._unrecorded_since is None:
+            self._unrecorded_since = time.monotonic()
         self._advanced(last.notification_id)
 
     async def _one_by_one(self, ready: list[_Item], last: Tracking) -> None:
         """Isolate the failing message(s) of a batch: retry each, park what keeps failing."""
         done = self.position
+        unrecorded = False  # an event that meant nothing: its position is not written
         for item in ready:
             assert item.consumed is not None
             if item.token in self._held:
@@ -371,7 +413,9 @@ class DurableConsumer:
             consumed = item.consumed
 
             async def one(consumed: Consumed = consumed) -> None:
-                await self._process([consumed], consumed.tracking)
+                nonlocal unrecorded
+                if await self._process([consumed], consumed.tracking) is False:
+                    unrecorded = True
 
             try:
                 await retry_async(one, self.patience, count)
@@ -382,7 +426,7 @@ class DurableConsumer:
                 await self._process([], consumed.tracking)
             done = item.seq
             self._advanced(done)
-        if done < last.notification_id:
+        if done < last.notification_id or unrecorded:
             await self._process([], last)
 
     async def _park(self, item: _Item, reason: str, error: str, attempts: int) -> None:

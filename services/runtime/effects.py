@@ -80,6 +80,8 @@ class SideEffects:
         return planned
 
     async def _carry_out(self, _start: int, notifications: Sequence[Notification]) -> bool:
+        if not self.states.concerns(notifications):
+            return False  # the follower records the position later
         planned = await self.follower.run_sync(self._plan, notifications)
         if not planned:
             return False  # no effect: the follower records the position later

@@ -17,12 +17,14 @@ Each follower runs its store calls on its own single thread, so it never waits
 behind command handlers on the default thread pool, and keeps its position in
 memory while it leads (it is the only writer of it).
 
-A batch that means nothing to a follower (the meetings outbox reading the
-service's record of a room, say) writes nothing: `process` returns False and
-the follower records the skipped position later, with one write, once the log
-has been quiet for `flush_delay` or the skip is `flush_age` old.  Until then a
-restart re-reads those notifications, which is harmless (they mean nothing),
-and another replica waiting on the recorded position waits at most that long.
+A batch whose position can wait returns False from `process`: one that means
+nothing to the follower (the meetings outbox reading the service's record of a
+room, say), or one whose work is idempotent and done (the outbox published it).
+The follower records the position later, with one write, once the log has been
+quiet for `flush_delay` or the first unrecorded batch is `flush_age` old.  Until
+then a restart re-reads those notifications, which is harmless (they mean
+nothing, or are re-published with the same ids), and another replica waiting on
+the recorded position waits at most that long.
 """
 
 from __future__ import annotations
@@ -51,7 +53,7 @@ log = get_logger("meetplane.follower")
 
 # `process(start, notifications)`: the batch follows the recorded position `start`.
 # It records the batch's last id as the new position and returns None or True, or
-# returns False when the batch meant nothing to it and it wrote nothing.
+# returns False when it did not record it (the follower records it later).
 ProcessBatch = Callable[[int, Sequence[Notification]], Awaitable[bool | None]]
 # `record(start, end)`: move the recorded position from `start` to `end` (nothing else);
 # a store call, run on the follower's thread.

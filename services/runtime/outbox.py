@@ -5,8 +5,10 @@ write: a request only saves events).  For each batch it maps the domain events,
 with the state of their aggregate right after each (advanced in memory, see
 `tracker.py`), to integration events, in one pass on its own thread; publishes
 them to JetStream pipelined with `Nats-Msg-Id` = event id; waits for the acks;
-then records the position.  A crash between publish and record re-publishes the
-batch with the same ids, which JetStream drops as duplicates inside its window.
+then the follower records the position, once for a run of batches when the
+log goes quiet (`follower.py`).  A crash between publish and record
+re-publishes those batches with the same ids, which JetStream drops as
+duplicates inside its window.
 
 `wait_published(position)` is the write side of read-your-writes: a command
 replies only once the events it committed are on the stream, so whatever the
@@ -169,9 +171,11 @@ class Outbox:
     async def _publish_batch(self, _start: int, notifications: Sequence[Notification]) -> bool:
         while self.hold_file is not None and self.hold_file.exists():  # noqa: ASYNC110 - test hook
             await asyncio.sleep(0.05)
+        if not self.states.concerns(notifications):
+            return False  # bookkeeping only: the follower records the position later
         envelopes = await self.follower.run_sync(self._map, notifications)
         if not envelopes:
-            return False  # bookkeeping only: the follower records the position later
+            return False
         try:
             with publish_spans(self._causes(envelopes)) as headers:
                 acks = await publish_events(
@@ -182,7 +186,6 @@ class Outbox:
             raise
         duplicates = sum(1 for ack in acks if getattr(ack, "duplicate", False))
         last = notifications[-1].id
-        await self.follower.run_sync(self.tracking.write, _start, last)
         self.published += len(envelopes)
         if envelopes:
             PUBLISHED.labels(self.app.name, "false").inc(len(envelopes) - duplicates)
@@ -195,4 +198,7 @@ class Outbox:
             position=last,
             event_ids=[str(e.id) for e in envelopes[:20]],
         )
-        return True
+        # The follower records the position once the log is quiet (or the skip is old):
+        # one write for a run of publishes, not one per commit.  A crash before it
+        # re-publishes those events with the same ids: JetStream drops them.
+        return False

@@ -98,6 +98,10 @@ class PullStream:
         await self._keep_open()
         return taken
 
+    def interrupt(self) -> None:
+        """End a waiting `take` now (it returns what is buffered: nothing)."""
+        _wake(self._waiter)
+
     # ---- internals ---------------------------------------------------------------------
 
     async def _request(self) -> None:

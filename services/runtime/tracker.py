@@ -42,6 +42,15 @@ class AggregateStates:
         self._states: OrderedDict[UUID, Any] = OrderedDict()
         self.loads = 0  # how often the store had to be asked (tests, metrics)
 
+    def concerns(self, notifications: Sequence[Notification]) -> bool:
+        """Whether any notification is of the tracker's `kinds` (by topic, nothing decoded).
+
+        Followers ask it on the event loop: a batch that concerns them not (the
+        meetings view reading the service's record of a room) costs no thread hop.
+        """
+        topics = self._topics
+        return topics is None or any(n.topic.startswith(topics) for n in notifications)
+
     def advance(self, notifications: Sequence[Notification]) -> Iterator[tuple[Any, Any]]:
         """Yield (domain event, aggregate right after it) for each notification, in order.
 

@@ -44,8 +44,10 @@ class Recorder:
         self.batches: list[int] = []
         self.poison: set[str] = set()  # events (by their `reason`) that always fail
         self.transient = 0  # next N calls fail with an infrastructure error
+        self.no_op: set[str] = set()  # events (by their `reason`) that mean nothing
+        self.recorded: list[int] = []  # positions written
 
-    async def __call__(self, batch: Sequence[Consumed], position: Tracking) -> None:
+    async def __call__(self, batch: Sequence[Consumed], position: Tracking) -> bool:
         import asyncio
 
         if self.transient:
@@ -56,7 +58,11 @@ class Recorder:
                 raise ValueError(f"cannot handle {consumed.envelope.data['reason']}")
         self.batches.append(len(batch))
         self.applied += [(c.envelope.data["roomId"], c.envelope.data["reason"]) for c in batch]
+        if batch and all(c.envelope.data["reason"] in self.no_op for c in batch):
+            return False  # wrote nothing, the position included
         await asyncio.to_thread(self.app.save_tracked, tracking=position)
+        self.recorded.append(position.notification_id)
+        return True
 
 
 def consumer(
@@ -351,3 +357,21 @@ async def test_an_expired_pull_is_reopened_at_once(client_broker: Any) -> None:
     finally:
         await pull.close()
         await js.delete_consumer("MEETPLANE", "pull-expiry")
+
+
+async def test_a_batch_that_wrote_nothing_has_its_position_recorded_once_quiet(
+    settings_factory: Any, client_broker: Any, app: Tracker
+) -> None:
+    """`process` returning False defers the position; the consumer writes it when quiet."""
+    settings: RuntimeSettings = settings_factory()
+    recorder = Recorder(app)
+    recorder.no_op = {"n1", "n2"}
+    parts, _ = consumer(settings, recorder)
+    async with running(parts, settings):
+        seqs = await publish(client_broker, [("room-a", 1), ("room-a", 2)])
+        await wait_for(lambda: app.position_of("test-consumer") == seqs[-1])
+        assert recorder.recorded == [seqs[-1]], "one position write, after the no-op batches"
+        [more] = await publish(client_broker, [("room-a", 3)])
+        await wait_for(lambda: app.position_of("test-consumer") == more)
+    assert recorder.applied == [("room-a", "n1"), ("room-a", "n2"), ("room-a", "n3")]
+    assert recorder.recorded == [seqs[-1], more], "a batch that wrote records its own position"
