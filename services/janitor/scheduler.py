@@ -172,8 +172,11 @@ class Scheduler:
     async def _run(self) -> None:
         while not self._stopping:
             try:
-                await self.fire_due()
+                # One cheap read per poll; claiming (two writes) only when a timer is due.
                 next_due = await asyncio.to_thread(self.store.next_due)
+                if next_due is not None and next_due <= self.clock.now_ms() + self.lookahead_ms:
+                    await self.fire_due()
+                    next_due = await asyncio.to_thread(self.store.next_due)
             except Exception:
                 log.exception("janitor.fire_failed")
                 next_due = None
