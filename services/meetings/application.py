@@ -294,7 +294,12 @@ class MeetingsApplication(ServiceApplication):
         envelope, data = consumed.envelope, consumed.envelope.data
         if envelope.type in ("RoomCreated", "RoomUpdated"):
             state = data["room"]
-            room = uow.get(known_room_id(state["roomId"]))
+            room_key = known_room_id(state["roomId"])
+            room = (
+                uow.get_for_create(room_key)
+                if envelope.type == "RoomCreated"
+                else uow.get(room_key)
+            )
             if room is None:
                 uow.add(KnownRoom(room_id=state["roomId"], state=state))
             else:

@@ -189,9 +189,31 @@ class UnitOfWork:
     first one did to it, before anything is stored.
     """
 
-    def __init__(self, app: ServiceApplication) -> None:
+    def __init__(self, app: ServiceApplication, presume_new: bool = False) -> None:
         self.app = app
+        self.presume_new = presume_new
         self._loaded: dict[UUID, Any] = {}
+
+    def get_for_create(self, aggregate_id: UUID) -> Any | None:
+        """`get` for an event that creates the aggregate: on a first attempt, presumed new.
+
+        A create's aggregate almost never exists yet, and asking the store costs
+        a query (a transaction on SQLite) per event: a third of a consumer's work
+        for room creates.  So on the batch's first attempt an aggregate that is
+        neither in this batch nor in the cache is taken as new without asking.  If
+        it did exist (a create delivered twice), saving the new one fails on its
+        version and the batch is applied again with `presume_new` off.
+        """
+        if self.presume_new and aggregate_id not in self._loaded:
+            cache = self.app.repository.cache
+            try:
+                if cache is None:
+                    raise KeyError(aggregate_id)
+                cache.get(aggregate_id)
+            except KeyError:
+                self._loaded[aggregate_id] = None
+                return None
+        return self.get(aggregate_id)
 
     def get(self, aggregate_id: UUID) -> Any | None:
         """The aggregate (as this batch left it), None if it does not exist."""
@@ -386,7 +408,14 @@ class ServiceApplication(Application[Any]):
     def save_tracked(self, *objs: Any, tracking: Tracking) -> list[Recording[Any]]:
         """Save aggregates and record `tracking` in one transaction."""
         processing_event: ProcessingEvent[Any] = ProcessingEvent(tracking)
-        processing_event.collect_events(*objs)
+        # `ProcessingEvent.collect_events` asks two runtime-checkable Protocols about
+        # every object (about a fifth of the rooms consumer's time per event); these
+        # are aggregates, so their events are collected directly.
+        for aggregate in objs:
+            if aggregate is None:
+                continue
+            processing_event.events.extend(aggregate.collect_events())
+            processing_event.aggregates[aggregate.id] = aggregate
         recordings = self._record(processing_event)
         self._take_snapshots(processing_event)
         self._notify(recordings)
@@ -399,12 +428,17 @@ class ServiceApplication(Application[Any]):
     def process_batch(self, batch: Sequence[Consumed], tracking: Tracking, apply: Apply) -> None:
         """Apply consumed events in order and save everything with `tracking`, atomically.
 
-        A concurrent writer of one of the aggregates (a command) makes the save
+        A concurrent writer of one of the aggregates (a command), or an aggregate
+        presumed new that existed (`UnitOfWork.get_for_create`), makes the save
         fail on its version; the whole batch is then applied again to fresh state.
         """
 
+        attempts = 0
+
         def attempt() -> None:
-            uow = UnitOfWork(self)
+            nonlocal attempts
+            attempts += 1
+            uow = UnitOfWork(self, presume_new=attempts == 1)
             for consumed in batch:
                 apply(uow, consumed)
             self.save_tracked(*uow.aggregates(), tracking=tracking)

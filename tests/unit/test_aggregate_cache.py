@@ -49,3 +49,20 @@ def test_the_cached_copy_is_not_the_callers_and_follows_later_commits(
     room = app.repository.get(aggregate_id(created.roomId))
     assert room.status == "closed"
     assert app.get_room(created.roomId).roomName == "before"
+
+
+def test_a_loaded_room_shares_values_but_changing_it_leaves_the_cache_alone(
+    app: RoomsApplication,
+) -> None:
+    """Copies from the cache share the room's values (no deep copy); events replace them."""
+    created = app.create_room(CreateRoomRequest.model_validate({"roomName": "shared"}))
+    key = aggregate_id(created.roomId)
+    mine = app.repository.get(key)
+    assert mine.config is app.repository.get(key).config, "the values are shared, not copied"
+    mine.rename("changed, never saved")
+    mine.update_config({**mine.config, "recording": {"enabled": False}})
+    fresh = app.repository.get(key)
+    assert fresh.room_name == "shared"
+    assert fresh.config == app.get_room(created.roomId).config.model_dump(mode="json")
+    assert fresh.config != mine.config
+    assert mine._pending_events and not fresh._pending_events
