@@ -125,6 +125,8 @@ class RequestBudget:
         self.item = parse(limit)
         self.interval = interval
         self.pending: dict[str, int] = {}
+        # Hits being merged: still counted here until the merge returns the new total.
+        self.merging: dict[str, int] = {}
         self.known: dict[str, tuple[int, float]] = {}  # key -> (shared count, window end)
         self._flusher: asyncio.Task[None] | None = None
 
@@ -137,7 +139,8 @@ class RequestBudget:
         if ends <= time.time():
             # New here, or a new window: read what the other replicas counted.
             count, ends = await self._shared(key)
-        if count + self.pending.get(key, 0) >= self.item.amount:
+        unmerged = self.pending.get(key, 0) + self.merging.get(key, 0)
+        if count + unmerged >= self.item.amount:
             raise too_many("Too many requests for this API key, please slow down", ends)
         self.pending[key] = self.pending.get(key, 0) + 1
         if self._flusher is None or self._flusher.done():
@@ -163,6 +166,7 @@ class RequestBudget:
         """Add the pending hits to the shared counters and learn their totals."""
         pending, self.pending = self.pending, {}
         for key, hits in pending.items():
+            self.merging[key] = self.merging.get(key, 0) + hits
             try:
                 storage_key = self._storage_key(key)
                 total = await self.storage.incr(storage_key, self.item.get_expiry(), hits)
@@ -170,6 +174,10 @@ class RequestBudget:
             except Exception as exc:  # NATS away: keep counting here, merge next time
                 self.pending[key] = self.pending.get(key, 0) + hits
                 log.warning("ratelimit.flush_failed", error=type(exc).__name__)
+            finally:
+                left = self.merging.pop(key, 0) - hits
+                if left > 0:
+                    self.merging[key] = left
 
     async def close(self) -> None:
         """Stop the pending merge."""
