@@ -123,7 +123,6 @@ class Prepared:
         for name, bind in compiled.binds.items():
             processor = bind.type.dialect_impl(dialect).bind_processor(dialect)
             if processor is not None:
-                self.processors[bind.key] = processor
                 self.processors[name] = processor
 
     def _values(self, row: dict[str, Any]) -> Any:

@@ -204,16 +204,20 @@ class UnitOfWork:
         it did exist (a create delivered twice), saving the new one fails on its
         version and the batch is applied again with `presume_new` off.
         """
-        if self.presume_new and aggregate_id not in self._loaded:
-            cache = self.app.repository.cache
-            try:
-                if cache is None:
-                    raise KeyError(aggregate_id)
-                cache.get(aggregate_id)
-            except KeyError:
-                self._loaded[aggregate_id] = None
-                return None
+        if self.presume_new and aggregate_id not in self._loaded and not self._cached(aggregate_id):
+            self._loaded[aggregate_id] = None
+            return None
         return self.get(aggregate_id)
+
+    def _cached(self, aggregate_id: UUID) -> bool:
+        cache = self.app.repository.cache
+        if cache is None:
+            return False
+        try:
+            cache.get(aggregate_id)
+        except KeyError:
+            return False
+        return True
 
     def get(self, aggregate_id: UUID) -> Any | None:
         """The aggregate (as this batch left it), None if it does not exist."""
