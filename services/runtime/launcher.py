@@ -28,7 +28,7 @@ import httpx
 from services.runtime import nats_auth
 from services.runtime.datadir import DataDirInUse, DataDirLock, run_info_path
 from services.runtime.logging import get_logger
-from services.runtime.natsserver import NatsServer, ServerExited, wait_for_port
+from services.runtime.natsserver import NatsServer, ServerExited
 from services.runtime.ports import PortNeed, PortUnavailable, check_ports
 from services.runtime.process import spawn
 from services.runtime.secrets import configured_or_generated
@@ -261,11 +261,10 @@ class Platform:
         # Every client must sign in as one of the users of the permission table.
         config = nats_auth.write_server_config(self.data_dir, self.run_dir / "nats-server.conf")
         self.nats = NatsServer(self.data_dir / "nats", self.settings.nats_port, config=config)
+        mark = self.nats.log_mark()
         self.supervisor.add(Supervised(NATS, self.nats.spawn, self.run_dir / f"{NATS}.pid")).start()
         try:
-            wait_for_port(
-                self.nats.host, self.nats.port, 15.0, self.supervisor.components[NATS].process
-            )
+            self.nats.wait_ready(self.supervisor.components[NATS].process, mark)
         except (ServerExited, TimeoutError) as exc:
             raise LaunchRefused(
                 f"nats-server did not start on port {self.nats.port} ({exc}); "

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import shutil
-import socket
 import subprocess
 import sys
 import time
@@ -27,30 +26,7 @@ def nats_server_binary() -> str:
 
 
 class ServerExited(RuntimeError):
-    """A server process ended while we waited for it to listen."""
-
-
-def wait_for_port(
-    host: str,
-    port: int,
-    timeout: float = 15.0,
-    process: subprocess.Popen[bytes] | None = None,
-) -> None:
-    """Block until something accepts TCP connections on host:port.
-
-    With `process`, fail at once if it exits: whatever else listens on the port
-    is not it.
-    """
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if process is not None and process.poll() is not None:
-            raise ServerExited(f"exited with {process.returncode} before listening on {port}")
-        with socket.socket() as sock:
-            sock.settimeout(0.5)
-            if sock.connect_ex((host, port)) == 0:
-                return
-        time.sleep(0.05)
-    raise TimeoutError(f"nothing listens on {host}:{port} after {timeout}s")
+    """A server process ended while we waited for it to be ready."""
 
 
 class NatsServer:
@@ -103,7 +79,7 @@ class NatsServer:
             "-n",
             self.name,
             "-l",
-            str(self.store_dir / "nats-server.log"),
+            str(self.log_path),
         ]
         if self.config is not None:
             cmd += ["-c", str(self.config)]
@@ -130,11 +106,54 @@ class NatsServer:
         self.process = spawn(self.command(), die_with_parent=self.die_with_parent)
         return self.process
 
+    @property
+    def log_path(self) -> Path:
+        """The server's own log file (`-l`)."""
+        return self.store_dir / "nats-server.log"
+
+    def log_mark(self) -> int:
+        """Where the log ends now; readiness is looked for after it (restarts append)."""
+        try:
+            return self.log_path.stat().st_size
+        except FileNotFoundError:
+            return 0
+
+    def wait_ready(
+        self, process: subprocess.Popen[bytes] | None, mark: int, timeout: float = 15.0
+    ) -> None:
+        """Block until this process says "Server is ready" in its log after `mark`.
+
+        A port that accepts connections is not proof: when another server holds
+        the port, ours fails to bind and exits a few milliseconds later, while a
+        connect to the port succeeds against the other one.  Only our own log says
+        our listener is up.
+        """
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            text = self._log_since(mark)
+            if process is not None and process.poll() is not None:
+                fatal = [line for line in text.splitlines() if "[FTL]" in line]
+                reason = fatal[-1].split("[FTL]", 1)[1].strip() if fatal else "no reason logged"
+                raise ServerExited(f"exited with {process.returncode}: {reason}")
+            if "Server is ready" in text:
+                return
+            time.sleep(0.02)
+        raise TimeoutError(f"nats-server on port {self.port} not ready after {timeout}s")
+
+    def _log_since(self, mark: int) -> str:
+        try:
+            with self.log_path.open("rb") as log_file:
+                log_file.seek(mark)
+                return log_file.read().decode(errors="replace")
+        except FileNotFoundError:
+            return ""
+
     def start(self, timeout: float = 15.0) -> None:
-        """Start and wait until it accepts connections."""
+        """Start and wait until it is ready (its own log says so)."""
+        mark = self.log_mark()
         process = self.spawn()
         try:
-            wait_for_port(self.host, self.port, timeout, process)
+            self.wait_ready(process, mark, timeout)
         except (TimeoutError, ServerExited):
             self.stop()
             raise

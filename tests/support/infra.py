@@ -18,7 +18,7 @@ from pathlib import Path
 
 import psycopg
 
-from services.runtime.natsserver import NatsServer
+from services.runtime.natsserver import NatsServer, ServerExited
 from tests.support.containers import engine_available, session_nats, session_postgres
 
 DEFAULT_TEST_DSN = "postgresql://postgres@127.0.0.1:5432/test"
@@ -72,6 +72,22 @@ def free_port_range(count: int, avoid: Iterable[int] = (), attempts: int = 50) -
     raise RuntimeError(f"no {count} consecutive free ports")
 
 
+def started_nats(store_dir: Path, **options: object) -> NatsServer:
+    """A nats-server on a free port, ready; another port if the pick was taken meanwhile.
+
+    Another test can bind the port between `free_port()` and the server's bind; the
+    server then exits (`ServerExited`) and a fresh pick is tried.
+    """
+    for _ in range(5):
+        server = NatsServer(store_dir, free_port(), **options)  # type: ignore[arg-type]
+        try:
+            server.start()
+        except ServerExited:
+            continue
+        return server
+    raise RuntimeError("nats-server found no free port in 5 picks")
+
+
 def docker_available() -> bool:
     """Whether a Docker-compatible engine answers (testcontainers needs one)."""
     return engine_available()
@@ -88,8 +104,7 @@ class NatsHandle:
         if url is not None:
             self.url = url  # an account of its own on the session's NATS container
         else:
-            self.server = NatsServer(store_dir, free_port())
-            self.server.start()
+            self.server = started_nats(store_dir)
             self.url = self.server.url
 
     def restart(self) -> None:
@@ -118,8 +133,7 @@ def local_nats(store_dir: Path) -> NatsHandle:
     """A NATS from the local binary even when Docker exists (restart/kill tests)."""
     handle = NatsHandle.__new__(NatsHandle)
     handle.container = None
-    handle.server = NatsServer(store_dir, free_port())
-    handle.server.start()
+    handle.server = started_nats(store_dir)
     handle.url = handle.server.url
     return handle
 
@@ -163,9 +177,7 @@ def iter_lines(path: Path) -> Iterator[str]:
 def nats_cluster(root: Path, size: int = 3) -> list[NatsServer]:
     """A JetStream cluster of `size` nats-server processes with routes on loopback."""
     if size == 1:
-        single = NatsServer(root / "nats-0", free_port(), name="n0")
-        single.start()
-        return [single]
+        return [started_nats(root / "nats-0", name="n0")]
     client_ports = [free_port() for _ in range(size)]
     cluster_ports = [free_port() for _ in range(size)]
     routes = [f"nats://127.0.0.1:{p}" for p in cluster_ports]
