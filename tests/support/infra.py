@@ -31,20 +31,25 @@ def free_port(low: int = 20000) -> int:
     picked. A port from the ephemeral range (the kernel's pick for port 0) can be taken
     meanwhile as the source port of any outgoing connection on this busy machine: seen
     as "address already in use" from a gateway under the parallel suites. Below that
-    range only another test's pick can collide, and picks are spread at random.
+    range only another test's pick can collide: picks are spread at random, and
+    `scripts/test` gives each of its parallel suites its own slice
+    (`MEETPLANE_TEST_PORTS=low-high`).
     """
     import random
 
     first_ephemeral = int(Path("/proc/sys/net/ipv4/ip_local_port_range").read_text().split()[0])
+    high = first_ephemeral
+    if ports := os.environ.get("MEETPLANE_TEST_PORTS"):
+        low, high = (int(bound) for bound in ports.split("-"))
     for _ in range(200):
-        port = random.randrange(low, first_ephemeral)
+        port = random.randrange(low, high)
         with socket.socket() as sock:
             try:
                 sock.bind(("127.0.0.1", port))
             except OSError:
                 continue
             return port
-    raise RuntimeError(f"no free port in {low}..{first_ephemeral}")
+    raise RuntimeError(f"no free port in {low}..{high}")
 
 
 def free_port_range(count: int, avoid: Iterable[int] = (), attempts: int = 50) -> int:
