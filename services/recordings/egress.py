@@ -49,6 +49,10 @@ class Egress(Protocol):
         """Ask the egress to finish the file (idempotent: an ended egress is stopped)."""
         ...
 
+    def close(self) -> None:
+        """The service is stopping: finish what runs in this process, before the store closes."""
+        ...
+
 
 class LocalEgress:
     """Real-time test-pattern recorder streaming into S3 (no media routing).
@@ -65,6 +69,7 @@ class LocalEgress:
         self.finished = finished
         self.max_seconds = max_seconds
         self._stops: dict[str, threading.Event] = {}
+        self._threads: dict[str, threading.Thread] = {}
 
     def effective_encoding(self, encoding: Any) -> Any:
         """What the test pattern is encoded as (see `MediaSpec`)."""
@@ -76,12 +81,14 @@ class LocalEgress:
         """Record in a background thread until `stop`."""
         stop = threading.Event()
         self._stops[recording_id] = stop
-        threading.Thread(
+        thread = threading.Thread(
             target=self._record,
             args=(recording_id, object_key, MediaSpec.from_encoding(encoding), stop),
             daemon=True,
             name=f"egress-{recording_id}",
-        ).start()
+        )
+        self._threads[recording_id] = thread
+        thread.start()
         return f"local-{recording_id}"
 
     def _record(
@@ -113,12 +120,25 @@ class LocalEgress:
             self.finished(recording_id, None, 0.0, f"local egress failed: {exc}", False)
         finally:
             self._stops.pop(recording_id, None)
+            self._threads.pop(recording_id, None)
 
     async def stop(self, recording_id: str, egress_id: str | None) -> None:
         """Finish the file (a no-op for a recording this process does not run)."""
         stop = self._stops.get(recording_id)
         if stop is not None:
             stop.set()
+
+    def close(self, timeout: float = 10.0) -> None:
+        """Stop every recording of this process and wait for their files and records.
+
+        A recording still running when the store closes could not record its end;
+        stopped here, it is kept (a shorter file) like a stop through the API.
+        """
+        for stop in list(self._stops.values()):
+            stop.set()
+        deadline = time.monotonic() + timeout
+        for thread in list(self._threads.values()):
+            thread.join(max(0.0, deadline - time.monotonic()))
 
 
 def livekit_encoding(encoding: Any) -> tuple[str, Any]:
@@ -207,3 +227,6 @@ class LiveKitEgress:
             log.info("egress.already_stopped", recording_id=recording_id, code=exc.code)
         finally:
             await client.aclose()
+
+    def close(self) -> None:
+        """Nothing runs here: LiveKit's egress outlives this process and reports its end."""

@@ -198,7 +198,8 @@ def build(
         consumer.stop,
         reconciler.stop,
     ]
-    parts.on_stop += [app.close, view.engine.dispose]
+    # Local recordings end (and record their end) before the store closes.
+    parts.on_stop += [egress.close, app.close, view.engine.dispose]
     return parts
 
 

@@ -55,6 +55,9 @@ class QuickEgress:
         self.keys[recording_id] = object_key
         return f"EG_quick_{len(self.keys)}"
 
+    def close(self) -> None:
+        """Nothing runs in a thread here."""
+
     async def stop(self, recording_id: str, egress_id: str | None) -> None:
         room_id = recording_id.split("--")[0]
         webhook = {

@@ -114,6 +114,9 @@ class HangingEgress:
             raise RuntimeError("the crashed start is finally cancelled")
         return f"eg-{self.calls}"
 
+    def close(self) -> None:
+        """Nothing runs in a thread here."""
+
     async def stop(self, recording_id: str, egress_id: str | None) -> None:
         return None
 

@@ -43,6 +43,9 @@ class SizedEgress:
         self.object_key = object_key
         return "sized"
 
+    def close(self) -> None:
+        """Nothing runs in a thread here."""
+
     async def stop(self, recording_id: str, egress_id: str | None) -> None:
         asyncio.get_running_loop().create_task(self._ended(recording_id))
 

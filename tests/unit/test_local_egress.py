@@ -78,3 +78,16 @@ async def test_duration_of_a_recording_that_keeps_up() -> None:
     (_, _, duration, _, _), data = await record(MemoryStorage(), 1.5)
     media = probe(data)
     assert abs(duration - media.duration) < 0.1 and 1.2 < duration < 2.0
+
+
+async def test_closing_finishes_running_recordings_before_it_returns() -> None:
+    """The service closes its store right after `close`: every end must be recorded by then."""
+    storage = MemoryStorage()
+    reported: list[tuple[Any, ...]] = []
+    egress = LocalEgress(storage, lambda *args: reported.append(args), max_seconds=60)  # type: ignore[arg-type]
+    for n in (1, 2):
+        await egress.start(f"r--EG_{n}--a", "r", f"recordings/r/{n}.mp4", "grid", SMALL)
+    await asyncio.to_thread(egress.close)
+    assert sorted(args[0] for args in reported) == ["r--EG_1--a", "r--EG_2--a"]
+    assert all(error is None and not limit for _, _, _, error, limit in reported)
+    assert set(storage.objects) == {"recordings/r/1.mp4", "recordings/r/2.mp4"}
