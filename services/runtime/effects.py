@@ -55,6 +55,7 @@ class SideEffects:
             self.tracking.read,
             self._carry_out,
             lease=lease,
+            wants=self.states.concerns,
             record=self.tracking.write,
         )
         app.add_commit_listener(self.follower.offer)

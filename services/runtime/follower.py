@@ -11,7 +11,14 @@ A commit in this process hands its notifications to the follower with the wake-u
 next batch as the store would return it (ids are assigned in commit order and the
 listener runs after the commit), so the follower takes them without reading them
 back; anything else (a gap: another replica's commit, a notification it has not
-been offered yet) falls back to the select.
+been offered yet) falls back to the select.  A wake-up that only announced
+notifications the follower has already taken reads nothing: the select runs after
+a gap, a bare `poke` (another replica committed, a caller waits for a position not
+offered here), a dropped offer, or a (re)read of the recorded position.
+
+A follower that `wants` only some notifications (the meetings view, not the
+service's record of a room) is not woken for a commit of nothing it wants: the
+offer waits in memory for the next wake-up, a wait for its position, or the poll.
 
 Each follower runs its store calls on its own single thread, so it never waits
 behind command handlers on the default thread pool, and keeps its position in
@@ -108,6 +115,7 @@ class LogFollower:
         record: RecordPosition | None = None,
         flush_delay: float = 0.05,
         flush_age: float = 0.1,
+        wants: Callable[[Sequence[Notification]], bool] | None = None,
     ) -> None:
         self.name = name
         self._recorder = recorder
@@ -130,6 +138,10 @@ class LogFollower:
         self._stopping = False
         self._offered: list[Notification] = []  # from commits here, while leading
         self._offered_lock = threading.Lock()
+        self._offered_up_to = 0  # the last notification id offered here
+        self._unannounced_up_to = 0  # the last one offered without a wake-up
+        self._wants = wants
+        self._select_needed = True  # something not offered may be in the log
 
     @property
     def leading(self) -> bool:
@@ -141,7 +153,12 @@ class LogFollower:
         return await asyncio.get_running_loop().run_in_executor(self.executor, func, *args)
 
     def poke(self) -> None:
-        """Wake the follower now; safe to call from any thread."""
+        """Wake the follower to read the log now; safe to call from any thread."""
+        with self._offered_lock:
+            self._select_needed = True
+        self._wake_up()
+
+    def _wake_up(self) -> None:
         loop = self._loop
         if loop is not None and not loop.is_closed():
             loop.call_soon_threadsafe(self._wake.set)
@@ -152,11 +169,20 @@ class LogFollower:
         Kept only while leading and up to a few batches: beyond that the select
         reads them (a follower far behind gains nothing from a copy in memory).
         """
-        if notifications and self.leading:
-            with self._offered_lock:
-                if len(self._offered) < 4 * self._batch_size:
-                    self._offered.extend(notifications)
-        self.poke()
+        if not notifications or not self.leading:
+            self.poke()
+            return
+        wanted = self._wants is None or self._wants(notifications)
+        with self._offered_lock:
+            if len(self._offered) < 4 * self._batch_size:
+                self._offered.extend(notifications)
+            else:
+                self._select_needed = True  # dropped: the select reads them
+            self._offered_up_to = max(self._offered_up_to, notifications[-1].id)
+            if not wanted and not self._select_needed:
+                self._unannounced_up_to = self._offered_up_to
+                return  # nothing it wants: taken at its next wake-up
+        self._wake_up()
 
     def _take_offered(self, known: int) -> tuple[list[Notification], bool]:
         """The offered notifications right after `known`, in order and without a gap.
@@ -198,8 +224,10 @@ class LogFollower:
                 # Another replica leads: watch the position it records.
                 position = await self.run_sync(self._position) or 0
                 self._processed_up_to = max(self._processed_up_to, position)
-            else:
-                self.poke()
+            elif notification_id > self._offered_up_to:
+                self.poke()  # not committed here (or not yet offered): read the log
+            elif notification_id <= self._unannounced_up_to:
+                self._wake_up()  # offered without a wake-up: take it now
             if self._processed_up_to >= notification_id:
                 return True
             remaining = deadline - loop.time()
@@ -218,11 +246,14 @@ class LogFollower:
                 recorded: int | None = await self.run_sync(self._position)
                 self._known = self._recorded = recorded or 0
                 self._skipped_since = None
+                self._select_needed = True
             # A poke from here on means a commit this select may not see.
             self._wake.clear()
+            with self._offered_lock:
+                select_needed, self._select_needed = self._select_needed, False
             notifications: Sequence[Notification]
             notifications, more = self._take_offered(self._known)
-            if not notifications:
+            if not notifications and (more or select_needed):
                 notifications = await self.run_sync(self._select, self._known)
                 more = len(notifications) == self._batch_size
             if not notifications:

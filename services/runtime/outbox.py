@@ -120,6 +120,7 @@ class Outbox:
             self.tracking.read,
             self._publish_batch,
             lease=lease,
+            wants=self.states.concerns,
             record=self.tracking.write,
         )
         app.add_commit_listener(self.follower.offer)

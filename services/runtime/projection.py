@@ -250,6 +250,7 @@ class Projection:
             view.position,
             self._project,
             lease=lease,
+            wants=self.states.concerns,
             record=self._record_position,
         )
         app.add_commit_listener(self.follower.offer)

@@ -163,3 +163,74 @@ async def test_a_follower_reads_the_log_once_per_wake_up() -> None:
             await _wait(lambda n=n: seen.position == n)
         # The follower works in order: a read after the 3rd batch happened before the 4th.
         assert selects.count == 1 + 4, "no second read to find the end it already saw"
+
+
+class Gated(Recorded):
+    """Holds each batch until released: a wait can start while the batch is in work."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.taken = asyncio.Event()
+        self.release = asyncio.Event()
+
+    async def process(self, start: int, notifications: Sequence[Notification]) -> bool:
+        self.taken.set()
+        await self.release.wait()
+        return await super().process(start, notifications)
+
+
+async def test_waiting_for_an_offered_commit_reads_nothing_back() -> None:
+    """A command waits for its own commit (the outbox's read-your-writes) while the
+    follower works on it: the offer already woke the follower, so the wait must not
+    send it to read the log again once the batch is done."""
+    app, seen = Application(), Gated()
+    selects = CountedSelects(app)
+    async with following(app, seen) as follower:
+        await _wait(lambda: selects.count == 1)
+        seen.release.set()  # the first read is done
+        seen.release.clear()
+        last = offer(follower, app, Thing(True))
+        await seen.taken.wait()
+        waiting = asyncio.create_task(follower.wait_until(last))
+        await asyncio.sleep(0)  # let the wait start (and wake the follower) before release
+        seen.release.set()
+        assert await waiting
+        # A wake-up left by the wait would be taken now and its read queued on the
+        # follower's single thread: once the wake-up is gone, a no-op queued there
+        # runs after any such read.
+        await _wait(lambda: not follower._wake.is_set())
+        await follower.run_sync(lambda: None)
+        assert selects.count == 1, "no read after a wait for what was offered"
+
+
+async def test_waiting_for_a_commit_made_elsewhere_reads_the_log() -> None:
+    app, seen = Application(), Recorded()
+    selects = CountedSelects(app)
+    async with following(app, seen) as follower:
+        await _wait(lambda: selects.count == 1)
+        last = app.save(Thing(True))[-1].notification.id  # another replica's commit
+        assert await follower.wait_until(last, timeout=2.0)
+        assert seen.batches == [(0, [1])]
+
+
+def relevant(notifications: Sequence[Notification]) -> bool:
+    return any(b'"relevant":true' in n.state for n in notifications)
+
+
+async def test_a_commit_it_does_not_want_waits_for_the_next_wake_up() -> None:
+    """The meetings view is not woken for the service's record of a room: that offer
+    is taken with the next wanted one, or when someone waits for its position."""
+    app, seen = Application(), Recorded()
+    selects = CountedSelects(app)
+    async with following(app, seen, wants=relevant) as follower:
+        await _wait(lambda: selects.count == 1)
+        offer(follower, app, Thing(False))
+        await asyncio.sleep(0)  # a wake-up (call_soon_threadsafe) would be set by now
+        assert not follower._wake.is_set(), "the unwanted commit woke nobody"
+        last = offer(follower, app, Thing(True))
+        await _wait(lambda: seen.position == last)
+        assert seen.batches == [(0, [1, 2])], "taken with the next wanted one"
+        unwanted = offer(follower, app, Thing(False))
+        assert await follower.wait_until(unwanted, timeout=0.5), "a wait takes it at once"
+        assert seen.batches[-1] == (2, [3])
+        assert selects.count == 1
