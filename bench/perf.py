@@ -12,13 +12,19 @@ operation it prints
 - latency p50/p99 at 1 client and at 50 clients (closed loop).
 - the ratio of CPU per operation to the baseline's.
 
+The baseline and the operations run in alternating rounds (`--rounds`), each a
+share of the requests, and each figure sums its rounds: a shared machine's speed
+drifts by tens of percent within minutes, and a baseline measured once, minutes
+away from an operation, moved the ratios with it.
+
 Then event propagation: from a 201 of `POST /rooms` to the `RoomCreated` event
 (a) seen by a JetStream subscriber and (b) processed (acknowledged) by every
 durable consumer of room events (meetings, recordings, janitor), at one client
 and under a burst of 600 creates with 50 in flight.  And join cost at 1 vs 300
 participants already in the meeting.
 
-    python bench/perf.py [--requests 1000] [--burst 600] [--participants 300] [--json out.json]
+    python bench/perf.py [--requests 1000] [--rounds 4] [--burst 600] [--participants 300]
+                         [--json out.json]
 """
 
 from __future__ import annotations
@@ -89,6 +95,21 @@ class Measure:
         """CPU ms per operation of each process, largest first (where the work goes)."""
         parts = sorted(self.by_process.items(), key=lambda kv: -kv[1])
         return "    " + "  ".join(f"{name} {cpu * 1000 / self.ops:.2f}" for name, cpu in parts)
+
+    def merged(self, other: Measure) -> Measure:
+        """This run and another of the same operation as one measure."""
+        by_process = dict(self.by_process)
+        for name, cpu in other.by_process.items():
+            by_process[name] = by_process.get(name, 0.0) + cpu
+        return Measure(
+            self.label,
+            self.ops + other.ops,
+            self.cpu_s + other.cpu_s,
+            self.seconds + other.seconds,
+            self.latencies_ms + other.latencies_ms,
+            self.errors + other.errors,
+            by_process,
+        )
 
     def as_dict(self) -> dict[str, Any]:
         """Figures for --json."""
@@ -472,6 +493,7 @@ async def join_cost(bench: Bench, participants: int, sample: int) -> tuple[Measu
 async def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--requests", type=int, default=1000)
+    parser.add_argument("--rounds", type=int, default=4)
     parser.add_argument("--burst", type=int, default=600)
     parser.add_argument("--participants", type=int, default=300)
     parser.add_argument("--json", type=Path, default=None)
@@ -525,40 +547,39 @@ async def main() -> None:
         # Warm every path once.
         await run("warm", echo, 100, 10, 200, echo_set)
         await run("warm", create, 100, 10, 201, platform, settle)
-        measures: list[tuple[Measure, Measure]] = []
         for concurrency in (1, 50):
             n = args.requests if concurrency > 1 else max(300, args.requests // 2)
-            base = await run(
-                f"FastAPI -> NATS echo (c={concurrency})", echo, n, concurrency, 200, echo_set
-            )
-            rows = [
-                await run(
-                    f"POST /rooms (c={concurrency})", create, n, concurrency, 201, platform, settle
-                ),
-                await run(
-                    f"POST /rooms/{{id}}/join (c={concurrency})",
-                    joiner(),
-                    n,
-                    concurrency,
-                    200,
-                    platform,
-                    settle,
-                ),
-                await run(
-                    f"GET /rooms/{{id}} (c={concurrency})",
-                    get,
-                    n,
-                    concurrency,
-                    200,
-                    platform,
-                    settle,
-                ),
+            share = max(1, n // args.rounds)
+            labels = [
+                f"POST /rooms (c={concurrency})",
+                f"POST /rooms/{{id}}/join (c={concurrency})",
+                f"GET /rooms/{{id}} (c={concurrency})",
             ]
+            base: Measure | None = None
+            totals: dict[str, Measure] = {}
+            for _ in range(args.rounds):
+                echo_run = await run(
+                    f"FastAPI -> NATS echo (c={concurrency})",
+                    echo,
+                    share,
+                    concurrency,
+                    200,
+                    echo_set,
+                )
+                base = echo_run if base is None else base.merged(echo_run)
+                for label, send, expected in zip(
+                    labels, (create, joiner(), get), (201, 200, 200), strict=True
+                ):
+                    measure = await run(label, send, share, concurrency, expected, platform, settle)
+                    totals[label] = (
+                        measure if label not in totals else totals[label].merged(measure)
+                    )
+            assert base is not None
+            rows = [totals[label] for label in labels]
             print(base.line())
             for row in rows:
                 print(row.line(base))
                 print(row.breakdown())
-                measures.append((row, base))
             results[f"c{concurrency}"] = {
                 "echo": base.as_dict(),
                 **{

@@ -123,6 +123,8 @@ def build(
             if settings.media_backend == "livekit"
             else LocalEgress(storage, finished, settings.recording_max_seconds)
         )
+    # The outbox and the side effects act on recordings only: a room's recording
+    # settings (RoomRecorder) are not decoded for them, nor do they wake them.
     outbox = Outbox(
         app,
         broker,
@@ -130,18 +132,21 @@ def build(
         stream=settings.stream_name,
         hold_file=settings.outbox_hold_file,
         lease=make_lease(settings, SERVICE, "outbox"),
+        kinds=(Recording,),
     )
     deleter = SideEffects(
         app,
         "media_delete",
         media_deletion(storage, settings),
         lease=make_lease(settings, SERVICE, "media_delete"),
+        kinds=(Recording,),
     )
     stopper = SideEffects(
         app,
         "egress_stop",
         egress_stopping(egress),
         lease=make_lease(settings, SERVICE, "egress_stop"),
+        kinds=(Recording,),
     )
     signal = CommitSignal(broker, SERVICE)
     signal.follow(projection.follower, outbox.follower, deleter.follower, stopper.follower)
