@@ -120,6 +120,18 @@ class CountedSelects:
         app.recorder.select_notifications = counted  # type: ignore[method-assign]
 
 
+@contextlib.asynccontextmanager
+async def read_once(
+    seen: Recorded, **options: Any
+) -> AsyncIterator[tuple[Application, CountedSelects, LogFollower]]:
+    """A follower of a new, empty log, once it has read to the end of it."""
+    app = Application()
+    selects = CountedSelects(app)
+    async with following(app, seen, **options) as follower:
+        await _wait(lambda: selects.count == 1)
+        yield app, selects, follower
+
+
 def offer(follower: LogFollower, app: Application, *things: Thing) -> int:
     """Save `things` and hand the commit's notifications to the follower, as a commit
     listener of a ServiceApplication does; returns the last notification id."""
@@ -129,10 +141,8 @@ def offer(follower: LogFollower, app: Application, *things: Thing) -> int:
 
 
 async def test_offered_commits_are_processed_without_reading_them_back() -> None:
-    app, seen = Application(), Recorded()
-    selects = CountedSelects(app)
-    async with following(app, seen) as follower:
-        await _wait(lambda: selects.count == 1)  # the start: read to the (empty) end
+    seen = Recorded()
+    async with read_once(seen) as (app, selects, follower):
         for _ in range(3):
             last = offer(follower, app, Thing(True), Thing(True))
             await _wait(lambda last=last: seen.position == last)
@@ -141,10 +151,8 @@ async def test_offered_commits_are_processed_without_reading_them_back() -> None
 
 
 async def test_a_gap_before_what_was_offered_is_read_from_the_store() -> None:
-    app, seen = Application(), Recorded()
-    selects = CountedSelects(app)
-    async with following(app, seen) as follower:
-        await _wait(lambda: selects.count == 1)
+    seen = Recorded()
+    async with read_once(seen) as (app, selects, follower):
         app.save(Thing(True), Thing(True))  # 1-2: committed elsewhere, never offered
         offer(follower, app, Thing(True))  # 3
         await _wait(lambda: seen.position == 3)
@@ -153,10 +161,8 @@ async def test_a_gap_before_what_was_offered_is_read_from_the_store() -> None:
 
 
 async def test_a_follower_reads_the_log_once_per_wake_up() -> None:
-    app, seen = Application(), Recorded()
-    selects = CountedSelects(app)
-    async with following(app, seen) as follower:
-        await _wait(lambda: selects.count == 1)
+    seen = Recorded()
+    async with read_once(seen) as (app, selects, follower):
         for n in range(1, 5):
             app.save(Thing(True))
             follower.poke()
@@ -183,12 +189,8 @@ async def test_waiting_for_an_offered_commit_reads_nothing_back() -> None:
     """A command waits for its own commit (the outbox's read-your-writes) while the
     follower works on it: the offer already woke the follower, so the wait must not
     send it to read the log again once the batch is done."""
-    app, seen = Application(), Gated()
-    selects = CountedSelects(app)
-    async with following(app, seen) as follower:
-        await _wait(lambda: selects.count == 1)
-        seen.release.set()  # the first read is done
-        seen.release.clear()
+    seen = Gated()
+    async with read_once(seen) as (app, selects, follower):
         last = offer(follower, app, Thing(True))
         await seen.taken.wait()
         waiting = asyncio.create_task(follower.wait_until(last))
@@ -204,10 +206,8 @@ async def test_waiting_for_an_offered_commit_reads_nothing_back() -> None:
 
 
 async def test_waiting_for_a_commit_made_elsewhere_reads_the_log() -> None:
-    app, seen = Application(), Recorded()
-    selects = CountedSelects(app)
-    async with following(app, seen) as follower:
-        await _wait(lambda: selects.count == 1)
+    seen = Recorded()
+    async with read_once(seen) as (app, _selects, follower):
         last = app.save(Thing(True))[-1].notification.id  # another replica's commit
         assert await follower.wait_until(last, timeout=2.0)
         assert seen.batches == [(0, [1])]
@@ -220,10 +220,8 @@ def relevant(notifications: Sequence[Notification]) -> bool:
 async def test_a_commit_it_does_not_want_waits_for_the_next_wake_up() -> None:
     """The meetings view is not woken for the service's record of a room: that offer
     is taken with the next wanted one, or when someone waits for its position."""
-    app, seen = Application(), Recorded()
-    selects = CountedSelects(app)
-    async with following(app, seen, wants=relevant) as follower:
-        await _wait(lambda: selects.count == 1)
+    seen = Recorded()
+    async with read_once(seen, wants=relevant) as (app, selects, follower):
         offer(follower, app, Thing(False))
         await asyncio.sleep(0)  # a wake-up (call_soon_threadsafe) would be set by now
         assert not follower._wake.is_set(), "the unwanted commit woke nobody"
