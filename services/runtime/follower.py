@@ -202,7 +202,10 @@ class LogFollower:
             if notification.id < expected:
                 continue
             if notification.id > expected or len(batch) == self._batch_size:
-                return batch, True  # a gap or a full batch: the rest is read next
+                # A gap or a full batch: the rest is dropped here and read next.
+                with self._offered_lock:
+                    self._select_needed = True
+                return batch, True
             batch.append(notification)
             expected += 1
         return batch, False

@@ -232,3 +232,13 @@ async def test_a_commit_it_does_not_want_waits_for_the_next_wake_up() -> None:
         assert await follower.wait_until(unwanted, timeout=0.5), "a wait takes it at once"
         assert seen.batches[-1] == (2, [3])
         assert selects.count == 1
+
+
+async def test_offered_beyond_a_full_batch_are_read_at_once() -> None:
+    """A commit larger than a batch: the first batch is taken as offered, the rest is
+    read from the log right after it, not at the next poll."""
+    seen = Recorded()
+    async with read_once(seen, batch_size=2, poll_interval=30) as (app, _selects, follower):
+        last = offer(follower, app, Thing(True), Thing(True), Thing(True))
+        assert await follower.wait_until(last, timeout=5.0)
+        assert seen.batches == [(0, [1, 2]), (2, [3])]
