@@ -41,8 +41,8 @@ from contracts.events import (
     make_envelope,
     subject_of,
 )
-from contracts.rooms import RoomState
 from services.runtime.nats import ensure_stream
+from tests.support.rooms import room_state
 
 CONSUMERS = {
     "meetings": "meetings-events",
@@ -53,22 +53,14 @@ CONSUMERS = {
 }
 
 
-def room_state(i: int) -> dict[str, Any]:
+def bench_room(i: int) -> dict[str, Any]:
     """A room as RoomCreated carries it (every third with an auto-deletion date)."""
-    link = {"enabled": True, "secretSha256": "0" * 64}
-    return RoomState.model_validate(
-        {
-            "roomId": f"bench_room_{i}-abcdef",
-            "roomName": f"bench room {i}",
-            "creationDate": 1_700_000_000_000 + i,
-            "autoDeletionDate": 4_000_000_000_000 + i if i % 3 == 0 else None,
-            "config": {},
-            "roles": {},
-            "anonymous": {"moderator": link, "speaker": link, "recording": link},
-            "status": "open",
-            "meetingEndAction": "none",
-        }
-    ).model_dump(mode="json")
+    return room_state(
+        f"bench_room_{i}-abcdef",
+        f"bench room {i}",
+        creationDate=1_700_000_000_000 + i,
+        autoDeletionDate=4_000_000_000_000 + i if i % 3 == 0 else None,
+    )
 
 
 async def backlog(url: str, service: str, count: int) -> int:
@@ -89,7 +81,7 @@ async def backlog(url: str, service: str, count: int) -> int:
             )
             source = "meetings"
         else:
-            data, source = RoomCreated.model_validate({"room": room_state(i)}), "rooms"
+            data, source = RoomCreated.model_validate({"room": bench_room(i)}), "rooms"
         envelope = make_envelope(uuid.uuid4(), data, source=source, subject_id=f"s{i}")
         futures.append(
             await js.publish_async(

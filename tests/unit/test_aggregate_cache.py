@@ -16,6 +16,7 @@ from services.rooms.application import RoomsApplication
 from services.rooms.domain import aggregate_id
 from services.rooms.settings import RoomsSettings
 from services.runtime.store import eventsourcing_env
+from tests.support.calls import record_calls
 
 
 @pytest.fixture
@@ -27,12 +28,8 @@ def app(tmp_path: Path) -> RoomsApplication:
 def test_a_created_room_is_loaded_from_the_cache_not_rebuilt(
     app: RoomsApplication, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    rebuilt: list[object] = []
-    rebuild = app.repository._reconstruct_aggregate
-    monkeypatch.setattr(
-        app.repository,
-        "_reconstruct_aggregate",
-        lambda *args: rebuilt.append(args[0]) or rebuild(*args),
+    rebuilt = record_calls(
+        monkeypatch, app.repository, "_reconstruct_aggregate", lambda *args: args[0]
     )
     created = app.create_room(CreateRoomRequest.model_validate({"roomName": "cached"}))
     rebuilt.clear()  # the create looked for a room of that id first

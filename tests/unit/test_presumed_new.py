@@ -9,18 +9,18 @@ from __future__ import annotations
 
 import uuid
 from pathlib import Path
-from typing import Any
 
 import pytest
 from eventsourcing.persistence import Tracking
 
 from contracts.events import RoomCreated, make_envelope
-from contracts.rooms import RoomState
 from services.meetings.application import MeetingsApplication
 from services.meetings.domain import known_room_id
 from services.meetings.settings import MeetingsSettings
 from services.runtime.consumer import Consumed
 from services.runtime.store import eventsourcing_env
+from tests.support.calls import record_calls
+from tests.support.rooms import room_state
 
 
 @pytest.fixture
@@ -30,19 +30,7 @@ def app(tmp_path: Path) -> MeetingsApplication:
 
 
 def created(name: str, seq: int) -> Consumed:
-    link = {"enabled": True, "secretSha256": "0" * 64}
-    room: dict[str, Any] = RoomState.model_validate(
-        {
-            "roomId": "room_presumed-abcdef",
-            "roomName": name,
-            "creationDate": 1_700_000_000_000,
-            "config": {},
-            "roles": {},
-            "anonymous": {"moderator": link, "speaker": link, "recording": link},
-            "status": "open",
-            "meetingEndAction": "none",
-        }
-    ).model_dump(mode="json")
+    room = room_state("room_presumed-abcdef", name)
     envelope = make_envelope(
         uuid.uuid4(), RoomCreated(room=room), source="rooms", subject_id=room["roomId"]
     )
@@ -52,12 +40,8 @@ def created(name: str, seq: int) -> Consumed:
 def test_a_create_does_not_ask_the_store_and_a_duplicate_create_is_applied(
     app: MeetingsApplication, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    asked: list[object] = []
-    select = app.recorder.select_events
-    monkeypatch.setattr(
-        app.recorder,
-        "select_events",
-        lambda *a, **k: asked.append(k["originator_id"]) or select(*a, **k),
+    asked = record_calls(
+        monkeypatch, app.recorder, "select_events", lambda *_, **k: k["originator_id"]
     )
     first = created("first name", 1)
     app.process_batch([first], first.tracking, app.react)
