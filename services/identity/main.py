@@ -109,7 +109,7 @@ def build(settings: IdentitySettings, clock: Clock | None = None) -> ServicePart
         if await asyncio.to_thread(app.ensure_root_admin, settings.admin_username, password):
             log.info("identity.root_admin_created", user_id=settings.admin_username)
 
-    parts = ServiceParts(name=SERVICE, broker=broker)
+    parts = ServiceParts(name=SERVICE, broker=broker, router=router)
     parts.on_started += [signal.bind, bootstrap_admin]
     parts.background += [projection.run, outbox.run, consumer.run]
     parts.stoppers += [projection.follower.stop, outbox.follower.stop, consumer.stop]
@@ -123,6 +123,8 @@ def asyncapi() -> dict[str, Any]:
     with tempfile.TemporaryDirectory() as data_dir:
         parts = build(IdentitySettings(data_dir=Path(data_dir), store="sqlite"))
         try:
+            if parts.router is not None:
+                parts.router.document()
             return asyncapi_document(parts.broker, title="meetplane identity service")
         finally:
             for close in parts.on_stop:

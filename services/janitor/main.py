@@ -62,7 +62,7 @@ def build(settings: JanitorSettings, clock: Clock | None = None) -> ServiceParts
     )
     register_operations(router, [consumer])
     document_publishers(broker, ("janitor",))
-    parts = ServiceParts(name=SERVICE, broker=broker)
+    parts = ServiceParts(name=SERVICE, broker=broker, router=router)
     parts.background += [scheduler.run, housekeeping.run, consumer.run]
     parts.stoppers += [scheduler.stop, housekeeping.stop, consumer.stop]
     parts.on_stop.append(store.engine.dispose)

@@ -87,7 +87,7 @@ def build(
     handlers.consumer = consumer
     register_operations(router, [consumer], [projection])
     document_publishers(broker, ("meeting",))
-    parts = ServiceParts(name=SERVICE, broker=broker)
+    parts = ServiceParts(name=SERVICE, broker=broker, router=router)
     parts.on_started.append(signal.bind)
     parts.background += [projection.run, effects.run, outbox.run, consumer.run]
     parts.stoppers += [

@@ -184,7 +184,7 @@ def build(
         scheme = "https" if storage.settings.secure else "http"
         return await http_reachable(f"{scheme}://{storage.settings.endpoint}/")
 
-    parts = ServiceParts(name=SERVICE, broker=broker)
+    parts = ServiceParts(name=SERVICE, broker=broker, router=router)
     parts.checks["storage"] = storage_up
     parts.on_started += [ensure_bucket, signal.bind]
     parts.background += [

@@ -65,6 +65,10 @@ def _suffix_from(command_id: str) -> str:
     return "".join(chars)
 
 
+def _random_suffix() -> str:
+    return "".join(secrets.choice(_SUFFIX_ALPHABET) for _ in range(6))
+
+
 def new_secret() -> str:
     """A room link secret."""
     return secrets.token_urlsafe(12)
@@ -174,47 +178,39 @@ class RoomsApplication(ServiceApplication):
             for role in LINK_ROLES
         }
         prefix = room_id_prefix(room_name)
-        if command_id:
-            room_id = f"{prefix}-{_suffix_from(command_id)}"
-            existing = self._find(room_id)
-            if existing is not None and existing.command_id == command_id:
-                return to_record(existing)
-            if existing is not None:
-                room_id = self._fresh_room_id(prefix)
-        else:
-            room_id = self._fresh_room_id(prefix)
-        room = Room(
-            room_id=room_id,
-            room_name=room_name,
-            creation_date=now,
-            auto_deletion_date=request.autoDeletionDate,
-            auto_deletion_policy=request.autoDeletionPolicy.model_dump()
-            if request.autoDeletionDate is not None
-            else None,
-            config=request.config.model_dump(mode="json"),
-            roles=request.roles.model_dump(mode="json"),
-            anonymous=anonymous,
-            meeting_end_action=request.meetingEndAction.value,
-            command_id=command_id,
-            owner=owner,
-            user_access=request.access.user.enabled,
-        )
-        try:
-            self.save(room)
-        except IntegrityError:
-            # The same command raced on another replica and won: return its room.
-            existing = self._find(room_id)
-            if existing is None or existing.command_id != command_id or not command_id:
-                raise
-            return to_record(existing)
-        return to_record(room)
-
-    def _fresh_room_id(self, prefix: str) -> str:
+        # The id is presumed free and the event store's uniqueness decides: asking
+        # first cost a query per create, and the answer is almost always "free".
+        room_id = f"{prefix}-{_suffix_from(command_id) if command_id else _random_suffix()}"
         while True:
-            suffix = "".join(secrets.choice(_SUFFIX_ALPHABET) for _ in range(6))
-            room_id = f"{prefix}-{suffix}"
-            if self._find(room_id) is None:
-                return room_id
+            room = Room(
+                room_id=room_id,
+                room_name=room_name,
+                creation_date=now,
+                auto_deletion_date=request.autoDeletionDate,
+                auto_deletion_policy=request.autoDeletionPolicy.model_dump()
+                if request.autoDeletionDate is not None
+                else None,
+                config=request.config.model_dump(mode="json"),
+                roles=request.roles.model_dump(mode="json"),
+                anonymous=anonymous,
+                meeting_end_action=request.meetingEndAction.value,
+                command_id=command_id,
+                owner=owner,
+                user_access=request.access.user.enabled,
+            )
+            try:
+                self.save(room)
+            except IntegrityError:
+                existing = self._find(room_id)
+                if existing is None:
+                    raise
+                if command_id and existing.command_id == command_id:
+                    # A retry of this command (its reply was lost, or it raced on
+                    # another replica and won): answer with the room it created.
+                    return to_record(existing)
+                room_id = f"{prefix}-{_random_suffix()}"  # the id is taken: draw another
+                continue
+            return to_record(room)
 
     def get_room(self, room_id: str) -> RoomRecord:
         """One room."""

@@ -70,7 +70,7 @@ def build(settings: RoomsSettings, clock: Clock | None = None) -> ServiceParts:
     )
     register_operations(router, [consumer], [projection])
     document_publishers(broker, ("room",))
-    parts = ServiceParts(name=SERVICE, broker=broker)
+    parts = ServiceParts(name=SERVICE, broker=broker, router=router)
     parts.on_started.append(signal.bind)
     parts.background += [projection.run, outbox.run, consumer.run]
     parts.stoppers += [projection.follower.stop, outbox.follower.stop, consumer.stop]
@@ -84,6 +84,8 @@ def asyncapi() -> dict[str, Any]:
     with tempfile.TemporaryDirectory() as data_dir:
         parts = build(RoomsSettings(data_dir=Path(data_dir), store="sqlite"))
         try:
+            if parts.router is not None:
+                parts.router.document()
             return asyncapi_document(parts.broker, title="meetplane rooms service")
         finally:
             for close in parts.on_stop:

@@ -11,7 +11,7 @@ from typing import Any
 
 from faststream.nats import NatsBroker
 
-from services.runtime.commands import CHECKS_CONTEXT_KEY, DependencyCheck
+from services.runtime.commands import CHECKS_CONTEXT_KEY, CommandRouter, DependencyCheck
 from services.runtime.health import serve_health
 from services.runtime.heap import freeze_startup_heap
 from services.runtime.logging import get_logger
@@ -28,6 +28,8 @@ class ServiceParts:
 
     name: str
     broker: NatsBroker
+    # The commands it answers (subscribed once the broker is connected).
+    router: CommandRouter | None = None
     background: list[Callable[[], Coroutine[Any, Any, None]]] = field(default_factory=list)
     on_started: list[Callable[[], Awaitable[None]]] = field(default_factory=list)
     # Ask background loops to finish their current unit of work (called before waiting).
@@ -59,7 +61,9 @@ class RunningService:
         self.parts.broker.context.set_global(CHECKS_CONTEXT_KEY, self.parts.checks)
         stream = self.settings.stream_name if self.parts.uses_stream else None
         await start_broker(self.parts.broker, stream=stream)
-        await self._wait_reachable()
+        if self.parts.router is not None:
+            await self.parts.router.bind()
+            await self._wait_reachable()
         for hook in self.parts.on_started:
             await hook()
         for job in self.parts.background:
@@ -83,20 +87,12 @@ class RunningService:
         Nobody is told the service runs before its command subscriptions are
         live on the server.
         """
-        from contracts.commands import command_subject
         from services.runtime.rpc import request
 
         connection = self.parts.broker._connection
         if connection is None:
             return
         await connection.flush()
-        ping = command_subject(self.parts.name, "ping")
-        subjects = {
-            getattr(getattr(s, "subject", None), "broker_address", None)
-            for s in self.parts.broker.subscribers
-        }
-        if ping not in subjects:
-            return  # this service answers no commands
         deadline = asyncio.get_running_loop().time() + timeout
         attempts = 0
         while True:
@@ -129,8 +125,10 @@ class RunningService:
             for task in pending:
                 with contextlib.suppress(asyncio.CancelledError, Exception):
                     await task
+        if self.parts.router is not None:
+            await self.parts.router.close(grace)  # waits for commands in progress
         with contextlib.suppress(Exception):
-            await self.parts.broker.stop()  # waits for in-flight handlers
+            await self.parts.broker.stop()
         for close in self.parts.on_stop:
             with contextlib.suppress(Exception):
                 close()

@@ -88,7 +88,7 @@ async def probe(nats_binary: NatsHandle) -> AsyncIterator[Probe]:
     router.register("media", Key, probe.media)
     router.register("slow_once", Key, probe.slow_once)
     router.register("store", Key, probe.store)
-    parts = ServiceParts(name="probe", broker=broker, uses_stream=False)
+    parts = ServiceParts(name="probe", broker=broker, router=router, uses_stream=False)
     parts.checks["storage"] = probe.storage_up
     service = RunningService(parts, settings)
     await service.start()
