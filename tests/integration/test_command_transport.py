@@ -205,7 +205,7 @@ async def test_any_other_nats_client_failure_is_a_transport_failure_not_a_500(
     async def failing(*_: Any, **__: Any) -> Any:
         raise SlowConsumerError(subject="x", reply="", sid=1, sub=None)
 
-    monkeypatch.setattr(caller, "request", failing)
+    monkeypatch.setattr(caller._connection, "request", failing)
     rpc = Rpc(caller, timeout=1.0, attempts=2)
     with pytest.raises(ApiError) as error:
         await rpc("probe", "count", {"key": "x"})
