@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import json
 import socket
 import time
 import uuid
@@ -292,15 +291,11 @@ class CommandRouter:
                 COMMANDS.labels(self.service, route.verb, "expired").inc()
                 reply = Reply.failure(DEADLINE_EXCEEDED)
             else:
-                try:
-                    body = json.loads(message.data) if message.data else None
-                except ValueError:
-                    body = message.data.decode(errors="replace")  # the model refuses it
                 reply = await self.dispatch(
                     route.verb,
                     route.request_model,
                     route.handler,
-                    body,
+                    message.data,
                     parent=extract(message.headers) if tracing_enabled() else None,
                 )
             if message.reply:
@@ -360,7 +355,11 @@ class CommandRouter:
         body: Any,
     ) -> Reply:
         try:
-            request = request_model.model_validate(body if body not in (None, b"", "") else {})
+            if isinstance(body, bytes):
+                # Parsed and validated in one pass; text that is not JSON is `invalid` too.
+                request = request_model.model_validate_json(body or b"{}")
+            else:
+                request = request_model.model_validate(body if body not in (None, "") else {})
         except ValidationError as exc:
             return Reply.failure(validation_error(exc))
         mark = CommitMark()
