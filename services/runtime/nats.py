@@ -5,11 +5,13 @@ from __future__ import annotations
 import asyncio
 import logging
 import ssl
+import weakref
 from collections.abc import Mapping, Sequence
 from typing import Any
 
 import nats
 from faststream.nats import NatsBroker
+from nats.js import JetStreamContext
 from nats.js.errors import NotFoundError
 
 from contracts.streams import (
@@ -243,6 +245,21 @@ async def start_broker(
             delay = min(delay * 2, 5.0)
 
 
+# One JetStream context per connection for `publish_async`: a context subscribes its
+# own reply inbox on its first asynchronous publish and never unsubscribes it, so a
+# context per batch left one more subscription on the connection (and the server)
+# for every batch the outbox ever published.
+_PUBLISHING: weakref.WeakKeyDictionary[nats.NATS, JetStreamContext] = weakref.WeakKeyDictionary()
+
+
+def publishing_context(connection: nats.NATS) -> JetStreamContext:
+    """The connection's JetStream context for asynchronous publishes (made once)."""
+    js = _PUBLISHING.get(connection)
+    if js is None:
+        js = _PUBLISHING[connection] = connection.jetstream()
+    return js
+
+
 async def publish_events(
     broker: NatsBroker,
     envelopes: list[Any],
@@ -265,7 +282,7 @@ async def publish_events(
     assert connection is not None, "broker not connected"
     # No per-message `wait_stall`: it wraps every acquire in a task (2.5x slower);
     # the wait for all acks below is bounded instead.
-    js = connection.jetstream()
+    js = publishing_context(connection)
     futures = []
     for index, envelope in enumerate(envelopes):
         extra = headers[index] if headers is not None else {}
