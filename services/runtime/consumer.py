@@ -183,6 +183,10 @@ class DurableConsumer:
         self._pull: PullStream | None = None
         self._stopping = False
         self._progress = asyncio.Event()
+        # Callers of `caught_up` waiting for the stream's head (see `_stream_head`).
+        self._head_waiters: list[asyncio.Future[int]] = []
+        self._head_reading = False
+        self._head_task: asyncio.Task[None] | None = None
         self.dead: DeadLetters | None = None
 
     # ---- lifecycle -------------------------------------------------------------------
@@ -469,16 +473,8 @@ class DurableConsumer:
         JetStream is electing a new leader): the caller then asks the owner
         instead of trusting a view that may be behind.
         """
-        js = self._js()
-
-        async def last(subject: str) -> int:
-            try:
-                return int((await js.get_last_msg(self.stream, subject)).seq or 0)
-            except NotFoundError:
-                return 0
-
         try:
-            target = max(await asyncio.gather(*(last(s) for s in self.subjects)))
+            target = await self._stream_head()
         except (NatsError, TimeoutError) as exc:
             log.warning("consumer.head_unknown", consumer=self.name, error=repr(exc))
             return False
@@ -500,6 +496,50 @@ class DurableConsumer:
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(self._progress.wait(), min(delay, remaining))
             delay = min(delay * 2, 0.05)
+
+    async def _stream_head(self) -> int:
+        """The sequence of the last event of our subjects, read after this call began.
+
+        Concurrent callers share one read: each waits for the next read that
+        starts after it arrived (a read already under way may have missed an
+        event published just before the caller asked). Fifty joins in flight
+        asked JetStream for the head fifty times; now a few times.
+        """
+        waiter: asyncio.Future[int] = asyncio.get_running_loop().create_future()
+        self._head_waiters.append(waiter)
+        if not self._head_reading:
+            self._head_reading = True
+            self._head_task = asyncio.create_task(self._read_heads())
+        return await waiter
+
+    async def _read_heads(self) -> None:
+        try:
+            while self._head_waiters:
+                waiters, self._head_waiters = self._head_waiters, []
+                try:
+                    head: int | BaseException = await self._read_head()
+                except Exception as exc:  # each caller gets the failure; none hangs
+                    head = exc
+                for waiter in waiters:
+                    if waiter.done():
+                        continue  # its caller gave up
+                    if isinstance(head, BaseException):
+                        waiter.set_exception(head)
+                    else:
+                        waiter.set_result(head)
+        finally:
+            self._head_reading = False
+
+    async def _read_head(self) -> int:
+        js = self._js()
+
+        async def last(subject: str) -> int:
+            try:
+                return int((await js.get_last_msg(self.stream, subject)).seq or 0)
+            except NotFoundError:
+                return 0
+
+        return max(await asyncio.gather(*(last(s) for s in self.subjects)))
 
     # ---- dead letters (operator commands) --------------------------------------------
 

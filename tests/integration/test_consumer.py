@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import uuid
 from collections.abc import Sequence
 from pathlib import Path
@@ -220,6 +221,43 @@ async def test_caught_up_waits_until_published_events_are_processed(
         await publish(client_broker, [(f"room-{n}", n) for n in range(40)])
         assert await durable.caught_up(timeout=10.0)
         assert len(recorder.applied) == 40  # no waiting on a condition: caught_up is the wait
+
+
+async def test_concurrent_caught_up_calls_share_reads_begun_after_they_asked(
+    settings_factory: Any, client_broker: Any, app: Tracker, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Fifty joins in flight asked JetStream for the stream's head fifty times.
+
+    Callers waiting together share one read; a caller arriving while a read is
+    under way waits for the next one, since that read may have missed an event
+    published just before the caller asked.
+    """
+    settings: RuntimeSettings = settings_factory()
+    recorder = Recorder(app)
+    parts, durable = consumer(settings, recorder)
+    async with running(parts, settings):
+        await publish(client_broker, [("room-a", 1)])
+        real_read = durable._read_head
+        reads: list[int] = []
+        release = asyncio.Event()
+
+        async def slow_read() -> int:
+            head = await real_read()
+            reads.append(head)
+            if len(reads) == 1:
+                await release.wait()  # answered after the late event below was published
+            return head
+
+        monkeypatch.setattr(durable, "_read_head", slow_read)
+        early = [asyncio.create_task(durable.caught_up(timeout=10.0)) for _ in range(10)]
+        await wait_for(lambda: reads)
+        await publish(client_broker, [("room-b", 2)])
+        late = asyncio.create_task(durable.caught_up(timeout=10.0))
+        release.set()
+        assert all(await asyncio.gather(*early))
+        assert await late
+        assert ("room-b", "n2") in recorder.applied, "the late caller waited for its event"
+        assert len(reads) == 2 and reads[1] > reads[0]
 
 
 async def test_caught_up_is_false_when_the_stream_cannot_say_its_head(
