@@ -456,8 +456,14 @@ async def propagation(
     return seen, consumed
 
 
-async def join_cost(bench: Bench, participants: int, sample: int) -> tuple[Measure, Measure]:
-    """CPU per join into a meeting with 1 participant vs one with `participants`."""
+async def join_cost(
+    bench: Bench, participants: int, sample: int, rounds: int = 4
+) -> tuple[Measure, Measure]:
+    """CPU per join into a meeting with 1 participant vs one with `participants`.
+
+    Each join adds a participant, so both meetings grow by `sample` during the
+    measure (1 to 201 and 300 to 500 with the defaults).
+    """
     processes = bench.platform_processes()
     async with httpx.AsyncClient(base_url=bench.base, headers=bench.headers, timeout=30) as client:
         small = (await client.post(f"{API}/rooms", json={"roomName": "join small"})).json()
@@ -483,10 +489,27 @@ async def join_cost(bench: Bench, participants: int, sample: int) -> tuple[Measu
         return settled(bench.nats_url)
 
     await settle()
-    one = await run("join, meeting of 1", joiner(small, "a"), sample, 1, 200, processes, settle)
-    many = await run(
-        f"join, meeting of {participants}", joiner(large, "b"), sample, 1, 200, processes, settle
-    )
+    # Alternating rounds, as for the echo baseline: the machine's speed drifts between
+    # two runs measured one after the other by more than the difference sought.
+    one: Measure | None = None
+    many: Measure | None = None
+    share = max(1, sample // rounds)
+    for turn in range(rounds):
+        small_run = await run(
+            "join, meeting of 1", joiner(small, f"a{turn}"), share, 1, 200, processes, settle
+        )
+        large_run = await run(
+            f"join, meeting of {participants}",
+            joiner(large, f"b{turn}"),
+            share,
+            1,
+            200,
+            processes,
+            settle,
+        )
+        one = small_run if one is None else one.merged(small_run)
+        many = large_run if many is None else many.merged(large_run)
+    assert one is not None and many is not None
     return one, many
 
 
@@ -606,7 +629,7 @@ async def main() -> None:
                 "consumers_p99_ms": round(percentile(consumed, 99), 1),
             }
 
-        one, many = await join_cost(bench, args.participants, 100)
+        one, many = await join_cost(bench, args.participants, 200, args.rounds)
         print(one.line())
         print(many.line())
         ratio = many.cpu_ms_per_op / one.cpu_ms_per_op
