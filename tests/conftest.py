@@ -10,13 +10,21 @@ from faststream.nats import NatsBroker
 
 from services.runtime.nats import connect, ensure_stream
 from services.runtime.settings import RuntimeSettings
-from tests.support.infra import NatsHandle, drop_schemas, postgres_dsn, schema_prefix
+from tests.support.infra import NatsHandle, drop_schemas, local_nats, postgres_dsn, schema_prefix
 
 
 @pytest.fixture
 def nats_server(tmp_path: Path) -> Iterator[NatsHandle]:
     """A fresh NATS server with JetStream for one test."""
     handle = NatsHandle(tmp_path / "nats")
+    yield handle
+    handle.stop()
+
+
+@pytest.fixture
+def nats_binary(tmp_path: Path) -> Iterator[NatsHandle]:
+    """A NATS from the local binary, never the session's container (restarts, kills)."""
+    handle = local_nats(tmp_path / "nats")
     yield handle
     handle.stop()
 

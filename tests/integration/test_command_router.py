@@ -10,12 +10,9 @@ from __future__ import annotations
 
 import asyncio
 import json
-from collections.abc import AsyncIterator
-from pathlib import Path
 from typing import Any
 
 import nats
-import pytest
 from pydantic import BaseModel
 
 from contracts.commands import command_subject
@@ -24,7 +21,7 @@ from services.runtime.nats import make_broker
 from services.runtime.rpc import deadline_header
 from services.runtime.service import RunningService, ServiceParts
 from services.runtime.settings import RuntimeSettings
-from tests.support.infra import NatsHandle, local_nats
+from tests.support.infra import NatsHandle
 from tests.support.services import wait_for
 
 
@@ -48,13 +45,6 @@ class Gate:
         finally:
             self.running -= 1
         return {"key": request.key}
-
-
-@pytest.fixture
-def nats_binary(tmp_path: Path) -> AsyncIterator[NatsHandle]:
-    handle = local_nats(tmp_path / "nats")
-    yield handle  # type: ignore[misc]
-    handle.stop()
 
 
 async def started(url: str, gate: Gate, concurrency: int) -> RunningService:

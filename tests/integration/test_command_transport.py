@@ -12,7 +12,6 @@ import json
 import time
 from collections import Counter
 from collections.abc import AsyncIterator
-from pathlib import Path
 from typing import Any
 
 import nats
@@ -28,7 +27,7 @@ from services.runtime.nats import make_broker
 from services.runtime.rpc import TransportFailure, deadline_header, send
 from services.runtime.service import RunningService, ServiceParts
 from services.runtime.settings import RuntimeSettings
-from tests.support.infra import NatsHandle, local_nats
+from tests.support.infra import NatsHandle
 from tests.support.services import wait_for
 
 
@@ -69,13 +68,6 @@ class Probe:
         if self.ran[request.key] == 1:
             await asyncio.sleep(1.5)  # longer than the caller's timeout
         return {"key": request.key}
-
-
-@pytest.fixture
-def nats_binary(tmp_path: Path) -> AsyncIterator[NatsHandle]:
-    handle = local_nats(tmp_path / "nats")
-    yield handle  # type: ignore[misc]
-    handle.stop()
 
 
 @pytest.fixture
