@@ -317,11 +317,19 @@ class DurableConsumer:
         if skipped:
             EVENTS.labels(self.name, "replay_skipped").inc(skipped)
         if items:
-            heartbeat = asyncio.create_task(self._keep_alive(msgs))
+            # The heartbeat starts only if the batch is still running when it is due:
+            # a task per batch, started and cancelled, cost more than most batches.
+            keeping: list[asyncio.Task[None]] = []
+            due = asyncio.get_running_loop().call_later(
+                CONSUMER_HEARTBEAT_SECONDS,
+                lambda: keeping.append(asyncio.create_task(self._keep_alive(msgs))),
+            )
             try:
                 await self._apply(items)
             finally:
-                heartbeat.cancel()
+                due.cancel()
+                for task in keeping:
+                    task.cancel()
         await msgs[-1].ack()  # ack policy "all": the whole batch
         BATCH_SECONDS.labels(self.name).observe(time.perf_counter() - started)
 
@@ -349,8 +357,7 @@ class DurableConsumer:
         It also keeps the lag gauge true while the batch is stuck (a store that is
         down): what waits now, this batch included, from JetStream.
         """
-        while True:
-            await asyncio.sleep(CONSUMER_HEARTBEAT_SECONDS)
+        while True:  # started when the first beat is due
             for msg in msgs:
                 with contextlib.suppress(Exception):
                     await msg.in_progress()
@@ -359,6 +366,7 @@ class DurableConsumer:
                 LAG.labels(self.name).set(
                     int(info.num_pending or 0) + int(info.num_ack_pending or 0)
                 )
+            await asyncio.sleep(CONSUMER_HEARTBEAT_SECONDS)
 
     async def _apply(self, items: list[_Item]) -> None:
         if self._held_dirty:
