@@ -28,6 +28,7 @@ from typing import Any
 
 from opentelemetry import propagate, trace
 from opentelemetry.context import Context
+from opentelemetry.sdk.trace import TracerProvider as _SdkTracerProvider
 from opentelemetry.trace import Link, Span, SpanKind, Status, StatusCode
 from opentelemetry.trace.propagation.tracecontext import TraceContextTextMapPropagator
 from prometheus_client import Counter, Histogram
@@ -78,11 +79,19 @@ def configure_tracing(service: str) -> bool:
     return True
 
 
-def tracing_enabled() -> bool:
-    """Whether an SDK tracer provider records spans in this process (OTLP or a test's)."""
-    from opentelemetry.sdk.trace import TracerProvider
+_tracing_on = False
 
-    return isinstance(trace.get_tracer_provider(), TracerProvider)
+
+def tracing_enabled() -> bool:
+    """Whether an SDK tracer provider records spans in this process (OTLP or a test's).
+
+    Asked for every command and every batch. OpenTelemetry sets the global provider
+    at most once, so a yes is remembered.
+    """
+    global _tracing_on
+    if not _tracing_on:
+        _tracing_on = isinstance(trace.get_tracer_provider(), _SdkTracerProvider)
+    return _tracing_on
 
 
 def broker_middlewares(name: str) -> tuple[Any, ...]:
