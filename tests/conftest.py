@@ -6,11 +6,33 @@ from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
 
 import pytest
+import structlog
 from faststream.nats import NatsBroker
 
 from services.runtime.nats import connect, ensure_stream
 from services.runtime.settings import RuntimeSettings
 from tests.support.infra import NatsHandle, drop_schemas, local_nats, postgres_dsn, schema_prefix
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    """Log exceptions as the services do: a plain traceback, not rich's.
+
+    structlog's default renders a traceback with rich, every frame's locals
+    included, synchronously on the event loop: tens of milliseconds warm, and
+    the first one in a process, importing rich and pygments on a loaded machine,
+    held a test's own command reply past its caller's timeout. No logger is
+    cached, so `structlog.testing.capture_logs` still works.
+    """
+    structlog.configure(
+        processors=[
+            structlog.contextvars.merge_contextvars,
+            structlog.processors.add_log_level,
+            structlog.processors.TimeStamper(fmt="iso", utc=True),
+            structlog.dev.ConsoleRenderer(
+                colors=False, exception_formatter=structlog.dev.plain_traceback
+            ),
+        ]
+    )
 
 
 @pytest.fixture

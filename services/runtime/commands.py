@@ -299,7 +299,10 @@ class CommandRouter:
                     parent=extract(message.headers) if tracing_enabled() else None,
                 )
             if message.reply:
-                await message.respond(reply.model_dump_json().encode())
+                # Not `message.respond`: it copies the request's headers into the reply.
+                connection = self.broker._connection
+                assert connection is not None
+                await connection.publish(message.reply, reply.model_dump_json().encode())
         except Exception:
             # The connection closed under the reply: the caller's timeout tells it.
             log.exception("command.reply_failed", service=self.service, verb=route.verb)
