@@ -18,6 +18,7 @@ down, so nothing is buffered in the first place.
 
 from __future__ import annotations
 
+import contextlib
 import time
 from typing import Any
 
@@ -98,21 +99,26 @@ async def send(
         if isinstance(payload, BaseModel)
         else to_json(payload or {})  # as faststream encoded it: dates, UUIDs included
     )
-    connection = broker._connection
-    if connection is None or not connection.is_connected:
+    if not nats_connected(broker):
         # nats-py would buffer the request and flush it on reconnect, long after
         # our caller was told it failed.
         raise _nats_down(service)
+    connection = broker._connection
+    assert connection is not None
     subject = command_subject(service, verb)
     headers = deadline_header(timeout)
+    traced = tracing_enabled()
+    span = (
+        TRACER.start_as_current_span(f"{subject} request", kind=SpanKind.CLIENT)
+        if traced
+        else contextlib.nullcontext()
+    )
     try:
         # nats-py's own request, not faststream's: its middlewares cost more CPU
         # than the request. The trace context goes in the headers as before.
-        if tracing_enabled():
-            with TRACER.start_as_current_span(f"{subject} request", kind=SpanKind.CLIENT):
+        with span:
+            if traced:
                 inject(headers)
-                message = await connection.request(subject, data, timeout=timeout, headers=headers)
-        else:
             message = await connection.request(subject, data, timeout=timeout, headers=headers)
     except (OutboundBufferLimitError, ConnectionClosedError):
         raise _nats_down(service) from None
