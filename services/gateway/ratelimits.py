@@ -159,8 +159,14 @@ class RequestBudget:
         return count, ends
 
     async def _flush_soon(self) -> None:
-        await asyncio.sleep(self.interval)
-        await self.flush()
+        # Until every hit is merged: a merge that failed (NATS away, a KV request
+        # timed out) is tried again, not left until some later request is admitted;
+        # a key that is over its budget admits none, so its hits stayed unmerged.
+        while True:
+            await asyncio.sleep(self.interval)
+            await self.flush()
+            if not self.pending:
+                return
 
     async def flush(self) -> None:
         """Add the pending hits to the shared counters and learn their totals."""
