@@ -9,8 +9,10 @@ from faststream.nats import NatsBroker
 from pydantic import BaseModel
 from tenacity import AsyncRetrying, retry_if_exception, stop_after_attempt, wait_exponential
 
+from contracts.commands import Reply
 from services.gateway.errors import ApiError
 from services.runtime.logging import get_logger
+from services.runtime.retry import try_then_retry_async
 from services.runtime.rpc import TransportFailure, send
 
 log = get_logger("meetplane.gateway.rpc")
@@ -54,16 +56,20 @@ class Rpc:
                 reason=exc.reason,
             )
 
-        try:
-            async for attempt in AsyncRetrying(
+        def retrying() -> AsyncRetrying:
+            return AsyncRetrying(
                 stop=stop_after_attempt(self.attempts),
                 wait=wait_exponential(multiplier=0.1, max=1.0),
                 retry=retry_if_exception(retryable),
                 before_sleep=before_sleep,
                 reraise=True,
-            ):
-                with attempt:
-                    reply = await send(self.broker, service, verb, payload, timeout=self.timeout)
+            )
+
+        async def attempt() -> Reply:
+            return await send(self.broker, service, verb, payload, timeout=self.timeout)
+
+        try:
+            reply = await try_then_retry_async(attempt, retryable, retrying)
         except TransportFailure as exc:
             raise ApiError.from_command(exc.error) from None
         if not reply.ok:

@@ -6,7 +6,6 @@ service's log (`media_effect`, run by `services.runtime.effects.SideEffects`).
 
 from __future__ import annotations
 
-import asyncio
 import hashlib
 from collections.abc import Sequence
 from typing import Any
@@ -146,7 +145,7 @@ class MeetingsHandlers:
         owner_state = None
         if not await self._rooms_caught_up():
             owner_state = await self._room_from_owner(request.roomId)
-        joined = await asyncio.to_thread(
+        joined = await self.app.call(
             self.app.admit,
             request.roomId,
             request.secret,
@@ -185,7 +184,7 @@ class MeetingsHandlers:
     async def join_member(self, request: cmd.JoinMember) -> cmd.JoinResult:
         """Admit a room member token holder with the role and permissions the gateway sends."""
         await self._rooms_caught_up()
-        joined = await asyncio.to_thread(
+        joined = await self.app.call(
             self.app.admit_member,
             request.roomId,
             request.participantName,
@@ -231,10 +230,10 @@ class MeetingsHandlers:
         )
 
     async def get(self, request: cmd.RoomMeeting) -> dict[str, Any]:
-        return await asyncio.to_thread(self.app.current, request.roomId)
+        return await self.app.call(self.app.current, request.roomId)
 
     async def end(self, request: cmd.RoomMeeting) -> dict[str, Any]:
-        meeting_id = await asyncio.to_thread(self.app.end, request.roomId, "ended_by_admin")
+        meeting_id = await self.app.call(self.app.end, request.roomId, "ended_by_admin")
         if meeting_id is None:
             raise MeetingNotFound(f"room '{request.roomId}' has no live meeting")
         log.info(
@@ -243,12 +242,12 @@ class MeetingsHandlers:
         return {"meetingId": meeting_id, "reason": "ended_by_admin"}
 
     async def evict(self, request: cmd.ParticipantRef) -> dict[str, Any]:
-        await asyncio.to_thread(self.app.evict, request.roomId, request.identity)
+        await self.app.call(self.app.evict, request.roomId, request.identity)
         log.info("meeting.participant_evicted", room_id=request.roomId, identity=request.identity)
         return {"identity": request.identity, "evicted": True}
 
     async def leave(self, request: cmd.ParticipantRef) -> dict[str, Any]:
-        changed = await asyncio.to_thread(self.app.leave, request.roomId, request.identity)
+        changed = await self.app.call(self.app.leave, request.roomId, request.identity)
         if not changed:
             raise MeetingNotFound(
                 f"'{request.identity}' is not in the meeting", error="participant_not_found"
@@ -258,17 +257,17 @@ class MeetingsHandlers:
         return {"identity": request.identity, "left": True}
 
     async def change_role(self, request: cmd.ChangeRole) -> dict[str, Any]:
-        return await asyncio.to_thread(
+        return await self.app.call(
             self.app.change_role, request.roomId, request.identity, request.role
         )
 
     async def end_empty(self, request: cmd.EndEmptyMeetings) -> cmd.EndEmptyMeetingsResult:
         empty_before = self.app.clock.now_ms() - request.idleMs
         await self.projection.wait_caught_up()
-        idle = await asyncio.to_thread(self.view.idle_meetings, empty_before)
+        idle = await self.app.call(self.view.idle_meetings, empty_before)
         ended = []
         for room_id, meeting_id in idle:
-            if await asyncio.to_thread(self.app.end_if_idle, room_id, meeting_id, request.idleMs):
+            if await self.app.call(self.app.end_if_idle, room_id, meeting_id, request.idleMs):
                 ended.append(meeting_id)
                 log.info(
                     "meeting.ended", room_id=room_id, meeting_id=meeting_id, reason="empty_timeout"
@@ -280,12 +279,12 @@ class MeetingsHandlers:
         room_id, identity = request.room_name, request.participant_identity
         changed = False
         if request.event == "participant_joined" and identity:
-            changed = await asyncio.to_thread(self.app.confirm_presence, room_id, identity)
+            changed = await self.app.call(self.app.confirm_presence, room_id, identity)
         elif request.event == "participant_left" and identity:
-            changed = await asyncio.to_thread(self.app.leave, room_id, identity)
+            changed = await self.app.call(self.app.leave, room_id, identity)
         elif request.event == "room_finished":
             reason = end_reason_of(request.room_end_reason)
-            changed = await asyncio.to_thread(self.app.end, room_id, reason) is not None
+            changed = await self.app.call(self.app.end, room_id, reason) is not None
         log.info(
             "meeting.livekit_webhook",
             room_id=room_id,
@@ -299,7 +298,7 @@ class MeetingsHandlers:
 
     async def process_events(self, batch: Sequence[Consumed], position: Tracking) -> None:
         """The `meetings-events` consumer: what rooms become, and the meetings they end."""
-        await asyncio.to_thread(self.app.process_batch, batch, position, self.app.react)
+        await self.app.call(self.app.process_batch, batch, position, self.app.react)
 
     # ---- wiring -----------------------------------------------------------------------------
 

@@ -86,7 +86,7 @@ class RecordingsHandlers:
 
     async def start(self, request: cmd.StartRecording) -> dict[str, Any]:
         await self._caught_up()
-        room = await asyncio.to_thread(self.view.room, request.roomId)
+        room = await self.app.call(self.view.room, request.roomId)
         if room is None or room["deleted"]:
             raise RecordingNotFound(
                 f"Room '{request.roomId}' does not exist", error="room_not_found"
@@ -101,7 +101,7 @@ class RecordingsHandlers:
             raise RecordingForbidden(
                 f"Recording is disabled for room '{request.roomId}'", error="recording_disabled"
             )
-        meeting_id = await asyncio.to_thread(self.view.live_meeting, request.roomId)
+        meeting_id = await self.app.call(self.view.live_meeting, request.roomId)
         if meeting_id is None:
             raise RecordingConflict(
                 f"Room '{request.roomId}' has no participants",
@@ -115,7 +115,7 @@ class RecordingsHandlers:
             if override.encoding is not None
             else room_recording.get("encoding")
         )
-        recording = await asyncio.to_thread(
+        recording = await self.app.call(
             self.app.start,
             request.roomId,
             room["room_name"],
@@ -133,28 +133,26 @@ class RecordingsHandlers:
                 recording["encoding"],
             )
         except Exception as exc:
-            await asyncio.to_thread(self.app.finish, recording_id, None, 0.0, f"egress: {exc}")
+            await self.app.call(self.app.finish, recording_id, None, 0.0, f"egress: {exc}")
             raise RecordingConflict(
                 f"the media backend refused: {exc}", error="egress_failed"
             ) from exc
-        await asyncio.to_thread(self.app.activate, recording_id, egress_id)
+        await self.app.call(self.app.activate, recording_id, egress_id)
         log.info("recording.started", room_id=request.roomId, recording_id=recording_id)
-        return await asyncio.to_thread(self.app.get, recording_id)
+        return await self.app.call(self.app.get, recording_id)
 
     async def stop(self, request: cmd.RecordingRef, reason: str = "api") -> dict[str, Any]:
         """Mark the recording `ending`; the egress is stopped from the log (`egress_stopping`)."""
-        record = await asyncio.to_thread(self.app.stop, request.recordingId, reason)
+        record = await self.app.call(self.app.stop, request.recordingId, reason)
         log.info("recording.stopping", recording_id=request.recordingId, reason=reason)
         return record
 
     async def get(self, request: cmd.RecordingRef) -> dict[str, Any]:
-        return await asyncio.to_thread(self.app.get, request.recordingId)
+        return await self.app.call(self.app.get, request.recordingId)
 
     async def access_secrets(self, request: cmd.RecordingRef) -> cmd.AccessSecrets:
-        recording = await asyncio.to_thread(self.app.recording, request.recordingId)
-        anonymous = await asyncio.to_thread(
-            self.view.anonymous_recording_enabled, recording.room_id
-        )
+        recording = await self.app.call(self.app.recording, request.recordingId)
+        anonymous = await self.app.call(self.view.anonymous_recording_enabled, recording.room_id)
         return cmd.AccessSecrets(
             recordingId=recording.recording_id,
             roomId=recording.room_id,
@@ -166,7 +164,7 @@ class RecordingsHandlers:
 
     async def list_recordings(self, request: cmd.ListRecordings) -> dict[str, Any]:
         await self._view_caught_up()
-        items, token = await asyncio.to_thread(
+        items, token = await self.app.call(
             self.view.list_page,
             request.roomId,
             request.status,
@@ -187,18 +185,18 @@ class RecordingsHandlers:
         }
 
     async def revoke_links(self, request: cmd.RecordingRef) -> dict[str, Any]:
-        result = await asyncio.to_thread(self.app.revoke_links, request.recordingId)
+        result = await self.app.call(self.app.revoke_links, request.recordingId)
         log.info("recording.links_revoked", recording_id=request.recordingId)
         return result
 
     async def delete(self, request: cmd.RecordingRef) -> dict[str, Any]:
-        return await asyncio.to_thread(self.app.delete, request.recordingId)
+        return await self.app.call(self.app.delete, request.recordingId)
 
     async def bulk_delete(self, request: cmd.BulkDeleteRecordings) -> dict[str, Any]:
         deleted, failed = [], []
         for recording_id in dict.fromkeys(request.recordingIds):
             try:
-                await asyncio.to_thread(self.app.delete, recording_id)
+                await self.app.call(self.app.delete, recording_id)
                 deleted.append(recording_id)
             except RecordingError as exc:
                 failed.append(
@@ -207,7 +205,7 @@ class RecordingsHandlers:
         return {"deleted": deleted, "failed": failed}
 
     async def media(self, request: cmd.RecordingRef) -> cmd.MediaLocation:
-        record = await asyncio.to_thread(self.app.recording, request.recordingId)
+        record = await self.app.call(self.app.recording, request.recordingId)
         if record.status not in STREAMABLE:
             raise RecordingConflict(
                 f"Recording '{request.recordingId}' is not streamable",
@@ -228,7 +226,7 @@ class RecordingsHandlers:
         self, request: cmd.RoomHasRecordings
     ) -> cmd.RoomHasRecordingsResult:
         await self._view_caught_up()
-        ids = await asyncio.to_thread(self.view.room_recording_ids, request.roomId)
+        ids = await self.app.call(self.view.room_recording_ids, request.roomId)
         return cmd.RoomHasRecordingsResult(hasRecordings=bool(ids), count=len(ids))
 
     async def sweep_orphans(self, request: cmd.SweepOrphans) -> cmd.SweepOrphansResult:
@@ -238,7 +236,7 @@ class RecordingsHandlers:
         moment before its record reaches the view, and must not be swept then.
         """
         await self._view_caught_up()
-        known = await asyncio.to_thread(self.view.all_object_keys)
+        known = await self.app.call(self.view.all_object_keys)
         listed = await asyncio.to_thread(lambda: list(self.storage.list_objects("recordings/")))
         cutoff = self.app.clock.now_ms() - request.minAgeMs
         objects = {o.key for o in listed}
@@ -272,7 +270,7 @@ class RecordingsHandlers:
         event = request.get("event")
         egress_id = egress.get("egress_id") or request.get("egress_id")
         if event == "egress_started" or (event == "egress_updated" and status == "EGRESS_ACTIVE"):
-            await asyncio.to_thread(self.app.activate, recording_id, egress_id)
+            await self.app.call(self.app.activate, recording_id, egress_id)
             return {"applied": True}
         if event == "egress_ended":
             files = egress.get("file_results") or [egress.get("file") or {}]
@@ -280,7 +278,7 @@ class RecordingsHandlers:
             duration = int(files[0].get("duration", 0)) / 1e9 if files else 0.0
             ended_ok = status in ("EGRESS_COMPLETE", "EGRESS_LIMIT_REACHED")
             error = None if ended_ok else (egress.get("error") or status or "egress failed")
-            changed = await asyncio.to_thread(
+            changed = await self.app.call(
                 self.app.finish,
                 recording_id,
                 size,
@@ -304,20 +302,20 @@ class RecordingsHandlers:
 
     async def _delete_room_recordings(self, room_id: str) -> None:
         await self._view_caught_up()
-        active = await asyncio.to_thread(self.app.active_in_room, room_id)
+        active = await self.app.call(self.app.active_in_room, room_id)
         if active is not None:
             with contextlib.suppress(RecordingConflict):  # already ending
                 await self.stop(cmd.RecordingRef(recordingId=active), reason="room_deleted")
-            await asyncio.to_thread(self.app.finish, active, None, 0.0, "room deleted")
-        for recording_id in await asyncio.to_thread(self.view.room_recording_ids, room_id):
+            await self.app.call(self.app.finish, active, None, 0.0, "room deleted")
+        for recording_id in await self.app.call(self.view.room_recording_ids, room_id):
             try:
-                await asyncio.to_thread(self.app.delete, recording_id)
+                await self.app.call(self.app.delete, recording_id)
             except RecordingNotFound:
                 continue  # already deleted: a replayed event
         log.info("recordings.room_deleted", room_id=room_id)
 
     async def _meeting_ended(self, room_id: str) -> None:
-        active = await asyncio.to_thread(self.app.active_in_room, room_id)
+        active = await self.app.call(self.app.active_in_room, room_id)
         if active is not None:
             with contextlib.suppress(RecordingConflict):  # already ending
                 await self.stop(cmd.RecordingRef(recordingId=active), reason="meeting_ended")
@@ -340,17 +338,17 @@ class RecordingsHandlers:
             elif kind == "RoomDeleted":
                 pending.append(RoomGone(data["roomId"]))
                 if data["withRecordings"] == "force":
-                    await asyncio.to_thread(self.view.mirror, pending)
+                    await self.app.call(self.view.mirror, pending)
                     pending = []
                     await self._delete_room_recordings(data["roomId"])
             elif kind == "MeetingStarted":
                 pending.append(LiveMeeting(data["roomId"], data["meetingId"]))
             elif kind == "MeetingEnded":
                 pending.append(LiveMeeting(data["roomId"], None))
-                await asyncio.to_thread(self.view.mirror, pending)
+                await self.app.call(self.view.mirror, pending)
                 pending = []
                 await self._meeting_ended(data["roomId"])
-        await asyncio.to_thread(self._mirror_and_track, pending, position)
+        await self.app.call(self._mirror_and_track, pending, position)
 
     def _mirror_and_track(self, pending: Sequence[MirrorChange], position: Tracking) -> None:
         """One thread hop for the batch's last view writes and its position."""

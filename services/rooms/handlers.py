@@ -61,18 +61,18 @@ class RoomsHandlers:
     # ---- commands ----------------------------------------------------------------
 
     async def create(self, request: cmd.CreateRoom) -> RoomRecord:
-        record = await asyncio.to_thread(
+        record = await self.app.call(
             self.app.create_room, request.request, request.commandId, request.owner
         )
         log.info("room.created", room_id=record.roomId)
         return record
 
     async def get(self, request: cmd.GetRoom) -> RoomRecord:
-        return await asyncio.to_thread(self.app.get_room, request.roomId)
+        return await self.app.call(self.app.get_room, request.roomId)
 
     async def list_rooms(self, request: cmd.ListRooms) -> Page:
         await self.projection.wait_caught_up()  # a list shows every room created before it
-        items, token = await asyncio.to_thread(self.view.list, request)
+        items, token = await self.app.call(self.view.list, request)
         return Page(
             items=items,
             nextPageToken=token,
@@ -81,27 +81,27 @@ class RoomsHandlers:
         )
 
     async def update_config(self, request: cmd.UpdateRoomConfig) -> RoomRecord:
-        return await asyncio.to_thread(self.app.update_config, request.roomId, request.config)
+        return await self.app.call(self.app.update_config, request.roomId, request.config)
 
     async def update_settings(self, request: cmd.UpdateRoomSettings) -> RoomRecord:
-        return await asyncio.to_thread(self.app.update_settings, request.roomId, request.settings)
+        return await self.app.call(self.app.update_settings, request.roomId, request.settings)
 
     async def update_status(self, request: cmd.UpdateRoomStatus) -> RoomRecord:
-        record = await asyncio.to_thread(self.app.update_status, request.roomId, request.status)
+        record = await self.app.call(self.app.update_status, request.roomId, request.status)
         log.info("room.status_changed", room_id=request.roomId, status=request.status)
         return record
 
     async def update_roles(self, request: cmd.UpdateRoomRoles) -> RoomRecord:
-        return await asyncio.to_thread(self.app.update_roles, request.roomId, request.roles)
+        return await self.app.call(self.app.update_roles, request.roomId, request.roles)
 
     async def update_access(self, request: cmd.UpdateRoomAccess) -> RoomRecord:
-        return await asyncio.to_thread(self.app.update_access, request.roomId, request.access)
+        return await self.app.call(self.app.update_access, request.roomId, request.access)
 
     async def delete(self, request: cmd.DeleteRoom) -> cmd.DeleteRoomResult:
         has_recordings = False
-        if await asyncio.to_thread(self.app.room_exists, request.roomId):
+        if await self.app.call(self.app.room_exists, request.roomId):
             has_recordings = await self.has_recordings(request.roomId)
-        result = await asyncio.to_thread(
+        result = await self.app.call(
             self.app.delete_room,
             request.roomId,
             request.withMeeting.value,
@@ -151,9 +151,7 @@ class RoomsHandlers:
                 raise InvalidRoomRequest(
                     "nextPageToken is not valid", field="nextPageToken"
                 ) from None
-        entries = await asyncio.to_thread(
-            self.app.history, request.roomId, after, request.maxItems + 1
-        )
+        entries = await self.app.call(self.app.history, request.roomId, after, request.maxItems + 1)
         page = entries[: request.maxItems]
         more = len(entries) > request.maxItems
         return Page(
@@ -169,10 +167,10 @@ class RoomsHandlers:
         """The `rooms-events` consumer: meetings starting and ending, auto-deletions due."""
         rooms: set[str] = set()
         if any(c.envelope.type in ("MeetingEnded", "RoomAutoDeletionDue") for c in batch):
-            rooms = await asyncio.to_thread(self.app.rooms_to_check_for_recordings, batch)
+            rooms = await self.app.call(self.app.rooms_to_check_for_recordings, batch)
         checked = await asyncio.gather(*(self.has_recordings(r) for r in rooms))
         has_recordings = dict(zip(rooms, checked, strict=True))
-        await asyncio.to_thread(
+        await self.app.call(
             self.app.process_batch,
             batch,
             position,

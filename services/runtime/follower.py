@@ -20,9 +20,11 @@ A follower that `wants` only some notifications (the meetings view, not the
 service's record of a room) is not woken for a commit of nothing it wants: the
 offer waits in memory for the next wake-up, a wait for its position, or the poll.
 
-Each follower runs its store calls on its own single thread, so it never waits
-behind command handlers on the default thread pool, and keeps its position in
-memory while it leads (it is the only writer of it).
+Each follower runs its store calls where the store's calls belong
+(`services.runtime.store.runs_on_loop`): on the event loop for SQLite, else on
+its own single thread, so it never waits behind command handlers on the
+default thread pool.  It keeps its position in memory while it leads (it is the
+only writer of it).
 
 A batch whose position can wait returns False from `process`: one that means
 nothing to the follower (the meetings outbox reading the service's record of a
@@ -55,6 +57,7 @@ from eventsourcing.persistence import (
 from services.runtime.leader import Leadership, Lease
 from services.runtime.logging import get_logger
 from services.runtime.retry import retry_forever
+from services.runtime.store import runs_on_loop
 
 log = get_logger("meetplane.follower")
 
@@ -116,6 +119,7 @@ class LogFollower:
         flush_delay: float = 0.05,
         flush_age: float = 0.1,
         wants: Callable[[Sequence[Notification]], bool] | None = None,
+        on_loop: bool | None = None,
     ) -> None:
         self.name = name
         self._recorder = recorder
@@ -125,6 +129,8 @@ class LogFollower:
         self._poll_interval = poll_interval
         self.leadership = Leadership(f"follower {name}", lease)
         self.executor = executor or ThreadPoolExecutor(1, thread_name_prefix=name)
+        self.on_loop = runs_on_loop(recorder) if on_loop is None else on_loop
+        self._loop_thread: int | None = None
         self._wake = asyncio.Event()
         self._progress = asyncio.Event()
         self._loop: asyncio.AbstractEventLoop | None = None
@@ -149,7 +155,9 @@ class LogFollower:
         return self.leadership.leading
 
     async def run_sync(self, func: Callable[..., T], *args: Any) -> T:
-        """Run a store call on this follower's own thread."""
+        """Run a store call: on the loop (SQLite) or on this follower's own thread."""
+        if self.on_loop:
+            return func(*args)
         return await asyncio.get_running_loop().run_in_executor(self.executor, func, *args)
 
     def poke(self) -> None:
@@ -160,7 +168,11 @@ class LogFollower:
 
     def _wake_up(self) -> None:
         loop = self._loop
-        if loop is not None and not loop.is_closed():
+        if loop is None or loop.is_closed():
+            return
+        if threading.get_ident() == self._loop_thread:
+            self._wake.set()  # a commit on the loop: no self-addressed wake-up through the pipe
+        else:
             loop.call_soon_threadsafe(self._wake.set)
 
     def offer(self, notifications: Sequence[Notification]) -> None:
@@ -300,6 +312,7 @@ class LogFollower:
     async def run(self) -> None:
         """Follow the log until `stop()`; errors are logged and retried with backoff."""
         self._loop = asyncio.get_running_loop()
+        self._loop_thread = threading.get_ident()
 
         def failed(error: BaseException, attempt: int, delay: float) -> None:
             log.warning(

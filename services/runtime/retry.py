@@ -19,6 +19,7 @@ from typing import TypeVar
 from tenacity import (
     AsyncRetrying,
     RetryCallState,
+    Retrying,
     retry_if_exception,
     stop_any,
     stop_never,
@@ -156,3 +157,52 @@ async def retry_forever(
         reraise=True,
     )
     return await retrying(_awaited(action))
+
+
+def try_then_retry(
+    action: Callable[[], T],
+    retryable: Callable[[BaseException], bool],
+    retrying: Callable[[], Retrying],
+) -> T:
+    """`retrying()(action)`, without building tenacity's loop when the first try succeeds.
+
+    tenacity's state for one call costs 30 to 50 µs of CPU (measured), more than
+    many of the store calls it wraps, and nearly every call succeeds at once.  A
+    first try that fails with a `retryable` error is replayed as tenacity's first
+    attempt (its error re-raised, not the action run again), so the attempts,
+    waits and logging are the policy's own.
+    """
+    try:
+        return action()
+    except Exception as error:
+        if not retryable(error):
+            raise
+        failed: list[BaseException] = [error]
+
+    def attempt() -> T:
+        if failed:
+            raise failed.pop()
+        return action()
+
+    return retrying()(attempt)
+
+
+async def try_then_retry_async(
+    action: Callable[[], Awaitable[T]],
+    retryable: Callable[[BaseException], bool],
+    retrying: Callable[[], AsyncRetrying],
+) -> T:
+    """`try_then_retry` for a coroutine function."""
+    try:
+        return await action()
+    except Exception as error:
+        if not retryable(error):
+            raise
+        failed: list[BaseException] = [error]
+
+    async def attempt() -> T:
+        if failed:
+            raise failed.pop()
+        return await action()
+
+    return await retrying()(attempt)
