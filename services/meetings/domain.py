@@ -182,6 +182,13 @@ class RoomOccupancy(Aggregate):
         """One occupancy per room."""
         return occupancy_id(room_id)
 
+    def __deepcopy__(self, memo: dict[int, Any]) -> RoomOccupancy:
+        """A copy of immutable values: copy's generic deep copy was 5 % of a join's CPU."""
+        clone = object.__new__(type(self))
+        clone.__dict__.update(self.__dict__)
+        clone._pending_events = copy.deepcopy(self._pending_events, memo)
+        return clone
+
     def start(self, meeting_id: str) -> None:
         """Mark a new meeting live; refuses while another is."""
         if self.active_meeting_id is not None:

@@ -129,3 +129,17 @@ def test_a_copy_of_a_known_room_shares_its_state_and_changes_alone() -> None:
     assert room.state == {"status": "open", "anonymous": {}} and not room.closed
     assert clone.state["status"] == "closed" and clone.closed
     assert len(clone.collect_events()) == 2 and room.collect_events() == []
+
+
+def test_a_copy_of_an_occupancy_changes_alone() -> None:
+    import copy as _copy
+
+    from services.meetings.domain import RoomOccupancy
+
+    occupancy = RoomOccupancy(room_id="r")
+    occupancy.collect_events()
+    clone = _copy.deepcopy(occupancy)
+    clone.start("m1")
+    assert occupancy.active_meeting_id is None and occupancy.meetings == 0
+    assert (clone.active_meeting_id, clone.meetings, clone.version) == ("m1", 1, 2)
+    assert len(clone.collect_events()) == 1 and occupancy.collect_events() == []
