@@ -6,7 +6,7 @@ import re
 import uuid
 from typing import Annotated, Any, Literal
 
-from fastapi import APIRouter, Depends, Header, Path, Request
+from fastapi import APIRouter, Depends, Header, Path, Request, Response
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 from contracts.commands import meetings as cmd
@@ -26,6 +26,7 @@ from services.gateway.schemas import (
     ParticipantList,
     ParticipantRoleChanged,
     documented,
+    json_body,
 )
 from services.runtime.logging import get_logger
 
@@ -114,7 +115,7 @@ async def join(
     request: Request,
     rpc: RpcDep,
     idempotency_key: Annotated[str | None, Header(alias="Idempotency-Key", max_length=100)] = None,
-) -> dict[str, Any]:
+) -> Response:
     # The command id makes the join safe to retry if the replica handling it dies.
     command = cmd.JoinMeeting(
         roomId=roomId,
@@ -126,7 +127,7 @@ async def join(
     result: dict[str, Any] = await rate_limits(request).secret_attempt(
         client_address(request), roomId, lambda: rpc.retrying("meetings", "join", command), {401}
     )
-    return result
+    return json_body(result)
 
 
 @router.get(

@@ -39,6 +39,7 @@ from services.gateway.schemas import (
     RoomRoles,
     RoomUpdated,
     documented,
+    json_body,
 )
 from services.gateway.schemas import RoomConfig as RoomConfigModel
 
@@ -145,14 +146,13 @@ def _base(request: Request) -> str:
 async def create_room(
     body: CreateRoomRequest,
     request: Request,
-    response: Response,
     rpc: RpcDep,
     idempotency_key: IdempotencyKey = None,
     fields: FieldsQuery = None,
     extraFields: ExtraQuery = None,
     x_fields: XFields = None,
     x_extra: XExtra = None,
-) -> dict[str, Any]:
+) -> Response:
     selected, extra = _selection(fields, extraFields, x_fields, x_extra)
     who = principal(request)
     record = await rpc.retrying(
@@ -167,8 +167,11 @@ async def create_room(
             else request.app.state.revocations.state.root_user,
         ),
     )
-    response.headers["Location"] = f"{_base(request)}{PUBLIC_API}/rooms/{record['roomId']}"
-    return shape_room(record, _base(request), selected, extra)
+    return json_body(
+        shape_room(record, _base(request), selected, extra),
+        201,
+        {"Location": f"{_base(request)}{PUBLIC_API}/rooms/{record['roomId']}"},
+    )
 
 
 @router.get("", summary="List rooms", **documented(RoomList))
@@ -349,10 +352,10 @@ async def get_room(
     extraFields: ExtraQuery = None,
     x_fields: XFields = None,
     x_extra: XExtra = None,
-) -> dict[str, Any]:
+) -> Response:
     selected, extra = _selection(fields, extraFields, x_fields, x_extra)
     record = await rpc.retrying("rooms", "get", cmd.GetRoom(roomId=roomId))
-    return shape_room(record, _base(request), selected, extra)
+    return json_body(shape_room(record, _base(request), selected, extra))
 
 
 @router.put(
