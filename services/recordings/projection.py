@@ -23,7 +23,7 @@ from prometheus_client.core import GaugeMetricFamily
 from prometheus_client.registry import Collector
 
 from services.recordings.domain import Recording, RecordingError
-from services.runtime.projection import TableView, text_match, upsert
+from services.runtime.projection import Prepared, TableView, text_match, upsert
 from services.runtime.store import create_tables
 
 metadata = sa.MetaData()
@@ -327,28 +327,41 @@ class RecordingsView(TableView):
         """
         if not changes:
             return
+        mirror = self._mirror
         with self.engine.begin() as conn:
-            for change in changes:
+            for change in changes:  # in order: a room seen, then gone, in one batch
                 if isinstance(change, RoomSeen):
-                    conn.execute(self._mirror["room"], [change.config_row()])
-                    conn.execute(self._mirror["access"], [change.access_row()])
+                    mirror["room"].run(conn, [change.config_row()])
+                    mirror["access"].run(conn, [change.access_row()])
                 elif isinstance(change, RoomGone):
-                    conn.execute(self._mirror["deleted"], {"rid": change.room_id})
+                    mirror["deleted"].run(conn, [{"rid": change.room_id}])
                 else:
-                    conn.execute(
-                        self._mirror["live"],
-                        [{"room_id": change.room_id, "meeting_id": change.meeting_id}],
+                    mirror["live"].run(
+                        conn, [{"room_id": change.room_id, "meeting_id": change.meeting_id}]
                     )
 
     @functools.cached_property
-    def _mirror(self) -> dict[str, Any]:
-        return {
-            "room": upsert(self.engine, room_config, ["room_id"]),
-            "access": upsert(self.engine, room_recording_access, ["room_id"]),
-            "live": upsert(self.engine, live_meetings, ["room_id"]),
-            "deleted": room_config.update()
+    def _mirror(self) -> dict[str, Prepared]:
+        """The mirror's statements, compiled once and run on the driver (`Prepared`).
+
+        Through SQLAlchemy's execution context they were a fifth of the recordings
+        service's CPU per consumed room event.
+        """
+
+        def upsert_of(table: sa.Table) -> Prepared:
+            statement = upsert(self.engine, table, ["room_id"])
+            return Prepared(self.engine, statement, [c.name for c in table.columns])
+
+        deleted = (
+            room_config.update()
             .where(room_config.c.room_id == sa.bindparam("rid"))
-            .values(deleted=True),
+            .values(deleted=True)
+        )
+        return {
+            "room": upsert_of(room_config),
+            "access": upsert_of(room_recording_access),
+            "live": upsert_of(live_meetings),
+            "deleted": Prepared(self.engine, deleted, ["rid"]),
         }
 
     def room(self, room_id: str) -> dict[str, Any] | None:

@@ -20,6 +20,7 @@ from uuid import UUID
 
 import sqlalchemy as sa
 from eventsourcing.application import AggregateNotFoundError, Application, ProcessingEvent
+from eventsourcing.domain import Aggregate
 from eventsourcing.persistence import (
     IntegrityError,
     Mapper,
@@ -447,13 +448,25 @@ class ServiceApplication(Application[Any]):
             for listener in list(self._listeners):
                 listener(notifications)
 
+    def save(self, *objs: Any, **kwargs: Any) -> list[Recording[Any]]:
+        """Save aggregates (`Application.save`, without its Protocol checks: see `save_tracked`)."""
+        if kwargs or not all(obj is None or isinstance(obj, Aggregate) for obj in objs):
+            return super().save(*objs, **kwargs)  # domain events, or save options
+        return self._save_aggregates(objs, None)
+
     def save_tracked(self, *objs: Any, tracking: Tracking) -> list[Recording[Any]]:
         """Save aggregates and record `tracking` in one transaction."""
+        return self._save_aggregates(objs, tracking)
+
+    def _save_aggregates(
+        self, aggregates: Sequence[Any], tracking: Tracking | None
+    ) -> list[Recording[Any]]:
         processing_event: ProcessingEvent[Any] = ProcessingEvent(tracking)
         # `ProcessingEvent.collect_events` asks two runtime-checkable Protocols about
-        # every object (about a fifth of the rooms consumer's time per event); these
-        # are aggregates, so their events are collected directly.
-        for aggregate in objs:
+        # every object (about a fifth of the rooms consumer's time per event, and 4 %
+        # of a create's in the rooms service); these are aggregates, so their events
+        # are collected directly.
+        for aggregate in aggregates:
             if aggregate is None:
                 continue
             processing_event.events.extend(aggregate.collect_events())
