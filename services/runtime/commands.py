@@ -334,19 +334,21 @@ class CommandRouter:
         `parent` is the caller's trace context, from the command's headers.
         """
         started = time.perf_counter()
-        with TRACER.start_as_current_span(
-            f"{self.service}.{verb}",
-            context=parent,
-            kind=SpanKind.SERVER,
-            attributes={"meetplane.service": self.service, "meetplane.verb": verb},
-        ) as span:
+        if tracing_enabled():
+            with TRACER.start_as_current_span(
+                f"{self.service}.{verb}",
+                context=parent,
+                kind=SpanKind.SERVER,
+                attributes={"meetplane.service": self.service, "meetplane.verb": verb},
+            ) as span:
+                reply = await self._dispatch(verb, request_model, handler, body)
+                error = None if reply.ok else reply.error
+                span.set_attribute("meetplane.outcome", _outcome(reply))
+                if error is not None and error.kind is ErrorCode.UNAVAILABLE:
+                    span.set_status(Status(StatusCode.ERROR, error.error))
+        else:  # no span: the no-op tracer's still attached a context per command
             reply = await self._dispatch(verb, request_model, handler, body)
-            error = None if reply.ok else reply.error
-            outcome = "ok" if error is None else error.kind.value
-            span.set_attribute("meetplane.outcome", outcome)
-            if error is not None and error.kind is ErrorCode.UNAVAILABLE:
-                span.set_status(Status(StatusCode.ERROR, error.error))
-        COMMANDS.labels(self.service, verb, outcome).inc()
+        COMMANDS.labels(self.service, verb, _outcome(reply)).inc()
         COMMAND_SECONDS.labels(self.service, verb).observe(time.perf_counter() - started)
         return reply
 
@@ -392,3 +394,8 @@ class CommandRouter:
         if isinstance(result, BaseModel):
             result = result.model_dump(mode="json")
         return Reply.success(result)
+
+
+def _outcome(reply: Reply) -> str:
+    """A reply's outcome label: ok, or its error kind."""
+    return "ok" if reply.ok or reply.error is None else reply.error.kind.value

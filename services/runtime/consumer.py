@@ -502,7 +502,8 @@ class DurableConsumer:
                 return False
             self._progress.clear()
             with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(self._progress.wait(), min(delay, remaining))
+                async with asyncio.timeout(min(delay, remaining)):  # no task, unlike wait_for
+                    await self._progress.wait()
             delay = min(delay * 2, 0.05)
 
     async def _stream_head(self) -> int:

@@ -250,7 +250,8 @@ class LogFollower:
                 return False
             self._progress.clear()
             with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(self._progress.wait(), min(delay, remaining))
+                async with asyncio.timeout(min(delay, remaining)):  # no task, unlike wait_for
+                    await self._progress.wait()
             delay = min(delay * 2, 0.1)
 
     async def catch_up(self) -> int:
@@ -367,7 +368,9 @@ class LogFollower:
         the last select ran wakes this wait at once instead of being lost.
         """
         try:
-            await asyncio.wait_for(self._wake.wait(), timeout or self._poll_interval)
+            # `asyncio.timeout`, not `wait_for`: no task started per wait (one per commit).
+            async with asyncio.timeout(timeout or self._poll_interval):
+                await self._wake.wait()
         except TimeoutError:
             return False
         return True

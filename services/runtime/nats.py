@@ -297,4 +297,5 @@ async def publish_events(
                 headers={**extra, "Nats-Msg-Id": str(envelope.id)},
             )
         )
-    return list(await asyncio.wait_for(asyncio.gather(*futures), timeout))
+    async with asyncio.timeout(timeout):  # no task started per batch, unlike wait_for
+        return list(await asyncio.gather(*futures))

@@ -213,7 +213,14 @@ def with_traceparent(
 
 @contextlib.contextmanager
 def commit_span(application: str) -> Iterator[Span]:
-    """A span around an event store commit; the caller records its notification ids."""
+    """A span around an event store commit; the caller records its notification ids.
+
+    With tracing off, the invalid span at once: the no-op tracer's span still
+    attached and detached a context on every commit.
+    """
+    if not tracing_enabled():
+        yield trace.INVALID_SPAN
+        return
     with TRACER.start_as_current_span(
         "eventstore.commit", attributes={"meetplane.application": application}
     ) as span:
