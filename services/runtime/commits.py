@@ -2,8 +2,8 @@
 
 The command dispatcher sets a fresh `CommitMark` before running a handler;
 every commit the handler makes (on the loop, or in a worker thread:
-`asyncio.to_thread` copies the context, and the mark object is shared) raises it.  When the handler
-returns, the dispatcher waits until the outbox has published up to the mark
+`asyncio.to_thread` copies the context, and the mark object is shared) raises
+it.  When the handler returns, the dispatcher waits until the outbox has published up to the mark
 before it replies, so the caller's next command finds the events on the stream.
 """
 
