@@ -351,7 +351,7 @@ class RecordingsHandlers:
         await self.app.call(self._mirror_and_track, pending, position)
 
     def _mirror_and_track(self, pending: Sequence[MirrorChange], position: Tracking) -> None:
-        """One thread hop for the batch's last view writes and its position."""
+        """One store call for the batch's last view writes and its position."""
         self.view.mirror(pending)
         self.app.save_tracked(tracking=position)
 

@@ -71,13 +71,6 @@ def runs_on_loop(recorder: object) -> bool:
     return not type(recorder).__module__.startswith("eventsourcing.postgres")
 
 
-async def store_call(on_loop: bool, func: Callable[..., T], *args: Any, **kwargs: Any) -> T:
-    """Run a blocking store call `func(*args, **kwargs)` where `runs_on_loop` says it belongs."""
-    if on_loop:
-        return func(*args, **kwargs)
-    return await asyncio.to_thread(func, *args, **kwargs)
-
-
 def service_dsn(settings: RuntimeSettings, service: str, env: dict[str, str]) -> str:
     """The PostgreSQL DSN for a service: `MEETPLANE_<SERVICE>_POSTGRES_DSN` or the shared one."""
     dsn = env.get(f"MEETPLANE_{service.upper()}_POSTGRES_DSN") or settings.postgres_dsn
@@ -371,7 +364,9 @@ class ServiceApplication(Application[Any]):
         The event store and the views are on the same kind of database (one
         `MEETPLANE_STORE`), so one decision covers both.
         """
-        return await store_call(self.on_loop, func, *args, **kwargs)
+        if self.on_loop:
+            return func(*args, **kwargs)
+        return await asyncio.to_thread(func, *args, **kwargs)
 
     @staticmethod
     def retry_on_conflict(action: Callable[[], T], attempts: int = 10) -> T:
