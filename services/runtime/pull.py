@@ -13,7 +13,11 @@ flight.  An ack-all after such a loss would acknowledge messages nobody saw, so
 the stream reports it instead (`PullBroken`): after a reconnect, after a
 delivery whose consumer sequence skips one, or on a 409 (the consumer was
 deleted, its leader changed).  The consumer then rebinds from the position
-recorded in its own store.
+recorded in its own store.  A consumer that acks each message explicitly (the
+webhook deliveries) gets a lost delivery back after its ack wait, so it skips
+the sequence check (`check_gaps=False`): its naks make redeliveries that the
+check would take for gaps; a reconnect and a 409 still break the stream, since
+the open request died with them.
 """
 
 from __future__ import annotations
@@ -50,12 +54,14 @@ class PullStream:
         *,
         expires: float = 30.0,
         heartbeat: float = 5.0,
+        check_gaps: bool = True,
     ) -> None:
         self.connection = connection
         self.subject = f"$JS.API.CONSUMER.MSG.NEXT.{stream}.{consumer}"
         self.batch = batch
         self.expires = expires
         self.heartbeat = heartbeat
+        self.check_gaps = check_gaps
         self._inbox = connection.new_inbox()
         self._sub: Subscription | None = None
         self._buffer: list[Msg] = []
@@ -136,7 +142,7 @@ class PullStream:
         status = msg.headers.get(STATUS) if msg.headers else None
         if status is None:
             self._outstanding = max(0, self._outstanding - 1)
-            if msg.metadata.num_delivered == 1:
+            if self.check_gaps and msg.metadata.num_delivered == 1:
                 sequence = msg.metadata.sequence.consumer
                 if self._delivered and sequence != self._delivered + 1:
                     self._broken = f"consumer sequence {self._delivered} -> {sequence}"

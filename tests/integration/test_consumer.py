@@ -397,6 +397,44 @@ async def test_an_expired_pull_is_reopened_at_once(client_broker: Any) -> None:
         await js.delete_consumer("MEETPLANE", "pull-expiry")
 
 
+async def test_an_explicit_ack_pull_takes_redeliveries_in_its_stride(client_broker: Any) -> None:
+    """A nak'ed message comes back between first deliveries: not a lost delivery (webhooks)."""
+    from nats.js.api import AckPolicy, ConsumerConfig, DeliverPolicy
+
+    from services.runtime.nats import ensure_stream
+    from services.runtime.pull import PullStream
+
+    connection = client_broker._connection
+    await ensure_stream(connection)
+    js = connection.jetstream()
+    config = ConsumerConfig(
+        durable_name="pull-explicit",
+        ack_policy=AckPolicy.EXPLICIT,
+        deliver_policy=DeliverPolicy.NEW,
+        filter_subject=SUBJECT,
+    )
+    await js.add_consumer("MEETPLANE", config)
+    pull = PullStream(connection, "MEETPLANE", "pull-explicit", 8, check_gaps=False)
+    await pull.start()
+    try:
+        taken: list[tuple[int, int]] = []
+        for n in (1, 2, 3):
+            [seq] = await publish(client_broker, [("room-a", n)])
+            while seq not in [s for s, _ in taken]:
+                for msg in await pull.take(8, timeout=10):
+                    meta = msg.metadata
+                    taken.append((meta.sequence.stream, meta.num_delivered))
+                    if meta.num_delivered == 1:
+                        await msg.nak()  # redelivered at once, before the next event
+                    else:
+                        await msg.ack()
+        redelivered = [s for s, delivered in taken if delivered > 1]
+        assert redelivered, f"nothing was redelivered: {taken}"
+    finally:
+        await pull.close()
+        await js.delete_consumer("MEETPLANE", "pull-explicit")
+
+
 async def test_a_batch_that_wrote_nothing_has_its_position_recorded_once_quiet(
     settings_factory: Any, client_broker: Any, app: Tracker
 ) -> None:

@@ -22,7 +22,6 @@ from typing import Any
 import httpx
 from nats.aio.client import Client
 from nats.aio.msg import Msg
-from nats.errors import TimeoutError as NatsTimeoutError
 from nats.js.api import AckPolicy, ConsumerConfig, DeliverPolicy
 from nats.js.errors import NotFoundError
 from prometheus_client import Counter, Histogram
@@ -39,6 +38,7 @@ from services.gateway.webhooks.ssrf import (
 )
 from services.gateway.webhooks.store import GLOBAL, Attempt, Delivery, WebhookStore
 from services.runtime.logging import get_logger
+from services.runtime.pull import PullBroken, PullStream
 from services.runtime.telemetry import (
     TRACEPARENT,
     consume_spans,
@@ -62,6 +62,8 @@ ATTEMPTS = Histogram(
 BACKOFF_SECONDS = (1, 2, 5, 10, 30, 60, 120, 300, 600)
 SUBJECTS = ["meetplane.evt.meeting.>", "meetplane.evt.recording.>"]
 TIMEOUT_SECONDS = 5.0  # OpenVidu Meet gives a receiver 5 s
+BATCH = 10  # deliveries requested ahead (each is acked or nak'ed on its own)
+PULL_WAIT_SECONDS = 1.0  # a waiting take returns empty after this (to notice stopping)
 
 
 def consumer_name(subscriber: str) -> str:
@@ -196,6 +198,7 @@ class Dispatcher:
         stream: str,
         max_attempts: int = 10,
     ) -> None:
+        self.connection = connection
         self.js = connection.jetstream()
         self.store = store
         self.builder = builder
@@ -266,29 +269,30 @@ class Dispatcher:
             await asyncio.sleep(2.0)
 
     async def _loop(self, subscriber: str) -> None:
+        # A continuous pull (one open request, topped up), not `fetch()`: a fetch sent
+        # two pull requests per event at one event at a time, and one every second idle.
         while not self._stopping:
-            sub = None
+            pull = PullStream(
+                self.connection, self.stream, consumer_name(subscriber), BATCH, check_gaps=False
+            )
             try:
-                sub = await self.js.pull_subscribe_bind(
-                    durable=consumer_name(subscriber), stream=self.stream
-                )
+                await self.js.consumer_info(self.stream, consumer_name(subscriber))
+                await pull.start()
                 while not self._stopping:
-                    try:
-                        messages = await sub.fetch(10, timeout=1.0)
-                    except (TimeoutError, NatsTimeoutError):
-                        continue
-                    for message in messages:
+                    for message in await pull.take(BATCH, timeout=PULL_WAIT_SECONDS):
                         await self.handle(subscriber, message)
             except asyncio.CancelledError:
-                if sub is not None:
-                    with contextlib.suppress(Exception):
-                        await sub.unsubscribe()
                 raise
+            except PullBroken as exc:  # a reconnect, the consumer deleted or moved: reopen
+                log.info("webhook.pull_reopened", subscriber=subscriber, reason=str(exc))
             except Exception as exc:
                 if isinstance(exc, NotFoundError) and subscriber != GLOBAL:
                     return  # the webhook was deleted
                 log.warning("webhook.consumer_failed", subscriber=subscriber, error=repr(exc))
                 await asyncio.sleep(1.0)
+            finally:
+                with contextlib.suppress(Exception):
+                    await pull.close()
 
     # ---- one delivery --------------------------------------------------------------------
 
