@@ -20,8 +20,9 @@ away from an operation, moved the ratios with it.
 Then event propagation: from a 201 of `POST /rooms` to the `RoomCreated` event
 (a) seen by a JetStream subscriber and (b) processed (acknowledged) by every
 durable consumer of room events (meetings, recordings, janitor), at one client
-and under a burst of 600 creates with 50 in flight.  And join cost at 1 vs 300
-participants already in the meeting.
+and under a burst of 600 creates with 50 in flight (at one client (b) includes the
+consumers' linger, up to `MEETPLANE_CONSUMER_LINGER_MS`, spent waiting for a batch
+to form).  And join cost at 1 vs 300 participants already in the meeting.
 
     python bench/perf.py [--requests 1000] [--rounds 4] [--burst 600] [--participants 300]
                          [--json out.json]

@@ -83,6 +83,7 @@ def build(
         position=lambda: app.position_of("meetings-events"),
         lease=make_lease(settings, SERVICE, "consumer-meetings-events"),
         stream=settings.stream_name,
+        linger=settings.consumer_linger_ms / 1000,
     )
     handlers.consumer = consumer
     register_operations(router, [consumer], [projection])

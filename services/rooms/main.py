@@ -67,6 +67,7 @@ def build(settings: RoomsSettings, clock: Clock | None = None) -> ServiceParts:
         position=lambda: app.position_of("rooms-events"),
         lease=make_lease(settings, SERVICE, "consumer-rooms-events"),
         stream=settings.stream_name,
+        linger=settings.consumer_linger_ms / 1000,
     )
     register_operations(router, [consumer], [projection])
     document_publishers(broker, ("room",))

@@ -12,6 +12,13 @@ How a consumer works, in one place:
   hands the rest, in stream order, to the service's `process(batch, position)`,
   which writes the effects and the position of the batch's last message in one
   transaction.  One ack (policy "all") per batch.
+- **A trickle is batched too.**  A take that found fewer events than a batch
+  waits up to `linger` (`MEETPLANE_CONSUMER_LINGER_MS`, 50 ms) for more before
+  handling them: at one event every few milliseconds (one client creating
+  rooms) a batch's fixed cost (wake-up, transaction, ack, followers) was most
+  of an event's cost, now shared by several.  Under load batches fill and
+  nobody waits.  `caught_up()` cuts a linger short, so a caller reading its own
+  write (a join right after a room was created) does not wait for it.
 - **No write for nothing.**  A batch that meant nothing to the service
   (`process` returns False: the janitor reading a room created without an
   auto-deletion date) writes nothing; its position is recorded later, with one
@@ -31,6 +38,8 @@ How a consumer works, in one place:
 - **Read-your-writes.**  `caught_up()` waits until every event on the stream
   when it was called (of the consumer's subjects) has been processed: a command
   that depends on another service's events calls it before reading its state.
+  On the leading replica it ends a linger at once; a replica that does not lead
+  waits for the leader's recorded position, so at most `linger` longer.
 """
 
 from __future__ import annotations
@@ -161,6 +170,7 @@ class DurableConsumer:
         fetch_timeout: float = 1.0,
         flush_delay: float = 0.05,
         flush_age: float = 0.5,
+        linger: float = 0.0,
     ) -> None:
         self.broker = broker
         self.service = service
@@ -175,6 +185,7 @@ class DurableConsumer:
         self.fetch_timeout = fetch_timeout
         self.flush_delay = flush_delay
         self.flush_age = flush_age
+        self.linger = linger
         self.position = 0  # valid while leading
         self._recorded = 0  # the position the store holds, while leading (<= position)
         self._unrecorded_since: float | None = None  # when `position` first passed it
@@ -248,7 +259,9 @@ class DurableConsumer:
             waiting = self._unrecorded_since is not None
             try:
                 msgs = await self._pull.take(
-                    self.batch, timeout=self.flush_delay if waiting else self.fetch_timeout
+                    self.batch,
+                    timeout=self.flush_delay if waiting else self.fetch_timeout,
+                    linger=self.linger,
                 )
             except PullBroken as exc:
                 log.warning("consumer.rebind", consumer=self.name, reason=str(exc))
@@ -496,6 +509,8 @@ class DurableConsumer:
                 current = recorded or 0
             if current >= target:
                 return True
+            if self._pull is not None:
+                self._pull.hurry()  # a lingering batch goes now
             remaining = deadline - time.monotonic()
             if remaining <= 0:
                 log.warning("consumer.not_caught_up", consumer=self.name, target=target)

@@ -66,6 +66,8 @@ class PullStream:
         self._sub: Subscription | None = None
         self._buffer: list[Msg] = []
         self._waiter: asyncio.Future[None] | None = None
+        self._wake_at = 1  # buffered messages that wake a waiting `take`
+        self._hurried = False
         self._outstanding = 0  # messages requested and neither delivered nor expired
         self._heard = time.monotonic()  # last delivery or heartbeat
         self._delivered = 0  # consumer sequence of the last first delivery
@@ -83,26 +85,47 @@ class PullStream:
         if sub is not None:
             await sub.unsubscribe()
 
-    async def take(self, limit: int, timeout: float) -> list[Msg]:
+    async def take(self, limit: int, timeout: float, linger: float = 0.0) -> list[Msg]:
         """Up to `limit` buffered messages in delivery order; waits up to `timeout` for one.
 
+        With a `linger`, a take that found fewer than `limit` waits up to that long
+        for more (unless `hurry()` was called): at a trickle of events, one batch
+        (one transaction, one ack) then handles several instead of each alone.
         Empty when nothing arrived in time.  Raises `PullBroken` when deliveries
         may have been lost since the last call.
         """
         if not self._buffer and not self._broken:
-            # A bare future and a timer: `asyncio.wait_for` would start a task per wait.
-            loop = asyncio.get_running_loop()
-            self._waiter = waiter = loop.create_future()
-            timer = loop.call_later(timeout, _wake, waiter)
+            await self._wait(timeout)
+        if linger > 0 and 0 < len(self._buffer) < limit and not self._hurried:
+            self._wake_at = limit
             try:
-                await waiter
+                await self._wait(linger)
             finally:
-                timer.cancel()
-                self._waiter = None
+                self._wake_at = 1
+        self._hurried = False
         self._check()
         taken, self._buffer = self._buffer[:limit], self._buffer[limit:]
         await self._keep_open()
         return taken
+
+    async def _wait(self, timeout: float) -> None:
+        # A bare future and a timer: `asyncio.wait_for` would start a task per wait.
+        if self._broken:
+            return
+        loop = asyncio.get_running_loop()
+        self._waiter = waiter = loop.create_future()
+        timer = loop.call_later(timeout, _wake, waiter)
+        try:
+            await waiter
+        finally:
+            timer.cancel()
+            self._waiter = None
+
+    def hurry(self) -> None:
+        """Someone waits for what is buffered: the current or next take does not linger."""
+        self._hurried = True
+        if self._wake_at > 1:
+            _wake(self._waiter)
 
     def interrupt(self) -> None:
         """End a waiting `take` now (it returns what is buffered: nothing)."""
@@ -148,7 +171,8 @@ class PullStream:
                     self._broken = f"consumer sequence {self._delivered} -> {sequence}"
                 self._delivered = max(self._delivered, sequence)
             self._buffer.append(msg)
-            _wake(self._waiter)
+            if len(self._buffer) >= self._wake_at:
+                _wake(self._waiter)
         elif status == "408":  # a request expired: what it did not deliver is not coming
             left = (msg.headers or {}).get(PENDING_MESSAGES)
             self._outstanding = max(0, self._outstanding - int(left)) if left else 0

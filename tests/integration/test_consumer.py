@@ -67,7 +67,7 @@ class Recorder:
 
 
 def consumer(
-    settings: RuntimeSettings, recorder: Recorder, *, lease: bool = False
+    settings: RuntimeSettings, recorder: Recorder, *, lease: bool = False, linger: float = 0.0
 ) -> tuple[ServiceParts, DurableConsumer]:
     broker = make_broker(settings, "consumer-test")
     durable = DurableConsumer(
@@ -80,6 +80,7 @@ def consumer(
         lease=make_lease(settings, "consumertest", "consumer") if lease else None,
         patience=FAST,
         fetch_timeout=0.2,
+        linger=linger,
     )
     parts = ServiceParts(name="consumertest", broker=broker)
     parts.background.append(durable.run)
@@ -221,6 +222,49 @@ async def test_caught_up_waits_until_published_events_are_processed(
         await publish(client_broker, [(f"room-{n}", n) for n in range(40)])
         assert await durable.caught_up(timeout=10.0)
         assert len(recorder.applied) == 40  # no waiting on a condition: caught_up is the wait
+
+
+async def test_a_trickle_of_events_is_handled_in_one_batch_after_the_linger(
+    settings_factory: Any, client_broker: Any, app: Tracker
+) -> None:
+    """Events delivered one by one within the linger make one batch (one transaction, one ack)."""
+    settings: RuntimeSettings = settings_factory()
+    recorder = Recorder(app)
+    js = client_broker._connection.jetstream()
+    parts, _ = consumer(settings, recorder, linger=1.0)
+    async with running(parts, settings):
+        await publish(client_broker, [("room-0", 0)])
+        await wait_for(lambda: len(recorder.applied) == 1)
+        for n in range(1, 5):
+            [seq] = await publish(client_broker, [(f"room-{n}", n)])
+
+            async def delivered(seq: int = seq) -> bool:
+                info = await js.consumer_info("MEETPLANE", "test-consumer")
+                return bool(info.delivered.stream_seq and info.delivered.stream_seq >= seq)
+
+            await wait_for(delivered)  # each reached the consumer before the next is sent
+        await wait_for(lambda: len(recorder.applied) == 5)
+    assert recorder.applied == [(f"room-{n}", f"n{n}") for n in range(5)]
+    assert recorder.batches == [1, 4]
+
+
+async def test_caught_up_ends_a_linger_at_once(
+    settings_factory: Any, client_broker: Any, app: Tracker
+) -> None:
+    """A caller reading its own write does not wait out the linger."""
+    import time
+
+    settings: RuntimeSettings = settings_factory()
+    recorder = Recorder(app)
+    parts, durable = consumer(settings, recorder, linger=30.0)
+    async with running(parts, settings):
+        await publish(client_broker, [("room-a", 1)])
+        started = time.monotonic()
+        assert await durable.caught_up(timeout=20.0)
+        assert time.monotonic() - started < 10, "the linger was cut short"
+        await publish(client_broker, [("room-a", 2)])
+        assert await durable.caught_up(timeout=20.0)
+    assert recorder.applied == [("room-a", "n1"), ("room-a", "n2")]
 
 
 async def test_concurrent_caught_up_calls_share_reads_begun_after_they_asked(
