@@ -26,6 +26,7 @@ from nats.js.api import AckPolicy, ConsumerConfig, DeliverPolicy
 from nats.js.errors import NotFoundError
 from prometheus_client import Counter, Histogram
 
+from contracts.events import subject_of
 from services.gateway.webhooks import wire
 from services.gateway.webhooks.payloads import PayloadBuilder, room_of, webhook_event
 from services.gateway.webhooks.ssrf import (
@@ -60,7 +61,9 @@ ATTEMPTS = Histogram(
 )
 
 BACKOFF_SECONDS = (1, 2, 5, 10, 30, 60, 120, 300, 600)
-SUBJECTS = ["meetplane.evt.meeting.>", "meetplane.evt.recording.>"]
+# Only the event types that become webhooks: a participant's join or leave is never
+# delivered to the gateway (before, each join cost it a delivery and an ack for nothing).
+SUBJECTS = sorted({subject_of(event_type) for event_type in wire.WEBHOOK_EVENTS})
 TIMEOUT_SECONDS = 5.0  # OpenVidu Meet gives a receiver 5 s
 BATCH = 10  # deliveries requested ahead (each is acked or nak'ed on its own)
 PULL_WAIT_SECONDS = 1.0  # a waiting take returns empty after this (to notice stopping)
@@ -299,9 +302,10 @@ class Dispatcher:
     async def target(self, subscriber: str, event: str, room_id: str | None) -> str | None:
         """The URL an event goes to for this subscriber, or None if it is not wanted."""
         if subscriber == GLOBAL:
+            if event not in wire.V380_EVENTS:
+                return None
             config = await self.store.global_config()
-            wanted = config.enabled and config.url and event in wire.V380_EVENTS
-            return config.url if wanted else None
+            return config.url if config.enabled and config.url else None
         webhook = await self.store.webhook(subscriber)
         return webhook.url if webhook is not None and webhook.wants(event, room_id) else None
 
