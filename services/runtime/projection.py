@@ -19,7 +19,8 @@ from __future__ import annotations
 
 import asyncio
 import time
-from collections.abc import Callable, Sequence
+from collections import OrderedDict
+from collections.abc import Callable, Mapping, Sequence
 from typing import Any, cast
 from uuid import UUID
 
@@ -148,6 +149,15 @@ class Prepared:
             cursor.close()
 
 
+# Rows a view remembers per table as last written (the live ones are what matter).
+WRITTEN_MAX = 4096
+
+
+def _content(row: dict[str, Any]) -> dict[str, Any]:
+    """A row without its aggregate `version`: what a reader sees of it."""
+    return {k: v for k, v in row.items() if k != "version"}
+
+
 class TableView:
     """Base of a projected read model: its tables, its position, apply and reset.
 
@@ -188,18 +198,49 @@ class TableView:
             ["start", "end"],
         )
         self._create_position = self._insert_position()
+        self._keys = {
+            table.name: [c.name for c in table.primary_key.columns]
+            for table in self.metadata.sorted_tables
+        }
+        # Each row as this view last wrote it, `version` aside, by table and key.
+        # Only what this process committed since it last read the position: a read
+        # of the position (start-up, a retry, a quiet poll) or a reset forgets it.
+        self._written: dict[str, OrderedDict[tuple[Any, ...], dict[str, Any]]] = {}
 
     def rows(self, states: Sequence[Any]) -> dict[str, list[dict[str, Any]]]:
         """Rows per table for the latest states of the aggregates of one batch."""
         raise NotImplementedError
 
     def position(self) -> int | None:
-        """The last notification id the view reflects."""
+        """The last notification id the view reflects (and forget what was written)."""
+        self._written.clear()  # the view may have been reset or written elsewhere
         with self.engine.connect() as conn:
             return conn.execute(self._select_position).scalar_one_or_none()
 
     def apply(self, states: Sequence[Any], start: int, end: int) -> None:
         """Write the rows of `states` and move the position from `start` to `end`, atomically."""
+        self.write(self.rows(states), start, end)
+
+    def changed(self, states: Sequence[Any]) -> dict[str, list[dict[str, Any]]]:
+        """The rows of `states` that differ from what this view last wrote, version aside.
+
+        A meeting's row says whether it is live and since when it is empty: a join
+        changes neither, only the meeting's version, and writing the row (and the
+        position with it) again was a transaction per join for nothing.
+        """
+        changed: dict[str, list[dict[str, Any]]] = {}
+        for table, rows in self.rows(states).items():
+            written: Mapping[tuple[Any, ...], dict[str, Any]] = self._written.get(table) or {}
+            keys = self._keys[table]
+            fresh = [
+                row for row in rows if written.get(tuple(row[k] for k in keys)) != _content(row)
+            ]
+            if fresh:
+                changed[table] = fresh
+        return changed
+
+    def write(self, rows: dict[str, list[dict[str, Any]]], start: int, end: int) -> None:
+        """Write `rows` and move the position from `start` to `end`, atomically."""
         with self.engine.begin() as conn:
             if start:
                 moved = self._move_position.run(conn, [{"start": start, "end": end}])
@@ -209,10 +250,24 @@ class TableView:
                 ).first()
                 moved = 1 if inserted is not None else 0
             if moved != 1:
+                self._written.clear()
                 raise StaleViewPosition(f"{self.name}: position is not {start}")
-            for table, rows in self.rows(states).items():
-                if rows:
-                    self._upserts[table].run(conn, rows)
+            for table, table_rows in rows.items():
+                if table_rows:
+                    self._upserts[table].run(conn, table_rows)
+        for table, table_rows in rows.items():
+            written = self._written.setdefault(table, OrderedDict())
+            keys = self._keys[table]
+            for row in table_rows:
+                key = tuple(row[k] for k in keys)
+                written[key] = _content(row)
+                written.move_to_end(key)
+            while len(written) > WRITTEN_MAX:
+                written.popitem(last=False)
+
+    def forget_written(self) -> None:
+        """Write every row again from now on (a batch failed: its rows may not be stored)."""
+        self._written.clear()
 
     def _insert_position(self) -> Any:
         insert = pg_insert if self.engine.dialect.name == "postgresql" else sqlite_insert
@@ -224,6 +279,7 @@ class TableView:
 
     def reset(self) -> None:
         """Empty the view and forget its position (the projector replays the log)."""
+        self._written.clear()
         with self.engine.begin() as conn:
             for table in reversed(self.metadata.sorted_tables):
                 conn.execute(table.delete())
@@ -265,11 +321,13 @@ class Projection:
         try:
             for _, state in self.states.advance(notifications):  # of `kinds` only
                 latest[state.id] = state
-            if not latest:
-                return False  # the follower records the position later
-            self.view.apply(list(latest.values()), start, notifications[-1].id)
+            rows = self.view.changed(list(latest.values()))
+            if not rows:
+                return False  # nothing to write: the follower records the position later
+            self.view.write(rows, start, notifications[-1].id)
         except Exception:
             self.states.forget()
+            self.view.forget_written()
             raise
         return True
 
