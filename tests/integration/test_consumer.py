@@ -248,6 +248,39 @@ async def test_a_trickle_of_events_is_handled_in_one_batch_after_the_linger(
     assert recorder.batches == [1, 4]
 
 
+async def test_a_take_behind_the_head_does_not_linger(client_broker: Any) -> None:
+    """Draining a backlog, what arrived is handled at once: more is already on its way."""
+    import time
+
+    from nats.js.api import AckPolicy, ConsumerConfig, DeliverPolicy
+
+    from services.runtime.nats import ensure_stream
+    from services.runtime.pull import PullStream
+
+    connection = client_broker._connection
+    await ensure_stream(connection)
+    js = connection.jetstream()
+    await publish(client_broker, [(f"room-{n}", n) for n in range(20)])
+    config = ConsumerConfig(
+        durable_name="pull-backlog",
+        ack_policy=AckPolicy.ALL,
+        deliver_policy=DeliverPolicy.ALL,
+        filter_subject=SUBJECT,
+    )
+    await js.add_consumer("MEETPLANE", config)
+    pull = PullStream(connection, "MEETPLANE", "pull-backlog", 8)  # 8 requested at a time
+    await pull.start()
+    try:
+        started = time.monotonic()
+        taken = await pull.take(16, timeout=10, linger=30)
+        assert 0 < len(taken) <= 8
+        assert taken[-1].metadata.num_pending > 0
+        assert time.monotonic() - started < 10, "it lingered behind the head"
+    finally:
+        await pull.close()
+        await js.delete_consumer("MEETPLANE", "pull-backlog")
+
+
 async def test_caught_up_ends_a_linger_at_once(
     settings_factory: Any, client_broker: Any, app: Tracker
 ) -> None:
