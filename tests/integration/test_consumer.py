@@ -3,8 +3,9 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import uuid
-from collections.abc import Sequence
+from collections.abc import AsyncIterator, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -16,6 +17,7 @@ from contracts.events import RoomStatusChanged, make_envelope, subject_of
 from services.runtime.consumer import Consumed, DurableConsumer
 from services.runtime.dlq import DeadLetters
 from services.runtime.nats import dlq_stream_name, make_broker
+from services.runtime.pull import PullStream
 from services.runtime.retry import Patience
 from services.runtime.service import ServiceParts
 from services.runtime.settings import RuntimeSettings
@@ -252,33 +254,16 @@ async def test_a_take_behind_the_head_does_not_linger(client_broker: Any) -> Non
     """Draining a backlog, what arrived is handled at once: more is already on its way."""
     import time
 
-    from nats.js.api import AckPolicy, ConsumerConfig, DeliverPolicy
-
     from services.runtime.nats import ensure_stream
-    from services.runtime.pull import PullStream
 
-    connection = client_broker._connection
-    await ensure_stream(connection)
-    js = connection.jetstream()
+    await ensure_stream(client_broker._connection)
     await publish(client_broker, [(f"room-{n}", n) for n in range(20)])
-    config = ConsumerConfig(
-        durable_name="pull-backlog",
-        ack_policy=AckPolicy.ALL,
-        deliver_policy=DeliverPolicy.ALL,
-        filter_subject=SUBJECT,
-    )
-    await js.add_consumer("MEETPLANE", config)
-    pull = PullStream(connection, "MEETPLANE", "pull-backlog", 8)  # 8 requested at a time
-    await pull.start()
-    try:
+    async with open_pull(client_broker, "pull-backlog", "all", "all") as pull:  # 8 at a time
         started = time.monotonic()
         taken = await pull.take(16, timeout=10, linger=30)
         assert 0 < len(taken) <= 8
         assert taken[-1].metadata.num_pending > 0
         assert time.monotonic() - started < 10, "it lingered behind the head"
-    finally:
-        await pull.close()
-        await js.delete_consumer("MEETPLANE", "pull-backlog")
 
 
 async def test_caught_up_ends_a_linger_at_once(
@@ -441,59 +426,54 @@ async def test_a_deleted_jetstream_consumer_is_recreated_and_nothing_is_lost(
     assert recorder.applied == [("room-a", "n1"), ("room-a", "n2"), ("room-b", "n3")]
 
 
-async def test_an_expired_pull_is_reopened_at_once(client_broker: Any) -> None:
-    """When the open request expires, the next one opens then, not at the take's timeout."""
-    import time
-
+@contextlib.asynccontextmanager
+async def open_pull(
+    client_broker: Any, name: str, ack_policy: str, deliver_policy: str, **options: Any
+) -> AsyncIterator[PullStream]:
+    """A JetStream consumer on the test subject and a `PullStream` of 8 on it, removed after."""
     from nats.js.api import AckPolicy, ConsumerConfig, DeliverPolicy
 
     from services.runtime.nats import ensure_stream
-    from services.runtime.pull import PullStream
 
     connection = client_broker._connection
     await ensure_stream(connection)
     js = connection.jetstream()
     config = ConsumerConfig(
-        durable_name="pull-expiry",
-        ack_policy=AckPolicy.ALL,
-        deliver_policy=DeliverPolicy.NEW,
+        durable_name=name,
+        ack_policy=AckPolicy(ack_policy),
+        deliver_policy=DeliverPolicy(deliver_policy),
         filter_subject=SUBJECT,
     )
     await js.add_consumer("MEETPLANE", config)
-    pull = PullStream(connection, "MEETPLANE", "pull-expiry", 8, expires=0.3, heartbeat=0.1)
+    pull = PullStream(connection, "MEETPLANE", name, 8, **options)
     await pull.start()
     try:
+        yield pull
+    finally:
+        await pull.close()
+        await js.delete_consumer("MEETPLANE", name)
+
+
+async def test_an_expired_pull_is_reopened_at_once(client_broker: Any) -> None:
+    """When the open request expires, the next one opens then, not at the take's timeout."""
+    import time
+
+    async with open_pull(
+        client_broker, "pull-expiry", "all", "new", expires=0.3, heartbeat=0.1
+    ) as pull:
         started = time.monotonic()
         assert await pull.take(8, timeout=10) == []
         assert time.monotonic() - started < 5, "woken by the expiry, not the timeout"
         [seq] = await publish(client_broker, [("room-a", 1)])
         [msg] = await pull.take(8, timeout=10)
         assert msg.metadata.sequence.stream == seq
-    finally:
-        await pull.close()
-        await js.delete_consumer("MEETPLANE", "pull-expiry")
 
 
 async def test_an_explicit_ack_pull_takes_redeliveries_in_its_stride(client_broker: Any) -> None:
     """A nak'ed message comes back between first deliveries: not a lost delivery (webhooks)."""
-    from nats.js.api import AckPolicy, ConsumerConfig, DeliverPolicy
-
-    from services.runtime.nats import ensure_stream
-    from services.runtime.pull import PullStream
-
-    connection = client_broker._connection
-    await ensure_stream(connection)
-    js = connection.jetstream()
-    config = ConsumerConfig(
-        durable_name="pull-explicit",
-        ack_policy=AckPolicy.EXPLICIT,
-        deliver_policy=DeliverPolicy.NEW,
-        filter_subject=SUBJECT,
-    )
-    await js.add_consumer("MEETPLANE", config)
-    pull = PullStream(connection, "MEETPLANE", "pull-explicit", 8, check_gaps=False)
-    await pull.start()
-    try:
+    async with open_pull(
+        client_broker, "pull-explicit", "explicit", "new", check_gaps=False
+    ) as pull:
         taken: list[tuple[int, int]] = []
         for n in (1, 2, 3):
             [seq] = await publish(client_broker, [("room-a", n)])
@@ -507,9 +487,6 @@ async def test_an_explicit_ack_pull_takes_redeliveries_in_its_stride(client_brok
                         await msg.ack()
         redelivered = [s for s, delivered in taken if delivered > 1]
         assert redelivered, f"nothing was redelivered: {taken}"
-    finally:
-        await pull.close()
-        await js.delete_consumer("MEETPLANE", "pull-explicit")
 
 
 async def test_a_batch_that_wrote_nothing_has_its_position_recorded_once_quiet(
