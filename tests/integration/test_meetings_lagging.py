@@ -12,6 +12,7 @@ from __future__ import annotations
 from contextlib import AsyncExitStack
 from typing import Any
 
+import pytest
 from faststream.nats import NatsBroker
 
 from services.meetings.main import build as build_meetings
@@ -19,6 +20,7 @@ from services.meetings.media import LocalMediaBackend, MediaSettings
 from services.meetings.settings import MeetingsSettings
 from services.rooms.main import build as build_rooms
 from services.rooms.settings import RoomsSettings
+from services.runtime.consumer import DurableConsumer
 from services.runtime.rpc import request
 from services.runtime.store import make_lease
 from tests.integration.test_meetings_service import create_room, join
@@ -54,6 +56,43 @@ async def test_join_asks_the_rooms_service_while_the_consumer_is_behind(
             stale = await join(client_broker, room, "speaker", "Eve")
             assert not stale.ok and stale.error.error == "invalid_secret"
             joined = await join(client_broker, regenerated.result, "speaker", "Dana")
+            assert joined.ok, joined.error
+            unknown = await request(
+                client_broker,
+                "meetings",
+                "join",
+                {"roomId": "nope-000000", "secret": "x", "participantName": "Zed"},
+                timeout=10,
+            )
+            assert not unknown.ok and unknown.error.error == "room_not_found"
+    finally:
+        lease.release()
+
+
+async def test_a_room_missing_here_is_confirmed_by_its_owner_before_a_404(
+    settings_factory: Any, client_broker: NatsBroker, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The barrier can pass too early (a stream head read during a JetStream leader change)."""
+    rooms_settings = settings_factory(RoomsSettings)
+    meetings_settings = settings_factory(MeetingsSettings)
+    lease = make_lease(meetings_settings, "meetings", "consumer-meetings-events")
+    assert lease.try_acquire()  # room events are not applied here
+
+    async def passes(*_: Any, **__: Any) -> bool:
+        return True
+
+    monkeypatch.setattr(DurableConsumer, "caught_up", passes)
+    try:
+        async with AsyncExitStack() as stack:
+            await stack.enter_async_context(running(build_rooms(rooms_settings), rooms_settings))
+            await stack.enter_async_context(
+                running(
+                    build_meetings(meetings_settings, media=LocalMediaBackend(MediaSettings())),
+                    meetings_settings,
+                )
+            )
+            room = await create_room(client_broker, roomName="early barrier")
+            joined = await join(client_broker, room, "speaker", "Dana")
             assert joined.ok, joined.error
             unknown = await request(
                 client_broker,
