@@ -142,33 +142,27 @@ class MeetingsHandlers:
     # ---- commands -------------------------------------------------------------------------
 
     async def join(self, request: cmd.JoinMeeting) -> cmd.JoinResult:
-        owner_state = None
-        if not await self._rooms_caught_up():
-            owner_state = await self._room_from_owner(request.roomId)
-        try:
-            joined = await self.app.call(
-                self.app.admit,
+        def admit(owner_state: dict[str, Any] | None) -> dict[str, Any]:
+            return self.app.admit(
                 request.roomId,
                 request.secret,
                 request.participantName,
                 request.commandId,
                 owner_state,
             )
+
+        owner_state = None
+        if not await self._rooms_caught_up():
+            owner_state = await self._room_from_owner(request.roomId)
+        try:
+            joined = await self.app.call(admit, owner_state)
         except RoomNotFound:
             if owner_state is not None:
                 raise
             # A room unknown here is confirmed by its owner before the 404: the stream's
             # head can read short while JetStream elects a new stream leader (a node
             # died), and a room created a moment ago would then look missing.
-            owner_state = await self._room_from_owner(request.roomId)
-            joined = await self.app.call(
-                self.app.admit,
-                request.roomId,
-                request.secret,
-                request.participantName,
-                request.commandId,
-                owner_state,
-            )
+            joined = await self.app.call(admit, await self._room_from_owner(request.roomId))
         role, permissions = joined["role"], joined["permissions"]
         token = await self.media.issue_token(
             request.roomId,

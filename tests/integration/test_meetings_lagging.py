@@ -27,23 +27,41 @@ from tests.integration.test_meetings_service import create_room, join
 from tests.support.services import running
 
 
+def platform(settings_factory: Any, meetings_settings: MeetingsSettings) -> list[Any]:
+    """Rooms and meetings services on the test NATS, to enter in the test's exit stack."""
+    rooms_settings = settings_factory(RoomsSettings)
+    return [
+        running(build_rooms(rooms_settings), rooms_settings),
+        running(
+            build_meetings(meetings_settings, media=LocalMediaBackend(MediaSettings())),
+            meetings_settings,
+        ),
+    ]
+
+
+async def a_missing_room_is_not_found(client_broker: NatsBroker) -> None:
+    """A join to a room nobody has is a 404, asked of the owner or not."""
+    unknown = await request(
+        client_broker,
+        "meetings",
+        "join",
+        {"roomId": "nope-000000", "secret": "x", "participantName": "Zed"},
+        timeout=10,
+    )
+    assert not unknown.ok and unknown.error.error == "room_not_found"
+
+
 async def test_join_asks_the_rooms_service_while_the_consumer_is_behind(
     settings_factory: Any, client_broker: NatsBroker
 ) -> None:
-    rooms_settings = settings_factory(RoomsSettings)
-    meetings_settings = settings_factory(MeetingsSettings)
     # Hold the meetings consumer's lease: no replica of ours can apply room events.
+    meetings_settings = settings_factory(MeetingsSettings)
     lease = make_lease(meetings_settings, "meetings", "consumer-meetings-events")
     assert lease.try_acquire()
     try:
         async with AsyncExitStack() as stack:
-            await stack.enter_async_context(running(build_rooms(rooms_settings), rooms_settings))
-            await stack.enter_async_context(
-                running(
-                    build_meetings(meetings_settings, media=LocalMediaBackend(MediaSettings())),
-                    meetings_settings,
-                )
-            )
+            for service in platform(settings_factory, meetings_settings):
+                await stack.enter_async_context(service)
             room = await create_room(client_broker, roomName="lagging")
             # Links change only while no meeting is live (v3.8.0: 409 otherwise).
             regenerated = await request(
@@ -57,14 +75,7 @@ async def test_join_asks_the_rooms_service_while_the_consumer_is_behind(
             assert not stale.ok and stale.error.error == "invalid_secret"
             joined = await join(client_broker, regenerated.result, "speaker", "Dana")
             assert joined.ok, joined.error
-            unknown = await request(
-                client_broker,
-                "meetings",
-                "join",
-                {"roomId": "nope-000000", "secret": "x", "participantName": "Zed"},
-                timeout=10,
-            )
-            assert not unknown.ok and unknown.error.error == "room_not_found"
+            await a_missing_room_is_not_found(client_broker)
     finally:
         lease.release()
 
@@ -73,7 +84,6 @@ async def test_a_room_missing_here_is_confirmed_by_its_owner_before_a_404(
     settings_factory: Any, client_broker: NatsBroker, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     """The barrier can pass too early (a stream head read during a JetStream leader change)."""
-    rooms_settings = settings_factory(RoomsSettings)
     meetings_settings = settings_factory(MeetingsSettings)
     lease = make_lease(meetings_settings, "meetings", "consumer-meetings-events")
     assert lease.try_acquire()  # room events are not applied here
@@ -84,23 +94,11 @@ async def test_a_room_missing_here_is_confirmed_by_its_owner_before_a_404(
     monkeypatch.setattr(DurableConsumer, "caught_up", passes)
     try:
         async with AsyncExitStack() as stack:
-            await stack.enter_async_context(running(build_rooms(rooms_settings), rooms_settings))
-            await stack.enter_async_context(
-                running(
-                    build_meetings(meetings_settings, media=LocalMediaBackend(MediaSettings())),
-                    meetings_settings,
-                )
-            )
+            for service in platform(settings_factory, meetings_settings):
+                await stack.enter_async_context(service)
             room = await create_room(client_broker, roomName="early barrier")
             joined = await join(client_broker, room, "speaker", "Dana")
             assert joined.ok, joined.error
-            unknown = await request(
-                client_broker,
-                "meetings",
-                "join",
-                {"roomId": "nope-000000", "secret": "x", "participantName": "Zed"},
-                timeout=10,
-            )
-            assert not unknown.ok and unknown.error.error == "room_not_found"
+            await a_missing_room_is_not_found(client_broker)
     finally:
         lease.release()
