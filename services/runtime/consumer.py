@@ -13,8 +13,8 @@ How a consumer works, in one place:
   which writes the effects and the position of the batch's last message in one
   transaction.  One ack (policy "all") per batch.
 - **A trickle is batched too.**  A take that found fewer events than a batch,
-  at the stream's head, waits up to `linger` (`MEETPLANE_CONSUMER_LINGER_MS`, 50 ms) for more before
-  handling them: at one event every few milliseconds (one client creating
+  at the stream's head, waits up to `linger` (`MEETPLANE_CONSUMER_LINGER_MS`,
+  50 ms) for more before handling them: at one event every few milliseconds (one client creating
   rooms) a batch's fixed cost (wake-up, transaction, ack, followers) was most
   of an event's cost, now shared by several.  Under load batches fill and
   nobody waits.  `caught_up()` cuts a linger short, so a caller reading its own

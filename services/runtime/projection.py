@@ -213,13 +213,9 @@ class TableView:
 
     def position(self) -> int | None:
         """The last notification id the view reflects (and forget what was written)."""
-        self._written.clear()  # the view may have been reset or written elsewhere
+        self.forget_written()  # the view may have been reset or written elsewhere
         with self.engine.connect() as conn:
             return conn.execute(self._select_position).scalar_one_or_none()
-
-    def apply(self, states: Sequence[Any], start: int, end: int) -> None:
-        """Write the rows of `states` and move the position from `start` to `end`, atomically."""
-        self.write(self.rows(states), start, end)
 
     def changed(self, states: Sequence[Any]) -> dict[str, list[dict[str, Any]]]:
         """The rows of `states` that differ from what this view last wrote, version aside.
@@ -250,7 +246,7 @@ class TableView:
                 ).first()
                 moved = 1 if inserted is not None else 0
             if moved != 1:
-                self._written.clear()
+                self.forget_written()
                 raise StaleViewPosition(f"{self.name}: position is not {start}")
             for table, table_rows in rows.items():
                 if table_rows:
@@ -266,7 +262,7 @@ class TableView:
                 written.popitem(last=False)
 
     def forget_written(self) -> None:
-        """Write every row again from now on (a batch failed: its rows may not be stored)."""
+        """Write every row again from now on (a failed batch, a reset, a position read)."""
         self._written.clear()
 
     def _insert_position(self) -> Any:
@@ -279,7 +275,7 @@ class TableView:
 
     def reset(self) -> None:
         """Empty the view and forget its position (the projector replays the log)."""
-        self._written.clear()
+        self.forget_written()
         with self.engine.begin() as conn:
             for table in reversed(self.metadata.sorted_tables):
                 conn.execute(table.delete())
@@ -337,7 +333,7 @@ class Projection:
         return await self.follower.run_sync(self._apply, start, notifications)
 
     def _record_position(self, start: int, end: int) -> None:
-        self.view.apply([], start, end)
+        self.view.write({}, start, end)
 
     async def wait_caught_up(self, timeout: float = 5.0) -> bool:
         """Wait until the view reflects every commit made so far (read-your-writes)."""
