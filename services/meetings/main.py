@@ -46,8 +46,13 @@ def build(
     app = construct_application(lambda: MeetingsApplication(env=env, clock=clock))
     broker = make_broker(settings, f"meetplane-{SERVICE}")
     view = MeetingsView(view_engine(settings, SERVICE))
+    # Every read of the meetings view (idle meetings) waits for it: it may linger.
     projection = Projection(
-        app, view, kinds=(Meeting,), lease=make_lease(settings, SERVICE, "view")
+        app,
+        view,
+        kinds=(Meeting,),
+        lease=make_lease(settings, SERVICE, "view"),
+        linger=settings.consumer_linger_ms / 1000,
     )
     media = media or media_backend(MediaSettings())
     effects = SideEffects(

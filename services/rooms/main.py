@@ -41,7 +41,14 @@ def build(settings: RoomsSettings, clock: Clock | None = None) -> ServiceParts:
     app = construct_application(lambda: RoomsApplication(env=env, clock=clock))
     broker = make_broker(settings, f"meetplane-{SERVICE}")
     view = RoomsView(view_engine(settings, SERVICE))
-    projection = Projection(app, view, kinds=(Room,), lease=make_lease(settings, SERVICE, "view"))
+    # Every read of the rooms view (`list`) waits for it: it may linger for a batch.
+    projection = Projection(
+        app,
+        view,
+        kinds=(Room,),
+        lease=make_lease(settings, SERVICE, "view"),
+        linger=settings.consumer_linger_ms / 1000,
+    )
     outbox = Outbox(
         app,
         broker,

@@ -120,6 +120,7 @@ class LogFollower:
         flush_age: float = 0.1,
         wants: Callable[[Sequence[Notification]], bool] | None = None,
         on_loop: bool | None = None,
+        linger: float = 0.0,
     ) -> None:
         self.name = name
         self._recorder = recorder
@@ -133,6 +134,8 @@ class LogFollower:
         self._loop_thread: int | None = None
         self._wake = asyncio.Event()
         self._progress = asyncio.Event()
+        self._linger = linger
+        self._hurry = asyncio.Event()  # someone waits for a position: do not linger
         self._loop: asyncio.AbstractEventLoop | None = None
         self._record = record
         self._flush_delay = flush_delay
@@ -167,13 +170,16 @@ class LogFollower:
         self._wake_up()
 
     def _wake_up(self) -> None:
+        self._signal(self._wake)
+
+    def _signal(self, event: asyncio.Event) -> None:
         loop = self._loop
         if loop is None or loop.is_closed():
             return
         if threading.get_ident() == self._loop_thread:
-            self._wake.set()  # a commit on the loop: no self-addressed wake-up through the pipe
+            event.set()  # a commit on the loop: no self-addressed wake-up through the pipe
         else:
-            loop.call_soon_threadsafe(self._wake.set)
+            loop.call_soon_threadsafe(event.set)
 
     def offer(self, notifications: Sequence[Notification]) -> None:
         """Commit listener (any thread): the commit's notifications, then a wake-up.
@@ -190,10 +196,13 @@ class LogFollower:
                 self._offered.extend(notifications)
             else:
                 self._select_needed = True  # dropped: the select reads them
+            full = len(self._offered) >= self._batch_size
             self._offered_up_to = max(self._offered_up_to, notifications[-1].id)
             if not wanted and not self._select_needed:
                 self._unannounced_up_to = self._offered_up_to
                 return  # nothing it wants: taken at its next wake-up
+        if full and self._linger:
+            self._signal(self._hurry)  # a batch is there: no reason to linger for more
         self._wake_up()
 
     def _take_offered(self, known: int) -> tuple[list[Notification], bool]:
@@ -225,6 +234,7 @@ class LogFollower:
     def stop(self) -> None:
         """Ask the loop to finish after its current batch (safe from any thread)."""
         self._stopping = True
+        self._signal(self._hurry)
         self.poke()
 
     async def wait_until(self, notification_id: int, timeout: float = 5.0) -> bool:
@@ -235,6 +245,7 @@ class LogFollower:
         deadline = loop.time() + timeout
         delay = 0.005
         while True:
+            self._hurry.set()  # a lingering follower takes what it has now
             if not self.leading:
                 # Another replica leads: watch the position it records.
                 position = await self.run_sync(self._position) or 0
@@ -356,6 +367,22 @@ class LogFollower:
                 # a position moved under us fails the writer's compare-and-set and
                 # the retry re-reads it too.
                 self._known = None
+            elif self._linger:
+                await self._gather()
+
+    async def _gather(self) -> None:
+        """After a wake-up at the log's head, let the commits of the next `linger` join it.
+
+        At a trickle of commits (one client creating rooms) each was a batch of its
+        own, a transaction and a wake-up each; lingering makes one batch of several.
+        Nobody waits for it: `wait_until` (read-your-writes), a full batch and `stop`
+        end the linger at once.
+        """
+        if not self._hurry.is_set():
+            with contextlib.suppress(TimeoutError):
+                async with asyncio.timeout(self._linger):
+                    await self._hurry.wait()
+        self._hurry.clear()
 
     def forget_position(self) -> None:
         """Re-read the recorded position before the next batch (after a reset here)."""

@@ -292,7 +292,10 @@ class Projection:
         *,
         kinds: tuple[type, ...] | None = None,
         lease: Lease | None = None,
+        linger: float = 0.0,
     ) -> None:
+        """`linger`: see `LogFollower._gather`; only for a view whose every read waits
+        (`wait_caught_up`), since between commits it may be up to that much behind."""
         self.app = app
         self.view = view
         self.states = AggregateStates(app, kinds=kinds)
@@ -304,6 +307,7 @@ class Projection:
             lease=lease,
             wants=self.states.concerns,
             record=self._record_position,
+            linger=linger,
         )
         app.add_commit_listener(self.follower.offer)
 

@@ -242,3 +242,46 @@ async def test_offered_beyond_a_full_batch_are_read_at_once() -> None:
         last = offer(follower, app, Thing(True), Thing(True), Thing(True))
         assert await follower.wait_until(last, timeout=5.0)
         assert seen.batches == [(0, [1, 2]), (2, [3])]
+
+
+async def _nothing_for(condition: object, seconds: float) -> bool:
+    """Whether `condition` stays false for `seconds` (a lingering follower holds still)."""
+    try:
+        await _wait(condition, timeout=seconds)
+    except TimeoutError:
+        return True
+    return False
+
+
+async def test_a_lingering_follower_takes_a_trickle_of_commits_as_one_batch() -> None:
+    """One client creating rooms: each commit was a view transaction of its own; with a
+    linger, the commits of the next moment join the first, and a wait for a position
+    (a list reading its own writes) ends the linger at once."""
+    seen = Recorded()
+    async with read_once(seen, linger=30.0) as (app, _selects, follower):
+        offer(follower, app, Thing(True))
+        assert await _nothing_for(lambda: seen.batches, 0.2), "the first commit waits"
+        offer(follower, app, Thing(True))
+        last = offer(follower, app, Thing(True))
+        async with asyncio.timeout(5):
+            assert await follower.wait_until(last)
+        assert seen.batches == [(0, [1, 2, 3])]
+
+
+async def test_a_full_batch_ends_the_linger() -> None:
+    seen = Recorded()
+    async with read_once(seen, batch_size=2, linger=30.0) as (app, _selects, follower):
+        offer(follower, app, Thing(True))
+        offer(follower, app, Thing(True))
+        await _wait(lambda: seen.position == 2)  # long before the 30 s linger
+        assert seen.batches == [(0, [1, 2])]
+
+
+async def test_stopping_ends_the_linger() -> None:
+    seen = Recorded()
+    async with asyncio.timeout(5):  # not the 30 s linger
+        async with read_once(seen, linger=30.0) as (app, _selects, follower):
+            offer(follower, app, Thing(True))
+            assert await _nothing_for(lambda: seen.batches, 0.1)
+    # Stopped at once; the commit is in the log, for whoever follows it next.
+    assert seen.batches == []
