@@ -46,10 +46,11 @@ class RuntimeSettings(BaseSettings):
     log_format: Literal["console", "json"] = "console"
     log_level: str = "INFO"
     command_timeout: float = Field(default=5.0, gt=0)
-    # How long a consumer that took fewer events than a batch waits for more before
-    # handling them (one transaction and one ack for several); a caller waiting to read
-    # its own write (`caught_up`) cuts the wait short.  0: each event at once.
-    consumer_linger_ms: int = Field(default=50, ge=0, le=1000)
+    # How long a consumer that took fewer events than a batch, or a view projection
+    # woken by a commit, waits for more before handling them (one transaction and one
+    # ack for several); a caller waiting to read its own write (`caught_up`,
+    # `wait_caught_up`) cuts the wait short.  0: each event at once.
+    consumer_linger_ms: int = Field(default=100, ge=0, le=1000)
     health_host: str = "127.0.0.1"
     health_port: int | None = None
     instance_id: str | None = None
