@@ -53,3 +53,47 @@ def test_only_the_named_kinds_are_decoded_and_advanced(
 
     everything = AggregateStates(app)
     assert len(list(everything.advance(notifications))) == 4
+
+
+def test_an_aggregate_seen_first_mid_history_comes_from_the_cache_at_its_version(
+    app: MeetingsApplication, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A follower restarted mid-history (a restarted rooms service) meets aggregates
+    the consumer has just loaded and saved: it takes the cached one, no rebuild."""
+    meeting = Meeting(meeting_id="m1", room_id="r1", started_at=1)
+    app.save(meeting)
+    first = app.process_recorder.max_notification_id() or 0
+    cached = app.repository.get(meeting.id)
+    cached.join("ann", "Ann", "speaker", 2, None)
+    app.save(cached)
+    rebuilt: list[int | None] = []
+    reconstruct = app.repository._reconstruct_aggregate
+
+    def counted(aggregate_id: object, version: int | None, projector: object) -> object:
+        rebuilt.append(version)
+        return reconstruct(aggregate_id, version, projector)  # type: ignore[arg-type]
+
+    monkeypatch.setattr(app.repository, "_reconstruct_aggregate", counted)
+    later = app.process_recorder.select_notifications(first + 1, 10)
+    states = AggregateStates(app)
+    [(_, state)] = list(states.advance(later))
+    assert state.version == 2 and "ann" in state.participants
+    assert rebuilt == [], "taken from the repository's cache"
+
+    # The cache behind the version followed (it holds what was last loaded): brought
+    # forward with the events in between, still no rebuild.
+    again = app.repository.get(meeting.id)
+    again.join("bob", "Bob", "speaker", 3, None)
+    app.save(again)
+    again.join("cyd", "Cyd", "speaker", 4, None)
+    app.save(again)
+    newest = app.process_recorder.select_notifications(first + 3, 10)
+    [(_, state)] = list(AggregateStates(app).advance(newest))
+    assert state.version == 4 and {"bob", "cyd"} <= set(state.participants)
+    assert rebuilt == []
+
+    # The cache ahead of it (a follower far behind): rebuilt at the version it follows.
+    assert app.repository.get(meeting.id).version == 4  # the cache is now at 4
+    [(_, state)] = list(AggregateStates(app).advance(later))
+    assert state.version == 2 and "bob" not in state.participants
+    assert rebuilt == [2]
