@@ -100,7 +100,7 @@ def build(settings: IdentitySettings, clock: Clock | None = None) -> ServicePart
         position=lambda: app.position_of("identity-events"),
         lease=make_lease(settings, SERVICE, "consumer-identity-events"),
         stream=settings.stream_name,
-        linger=settings.consumer_linger_ms / 1000,
+        linger=settings.consumer_linger,
     )
     register_operations(router, [consumer], [projection])
     document_publishers(broker, ("user", "member", "apikey"))

@@ -59,7 +59,7 @@ def build(settings: JanitorSettings, clock: Clock | None = None) -> ServiceParts
         position=lambda: store.position("janitor-events"),
         lease=make_lease(settings, SERVICE, "consumer-janitor-events"),
         stream=settings.stream_name,
-        linger=settings.consumer_linger_ms / 1000,
+        linger=settings.consumer_linger,
     )
     register_operations(router, [consumer])
     document_publishers(broker, ("janitor",))

@@ -52,7 +52,7 @@ def build(
         view,
         kinds=(Meeting,),
         lease=make_lease(settings, SERVICE, "view"),
-        linger=settings.consumer_linger_ms / 1000,
+        linger=settings.consumer_linger,
     )
     media = media or media_backend(MediaSettings())
     effects = SideEffects(
@@ -88,7 +88,7 @@ def build(
         position=lambda: app.position_of("meetings-events"),
         lease=make_lease(settings, SERVICE, "consumer-meetings-events"),
         stream=settings.stream_name,
-        linger=settings.consumer_linger_ms / 1000,
+        linger=settings.consumer_linger,
     )
     handlers.consumer = consumer
     register_operations(router, [consumer], [projection])

@@ -165,7 +165,7 @@ def build(
         position=lambda: app.position_of("recordings-events"),
         lease=make_lease(settings, SERVICE, "consumer-recordings-events"),
         stream=settings.stream_name,
-        linger=settings.consumer_linger_ms / 1000,
+        linger=settings.consumer_linger,
     )
     handlers.consumer = consumer
     handlers.projection = projection

@@ -47,7 +47,7 @@ def build(settings: RoomsSettings, clock: Clock | None = None) -> ServiceParts:
         view,
         kinds=(Room,),
         lease=make_lease(settings, SERVICE, "view"),
-        linger=settings.consumer_linger_ms / 1000,
+        linger=settings.consumer_linger,
     )
     outbox = Outbox(
         app,
@@ -74,7 +74,7 @@ def build(settings: RoomsSettings, clock: Clock | None = None) -> ServiceParts:
         position=lambda: app.position_of("rooms-events"),
         lease=make_lease(settings, SERVICE, "consumer-rooms-events"),
         stream=settings.stream_name,
-        linger=settings.consumer_linger_ms / 1000,
+        linger=settings.consumer_linger,
     )
     register_operations(router, [consumer], [projection])
     document_publishers(broker, ("room",))

@@ -64,6 +64,11 @@ class RuntimeSettings(BaseSettings):
     livekit_api_key: str = "devkey"
     livekit_api_secret: str = DEV_LIVEKIT_API_SECRET
 
+    @property
+    def consumer_linger(self) -> float:
+        """`consumer_linger_ms` in seconds, as the consumers and views take it."""
+        return self.consumer_linger_ms / 1000
+
     def effective_nats_url(self) -> str:
         """The configured NATS URL, or the embedded server's loopback address."""
         return self.nats_url or f"nats://127.0.0.1:{self.nats_port}"

@@ -221,20 +221,14 @@ class UnitOfWork:
         it did exist (a create delivered twice), saving the new one fails on its
         version and the batch is applied again with `presume_new` off.
         """
-        if self.presume_new and aggregate_id not in self._loaded and not self._cached(aggregate_id):
+        if (
+            self.presume_new
+            and aggregate_id not in self._loaded
+            and self.app.cached(aggregate_id) is None
+        ):
             self._loaded[aggregate_id] = None
             return None
         return self.get(aggregate_id)
-
-    def _cached(self, aggregate_id: UUID) -> bool:
-        cache = self.app.repository.cache
-        if cache is None:
-            return False
-        try:
-            cache.get(aggregate_id)
-        except KeyError:
-            return False
-        return True
 
     def get(self, aggregate_id: UUID) -> Any | None:
         """The aggregate (as this batch left it), None if it does not exist."""
@@ -427,6 +421,20 @@ class ServiceApplication(Application[Any]):
                 aggregate, "INITIAL_VERSION", 1
             ):
                 cache.put(event.originator_id, copy.deepcopy(aggregate))
+
+    def cached(self, aggregate_id: UUID) -> Any | None:
+        """The aggregate the repository's cache holds, as it is (no load, no copy), or None.
+
+        For a peek only: the version it holds is the one last loaded or created;
+        `repository.get` copies it and brings it up to date.
+        """
+        cache = self.repository.cache
+        if cache is None:
+            return None
+        try:
+            return cache.get(aggregate_id)
+        except KeyError:
+            return None
 
     def add_commit_listener(self, listener: CommitListener) -> None:
         """Call `listener` (from the committing thread) after every commit, with what it wrote."""

@@ -105,12 +105,7 @@ class AggregateStates:
         eventsourcing brings a snapshot forward; anything else is rebuilt.
         """
         repository = self.app.repository
-        cached: Any = None
-        if repository.cache is not None:
-            try:
-                cached = repository.cache.get(aggregate_id)
-            except KeyError:
-                cached = None
+        cached = self.app.cached(aggregate_id)
         if cached is None or cached.version > version:
             return repository.get(aggregate_id, version=version)
         state = copy.deepcopy(cached)  # as eventsourcing copies from its cache
